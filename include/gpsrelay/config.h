@@ -1,0 +1,53 @@
+/*
+ * config.h - the configuration file (SPEC section 3).
+ *
+ * gr_config_load() parses a file into a fresh struct and validates all of it; nothing is
+ * applied by loading. Directives are rows of one table in config.c: add a row (and a
+ * field here) when a feature arrives.
+ */
+#ifndef GPSRELAY_CONFIG_H
+#define GPSRELAY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* A numeric listen address, "127.0.0.1:7000" or "[::1]:7000". Port 0 means "any free". */
+struct gr_addr {
+    struct sockaddr_storage sa; /* AF_INET or AF_INET6, port set */
+    char host[46];              /* numeric address without brackets, for libraries that want text */
+    int port;
+    char text[64];              /* as written in the file, for log lines */
+};
+
+enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
+
+#define GR_LISTEN_MAX 16 /* listeners of one kind; a config with more is an error */
+
+struct gr_config {
+    char *path; /* the file this came from */
+
+    struct gr_addr listen_udp[GR_LISTEN_MAX];
+    size_t n_listen_udp;
+    struct gr_addr listen_ws[GR_LISTEN_MAX];
+    size_t n_listen_ws;
+
+    char *mapping_file; /* absolute, or relative to the config file's folder when written so */
+    enum gr_auth auth;
+    int log_level;      /* LOG_* */
+    int max_future_skew; /* seconds */
+};
+
+/*
+ * Reads and validates path into *out (zeroed first). On failure returns -1, *out holds
+ * nothing to free, and err holds "file:line: what is wrong" (or "file: ..." for a
+ * problem with the whole file). Returns 0 on success; free with gr_config_free().
+ */
+int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen);
+
+void gr_config_free(struct gr_config *cfg);
+
+/* True when every listen_ws address is loopback (127.0.0.0/8 or ::1). */
+bool gr_config_ws_loopback_only(const struct gr_config *cfg);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * fix.h - a decoded position fix and the reasons a report can be refused.
+ *
+ * This header is shared by the pure decoders (src/decode/) and the daemon. It includes
+ * nothing from libuv, libwebsockets or libpq.
+ */
+#ifndef GPSRELAY_FIX_H
+#define GPSRELAY_FIX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Which optional fields of struct gr_fix hold a value. */
+enum gr_fix_field {
+    GR_FIX_SPEED = 1u << 0,
+    GR_FIX_COURSE = 1u << 1,
+    GR_FIX_ALT = 1u << 2,
+    GR_FIX_HDOP = 1u << 3,
+    GR_FIX_SATS = 1u << 4,
+};
+
+enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON };
+
+struct gr_fix {
+    int64_t time_ms; /* UTC, milliseconds since 1970-01-01 */
+    double lat;      /* degrees, north positive, full double precision */
+    double lon;      /* degrees, east positive */
+    double speed;    /* m/s, valid when fields & GR_FIX_SPEED */
+    double course;   /* degrees true, valid when fields & GR_FIX_COURSE */
+    double alt;      /* metres above mean sea level, GR_FIX_ALT */
+    double hdop;     /* GR_FIX_HDOP */
+    int sats;        /* satellites used, GR_FIX_SATS */
+    unsigned fields; /* enum gr_fix_field bits */
+    bool valid;      /* the receiver says this is a fix (RMC status A, ...) */
+    enum gr_fix_source src;
+};
+
+/*
+ * Why a report, or a fix in it, was not published. Each maps straight onto the `reason`
+ * label of gpsrelay_ingest_rejected_total; GR_OK is success. X-macro so the enum and the
+ * label table cannot drift apart.
+ */
+#define GR_REASONS(X)                                                                          \
+    X(OK, "ok")                                                                                \
+    X(LINE_TOO_LONG, "line_too_long")       /* over GR_LINE_MAX bytes */                       \
+    X(MALFORMED, "malformed")               /* not a sentence, or a field we cannot parse */   \
+    X(BAD_CHECKSUM, "bad_checksum")         /* *hh present and wrong */                        \
+    X(UNSUPPORTED, "unsupported_sentence")  /* well-formed, a type we do not decode */         \
+    X(BAD_ID, "bad_device_id")              /* device id prefix empty or too long */           \
+    X(UNKNOWN_DEVICE, "unknown_device")     /* no mapping entry for the id or source */        \
+    X(NO_FIX, "no_fix")                     /* receiver reports no valid fix */                \
+    X(NO_TIME, "no_time")                   /* fix without a usable date and time */           \
+    X(OUT_OF_RANGE, "out_of_range")         /* outside +-90 / +-180 */                         \
+    X(NULL_ISLAND, "null_island")           /* exactly 0,0: a receiver's placeholder */        \
+    X(FUTURE, "future")                     /* further ahead than max_future_skew */           \
+    X(OUT_OF_ORDER, "out_of_order")         /* older than the last published fix */            \
+    X(DUPLICATE, "duplicate")               /* same time as the last published fix */
+
+enum gr_reason {
+#define GR_REASON_ENUM(name, label) GR_##name,
+    GR_REASONS(GR_REASON_ENUM)
+#undef GR_REASON_ENUM
+        GR_REASON_COUNT
+};
+
+/* The metric label of a reason ("bad_checksum"); never NULL. */
+const char *gr_reason_label(enum gr_reason r);
+
+#endif

@@ -1,0 +1,41 @@
+/*
+ * report.h - framing of ingest payloads into reports, and the device-id prefix.
+ * Pure: no allocation, no I/O.
+ */
+#ifndef GPSRELAY_REPORT_H
+#define GPSRELAY_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gpsrelay/fix.h"
+
+/* Longest report line accepted, without its line terminator (SPEC section 4). */
+#define GR_LINE_MAX 256
+
+/* Longest device id accepted. Real ids are short (AMB-12, 0x + 16 hex digits). */
+#define GR_DEVICE_ID_MAX 64
+
+/*
+ * Returns the next non-empty line of buf[*off..len) in *line/*line_len and advances *off
+ * past it and its terminator (CR, LF or CRLF). Returns false when none is left. A line
+ * longer than GR_LINE_MAX is still returned whole so the caller can count it.
+ */
+bool gr_frame_next(const char *buf, size_t len, size_t *off, const char **line,
+                   size_t *line_len);
+
+struct gr_report {
+    const char *id;    /* device id from the prefix, or NULL when there was none */
+    size_t id_len;
+    const char *body;  /* from the '$' or '>' on */
+    size_t body_len;
+};
+
+/*
+ * Splits a line into its optional device-id prefix and its sentence: "AMB-12,$GPRMC..."
+ * and "AMB-12$GPRMC..." both give id "AMB-12". Returns GR_OK, GR_MALFORMED when the line
+ * holds no '$' or '>', or GR_BAD_ID when the prefix is longer than GR_DEVICE_ID_MAX.
+ */
+enum gr_reason gr_report_split(const char *line, size_t len, struct gr_report *out);
+
+#endif
