@@ -17,7 +17,7 @@ struct gr_addr {
     struct sockaddr_storage sa; /* AF_INET or AF_INET6, port set */
     char host[46];              /* numeric address without brackets, for libraries that want text */
     int port;
-    char text[64];              /* as written in the file, for log lines */
+    char text[64]; /* as written in the file, for log lines */
 };
 
 enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
@@ -34,7 +34,7 @@ struct gr_config {
 
     char *mapping_file; /* absolute, or relative to the config file's folder when written so */
     enum gr_auth auth;
-    int log_level;      /* LOG_* */
+    int log_level;       /* LOG_* */
     int max_future_skew; /* seconds */
 };
 

@@ -40,21 +40,21 @@ struct gr_fix {
  * label of gpsrelay_ingest_rejected_total; GR_OK is success. X-macro so the enum and the
  * label table cannot drift apart.
  */
-#define GR_REASONS(X)                                                                          \
-    X(OK, "ok")                                                                                \
-    X(LINE_TOO_LONG, "line_too_long")       /* over GR_LINE_MAX bytes */                       \
-    X(MALFORMED, "malformed")               /* not a sentence, or a field we cannot parse */   \
-    X(BAD_CHECKSUM, "bad_checksum")         /* *hh present and wrong */                        \
-    X(UNSUPPORTED, "unsupported_sentence")  /* well-formed, a type we do not decode */         \
-    X(BAD_ID, "bad_device_id")              /* device id prefix empty or too long */           \
-    X(UNKNOWN_DEVICE, "unknown_device")     /* no mapping entry for the id or source */        \
-    X(NO_FIX, "no_fix")                     /* receiver reports no valid fix */                \
-    X(NO_TIME, "no_time")                   /* fix without a usable date and time */           \
-    X(OUT_OF_RANGE, "out_of_range")         /* outside +-90 / +-180 */                         \
-    X(NULL_ISLAND, "null_island")           /* exactly 0,0: a receiver's placeholder */        \
-    X(FUTURE, "future")                     /* further ahead than max_future_skew */           \
-    X(OUT_OF_ORDER, "out_of_order")         /* older than the last published fix */            \
-    X(DUPLICATE, "duplicate")               /* same time as the last published fix */
+#define GR_REASONS(X)                                                                              \
+    X(OK, "ok")                                                                                    \
+    X(LINE_TOO_LONG, "line_too_long")      /* over GR_LINE_MAX bytes */                            \
+    X(MALFORMED, "malformed")              /* not a sentence, or a field we cannot parse */        \
+    X(BAD_CHECKSUM, "bad_checksum")        /* *hh present and wrong */                             \
+    X(UNSUPPORTED, "unsupported_sentence") /* well-formed, a type we do not decode */              \
+    X(BAD_ID, "bad_device_id")             /* device id prefix empty or too long */                \
+    X(UNKNOWN_DEVICE, "unknown_device")    /* no mapping entry for the id or source */             \
+    X(NO_FIX, "no_fix")                    /* receiver reports no valid fix */                     \
+    X(NO_TIME, "no_time")                  /* fix without a usable date and time */                \
+    X(OUT_OF_RANGE, "out_of_range")        /* outside +-90 / +-180 */                              \
+    X(NULL_ISLAND, "null_island")          /* exactly 0,0: a receiver's placeholder */             \
+    X(FUTURE, "future")                    /* further ahead than max_future_skew */                \
+    X(OUT_OF_ORDER, "out_of_order")        /* older than the last published fix */                 \
+    X(DUPLICATE, "duplicate")              /* same time as the last published fix */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,

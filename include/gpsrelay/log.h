@@ -22,10 +22,10 @@ int gr_log_level_parse(const char *name);
 
 void gr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define gr_debug(...) gr_log(LOG_DEBUG, __VA_ARGS__)
-#define gr_info(...) gr_log(LOG_INFO, __VA_ARGS__)
+#define gr_debug(...)  gr_log(LOG_DEBUG, __VA_ARGS__)
+#define gr_info(...)   gr_log(LOG_INFO, __VA_ARGS__)
 #define gr_notice(...) gr_log(LOG_NOTICE, __VA_ARGS__)
-#define gr_warn(...) gr_log(LOG_WARNING, __VA_ARGS__)
-#define gr_error(...) gr_log(LOG_ERR, __VA_ARGS__)
+#define gr_warn(...)   gr_log(LOG_WARNING, __VA_ARGS__)
+#define gr_error(...)  gr_log(LOG_ERR, __VA_ARGS__)
 
 #endif

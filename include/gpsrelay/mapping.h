@@ -13,7 +13,7 @@
 
 /* Longest agency id or device label accepted from a mapping. */
 #define GR_AGENCY_ID_MAX 64
-#define GR_LABEL_MAX 128
+#define GR_LABEL_MAX     128
 
 struct gr_device {
     const char *id;
@@ -38,12 +38,10 @@ int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, si
 void gr_mapping_free(struct gr_mapping *m);
 
 /* The device with this id, or NULL. Borrowed; valid while m lives. */
-const struct gr_device *gr_mapping_find(const struct gr_mapping *m, const char *id,
-                                        size_t id_len);
+const struct gr_device *gr_mapping_find(const struct gr_mapping *m, const char *id, size_t id_len);
 
 /* The device whose source_addr is sa's address (port ignored), or NULL. */
-const struct gr_device *gr_mapping_find_addr(const struct gr_mapping *m,
-                                             const struct sockaddr *sa);
+const struct gr_device *gr_mapping_find_addr(const struct gr_mapping *m, const struct sockaddr *sa);
 
 size_t gr_mapping_count(const struct gr_mapping *m);
 

@@ -15,11 +15,11 @@ enum gr_nmea_type { GR_NMEA_RMC };
 
 struct gr_nmea {
     enum gr_nmea_type type;
-    char talker[3];      /* "GP", "GN", ...; NUL-terminated */
-    bool checksum_seen;  /* false: the sentence had no *hh (accepted, but counted) */
-    int time_of_day_ms;  /* UTC milliseconds since midnight, -1 when the field is empty */
+    char talker[3];       /* "GP", "GN", ...; NUL-terminated */
+    bool checksum_seen;   /* false: the sentence had no *hh (accepted, but counted) */
+    int time_of_day_ms;   /* UTC milliseconds since midnight, -1 when the field is empty */
     int year, month, day; /* date (year is 4 digits, 19xx/20xx per the RMC pivot); 0 when absent */
-    struct gr_fix fix;   /* lat/lon/speed/course/valid; time_ms is left 0: see above */
+    struct gr_fix fix;    /* lat/lon/speed/course/valid; time_ms is left 0: see above */
 };
 
 /*

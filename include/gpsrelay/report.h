@@ -17,17 +17,16 @@
 #define GR_DEVICE_ID_MAX 64
 
 /*
- * Returns the next non-empty line of buf[*off..len) in *line/*line_len and advances *off
+ * Returns the next non-empty line of buf[*off..len) in *line and *line_len, advances *off
  * past it and its terminator (CR, LF or CRLF). Returns false when none is left. A line
  * longer than GR_LINE_MAX is still returned whole so the caller can count it.
  */
-bool gr_frame_next(const char *buf, size_t len, size_t *off, const char **line,
-                   size_t *line_len);
+bool gr_frame_next(const char *buf, size_t len, size_t *off, const char **line, size_t *line_len);
 
 struct gr_report {
-    const char *id;    /* device id from the prefix, or NULL when there was none */
+    const char *id; /* device id from the prefix, or NULL when there was none */
     size_t id_len;
-    const char *body;  /* from the '$' or '>' on */
+    const char *body; /* from the '$' or '>' on */
     size_t body_len;
 };
 

@@ -1,0 +1,37 @@
+/*
+ * buf.h - a growable byte buffer with reserved headroom.
+ *
+ * The headroom lets a transport write in place: libwebsockets needs LWS_PRE bytes before
+ * the payload it frames, so the WebSocket transport creates its buffers with that head.
+ */
+#ifndef GPSRELAY_BUF_H
+#define GPSRELAY_BUF_H
+
+#include <stddef.h>
+
+struct gr_buf {
+    char *mem; /* head bytes of headroom, then len bytes of data, then spare */
+    size_t head;
+    size_t len;
+    size_t cap; /* bytes of data area allocated */
+};
+
+/* A buffer with head bytes of headroom and nothing allocated yet. */
+static inline struct gr_buf gr_buf_make(size_t head)
+{
+    struct gr_buf b = {NULL, head, 0, 0};
+    return b;
+}
+
+static inline char *gr_buf_data(const struct gr_buf *b)
+{
+    return b->mem + b->head;
+}
+
+/* Appends n bytes, growing as needed. Returns 0 or -ENOMEM (then b is unchanged). */
+int gr_buf_append(struct gr_buf *b, const void *p, size_t n);
+int gr_buf_puts(struct gr_buf *b, const char *s);
+
+void gr_buf_free(struct gr_buf *b);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * phoenix.h - Phoenix Channels v2 (serializer 2.0.0) sessions, independent of transport.
+ *
+ * A struct gr_console is one Phoenix socket: the channels it joined and the replies it
+ * owes. The transport (WebSocket now, LongPoll later) feeds it received frames and, when
+ * woken, pulls outgoing frames until none is left. Frames are JSON arrays
+ * [join_ref, ref, topic, event, payload]; join_ref and ref are echoed as received.
+ */
+#ifndef GPSRELAY_PHOENIX_H
+#define GPSRELAY_PHOENIX_H
+
+#include <stddef.h>
+
+#include "gpsrelay/buf.h"
+#include "gpsrelay/hub.h"
+
+#define GR_CONSOLE_TOPICS_MAX   100   /* channels per socket, as SPEC section 5 sets */
+#define GR_CONSOLE_CONTROL_MAX  128   /* replies queued for a console that does not read */
+#define GR_POSITIONS_FRAME_SOFT 16384 /* a positions frame closes once past this size */
+
+/* WebSocket close codes the channel layer asks the transport to use. */
+#define GR_WS_GOING_AWAY 1001
+#define GR_WS_INVALID    1007
+#define GR_WS_POLICY     1008
+
+struct gr_console;
+
+/* Called (at most once until the next drain) when the console has frames to send. */
+typedef void (*gr_console_wake_cb)(void *transport);
+
+/* Returns a new console bound to hub, or NULL on ENOMEM. */
+struct gr_console *gr_console_new(struct gr_hub *hub, gr_console_wake_cb wake, void *transport);
+
+/* Leaves every channel and frees the console. */
+void gr_console_free(struct gr_console *c);
+
+/*
+ * Handles one received frame. Returns 0, or a WebSocket close code the transport must
+ * close the connection with (GR_WS_INVALID for a frame that is no Phoenix message,
+ * GR_WS_POLICY when the console let replies pile up past GR_CONSOLE_CONTROL_MAX).
+ */
+int gr_console_receive(struct gr_console *c, const char *frame, size_t len);
+
+/*
+ * Appends the next outgoing frame to out: queued replies first, then one "positions"
+ * frame per channel with pending positions. Returns 1 when a frame was appended, 0 when
+ * nothing is pending (the next position wakes the transport again), -ENOMEM.
+ */
+int gr_console_next_frame(struct gr_console *c, struct gr_buf *out);
+
+/* Number of channels joined. */
+size_t gr_console_channels(const struct gr_console *c);
+
+/* The hub's notify callback: owner is the console that subscribed. */
+void gr_console_on_pending(void *owner);
+
+#endif

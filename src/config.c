@@ -1,0 +1,404 @@
+/*
+ * config.c - the configuration file: a table of directives (nginx's ngx_command_t).
+ *
+ * Each directive is a row: its name, a setter that parses the value into a field of
+ * struct gr_config found by offset, flags and a default. A new directive is a new row, a
+ * new field in config.h and, at most, a new setter. Defaults go through the setters too,
+ * so the table reads like the directive table of SPEC section 3.
+ */
+#include "gpsrelay/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpsrelay/log.h"
+
+/* Longest line, without its newline; longer is an error rather than a silent cut. */
+#define GR_CONFIG_LINE_MAX 4096
+
+/* Words kept per line: a directive name and its value (every directive takes one). */
+#define GR_CONFIG_WORDS 2
+
+/* Upper bound of the *_SECONDS directives: a day. More is a typo, not a policy. */
+#define GR_CONFIG_SECONDS_MAX 86400
+
+#define GR_MULTI 1u /* repeatable; the field is an array with a count */
+
+struct gr_cfg_parse {
+    struct gr_config *cfg;
+    const char *path;
+    int line; /* 0 while the problem is with the whole file */
+    char *err;
+    size_t errlen;
+};
+
+struct gr_directive {
+    const char *name;
+    int (*set)(struct gr_cfg_parse *p, const struct gr_directive *d, const char *value);
+    size_t offset;       /* of the field in struct gr_config */
+    size_t count_offset; /* GR_MULTI: of the size_t count of filled array elements */
+    unsigned flags;
+    const char *def; /* default, applied through set() before the file is read; or NULL */
+};
+
+#define GR_FIELD(p, d) ((void *)((char *)(p)->cfg + (d)->offset))
+
+__attribute__((format(printf, 2, 3))) static int fail(struct gr_cfg_parse *p, const char *fmt, ...)
+{
+    int n = p->line > 0 ? snprintf(p->err, p->errlen, "%s:%d: ", p->path, p->line)
+                        : snprintf(p->err, p->errlen, "%s: ", p->path);
+    if (n >= 0 && (size_t)n < p->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* Decimal digits only (no sign, no spaces), at most max. */
+static int parse_uint(const char *s, long max, long *out)
+{
+    long v = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+        if (v > max)
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* "127.0.0.1:7000" or "[::1]:7000" into *a. Returns NULL, or why v is refused. */
+static const char *parse_addr(const char *v, struct gr_addr *a)
+{
+    const char *host = v, *colon;
+    size_t host_len;
+    long port;
+    int rc;
+
+    if (strlen(v) >= sizeof(a->text))
+        return "too long";
+    if (*v == '[') {
+        const char *close = strchr(v, ']');
+        if (close == NULL || close[1] != ':')
+            return "expected \"[IPv6]:PORT\"";
+        host = v + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(v, ':');
+        if (colon == NULL)
+            return "expected \"ADDR:PORT\"";
+        host_len = (size_t)(colon - v);
+        if (memchr(v, ':', host_len) != NULL)
+            return "an IPv6 address needs brackets, as in \"[::1]:7000\"";
+    }
+    if (parse_uint(colon + 1, 65535, &port) < 0)
+        return "the port must be a number from 0 to 65535";
+    if (host_len >= sizeof(a->host))
+        return "addresses must be numeric (no DNS at start)";
+    memcpy(a->host, host, host_len);
+    a->host[host_len] = '\0';
+
+    memset(&a->sa, 0, sizeof(a->sa));
+    if (*v == '[') {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->sa;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        rc = inet_pton(AF_INET6, a->host, &sin6->sin6_addr);
+    } else {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a->sa;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        rc = inet_pton(AF_INET, a->host, &sin->sin_addr);
+    }
+    if (rc != 1)
+        return "addresses must be numeric (no DNS at start)";
+    a->port = (int)port;
+    strcpy(a->text, v); /* length checked above */
+    return NULL;
+}
+
+static int set_listen(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    struct gr_addr *addrs = GR_FIELD(p, d);
+    size_t *n = (size_t *)((char *)p->cfg + d->count_offset);
+    const char *why;
+
+    if (*n == GR_LISTEN_MAX)
+        return fail(p, "more than %d %s directives", GR_LISTEN_MAX, d->name);
+    why = parse_addr(v, &addrs[*n]);
+    if (why != NULL)
+        return fail(p, "bad value \"%s\" for %s: %s", v, d->name, why);
+    (*n)++;
+    return 0;
+}
+
+/* A relative path is taken from the config file's folder, so a config and its files can
+ * move together and the daemon's working directory does not matter. */
+static int set_path(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    char **field = GR_FIELD(p, d);
+    const char *slash = strrchr(p->path, '/');
+
+    if (*v == '\0')
+        return fail(p, "bad value \"\" for %s: empty path", d->name);
+    if (*v == '/' || slash == NULL)
+        *field = strdup(v);
+    else if (asprintf(field, "%.*s/%s", (int)(slash - p->path), p->path, v) < 0)
+        *field = NULL;
+    return *field != NULL ? 0 : fail(p, "out of memory");
+}
+
+static int set_auth(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    enum gr_auth *field = GR_FIELD(p, d);
+
+    if (strcmp(v, "jwt") == 0)
+        *field = GR_AUTH_JWT;
+    else if (strcmp(v, "none") == 0)
+        *field = GR_AUTH_NONE;
+    else
+        return fail(p, "bad value \"%s\" for %s: expected jwt or none", v, d->name);
+    return 0;
+}
+
+static int set_log_level(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = GR_FIELD(p, d);
+
+    *field = gr_log_level_parse(v);
+    if (*field < 0)
+        return fail(p, "bad value \"%s\" for %s: expected debug, info, notice, warning or error", v,
+                    d->name);
+    return 0;
+}
+
+static int set_seconds(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = GR_FIELD(p, d);
+    long s;
+
+    if (parse_uint(v, GR_CONFIG_SECONDS_MAX, &s) < 0)
+        return fail(p, "bad value \"%s\" for %s: expected whole seconds from 0 to %d", v, d->name,
+                    GR_CONFIG_SECONDS_MAX);
+    *field = (int)s;
+    return 0;
+}
+
+#define GR_OFF(f) offsetof(struct gr_config, f)
+
+static const struct gr_directive gr_directives[] = {
+    {"listen_udp", set_listen, GR_OFF(listen_udp), GR_OFF(n_listen_udp), GR_MULTI, NULL},
+    {"listen_ws", set_listen, GR_OFF(listen_ws), GR_OFF(n_listen_ws), GR_MULTI, NULL},
+    {"mapping_file", set_path, GR_OFF(mapping_file), 0, 0, NULL},
+    {"auth", set_auth, GR_OFF(auth), 0, 0, "jwt"},
+    {"log_level", set_log_level, GR_OFF(log_level), 0, 0, "info"},
+    {"max_future_skew", set_seconds, GR_OFF(max_future_skew), 0, 0, "300"},
+};
+
+#define GR_N_DIRECTIVES (sizeof(gr_directives) / sizeof(gr_directives[0]))
+
+static const struct gr_directive *find_directive(const char *name)
+{
+    for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
+        if (strcmp(name, gr_directives[i].name) == 0)
+            return &gr_directives[i];
+    }
+    return NULL;
+}
+
+/* One line without its newline into buf (GR_CONFIG_LINE_MAX + 1 bytes) as a string.
+ * Returns 1, 0 at end of file, or -1. */
+static int read_line(struct gr_cfg_parse *p, FILE *f, char *buf)
+{
+    size_t n = 0;
+    int c;
+
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n == GR_CONFIG_LINE_MAX)
+            return fail(p, "line longer than %d bytes", GR_CONFIG_LINE_MAX);
+        if (c == '\0')
+            return fail(p, "NUL byte in line");
+        buf[n++] = (char)c;
+    }
+    if (ferror(f)) {
+        p->line = 0;
+        return fail(p, "read error: %s", strerror(errno));
+    }
+    buf[n] = '\0';
+    return c != EOF || n > 0;
+}
+
+/*
+ * Splits s in place into words: blanks separate, '#' starts a comment, "..." holds blanks
+ * and '#', with \" and \\ as its only escapes (any other backslash is kept, for paths).
+ * Returns the number of words, of which the first GR_CONFIG_WORDS are stored; or -1.
+ */
+static int split_words(struct gr_cfg_parse *p, char *s, char **words)
+{
+    int n = 0;
+
+    for (;;) {
+        while (*s == ' ' || *s == '\t' || *s == '\r')
+            s++;
+        if (*s == '\0' || *s == '#')
+            return n;
+
+        char *start = s, *out = s;
+        if (*s == '"') {
+            for (s++; *s != '"'; s++) {
+                if (*s == '\0')
+                    return fail(p, "unterminated quote");
+                if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+                    s++;
+                *out++ = *s;
+            }
+            s++;
+            if (*s != '\0' && *s != ' ' && *s != '\t' && *s != '\r' && *s != '#')
+                return fail(p, "text right after a closing quote");
+        } else {
+            for (; *s != '\0' && *s != ' ' && *s != '\t' && *s != '\r' && *s != '#'; s++) {
+                if (*s == '"')
+                    return fail(p, "quote inside a word; quote the whole value");
+            }
+            out = s;
+        }
+
+        /* The terminator may land on the separator (out == s): look at it first. */
+        bool last = *s == '\0' || *s == '#';
+        *out = '\0';
+        if (n < GR_CONFIG_WORDS)
+            words[n] = start;
+        n++;
+        if (last)
+            return n;
+        s++;
+    }
+}
+
+static int parse_file(struct gr_cfg_parse *p, FILE *f)
+{
+    int first_line[GR_N_DIRECTIVES] = {0}; /* where each directive was first seen */
+    char buf[GR_CONFIG_LINE_MAX + 1], *words[GR_CONFIG_WORDS];
+    int rc, n;
+
+    for (p->line = 1; (rc = read_line(p, f, buf)) > 0; p->line++) {
+        n = split_words(p, buf, words);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            continue;
+        const struct gr_directive *d = find_directive(words[0]);
+        if (d == NULL)
+            return fail(p, "unknown directive \"%s\"", words[0]);
+        size_t i = (size_t)(d - gr_directives);
+        if (n != GR_CONFIG_WORDS)
+            return fail(p, "directive \"%s\" takes one value, not %d", d->name, n - 1);
+        if (!(d->flags & GR_MULTI) && first_line[i] != 0)
+            return fail(p, "duplicate directive \"%s\" (first on line %d)", d->name, first_line[i]);
+        if (first_line[i] == 0)
+            first_line[i] = p->line;
+        if (d->set(p, d, words[1]) < 0)
+            return -1;
+    }
+    return rc;
+}
+
+static bool is_loopback(const struct gr_addr *a)
+{
+    if (a->sa.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->sa;
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->sa;
+    return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
+}
+
+bool gr_config_ws_loopback_only(const struct gr_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_listen_ws; i++) {
+        if (!is_loopback(&cfg->listen_ws[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Whole-config rules, checked once every line is read. */
+static int validate(struct gr_cfg_parse *p)
+{
+    const struct gr_config *c = p->cfg;
+
+    p->line = 0;
+    if (c->n_listen_ws == 0)
+        return fail(p, "no listen_ws: consoles need at least one");
+    if (c->n_listen_udp == 0)
+        return fail(p, "no listen_udp: ingest needs at least one");
+    if (c->mapping_file == NULL)
+        return fail(p, "mapping_file is required");
+    if (c->auth == GR_AUTH_JWT)
+        return fail(p, "auth jwt is not supported yet; use \"auth none\" with loopback listen_ws "
+                       "addresses");
+    /* SPEC section 3: without tokens, consoles must not be reachable from the network. */
+    for (size_t i = 0; i < c->n_listen_ws; i++) {
+        if (!is_loopback(&c->listen_ws[i]))
+            return fail(p,
+                        "auth none is only allowed when every listen_ws address is loopback "
+                        "(127.0.0.0/8 or ::1); \"%s\" is not",
+                        c->listen_ws[i].text);
+    }
+    return 0;
+}
+
+int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen)
+{
+    struct gr_cfg_parse p = {.cfg = out, .path = path, .err = err, .errlen = errlen};
+    FILE *f;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->path = strdup(path);
+    if (out->path == NULL) {
+        fail(&p, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
+        if (gr_directives[i].def != NULL &&
+            gr_directives[i].set(&p, &gr_directives[i], gr_directives[i].def) < 0)
+            goto fail;
+    }
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        fail(&p, "cannot open: %s", strerror(errno));
+        goto fail;
+    }
+    rc = parse_file(&p, f);
+    fclose(f);
+    if (rc < 0 || validate(&p) < 0)
+        goto fail;
+    return 0;
+
+fail:
+    gr_config_free(out);
+    return -1;
+}
+
+void gr_config_free(struct gr_config *cfg)
+{
+    free(cfg->path);
+    free(cfg->mapping_file);
+    memset(cfg, 0, sizeof(*cfg));
+}

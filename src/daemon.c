@@ -1,0 +1,149 @@
+/*
+ * daemon.c - wires the modules together on one libuv loop: start, signals, stop.
+ */
+#include "gpsrelay/daemon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "gpsrelay/hub.h"
+#include "gpsrelay/ingest.h"
+#include "gpsrelay/log.h"
+#include "gpsrelay/mapping.h"
+#include "gpsrelay/phoenix.h"
+#include "gpsrelay/sd.h"
+#include "gpsrelay/ws.h"
+
+struct daemon {
+    uv_loop_t loop;
+    const struct gr_config *cfg;
+    struct gr_hub *hub;
+    struct gr_ingest *ingest;
+    struct gr_ws *ws;
+    uv_signal_t sigint, sigterm, sighup;
+    bool stopping;
+};
+
+static void close_signals(struct daemon *d)
+{
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
+}
+
+/* Stops ingest first (nothing new comes in), then the consoles: 1001 and teardown. */
+static void daemon_stop(struct daemon *d)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    gr_sd_notify("STOPPING=1");
+    if (d->ingest)
+        gr_ingest_stop(d->ingest);
+    if (d->ws)
+        gr_ws_stop(d->ws);
+    close_signals(d);
+}
+
+static int load_mapping(struct daemon *d)
+{
+    char err[512];
+    struct gr_mapping *m;
+    if (gr_mapping_load_csv(d->cfg->mapping_file, &m, err, sizeof(err)) < 0) {
+        gr_error("%s", err);
+        return -1;
+    }
+    if (gr_hub_set_mapping(d->hub, m) < 0) {
+        gr_mapping_free(m);
+        gr_error("mapping: out of memory applying %s", d->cfg->mapping_file);
+        return -1;
+    }
+    gr_notice("mapping: %zu devices from %s", gr_hub_device_count(d->hub), d->cfg->mapping_file);
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (signum == SIGHUP) {
+        /* The mapping file is small and read rarely; a failed reload keeps the old one. */
+        if (load_mapping(d) < 0)
+            gr_warn("mapping: reload failed; the previous mapping stays in force");
+        return;
+    }
+    gr_notice("received %s, stopping", strsignal(signum));
+    daemon_stop(d);
+}
+
+static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
+{
+    uv_signal_init(&d->loop, h);
+    h->data = d;
+    uv_signal_start(h, on_signal, signum);
+}
+
+int gr_daemon_run(const struct gr_config *cfg)
+{
+    struct daemon d;
+    memset(&d, 0, sizeof(d));
+    d.cfg = cfg;
+    int status = GR_EXIT_FAILURE;
+
+    int rc = uv_loop_init(&d.loop);
+    if (rc < 0) {
+        gr_error("cannot create the event loop: %s", uv_strerror(rc));
+        return GR_EXIT_FAILURE;
+    }
+    gr_sd_init();
+
+    struct gr_hub_options hopt = {
+        .max_future_skew_ms = cfg->max_future_skew * 1000,
+        .notify = gr_console_on_pending,
+    };
+    d.hub = gr_hub_new(&hopt);
+    if (d.hub == NULL) {
+        gr_error("out of memory");
+        goto out;
+    }
+    if (load_mapping(&d) < 0) {
+        status = GR_EXIT_CONFIG;
+        goto out;
+    }
+
+    start_signal(&d, &d.sigint, SIGINT);
+    start_signal(&d, &d.sigterm, SIGTERM);
+    start_signal(&d, &d.sighup, SIGHUP);
+    if (gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
+        gr_ws_start(&d.loop, cfg, d.hub, &d.ws) < 0) {
+        daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
+    } else {
+        gr_ws_set_ready(d.ws, true);
+        char status_line[128];
+        snprintf(status_line, sizeof(status_line), "READY=1\nSTATUS=serving %zu devices",
+                 gr_hub_device_count(d.hub));
+        gr_sd_notify(status_line);
+        gr_notice("gpsrelayd %s ready (epoch %s)", GR_VERSION, gr_hub_epoch(d.hub));
+        status = GR_EXIT_OK;
+    }
+
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    gr_ws_free(d.ws);
+    d.ws = NULL;
+    uv_run(&d.loop, UV_RUN_DEFAULT); /* close callbacks the second lws destroy queued */
+
+out:
+    gr_ingest_free(d.ingest);
+    gr_hub_free(d.hub);
+    rc = uv_loop_close(&d.loop);
+    if (rc != 0) {
+        gr_error("event loop did not close cleanly: %s", uv_strerror(rc));
+        status = GR_EXIT_FAILURE;
+    }
+    gr_sd_close();
+    if (status == GR_EXIT_OK)
+        gr_notice("stopped");
+    return status;
+}

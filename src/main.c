@@ -1,0 +1,105 @@
+/*
+ * main.c - command line (SPEC section 2): parse, check or run.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gpsrelay/config.h"
+#include "gpsrelay/daemon.h"
+#include "gpsrelay/log.h"
+#include "gpsrelay/mapping.h"
+
+#define DEFAULT_CONFIG "/etc/gpsrelay/gpsrelay.conf"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gpsrelayd [-c FILE] [-l LEVEL]   run in the foreground\n"
+               "       gpsrelayd -t [-c FILE]           check the configuration and exit\n"
+               "       gpsrelayd --version | --help\n"
+               "\n"
+               "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+               "  -l, --log-level L   debug, info, notice, warning or error;\n"
+               "                      overrides log_level in the file\n"
+               "  -t, --test          check the configuration and the mapping it names\n");
+}
+
+/* -t: everything a start would read, without binding anything. */
+static int check_only(const struct gr_config *cfg)
+{
+    char err[512];
+    struct gr_mapping *m;
+    if (gr_mapping_load_csv(cfg->mapping_file, &m, err, sizeof(err)) < 0) {
+        fprintf(stderr, "gpsrelayd: %s\n", err);
+        return GR_EXIT_CONFIG;
+    }
+    printf("gpsrelayd: configuration %s is ok (%zu devices in %s)\n", cfg->path,
+           gr_mapping_count(m), cfg->mapping_file);
+    gr_mapping_free(m);
+    return GR_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'}, {"log-level", required_argument, NULL, 'l'},
+        {"test", no_argument, NULL, 't'},         {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *path = DEFAULT_CONFIG;
+    int level = -1;
+    int test = 0;
+
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:l:t", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'l':
+            level = gr_log_level_parse(optarg);
+            if (level < 0) {
+                fprintf(stderr, "gpsrelayd: unknown log level \"%s\"\n", optarg);
+                return GR_EXIT_USAGE;
+            }
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'V':
+            printf("gpsrelayd %s\n", GR_VERSION);
+            return GR_EXIT_OK;
+        case 'h':
+            usage(stdout);
+            return GR_EXIT_OK;
+        default:
+            usage(stderr);
+            return GR_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return GR_EXIT_USAGE;
+    }
+
+    gr_log_init();
+    struct gr_config cfg;
+    char err[512];
+    if (gr_config_load(path, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "gpsrelayd: %s\n", err);
+        return GR_EXIT_CONFIG;
+    }
+    if (test) {
+        int status = check_only(&cfg);
+        gr_config_free(&cfg);
+        return status;
+    }
+    gr_log_set_level(level >= 0 ? level : cfg.log_level);
+
+    /* Writes to a console that vanished must fail with EPIPE, not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+    int status = gr_daemon_run(&cfg);
+    gr_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,381 @@
+/*
+ * phoenix.c - Phoenix Channels v2 sessions: join, leave, heartbeat, replies, and the
+ * batching of pending positions into "positions" frames.
+ */
+#include "gpsrelay/phoenix.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "gpsrelay/log.h"
+
+struct channel {
+    struct gr_sub *sub;
+    char *join_ref; /* as received, JSON-encoded ("\"3\"" or "null") */
+};
+
+/* A reply or control event owed to the console, sent before any positions. */
+struct control {
+    struct control *next;
+    size_t len;
+    char frame[];
+};
+
+struct gr_console {
+    struct gr_hub *hub;
+    gr_console_wake_cb wake;
+    void *transport;
+    bool woken; /* wake() called and the transport has not drained us since */
+
+    struct channel *channels;
+    size_t n_channels;
+    size_t next_channel; /* round-robin start, so one busy topic cannot starve the rest */
+
+    struct control *control_head, *control_tail;
+    size_t n_control;
+};
+
+struct gr_console *gr_console_new(struct gr_hub *hub, gr_console_wake_cb wake, void *transport)
+{
+    struct gr_console *c = calloc(1, sizeof(*c));
+    if (c != NULL) {
+        c->hub = hub;
+        c->wake = wake;
+        c->transport = transport;
+    }
+    return c;
+}
+
+static void channel_drop(struct gr_console *c, size_t i)
+{
+    gr_sub_free(c->hub, c->channels[i].sub);
+    free(c->channels[i].join_ref);
+    c->channels[i] = c->channels[--c->n_channels];
+    c->next_channel = 0;
+}
+
+void gr_console_free(struct gr_console *c)
+{
+    if (c == NULL)
+        return;
+    while (c->n_channels > 0)
+        channel_drop(c, c->n_channels - 1);
+    free(c->channels);
+    for (struct control *q = c->control_head, *next; q; q = next) {
+        next = q->next;
+        free(q);
+    }
+    free(c);
+}
+
+size_t gr_console_channels(const struct gr_console *c)
+{
+    return c->n_channels;
+}
+
+static void wake(struct gr_console *c)
+{
+    if (!c->woken) {
+        c->woken = true;
+        c->wake(c->transport);
+    }
+}
+
+void gr_console_on_pending(void *owner)
+{
+    wake(owner);
+}
+
+/* Queues a finished frame. Returns 0, or GR_WS_POLICY when the console stopped reading. */
+static int control_push(struct gr_console *c, const struct gr_buf *frame)
+{
+    if (c->n_control >= GR_CONSOLE_CONTROL_MAX)
+        return GR_WS_POLICY;
+    struct control *q = malloc(sizeof(*q) + frame->len);
+    if (q == NULL)
+        return GR_WS_POLICY;
+    q->next = NULL;
+    q->len = frame->len;
+    memcpy(q->frame, gr_buf_data(frame), frame->len);
+    if (c->control_tail)
+        c->control_tail->next = q;
+    else
+        c->control_head = q;
+    c->control_tail = q;
+    c->n_control++;
+    wake(c);
+    return 0;
+}
+
+/*
+ * Builds [join_ref, ref, topic, event, <payload>] where join_ref, ref and topic are
+ * already JSON text and the payload is the concatenation of the parts.
+ */
+static int frame_start(struct gr_buf *b, const char *join_ref, const char *ref, const char *topic,
+                       const char *event)
+{
+    int err = gr_buf_puts(b, "[");
+    err |= gr_buf_puts(b, join_ref);
+    err |= gr_buf_puts(b, ",");
+    err |= gr_buf_puts(b, ref);
+    err |= gr_buf_puts(b, ",");
+    err |= gr_buf_puts(b, topic);
+    err |= gr_buf_puts(b, ",\"");
+    err |= gr_buf_puts(b, event);
+    err |= gr_buf_puts(b, "\",");
+    return err ? -ENOMEM : 0;
+}
+
+static int queue_simple(struct gr_console *c, const char *join_ref, const char *ref,
+                        const char *topic, const char *event, const char *payload)
+{
+    struct gr_buf b = gr_buf_make(0);
+    int rc = frame_start(&b, join_ref, ref, topic, event) || gr_buf_puts(&b, payload) ||
+                     gr_buf_puts(&b, "]")
+                 ? GR_WS_POLICY
+                 : control_push(c, &b);
+    gr_buf_free(&b);
+    return rc;
+}
+
+static int reply_error(struct gr_console *c, const char *join_ref, const char *ref,
+                       const char *topic, const char *reason)
+{
+    char payload[128];
+    snprintf(payload, sizeof(payload), "{\"status\":\"error\",\"response\":{\"reason\":\"%s\"}}",
+             reason);
+    return queue_simple(c, join_ref, ref, topic, "phx_reply", payload);
+}
+
+static const char OK_EMPTY[] = "{\"status\":\"ok\",\"response\":{}}";
+
+static long channel_find(const struct gr_console *c, const char *topic)
+{
+    for (size_t i = 0; i < c->n_channels; i++)
+        if (strcmp(gr_topic_name(gr_sub_topic(c->channels[i].sub)), topic) == 0)
+            return (long)i;
+    return -1;
+}
+
+/* ---- join ---------------------------------------------------------------------------- */
+
+struct snapshot {
+    struct gr_buf *b;
+    bool first;
+    int err;
+};
+
+static bool snapshot_add(void *ctx, const struct gr_position *p)
+{
+    struct snapshot *s = ctx;
+    s->err |= gr_buf_puts(s->b, s->first ? "" : ",");
+    s->err |= gr_buf_append(s->b, p->json, p->json_len);
+    s->first = false;
+    return true;
+}
+
+/*
+ * The since_seq a join asks to resume from: the payload's seq when its epoch is ours
+ * (SPEC: "recovered"), else 0 for a full snapshot.
+ */
+static uint64_t join_since(const struct gr_hub *hub, json_t *payload, bool *recovered)
+{
+    json_t *since = json_object_get(payload, "since");
+    const char *epoch = json_string_value(json_object_get(since, "epoch"));
+    json_t *seq = json_object_get(since, "seq");
+    *recovered = false;
+    if (epoch == NULL || !json_is_integer(seq) || strcmp(epoch, gr_hub_epoch(hub)) != 0)
+        return 0;
+    json_int_t n = json_integer_value(seq);
+    if (n < 0 || (uint64_t)n > gr_hub_seq(hub))
+        return 0;
+    *recovered = true;
+    return (uint64_t)n;
+}
+
+static int handle_join(struct gr_console *c, const char *join_ref, const char *ref,
+                       const char *topic_name, const char *topic_json, json_t *payload)
+{
+    long existing = channel_find(c, topic_name);
+    if (existing >= 0) {
+        /* Phoenix closes the old join first, so the client's old channel object sees
+         * its own phx_close before the new join's reply. */
+        struct channel *old = &c->channels[existing];
+        int rc = queue_simple(c, old->join_ref, old->join_ref, topic_json, "phx_close", "{}");
+        channel_drop(c, (size_t)existing);
+        if (rc)
+            return rc;
+    }
+    if (c->n_channels >= GR_CONSOLE_TOPICS_MAX)
+        return reply_error(c, join_ref, ref, topic_json, "too many topics");
+
+    struct gr_topic *t = gr_hub_topic(c->hub, topic_name);
+    if (t == NULL)
+        return reply_error(c, join_ref, ref, topic_json, "unmatched topic");
+
+    struct channel *grown = realloc(c->channels, (c->n_channels + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return GR_WS_POLICY;
+    c->channels = grown;
+    struct gr_sub *sub = gr_sub_new(c->hub, t, c);
+    char *jr = strdup(join_ref);
+    if (sub == NULL || jr == NULL) {
+        if (sub)
+            gr_sub_free(c->hub, sub);
+        free(jr);
+        return GR_WS_POLICY;
+    }
+
+    /* Snapshot and subscription in the same loop turn: the reply's seq is the
+     * subscription's cursor, so nothing is missed or sent twice. */
+    bool recovered;
+    uint64_t since = join_since(c->hub, payload, &recovered);
+    struct gr_buf b = gr_buf_make(0);
+    char head[128];
+    snprintf(head, sizeof(head),
+             "{\"status\":\"ok\",\"response\":{\"epoch\":\"%s\",\"seq\":%" PRIu64
+             ",\"recovered\":%s,\"positions\":[",
+             gr_hub_epoch(c->hub), gr_hub_seq(c->hub), recovered ? "true" : "false");
+    struct snapshot snap = {&b, true, 0};
+    snap.err |= frame_start(&b, join_ref, ref, topic_json, "phx_reply");
+    snap.err |= gr_buf_puts(&b, head);
+    gr_topic_each_since(t, since, snapshot_add, &snap);
+    snap.err |= gr_buf_puts(&b, "],\"stale\":[]}}]");
+    int rc = snap.err ? GR_WS_POLICY : control_push(c, &b);
+    gr_buf_free(&b);
+    if (rc) {
+        gr_sub_free(c->hub, sub);
+        free(jr);
+        return rc;
+    }
+    c->channels[c->n_channels++] = (struct channel){sub, jr};
+    return 0;
+}
+
+/* ---- receive ------------------------------------------------------------------------- */
+
+/* Phoenix refs are strings or null; integers are echoed too, anything else is malformed. */
+static bool is_ref(const json_t *v)
+{
+    return json_is_string(v) || json_is_null(v) || json_is_integer(v);
+}
+
+int gr_console_receive(struct gr_console *c, const char *frame, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(frame, len, 0, &jerr);
+    if (msg == NULL || !json_is_array(msg) || json_array_size(msg) != 5 ||
+        !is_ref(json_array_get(msg, 0)) || !is_ref(json_array_get(msg, 1)) ||
+        !json_is_string(json_array_get(msg, 2)) || !json_is_string(json_array_get(msg, 3))) {
+        json_decref(msg);
+        return GR_WS_INVALID;
+    }
+
+    const char *topic = json_string_value(json_array_get(msg, 2));
+    const char *event = json_string_value(json_array_get(msg, 3));
+    json_t *payload = json_array_get(msg, 4);
+    char *join_ref = json_dumps(json_array_get(msg, 0), JSON_ENCODE_ANY | JSON_COMPACT);
+    char *ref = json_dumps(json_array_get(msg, 1), JSON_ENCODE_ANY | JSON_COMPACT);
+    char *topic_json = json_dumps(json_array_get(msg, 2), JSON_ENCODE_ANY | JSON_COMPACT);
+    int rc = GR_WS_POLICY;
+    if (join_ref == NULL || ref == NULL || topic_json == NULL)
+        goto out;
+
+    if (strcmp(topic, "phoenix") == 0 && strcmp(event, "heartbeat") == 0) {
+        rc = queue_simple(c, "null", ref, topic_json, "phx_reply", OK_EMPTY);
+        goto out;
+    }
+    if (strcmp(event, "phx_join") == 0) {
+        rc = handle_join(c, join_ref, ref, topic, topic_json, payload);
+        goto out;
+    }
+
+    long i = channel_find(c, topic);
+    if (i < 0) {
+        rc = reply_error(c, join_ref, ref, topic_json, "unmatched topic");
+        goto out;
+    }
+    if (strcmp(c->channels[i].join_ref, join_ref) != 0) {
+        /* A message for an earlier join of this topic: Phoenix drops these. */
+        gr_debug("console: ignoring %s on %s with stale join_ref %s", event, topic, join_ref);
+        rc = 0;
+        goto out;
+    }
+    if (strcmp(event, "phx_leave") == 0) {
+        rc = queue_simple(c, join_ref, ref, topic_json, "phx_reply", OK_EMPTY);
+        if (rc == 0)
+            rc = queue_simple(c, join_ref, join_ref, topic_json, "phx_close", "{}");
+        channel_drop(c, (size_t)i);
+        goto out;
+    }
+    rc = reply_error(c, join_ref, ref, topic_json, "unsupported event");
+
+out:
+    free(join_ref);
+    free(ref);
+    free(topic_json);
+    json_decref(msg);
+    return rc;
+}
+
+/* ---- send ---------------------------------------------------------------------------- */
+
+struct batch {
+    struct gr_buf *b;
+    size_t start; /* where this frame began in b */
+    bool first;
+    int err;
+};
+
+static bool batch_add(void *ctx, const struct gr_position *p)
+{
+    struct batch *s = ctx;
+    /* Always take one, so a position bigger than the soft limit still goes out. */
+    if (!s->first && s->b->len - s->start + p->json_len > GR_POSITIONS_FRAME_SOFT)
+        return false;
+    if ((!s->first && gr_buf_puts(s->b, ",")) || gr_buf_append(s->b, p->json, p->json_len)) {
+        s->err = -ENOMEM;
+        return false;
+    }
+    s->first = false;
+    return true;
+}
+
+int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
+{
+    struct control *q = c->control_head;
+    if (q != NULL) {
+        if (gr_buf_append(out, q->frame, q->len))
+            return -ENOMEM;
+        c->control_head = q->next;
+        if (c->control_head == NULL)
+            c->control_tail = NULL;
+        c->n_control--;
+        free(q);
+        return 1;
+    }
+
+    for (size_t k = 0; k < c->n_channels; k++) {
+        size_t i = (c->next_channel + k) % c->n_channels;
+        struct gr_sub *sub = c->channels[i].sub;
+        if (!gr_sub_pending(sub))
+            continue;
+        struct batch s = {out, out->len, true, 0};
+        if (frame_start(out, "null", "null", gr_topic_json_name(gr_sub_topic(sub)), "positions") ||
+            gr_buf_puts(out, "{\"positions\":["))
+            return -ENOMEM;
+        gr_sub_drain(sub, batch_add, &s);
+        if (s.err || gr_buf_puts(out, "]}]"))
+            return -ENOMEM;
+        c->next_channel = i + 1;
+        return 1;
+    }
+    c->woken = false;
+    return 0;
+}

@@ -1,0 +1,66 @@
+/*
+ * stats.c - counters and their Prometheus text exposition.
+ */
+#include "gpsrelay/stats.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct gr_stats gr_stats;
+
+static const char *const close_labels[] = {
+#define GR_CLOSE_LABEL(name, label) label,
+    GR_CLOSE_REASONS(GR_CLOSE_LABEL)
+#undef GR_CLOSE_LABEL
+};
+
+/* Writes one metric family: HELP, TYPE and an unlabelled sample. */
+static void family(FILE *f, const char *name, const char *type, const char *help, uint64_t value)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+            (unsigned long long)value);
+}
+
+long gr_stats_render(const struct gr_gauges *g, char **out)
+{
+    size_t len = 0;
+    FILE *f = open_memstream(out, &len);
+    if (f == NULL)
+        return -1;
+
+    family(f, "gpsrelay_ingest_datagrams_total", "counter", "UDP datagrams received.",
+           gr_stats.ingest_datagrams);
+    family(f, "gpsrelay_ingest_reports_total", "counter", "Report lines received.",
+           gr_stats.ingest_reports);
+    fprintf(f, "# HELP gpsrelay_ingest_rejected_total Reports or fixes not published, by "
+               "reason.\n# TYPE gpsrelay_ingest_rejected_total counter\n");
+    for (int r = GR_OK + 1; r < GR_REASON_COUNT; r++)
+        fprintf(f, "gpsrelay_ingest_rejected_total{reason=\"%s\"} %llu\n",
+                gr_reason_label((enum gr_reason)r),
+                (unsigned long long)gr_stats.ingest_rejected[r]);
+    family(f, "gpsrelay_ingest_no_checksum_total", "counter",
+           "NMEA sentences accepted without a checksum.", gr_stats.ingest_no_checksum);
+    family(f, "gpsrelay_positions_published_total", "counter", "Positions accepted and published.",
+           gr_stats.positions_published);
+    family(f, "gpsrelay_ws_frames_sent_total", "counter", "WebSocket frames sent to consoles.",
+           gr_stats.ws_frames_sent);
+    fprintf(f, "# HELP gpsrelay_consoles_closed_total Consoles closed, by reason.\n"
+               "# TYPE gpsrelay_consoles_closed_total counter\n");
+    for (int r = 0; r < GR_CLOSE_REASON_COUNT; r++)
+        fprintf(f, "gpsrelay_consoles_closed_total{reason=\"%s\"} %llu\n", close_labels[r],
+                (unsigned long long)gr_stats.consoles_closed[r]);
+    family(f, "gpsrelay_consoles_connected", "gauge", "Consoles connected now.",
+           g->consoles_connected);
+    family(f, "gpsrelay_channels_joined", "gauge", "Channels joined now, over all consoles.",
+           g->channels_joined);
+    family(f, "gpsrelay_mapping_devices", "gauge", "Devices in the mapping in force.",
+           g->mapping_devices);
+
+    if (fclose(f) != 0) {
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return (long)len;
+}

@@ -1,0 +1,408 @@
+/*
+ * ws.c - HTTP and WebSocket transport for consoles, on libwebsockets 4.1 over our loop.
+ */
+#include "gpsrelay/ws.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "gpsrelay/buf.h"
+#include "gpsrelay/log.h"
+#include "gpsrelay/phoenix.h"
+#include "gpsrelay/stats.h"
+
+/* At most this much is written to one console per writeable callback, so one console
+ * with a large backlog cannot hold the loop; the rest goes on the next callback. */
+#define WRITE_BUDGET (256 * 1024)
+
+/* lws's receive buffer per connection: small, since console frames are small and
+ * larger ones arrive in pieces we reassemble (NOTES.md: idle memory). */
+#define RX_BUFFER_SIZE 1024
+
+/* lws's enum value for a close frame: private in 4.1's headers ("handled by
+ * lws_close_reason()"), but the enum is declared ABI-stable. See conn_writeable(). */
+#define WRITE_CLOSE ((enum lws_write_protocol)4)
+
+/* One WebSocket console connection. */
+struct conn {
+    struct lws *wsi;
+    struct gr_ws *ws;
+    struct gr_console *console;
+    struct gr_buf rx;            /* a message arriving in fragments */
+    int close_code;              /* non-zero: close with this at the next writeable */
+    enum gr_close_reason reason; /* counted when the connection ends */
+    struct conn *prev, *next;
+};
+
+/* lws's per-connection user data: only a pointer, so plain HTTP requests cost nothing. */
+struct pss {
+    struct conn *conn;
+};
+
+struct gr_ws {
+    struct lws_context *ctx; /* set to NULL by lws when it is really gone (pcontext) */
+    struct gr_hub *hub;
+    struct conn *conns;
+    size_t n_conns;
+    bool ready;
+    bool stopping;
+    uv_timer_t grace;  /* shutdown: how long consoles get to take their close frame */
+    struct gr_buf out; /* one send buffer for all consoles, LWS_PRE headroom */
+};
+
+/* ---- HTTP ----------------------------------------------------------------------------- */
+
+static int http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
+                      size_t len)
+{
+    unsigned char hdr[LWS_PRE + 512];
+    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+
+    struct gr_buf b = gr_buf_make(LWS_PRE);
+    int rc = -1;
+    if (gr_buf_append(&b, body, len) == 0 &&
+        lws_write(wsi, (unsigned char *)gr_buf_data(&b), len, LWS_WRITE_HTTP_FINAL) == (int)len)
+        rc = lws_http_transaction_completed(wsi) ? -1 : 0;
+    gr_buf_free(&b);
+    return rc;
+}
+
+static int serve_metrics(struct gr_ws *ws, struct lws *wsi)
+{
+    struct gr_gauges g = {
+        .consoles_connected = ws->n_conns,
+        .channels_joined = gr_hub_sub_count(ws->hub),
+        .mapping_devices = gr_hub_device_count(ws->hub),
+    };
+    char *text;
+    long len = gr_stats_render(&g, &text);
+    if (len < 0)
+        return http_reply(wsi, 500, "text/plain", "out of memory\n", 14);
+    int rc = http_reply(wsi, 200, "text/plain; version=0.0.4", text, (size_t)len);
+    free(text);
+    return rc;
+}
+
+static int serve_http(struct gr_ws *ws, struct lws *wsi, const char *path)
+{
+    if (strcmp(path, "/healthz") == 0)
+        return http_reply(wsi, 200, "text/plain", "ok\n", 3);
+    if (strcmp(path, "/readyz") == 0)
+        return ws->ready ? http_reply(wsi, 200, "text/plain", "ready\n", 6)
+                         : http_reply(wsi, 503, "text/plain", "not ready\n", 10);
+    if (strcmp(path, "/metrics") == 0)
+        return serve_metrics(ws, wsi);
+    return http_reply(wsi, 404, "text/plain", "not found\n", 10);
+}
+
+/*
+ * Decides whether an upgrade may proceed: only /socket/websocket with vsn=2.0.0, and not
+ * while stopping. Refusals get an HTTP status and no upgrade.
+ */
+static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
+{
+    char path[64], arg[32];
+    const char *vsn;
+    unsigned int status = 0;
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
+        strcmp(path, "/socket/websocket") != 0)
+        status = HTTP_STATUS_NOT_FOUND;
+    else if ((vsn = lws_get_urlarg_by_name(wsi, "vsn=", arg, sizeof(arg))) == NULL ||
+             strcmp(vsn, "2.0.0") != 0) /* vsn points into arg, past "vsn=" */
+        status = HTTP_STATUS_FORBIDDEN;
+    else if (ws->stopping)
+        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+    if (status == 0)
+        return 0;
+    lws_return_http_status(wsi, status, NULL);
+    return 1;
+}
+
+static void grace_done(uv_timer_t *t);
+
+/* ---- consoles --------------------------------------------------------------------------- */
+
+static void console_wake(void *transport)
+{
+    struct conn *c = transport;
+    lws_callback_on_writable(c->wsi);
+}
+
+/* Asks for the connection to be closed with code at its next writeable callback. */
+static void conn_close(struct conn *c, int code, enum gr_close_reason reason)
+{
+    if (c->close_code != 0)
+        return;
+    c->close_code = code;
+    c->reason = reason;
+    lws_callback_on_writable(c->wsi);
+}
+
+static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->console = gr_console_new(ws->hub, console_wake, c);
+    if (c->console == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->wsi = wsi;
+    c->ws = ws;
+    c->rx = gr_buf_make(0);
+    c->reason = GR_CLOSE_PEER;
+    c->next = ws->conns;
+    if (ws->conns)
+        ws->conns->prev = c;
+    ws->conns = c;
+    ws->n_conns++;
+    return c;
+}
+
+static void conn_free(struct conn *c)
+{
+    struct gr_ws *ws = c->ws;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        ws->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    ws->n_conns--;
+    gr_stats.consoles_closed[c->reason]++;
+    gr_console_free(c->console);
+    gr_buf_free(&c->rx);
+    free(c);
+    if (ws->stopping && ws->n_conns == 0 && !uv_is_closing((uv_handle_t *)&ws->grace))
+        uv_timer_start(&ws->grace, grace_done, 0, 0); /* all gone: no need to wait */
+}
+
+static void conn_receive(struct conn *c, const void *in, size_t len)
+{
+    if (c->close_code != 0)
+        return; /* closing: the rest of what it sends does not matter */
+    if (lws_frame_is_binary(c->wsi)) {
+        conn_close(c, GR_WS_INVALID, GR_CLOSE_MALFORMED);
+        return;
+    }
+    if (c->rx.len + len > GR_WS_FRAME_MAX) {
+        conn_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, GR_CLOSE_TOO_BIG);
+        return;
+    }
+    if (gr_buf_append(&c->rx, in, len)) {
+        conn_close(c, GR_WS_POLICY, GR_CLOSE_OVERFLOW);
+        return;
+    }
+    if (!lws_is_final_fragment(c->wsi))
+        return;
+    int code = gr_console_receive(c->console, gr_buf_data(&c->rx), c->rx.len);
+    c->rx.len = 0;
+    if (code == GR_WS_INVALID)
+        conn_close(c, code, GR_CLOSE_MALFORMED);
+    else if (code != 0)
+        conn_close(c, code, GR_CLOSE_OVERFLOW);
+}
+
+/* Returns -1 to have lws close the connection (with the reason set), else 0. */
+static int conn_writeable(struct conn *c)
+{
+    struct gr_ws *ws = c->ws;
+    if (c->close_code != 0) {
+        /* lws 4.1.6 sends no close frame when WRITEABLE returns -1 after
+         * lws_close_reason(); write it ourselves, then hang up. */
+        unsigned char frame[LWS_PRE + 2];
+        frame[LWS_PRE] = (unsigned char)(c->close_code >> 8);
+        frame[LWS_PRE + 1] = (unsigned char)(c->close_code & 0xff);
+        lws_write(c->wsi, frame + LWS_PRE, 2, WRITE_CLOSE);
+        return -1;
+    }
+    size_t written = 0;
+    for (;;) {
+        ws->out.len = 0;
+        int more = gr_console_next_frame(c->console, &ws->out);
+        if (more < 0) {
+            conn_close(c, GR_WS_POLICY, GR_CLOSE_OVERFLOW);
+            return 0;
+        }
+        if (more == 0)
+            return 0;
+        if (lws_write(c->wsi, (unsigned char *)gr_buf_data(&ws->out), ws->out.len, LWS_WRITE_TEXT) <
+            (int)ws->out.len)
+            return -1;
+        gr_stats.ws_frames_sent++;
+        written += ws->out.len;
+        /* lws keeps what the kernel did not take; write again only once it has gone. */
+        if (lws_partial_buffered(c->wsi) || written >= WRITE_BUDGET) {
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        }
+    }
+}
+
+/* ---- the lws callback --------------------------------------------------------------------- */
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct gr_ws *ws = lws_context_user(lws_get_context(wsi));
+    struct pss *pss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return serve_http(ws, wsi, in);
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(ws, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+        pss->conn = conn_new(ws, wsi);
+        if (pss->conn == NULL) {
+            gr_error("ws: out of memory accepting a console");
+            return -1;
+        }
+        if (ws->stopping)
+            conn_close(pss->conn, GR_WS_GOING_AWAY, GR_CLOSE_SHUTDOWN);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        if (pss->conn)
+            conn_receive(pss->conn, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->conn ? conn_writeable(pss->conn) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss->conn)
+            conn_free(pss->conn);
+        pss->conn = NULL;
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    /* First, so HTTP requests and upgrades without a subprotocol land here too. */
+    {
+        .name = "phoenix",
+        .callback = callback,
+        .per_session_data_size = sizeof(struct pss),
+        .rx_buffer_size = RX_BUFFER_SIZE,
+        .tx_packet_size = GR_WS_FRAME_MAX, /* 0 would cut sends to rx_buffer_size */
+    },
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void lws_log(int level, const char *line)
+{
+    int prio = level & LLL_ERR ? LOG_ERR : level & LLL_WARN ? LOG_WARNING : LOG_DEBUG;
+    size_t len = strlen(line);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    gr_log(prio, "lws: %.*s", (int)len, line);
+}
+
+int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
+                struct gr_ws **out)
+{
+    struct gr_ws *ws = calloc(1, sizeof(*ws));
+    if (ws == NULL)
+        return -ENOMEM;
+    ws->hub = hub;
+    ws->out = gr_buf_make(LWS_PRE);
+    uv_timer_init(loop, &ws->grace);
+    uv_unref((uv_handle_t *)&ws->grace);
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+
+    void *loops[] = {loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    /* Explicit vhosts: lws_create_context() on a foreign loop hides bind errors. */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = loops;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.user = ws;
+    info.pcontext = &ws->ctx;
+    ws->ctx = lws_create_context(&info);
+    if (ws->ctx == NULL) {
+        gr_error("ws: cannot create the libwebsockets context (is libwebsockets-evlib-uv "
+                 "installed?)");
+        goto fail;
+    }
+
+    for (size_t i = 0; i < cfg->n_listen_ws; i++) {
+        const struct gr_addr *a = &cfg->listen_ws[i];
+        struct lws_context_creation_info v;
+        memset(&v, 0, sizeof(v));
+        v.vhost_name = a->text;
+        v.iface = a->host;
+        v.port = a->port;
+        v.protocols = protocols;
+        v.options = a->sa.ss_family == AF_INET ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0;
+        struct lws_vhost *vh = lws_create_vhost(ws->ctx, &v);
+        if (vh == NULL) {
+            gr_error("ws: cannot listen on %s (address in use, or not an address of this "
+                     "host)",
+                     a->text);
+            goto fail;
+        }
+        gr_notice("ws: listening on %s port %d", a->host, lws_get_vhost_listen_port(vh));
+    }
+    *out = ws;
+    return 0;
+
+fail:
+    *out = ws;
+    gr_ws_stop(ws);
+    return -EADDRNOTAVAIL;
+}
+
+void gr_ws_set_ready(struct gr_ws *ws, bool ready)
+{
+    ws->ready = ready;
+}
+
+size_t gr_ws_consoles(const struct gr_ws *ws)
+{
+    return ws->n_conns;
+}
+
+/* Grace over (or every console gone): the first of lws's two destroys on a foreign loop. */
+static void grace_done(uv_timer_t *t)
+{
+    struct gr_ws *ws = t->data;
+    uv_close((uv_handle_t *)&ws->grace, NULL);
+    if (ws->ctx)
+        lws_context_destroy(ws->ctx);
+}
+
+void gr_ws_stop(struct gr_ws *ws)
+{
+    ws->stopping = true;
+    ws->ready = false;
+    for (struct conn *c = ws->conns; c; c = c->next)
+        conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_SHUTDOWN);
+    ws->grace.data = ws;
+    uv_ref((uv_handle_t *)&ws->grace);
+    uv_timer_start(&ws->grace, grace_done, ws->n_conns ? GR_WS_STOP_GRACE_MS : 0, 0);
+}
+
+void gr_ws_free(struct gr_ws *ws)
+{
+    if (ws == NULL)
+        return;
+    /* The second destroy, now that the loop has turned since the first (NOTES.md). */
+    if (ws->ctx)
+        lws_context_destroy(ws->ctx);
+    gr_buf_free(&ws->out);
+    free(ws);
+}

@@ -1,0 +1,282 @@
+/*
+ * test_config.c - the configuration file: values, defaults, path resolution, and the
+ * exact "file:line: message" of each error. argv[1] is a scratch directory.
+ */
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "gpsrelay/config.h"
+#include "gpsrelay/log.h"
+
+static char scratch[PATH_MAX];
+static char conf_path[PATH_MAX + 16];
+
+/* The smallest config that validates; error tests change one thing in it. */
+#define GOOD_BASE "listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nmapping_file m.csv\n"
+
+/* Writes text to the scratch config file and returns its path. */
+static const char *put(const char *text)
+{
+    FILE *f = fopen(conf_path, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return conf_path;
+}
+
+/* text must fail to load with "<path>" followed by suffix, leaving nothing behind. */
+static void check_error(const char *text, const char *suffix)
+{
+    struct gr_config cfg;
+    char err[512], expect[PATH_MAX + 512];
+
+    snprintf(expect, sizeof(expect), "%s%s", conf_path, suffix);
+    int rc = gr_config_load(put(text), &cfg, err, sizeof(err));
+    CHECK_INT(rc, -1);
+    if (rc == 0) {
+        gr_config_free(&cfg);
+        return;
+    }
+    CHECK_STR(err, expect);
+    CHECK(cfg.path == NULL && cfg.mapping_file == NULL && cfg.n_listen_udp == 0);
+}
+
+static void test_good(void)
+{
+    struct gr_config cfg;
+    char err[512], expect[PATH_MAX + 64];
+    const char *path = put("# gpsrelay test config\r\n"
+                           "\n"
+                           "   \t\n"
+                           "listen_udp 127.0.0.1:7000\n"
+                           "listen_udp [::1]:0    # any free port\n"
+                           "listen_ws \"127.0.0.1:8080\"\r\n"
+                           "\tlisten_ws\t[::1]:65535#no space before the comment\n"
+                           "mapping_file \"maps/my \\\"best\\\" map #1\\\\.csv\"\n"
+                           "auth none\n"
+                           "log_level \"warning\"\n"
+                           "max_future_skew 86400\n");
+
+    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), 0);
+    CHECK_STR(cfg.path, path);
+
+    CHECK_INT(cfg.n_listen_udp, 2);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg.listen_udp[0].sa;
+    CHECK_INT(sin->sin_family, AF_INET);
+    CHECK_INT(sin->sin_port, htons(7000));
+    CHECK_INT(sin->sin_addr.s_addr, htonl(0x7f000001));
+    CHECK_STR(cfg.listen_udp[0].host, "127.0.0.1");
+    CHECK_INT(cfg.listen_udp[0].port, 7000);
+    CHECK_STR(cfg.listen_udp[0].text, "127.0.0.1:7000");
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&cfg.listen_udp[1].sa;
+    CHECK_INT(sin6->sin6_family, AF_INET6);
+    CHECK_INT(sin6->sin6_port, 0);
+    CHECK(IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr));
+    CHECK_STR(cfg.listen_udp[1].host, "::1");
+    CHECK_INT(cfg.listen_udp[1].port, 0);
+    CHECK_STR(cfg.listen_udp[1].text, "[::1]:0");
+
+    CHECK_INT(cfg.n_listen_ws, 2);
+    CHECK_STR(cfg.listen_ws[0].text, "127.0.0.1:8080");
+    CHECK_INT(cfg.listen_ws[1].port, 65535);
+    sin6 = (const struct sockaddr_in6 *)&cfg.listen_ws[1].sa;
+    CHECK_INT(sin6->sin6_port, htons(65535));
+
+    snprintf(expect, sizeof(expect), "%s/maps/my \"best\" map #1\\.csv", scratch);
+    CHECK_STR(cfg.mapping_file, expect);
+    CHECK_INT(cfg.auth, GR_AUTH_NONE);
+    CHECK_INT(cfg.log_level, LOG_WARNING);
+    CHECK_INT(cfg.max_future_skew, 86400);
+    CHECK(gr_config_ws_loopback_only(&cfg));
+
+    gr_config_free(&cfg);
+    CHECK(cfg.path == NULL && cfg.mapping_file == NULL && cfg.n_listen_ws == 0);
+    gr_config_free(&cfg); /* safe on a zeroed struct */
+}
+
+static void test_defaults(void)
+{
+    struct gr_config cfg;
+    char err[512];
+
+    CHECK_INT(gr_config_load(put(GOOD_BASE "auth none\n"), &cfg, err, sizeof(err)), 0);
+    CHECK_INT(cfg.log_level, LOG_INFO);
+    CHECK_INT(cfg.max_future_skew, 300);
+    gr_config_free(&cfg);
+
+    /* auth defaults to jwt, which this build refuses. */
+    check_error(GOOD_BASE, ": auth jwt is not supported yet; use \"auth none\" with loopback "
+                           "listen_ws addresses");
+}
+
+static void test_mapping_path(void)
+{
+    struct gr_config cfg;
+    char err[512], expect[PATH_MAX + 64], cwd[PATH_MAX];
+
+    CHECK_INT(gr_config_load(put(GOOD_BASE "auth none\n"), &cfg, err, sizeof(err)), 0);
+    snprintf(expect, sizeof(expect), "%s/m.csv", scratch);
+    CHECK_STR(cfg.mapping_file, expect);
+    gr_config_free(&cfg);
+
+    const char *abs = "listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\n"
+                      "mapping_file /srv/gpsrelay/m.csv\nauth none\n";
+    CHECK_INT(gr_config_load(put(abs), &cfg, err, sizeof(err)), 0);
+    CHECK_STR(cfg.mapping_file, "/srv/gpsrelay/m.csv");
+    gr_config_free(&cfg);
+
+    /* A config named without a folder is in the working directory, and so is its map. */
+    CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+    CHECK_INT(chdir(scratch), 0);
+    CHECK_INT(gr_config_load("t.conf", &cfg, err, sizeof(err)), 0);
+    CHECK_STR(cfg.mapping_file, "/srv/gpsrelay/m.csv");
+    gr_config_free(&cfg);
+    put(GOOD_BASE "auth none\n");
+    CHECK_INT(gr_config_load("t.conf", &cfg, err, sizeof(err)), 0);
+    CHECK_STR(cfg.mapping_file, "m.csv");
+    gr_config_free(&cfg);
+    CHECK_INT(chdir(cwd), 0);
+}
+
+static void test_syntax_errors(void)
+{
+    char text[8192];
+
+    check_error(GOOD_BASE "auth none\n\nfoo bar\n", ":6: unknown directive \"foo\"");
+    check_error("# x\nauth\n", ":2: directive \"auth\" takes one value, not 0");
+    check_error("auth none jwt\n", ":1: directive \"auth\" takes one value, not 2");
+    check_error("log_level \"info\" # \"x\"\n  # c\nauth none\r\nlog_level debug\n",
+                ":4: duplicate directive \"log_level\" (first on line 1)");
+    check_error("auth none\nmapping_file \"a b.csv\n", ":2: unterminated quote");
+    check_error("mapping_file \"a\\\"\n", ":1: unterminated quote");
+    check_error("mapping_file \"a\"b\n", ":1: text right after a closing quote");
+    check_error("mapping_file a\"b\"\n", ":1: quote inside a word; quote the whole value");
+
+    /* 4096 bytes is the longest line: a comment that long is fine, one byte more is not. */
+    struct gr_config cfg;
+    char err[512];
+    memset(text, 'x', 4096);
+    memcpy(text, "# ", 2);
+    strcpy(text + 4096, "\n" GOOD_BASE "auth none\n");
+    CHECK_INT(gr_config_load(put(text), &cfg, err, sizeof(err)), 0);
+    gr_config_free(&cfg);
+    strcpy(text, "auth none\n# ");
+    memset(text + 12, 'x', 4097 - 2);
+    strcpy(text + 10 + 4097, "\n");
+    check_error(text, ":2: line longer than 4096 bytes");
+
+    /* More than GR_LISTEN_MAX of one kind; the other kind has its own count. */
+    text[0] = '\0';
+    for (int i = 0; i < GR_LISTEN_MAX; i++) {
+        snprintf(text + strlen(text), sizeof(text) - strlen(text),
+                 "listen_udp 127.0.0.1:%d\nlisten_ws 127.0.0.1:%d\n", 7000 + i, 8000 + i);
+    }
+    strcat(text, "listen_udp 127.0.0.1:7999\n");
+    check_error(text, ":33: more than 16 listen_udp directives");
+}
+
+static void test_value_errors(void)
+{
+    check_error("auth maybe\n", ":1: bad value \"maybe\" for auth: expected jwt or none");
+    check_error("\nlog_level loud\n", ":2: bad value \"loud\" for log_level: expected debug, "
+                                      "info, notice, warning or error");
+    check_error("mapping_file \"\"\n", ":1: bad value \"\" for mapping_file: empty path");
+
+    static const char *const bad_seconds[] = {"-1", "86401", "1.5", "", "+5", "5s", " 5"};
+    for (size_t i = 0; i < sizeof(bad_seconds) / sizeof(bad_seconds[0]); i++) {
+        char text[64], suffix[128];
+        snprintf(text, sizeof(text), "max_future_skew \"%s\"\n", bad_seconds[i]);
+        snprintf(suffix, sizeof(suffix),
+                 ":1: bad value \"%s\" for max_future_skew: expected whole seconds from 0 to "
+                 "86400",
+                 bad_seconds[i]);
+        check_error(text, suffix);
+    }
+
+    check_error("listen_udp localhost:7000\n", ":1: bad value \"localhost:7000\" for "
+                                               "listen_udp: addresses must be numeric (no DNS "
+                                               "at start)");
+    check_error("listen_ws [localhost]:7000\n", ":1: bad value \"[localhost]:7000\" for "
+                                                "listen_ws: addresses must be numeric (no DNS "
+                                                "at start)");
+    check_error("listen_udp 127.0.0.1:65536\n", ":1: bad value \"127.0.0.1:65536\" for "
+                                                "listen_udp: the port must be a number from 0 "
+                                                "to 65535");
+    check_error("listen_udp 127.0.0.1:\n", ":1: bad value \"127.0.0.1:\" for listen_udp: the "
+                                           "port must be a number from 0 to 65535");
+    check_error("listen_udp 127.0.0.1\n", ":1: bad value \"127.0.0.1\" for listen_udp: "
+                                          "expected \"ADDR:PORT\"");
+    check_error("listen_udp ::1:7000\n", ":1: bad value \"::1:7000\" for listen_udp: an IPv6 "
+                                         "address needs brackets, as in \"[::1]:7000\"");
+    check_error("listen_udp [::1]7000\n", ":1: bad value \"[::1]7000\" for listen_udp: "
+                                          "expected \"[IPv6]:PORT\"");
+    check_error("listen_udp [127.0.0.1]:7000\n", ":1: bad value \"[127.0.0.1]:7000\" for "
+                                                 "listen_udp: addresses must be numeric (no "
+                                                 "DNS at start)");
+}
+
+static void test_validation_errors(void)
+{
+    struct gr_config cfg;
+    char err[512];
+
+    check_error("listen_udp 127.0.0.1:7000\nmapping_file m.csv\nauth none\n",
+                ": no listen_ws: consoles need at least one");
+    check_error("listen_ws 127.0.0.1:8080\nmapping_file m.csv\nauth none\n",
+                ": no listen_udp: ingest needs at least one");
+    check_error("listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nauth none\n",
+                ": mapping_file is required");
+    check_error(GOOD_BASE "auth none\nlisten_ws [::1]:8081\nlisten_ws 0.0.0.0:8082\n",
+                ": auth none is only allowed when every listen_ws address is loopback "
+                "(127.0.0.0/8 or ::1); \"0.0.0.0:8082\" is not");
+    check_error("auth none\nmapping_file m.csv\nlisten_udp 0.0.0.0:7000\nlisten_ws [::]:8080\n",
+                ": auth none is only allowed when every listen_ws address is loopback "
+                "(127.0.0.0/8 or ::1); \"[::]:8080\" is not");
+
+    /* Only listen_ws matters to auth none; any 127/8 address is loopback. */
+    CHECK_INT(gr_config_load(put("auth none\nmapping_file m.csv\nlisten_udp 0.0.0.0:7000\n"
+                                 "listen_ws 127.1.2.3:8080\n"),
+                             &cfg, err, sizeof(err)),
+              0);
+    CHECK(gr_config_ws_loopback_only(&cfg));
+    gr_config_free(&cfg);
+
+    char missing[PATH_MAX + 32], expect[PATH_MAX + 96];
+    snprintf(missing, sizeof(missing), "%s/missing.conf", scratch);
+    snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory", missing);
+    CHECK_INT(gr_config_load(missing, &cfg, err, sizeof(err)), -1);
+    CHECK_STR(err, expect);
+    CHECK(cfg.path == NULL);
+
+    /* A short err buffer gets a cut message, never an overflow. */
+    char tiny[8];
+    CHECK_INT(gr_config_load(put("foo\n"), &cfg, tiny, sizeof(tiny)), -1);
+    CHECK_INT(strlen(tiny), sizeof(tiny) - 1);
+}
+
+int main(int argc, char **argv)
+{
+    snprintf(scratch, sizeof(scratch), "%s/test_config.XXXXXX", argc > 1 ? argv[1] : "/tmp");
+    if (mkdtemp(scratch) == NULL) {
+        perror(scratch);
+        return 1;
+    }
+    snprintf(conf_path, sizeof(conf_path), "%s/t.conf", scratch);
+
+    test_good();
+    test_defaults();
+    test_mapping_path();
+    test_syntax_errors();
+    test_value_errors();
+    test_validation_errors();
+
+    unlink(conf_path);
+    rmdir(scratch);
+    return check_result("test_config");
+}

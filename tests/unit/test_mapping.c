@@ -1,0 +1,316 @@
+/*
+ * test_mapping.c - the CSV device-to-agency mapping: grouping, lookups by id and by
+ * source address, CSV quoting and line endings, and the exact "file:line: message" of each
+ * error. argv[1] is a scratch directory.
+ */
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "gpsrelay/mapping.h"
+#include "gpsrelay/report.h"
+
+#define HEADER "device_id,agency_id,label,source_addr\n"
+
+static char scratch[PATH_MAX];
+static char csv_path[PATH_MAX + 16];
+
+/* Writes text (len bytes) to the scratch CSV file and returns its path. */
+static const char *put_n(const char *text, size_t len)
+{
+    FILE *f = fopen(csv_path, "wb");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+    return csv_path;
+}
+
+static const char *put(const char *text)
+{
+    return put_n(text, strlen(text));
+}
+
+static struct gr_mapping *load(const char *text)
+{
+    struct gr_mapping *m = NULL;
+    char err[512] = "";
+
+    CHECK_INT(gr_mapping_load_csv(put(text), &m, err, sizeof(err)), 0);
+    CHECK_STR(err, "");
+    return m;
+}
+
+/* text must fail to load with "<path>" followed by suffix. */
+static void check_error(const char *text, const char *suffix)
+{
+    struct gr_mapping *m = (struct gr_mapping *)&m; /* anything but NULL */
+    char err[512], expect[PATH_MAX + 512];
+
+    snprintf(expect, sizeof(expect), "%s%s", csv_path, suffix);
+    int rc = gr_mapping_load_csv(put(text), &m, err, sizeof(err));
+    CHECK_INT(rc, -1);
+    if (rc == 0) {
+        gr_mapping_free(m);
+        return;
+    }
+    CHECK_STR(err, expect);
+    CHECK(m == NULL);
+}
+
+static struct sockaddr_in v4(const char *addr, int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    CHECK_INT(inet_pton(AF_INET, addr, &sin.sin_addr), 1);
+    return sin;
+}
+
+static struct sockaddr_in6 v6(const char *addr, int port)
+{
+    struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    CHECK_INT(inet_pton(AF_INET6, addr, &sin6.sin6_addr), 1);
+    return sin6;
+}
+
+static void test_spec_example(void)
+{
+    struct gr_mapping *m = load(HEADER "AMB-12,county-ems,Medic 12,\n"
+                                       "AMB-12,city-fire,Medic 12,\n"
+                                       "E-7,city-fire,Engine 7,10.20.0.7\n");
+    if (m == NULL)
+        return;
+
+    CHECK_INT(gr_mapping_count(m), 2);
+    const struct gr_device *amb = gr_mapping_device(m, 0), *e7 = gr_mapping_device(m, 1);
+    CHECK_STR(amb->id, "AMB-12");
+    CHECK_STR(amb->label, "Medic 12");
+    CHECK_INT(amb->n_agencies, 2);
+    CHECK_STR(amb->agencies[0], "city-fire"); /* sorted */
+    CHECK_STR(amb->agencies[1], "county-ems");
+    CHECK(!amb->has_source_addr);
+    CHECK_STR(e7->id, "E-7");
+    CHECK_STR(e7->label, "Engine 7");
+    CHECK_INT(e7->n_agencies, 1);
+    CHECK_STR(e7->agencies[0], "city-fire");
+    CHECK(e7->has_source_addr);
+    CHECK_INT(e7->source_family, AF_INET);
+    CHECK(memcmp(e7->source_addr, "\x0a\x14\x00\x07", 4) == 0);
+
+    /* By id, given with a length: the id is often a prefix of a report line. */
+    CHECK(gr_mapping_find(m, "AMB-12,$GPRMC,...", 6) == amb);
+    CHECK(gr_mapping_find(m, "E-7", 3) == e7);
+    CHECK(gr_mapping_find(m, "AMB-1", 5) == NULL);
+    CHECK(gr_mapping_find(m, "AMB-123", 7) == NULL);
+    CHECK(gr_mapping_find(m, "E-7\0", 4) == NULL);
+    CHECK(gr_mapping_find(m, "", 0) == NULL);
+    CHECK(gr_mapping_find(m, "ZZZ", 3) == NULL);
+
+    /* By address, port ignored; a dual-stack socket's ::ffff:a.b.c.d is the IPv4 sender. */
+    struct sockaddr_in sin = v4("10.20.0.7", 40000);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == e7);
+    sin = v4("10.20.0.8", 40000);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == NULL);
+    struct sockaddr_in6 sin6 = v6("::ffff:10.20.0.7", 1);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin6) == e7);
+    sin6 = v6("::a14:7", 1); /* IPv4-compatible is not IPv4-mapped */
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin6) == NULL);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sun) == NULL);
+
+    gr_mapping_free(m);
+}
+
+static void test_ipv6_and_order(void)
+{
+    struct gr_mapping *m = load(HEADER "z.9,b,,2001:db8::7\n"
+                                       "y@x,a,,::ffff:10.1.1.1\n"
+                                       "a:1,c,,10.1.1.2\n"
+                                       "z.9,a,,2001:db8::7\n"
+                                       "M_2,a,,2001:db8::6\n");
+    if (m == NULL)
+        return;
+
+    CHECK_INT(gr_mapping_count(m), 4);
+    CHECK_STR(gr_mapping_device(m, 0)->id, "M_2"); /* byte order: upper case first */
+    CHECK_STR(gr_mapping_device(m, 1)->id, "a:1");
+    CHECK_STR(gr_mapping_device(m, 2)->id, "y@x");
+    CHECK_STR(gr_mapping_device(m, 3)->id, "z.9");
+    CHECK_STR(gr_mapping_device(m, 3)->agencies[0], "a");
+    CHECK_STR(gr_mapping_device(m, 3)->agencies[1], "b");
+
+    struct sockaddr_in6 sin6 = v6("2001:db8::7", 0);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin6) == gr_mapping_device(m, 3));
+    sin6 = v6("2001:db8::6", 0);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin6) == gr_mapping_device(m, 0));
+    sin6 = v6("2001:db8::8", 0);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin6) == NULL);
+
+    /* Written as IPv4-mapped, stored and found as IPv4. */
+    const struct gr_device *yx = gr_mapping_find(m, "y@x", 3);
+    CHECK(yx != NULL && yx->source_family == AF_INET);
+    struct sockaddr_in sin = v4("10.1.1.1", 0);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == yx);
+    sin = v4("10.1.1.2", 0);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == gr_mapping_find(m, "a:1", 3));
+    gr_mapping_free(m);
+}
+
+static void test_quoting_and_line_ends(void)
+{
+    /* A BOM, CRLF, quoted fields with "" and commas, blank lines, no final newline. */
+    struct gr_mapping *m = load("\xEF\xBB\xBF"
+                                "device_id,agency_id,label,source_addr\r\n"
+                                "\"AMB-12\",county-ems,\"Medic 12, \"\"north\"\"\",\"\"\r\n"
+                                "\r\n"
+                                "\n"
+                                "AMB-12,\"city-fire\",\"Medic 12, \"\"north\"\"\",\r\n"
+                                "E-7,city-fire,\"\",\"10.20.0.7\"");
+    if (m == NULL)
+        return;
+
+    CHECK_INT(gr_mapping_count(m), 2);
+    const struct gr_device *amb = gr_mapping_find(m, "AMB-12", 6);
+    CHECK(amb != NULL);
+    if (amb != NULL) {
+        CHECK_STR(amb->label, "Medic 12, \"north\"");
+        CHECK_INT(amb->n_agencies, 2);
+        CHECK(!amb->has_source_addr);
+    }
+    const struct gr_device *e7 = gr_mapping_find(m, "E-7", 3);
+    CHECK(e7 != NULL && e7->has_source_addr);
+    if (e7 != NULL)
+        CHECK_STR(e7->label, "");
+    gr_mapping_free(m);
+
+    /* A header alone is an empty mapping, not an error. */
+    m = load("device_id,agency_id,label,source_addr\r\n");
+    if (m != NULL) {
+        struct sockaddr_in sin = v4("10.20.0.7", 0);
+        CHECK_INT(gr_mapping_count(m), 0);
+        CHECK(gr_mapping_find(m, "E-7", 3) == NULL);
+        CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == NULL);
+        gr_mapping_free(m);
+    }
+}
+
+static void test_bounds(void)
+{
+    char text[1024], id[GR_DEVICE_ID_MAX + 2], label[GR_LABEL_MAX + 2];
+    struct gr_mapping *m;
+
+    memset(id, 'd', sizeof(id) - 2);
+    id[sizeof(id) - 2] = '\0';
+    memset(label, 'l', sizeof(label) - 2);
+    label[sizeof(label) - 2] = '\0';
+    snprintf(text, sizeof(text), HEADER "%s,%s,%s,\n", id, id, label);
+    m = load(text);
+    CHECK(m != NULL && gr_mapping_find(m, id, strlen(id)) != NULL);
+    gr_mapping_free(m);
+
+    strcat(id, "d");
+    snprintf(text, sizeof(text), HEADER "%s,a,,\n", id);
+    check_error(text, ":2: bad device_id \"ddddddddddddddddddddddddddddddddddddddddddddddddddd"
+                      "dddddddddddddd\": expected 1 to 64 letters, digits or - _ . : @");
+    snprintf(text, sizeof(text), HEADER "a,%s,,\n", id);
+    check_error(text, ":2: bad agency_id \"ddddddddddddddddddddddddddddddddddddddddddddddddddd"
+                      "dddddddddddddd\": expected 1 to 64 letters, digits or - _ .");
+    strcat(label, "l");
+    snprintf(text, sizeof(text), HEADER "a,a,%s,\n", label);
+    check_error(text, ":2: label longer than 128 bytes");
+}
+
+static void test_errors(void)
+{
+    check_error("", ": empty file; expected the header \"device_id,agency_id,label,source_addr\"");
+    check_error("\xEF\xBB\xBF", ": empty file; expected the header "
+                                "\"device_id,agency_id,label,source_addr\"");
+    check_error("AMB-12,county-ems,Medic 12,\n",
+                ":1: expected the header \"device_id,agency_id,label,source_addr\"");
+    check_error("device_id,agency_id,label\n",
+                ":1: expected the header \"device_id,agency_id,label,source_addr\"");
+    check_error("\n" HEADER, ":1: expected the header \"device_id,agency_id,label,source_addr\"");
+
+    check_error(HEADER "E-7,city-fire,Engine 7,10.20.0.300\n",
+                ":2: bad source_addr \"10.20.0.300\": expected a numeric IPv4 or IPv6 address");
+    check_error(HEADER "E-7,city-fire,Engine 7,engine7.example\n",
+                ":2: bad source_addr \"engine7.example\": expected a numeric IPv4 or IPv6 "
+                "address");
+    check_error(HEADER "E-7,city-fire,Engine 7\n",
+                ":2: expected 4 fields (device_id,agency_id,label,source_addr), got 3");
+    check_error(HEADER "\nE-7,city-fire,Engine 7,,\n",
+                ":3: expected 4 fields (device_id,agency_id,label,source_addr), got 5");
+    check_error(HEADER "E-7,city-fire,\"Engine 7,\n", ":2: unterminated quote");
+    check_error(HEADER "E-7,city-fire,\"Engine\" 7,\n", ":2: text right after a closing quote");
+    check_error(HEADER "E-7,city-fire,Engine \"7\",\n", ":2: quote inside an unquoted field");
+
+    check_error(HEADER "AMB 12,county-ems,,\n", ":2: bad device_id \"AMB 12\": expected 1 to 64 "
+                                                "letters, digits or - _ . : @");
+    check_error(HEADER "\"AMB,12\",county-ems,,\n", ":2: bad device_id \"AMB,12\": expected 1 to "
+                                                    "64 letters, digits or - _ . : @");
+    check_error(HEADER ",county-ems,,\n",
+                ":2: bad device_id \"\": expected 1 to 64 letters, digits or - _ . : @");
+    check_error(HEADER "AMB-12,agency:county,,\n", ":2: bad agency_id \"agency:county\": "
+                                                   "expected 1 to 64 letters, digits or - _ .");
+    check_error(HEADER "AMB-12,,,\n",
+                ":2: bad agency_id \"\": expected 1 to 64 letters, digits or - _ .");
+
+    check_error(HEADER "AMB-12,county-ems,Medic 12,\n"
+                       "E-7,city-fire,Engine 7,10.20.0.7\n"
+                       "AMB-12,county-ems,Medic 12,\n",
+                ":4: duplicate row for device \"AMB-12\" and agency \"county-ems\" (first on "
+                "line 2)");
+    check_error(HEADER "AMB-12,county-ems,Medic 12,\n"
+                       "AMB-12,city-fire,Medic 13,\n",
+                ":3: device \"AMB-12\" has a different label on line 2");
+    check_error(HEADER "AMB-12,county-ems,Medic 12,\n"
+                       "AMB-12,city-fire,,\n",
+                ":3: device \"AMB-12\" has a different label on line 2");
+    check_error(HEADER "E-7,city-fire,Engine 7,10.20.0.7\n"
+                       "E-7,county-ems,Engine 7,10.20.0.8\n",
+                ":3: device \"E-7\" has a different source_addr on line 2");
+    check_error(HEADER "E-7,county-ems,Engine 7,10.20.0.7\n"
+                       "E-7,city-fire,Engine 7,\n",
+                ":3: device \"E-7\" has a different source_addr on line 2");
+    check_error(HEADER "E-8,city-fire,Engine 8,::ffff:10.20.0.7\n"
+                       "E-7,city-fire,Engine 7,10.20.0.7\n",
+                ":3: device \"E-7\" has the same source_addr as device \"E-8\" on line 2");
+
+    put_n(HEADER "E-7,city-fire,Engine\0 7,\n", sizeof(HEADER "E-7,city-fire,Engine\0 7,\n") - 1);
+    struct gr_mapping *m = NULL;
+    char err[512], expect[PATH_MAX + 64];
+    snprintf(expect, sizeof(expect), "%s:2: NUL byte in line", csv_path);
+    CHECK_INT(gr_mapping_load_csv(csv_path, &m, err, sizeof(err)), -1);
+    CHECK_STR(err, expect);
+
+    char missing[PATH_MAX + 32], expect2[PATH_MAX + 96];
+    snprintf(missing, sizeof(missing), "%s/missing.csv", scratch);
+    snprintf(expect2, sizeof(expect2), "%s: cannot open: No such file or directory", missing);
+    CHECK_INT(gr_mapping_load_csv(missing, &m, err, sizeof(err)), -1);
+    CHECK_STR(err, expect2);
+    CHECK(m == NULL);
+}
+
+int main(int argc, char **argv)
+{
+    snprintf(scratch, sizeof(scratch), "%s/test_mapping.XXXXXX", argc > 1 ? argv[1] : "/tmp");
+    if (mkdtemp(scratch) == NULL) {
+        perror(scratch);
+        return 1;
+    }
+    snprintf(csv_path, sizeof(csv_path), "%s/m.csv", scratch);
+
+    test_spec_example();
+    test_ipv6_and_order();
+    test_quoting_and_line_ends();
+    test_bounds();
+    test_errors();
+
+    unlink(csv_path);
+    rmdir(scratch);
+    return check_result("test_mapping");
+}
