@@ -386,13 +386,20 @@ static double round_to(double v, double scale)
     return round(v * scale) / scale;
 }
 
-static void format_time(int64_t ms, char *buf, size_t len)
+/* ISO 8601 UTC with milliseconds; buf holds at least TIME_TEXT_MAX bytes. */
+#define TIME_TEXT_MAX 64
+static void format_time(int64_t ms, char *buf)
 {
-    time_t s = (time_t)(ms / 1000);
+    int64_t secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) { /* before 1970: C division truncates toward zero */
+        frac += 1000;
+        secs--;
+    }
+    time_t t = (time_t)secs;
     struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    gmtime_r(&t, &tm);
+    snprintf(buf, TIME_TEXT_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }
 
 static const char *const source_names[] = {
@@ -408,8 +415,8 @@ static const char *const source_names[] = {
  */
 static struct gr_position *position_encode(const char *id, uint64_t seq, const struct gr_fix *f)
 {
-    char when[32];
-    format_time(f->time_ms, when, sizeof(when));
+    char when[TIME_TEXT_MAX];
+    format_time(f->time_ms, when);
 
     json_t *o = json_object();
     if (o == NULL)
