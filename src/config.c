@@ -51,14 +51,10 @@ struct gr_directive {
 
 __attribute__((format(printf, 2, 3))) static int fail(struct gr_cfg_parse *p, const char *fmt, ...)
 {
-    int n = p->line > 0 ? snprintf(p->err, p->errlen, "%s:%d: ", p->path, p->line)
-                        : snprintf(p->err, p->errlen, "%s: ", p->path);
-    if (n >= 0 && (size_t)n < p->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    gr_file_verror(p->err, p->errlen, p->path, p->line, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

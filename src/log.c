@@ -103,3 +103,13 @@ void gr_log(int level, const char *fmt, ...)
     fwrite(line, 1, (size_t)n + len + 1, stderr);
     errno = saved_errno;
 }
+
+int gr_file_verror(char *err, size_t errlen, const char *path, int line, const char *fmt,
+                   va_list ap)
+{
+    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", path, line)
+                     : snprintf(err, errlen, "%s: ", path);
+    if (n >= 0 && (size_t)n < errlen)
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    return -1;
+}

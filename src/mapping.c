@@ -8,6 +8,8 @@
  */
 #include "gpsrelay/mapping.h"
 
+#include "gpsrelay/log.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -53,14 +55,10 @@ struct gr_csv {
 
 __attribute__((format(printf, 2, 3))) static int fail(struct gr_csv *c, const char *fmt, ...)
 {
-    int n = c->line > 0 ? snprintf(c->err, c->errlen, "%s:%d: ", c->path, c->line)
-                        : snprintf(c->err, c->errlen, "%s: ", c->path);
-    if (n >= 0 && (size_t)n < c->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    gr_file_verror(c->err, c->errlen, c->path, c->line, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -22,6 +22,25 @@ static void family(FILE *f, const char *name, const char *type, const char *help
             (unsigned long long)value);
 }
 
+/* Writes one labelled counter family: a sample per label value. */
+static void labelled(FILE *f, const char *name, const char *help, const char *label,
+                     const char *(*label_of)(int), const uint64_t *values, int from, int to)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = from; i < to; i++)
+        fprintf(f, "%s{%s=\"%s\"} %llu\n", name, label, label_of(i), (unsigned long long)values[i]);
+}
+
+static const char *reject_label(int r)
+{
+    return gr_reason_label((enum gr_reason)r);
+}
+
+static const char *close_label(int r)
+{
+    return close_labels[r];
+}
+
 long gr_stats_render(const struct gr_gauges *g, char **out)
 {
     size_t len = 0;
@@ -33,23 +52,16 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            gr_stats.ingest_datagrams);
     family(f, "gpsrelay_ingest_reports_total", "counter", "Report lines received.",
            gr_stats.ingest_reports);
-    fprintf(f, "# HELP gpsrelay_ingest_rejected_total Reports or fixes not published, by "
-               "reason.\n# TYPE gpsrelay_ingest_rejected_total counter\n");
-    for (int r = GR_OK + 1; r < GR_REASON_COUNT; r++)
-        fprintf(f, "gpsrelay_ingest_rejected_total{reason=\"%s\"} %llu\n",
-                gr_reason_label((enum gr_reason)r),
-                (unsigned long long)gr_stats.ingest_rejected[r]);
+    labelled(f, "gpsrelay_ingest_rejected_total", "Reports or fixes not published, by reason.",
+             "reason", reject_label, gr_stats.ingest_rejected, GR_OK + 1, GR_REASON_COUNT);
     family(f, "gpsrelay_ingest_no_checksum_total", "counter",
            "NMEA sentences accepted without a checksum.", gr_stats.ingest_no_checksum);
     family(f, "gpsrelay_positions_published_total", "counter", "Positions accepted and published.",
            gr_stats.positions_published);
     family(f, "gpsrelay_ws_frames_sent_total", "counter", "WebSocket frames sent to consoles.",
            gr_stats.ws_frames_sent);
-    fprintf(f, "# HELP gpsrelay_consoles_closed_total Consoles closed, by reason.\n"
-               "# TYPE gpsrelay_consoles_closed_total counter\n");
-    for (int r = 0; r < GR_CLOSE_REASON_COUNT; r++)
-        fprintf(f, "gpsrelay_consoles_closed_total{reason=\"%s\"} %llu\n", close_labels[r],
-                (unsigned long long)gr_stats.consoles_closed[r]);
+    labelled(f, "gpsrelay_consoles_closed_total", "Consoles closed, by reason.", "reason",
+             close_label, gr_stats.consoles_closed, 0, GR_CLOSE_REASON_COUNT);
     family(f, "gpsrelay_consoles_connected", "gauge", "Consoles connected now.",
            g->consoles_connected);
     family(f, "gpsrelay_channels_joined", "gauge", "Channels joined now, over all consoles.",
