@@ -33,6 +33,9 @@ struct gr_fix {
     unsigned fields; /* enum gr_fix_field bits */
     bool valid;      /* the receiver says this is a fix (RMC status A, ...) */
     enum gr_fix_source src;
+    const char *attrs; /* JSON reports: the "attrs" object as compact JSON text, borrowed
+                        * from the decoder's output; NULL when none */
+    size_t attrs_len;
 };
 
 /*
@@ -54,7 +57,10 @@ struct gr_fix {
     X(NULL_ISLAND, "null_island")          /* exactly 0,0: a receiver's placeholder */             \
     X(FUTURE, "future")                    /* further ahead than max_future_skew */                \
     X(OUT_OF_ORDER, "out_of_order")        /* older than the last published fix */                 \
-    X(DUPLICATE, "duplicate")              /* same time as the last published fix */
+    X(DUPLICATE, "duplicate")              /* same time as the last published fix */               \
+    X(SPEED, "implausible_speed")          /* a jump faster than max_speed */                      \
+    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */                    \
+    X(LINE_BUFFER, "tcp_line_overflow")    /* a TCP line longer than its buffer: skipped */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,
