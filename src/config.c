@@ -194,15 +194,34 @@ static int set_seconds(struct gr_cfg_parse *p, const struct gr_directive *d, con
     return 0;
 }
 
+/* A speed in whole metres per second; 0 would refuse every moving unit. */
+static int set_speed(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = GR_FIELD(p, d);
+    long mps;
+
+    if (parse_uint(v, GR_CONFIG_SPEED_MAX, &mps) < 0 || mps == 0)
+        return fail(p, "bad value \"%s\" for %s: expected whole metres per second from 1 to %d", v,
+                    d->name, GR_CONFIG_SPEED_MAX);
+    *field = (int)mps;
+    return 0;
+}
+
 #define GR_OFF(f) offsetof(struct gr_config, f)
 
 static const struct gr_directive gr_directives[] = {
     {"listen_udp", set_listen, GR_OFF(listen_udp), GR_OFF(n_listen_udp), GR_MULTI, NULL},
+    {"listen_tcp", set_listen, GR_OFF(listen_tcp), GR_OFF(n_listen_tcp), GR_MULTI, NULL},
     {"listen_ws", set_listen, GR_OFF(listen_ws), GR_OFF(n_listen_ws), GR_MULTI, NULL},
     {"mapping_file", set_path, GR_OFF(mapping_file), 0, 0, NULL},
     {"auth", set_auth, GR_OFF(auth), 0, 0, "jwt"},
     {"log_level", set_log_level, GR_OFF(log_level), 0, 0, "info"},
     {"max_future_skew", set_seconds, GR_OFF(max_future_skew), 0, 0, "300"},
+    {"max_speed", set_speed, GR_OFF(max_speed), 0, 0, "150"},
+    {"tcp_idle_timeout", set_seconds, GR_OFF(tcp_idle_timeout), 0, 0, "300"},
+    {"stale_after", set_seconds, GR_OFF(stale_after), 0, 0, "120"},
+    {"slow_timeout", set_seconds, GR_OFF(slow_timeout), 0, 0, "30"},
+    {"idle_timeout", set_seconds, GR_OFF(idle_timeout), 0, 0, "60"},
 };
 
 #define GR_N_DIRECTIVES (sizeof(gr_directives) / sizeof(gr_directives[0]))
@@ -340,8 +359,8 @@ static int validate(struct gr_cfg_parse *p)
     p->line = 0;
     if (c->n_listen_ws == 0)
         return fail(p, "no listen_ws: consoles need at least one");
-    if (c->n_listen_udp == 0)
-        return fail(p, "no listen_udp: ingest needs at least one");
+    if (c->n_listen_udp == 0 && c->n_listen_tcp == 0)
+        return fail(p, "no listen_udp or listen_tcp: ingest needs at least one");
     if (c->mapping_file == NULL)
         return fail(p, "mapping_file is required");
     if (c->auth == GR_AUTH_JWT)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -17,6 +18,13 @@
 #include "gpsrelay/sd.h"
 #include "gpsrelay/ws.h"
 
+static int64_t wall_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 struct daemon {
     uv_loop_t loop;
     const struct gr_config *cfg;
@@ -24,11 +32,13 @@ struct daemon {
     struct gr_ingest *ingest;
     struct gr_ws *ws;
     uv_signal_t sigint, sigterm, sighup;
+    uv_timer_t stale_timer;
     bool stopping;
 };
 
 static void close_signals(struct daemon *d)
 {
+    uv_close((uv_handle_t *)&d->stale_timer, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
@@ -46,6 +56,16 @@ static void daemon_stop(struct daemon *d)
     if (d->ws)
         gr_ws_stop(d->ws);
     close_signals(d);
+}
+
+static void fill_gauges(void *ctx, struct gr_gauges *g)
+{
+    struct daemon *d = ctx;
+    g->consoles_connected = d->ws ? gr_ws_consoles(d->ws) : 0;
+    g->channels_joined = gr_hub_sub_count(d->hub);
+    g->mapping_devices = gr_hub_device_count(d->hub);
+    g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;
+    g->units_stale = gr_hub_stale_count(d->hub);
 }
 
 static int load_mapping(struct daemon *d)
@@ -78,6 +98,17 @@ static void on_signal(uv_signal_t *h, int signum)
     daemon_stop(d);
 }
 
+/* How often units are checked for stale_after: one timer for all of them. */
+#define STALE_CHECK_MS 1000
+
+static void on_stale_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    size_t n = gr_hub_check_stale(d->hub, wall_clock_ms());
+    if (n > 0)
+        gr_info("%zu units went stale (%zu stale in all)", n, gr_hub_stale_count(d->hub));
+}
+
 static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 {
     uv_signal_init(&d->loop, h);
@@ -101,7 +132,10 @@ int gr_daemon_run(const struct gr_config *cfg)
 
     struct gr_hub_options hopt = {
         .max_future_skew_ms = cfg->max_future_skew * 1000,
+        .max_speed = cfg->max_speed,
+        .stale_after_ms = (int64_t)cfg->stale_after * 1000,
         .notify = gr_console_on_pending,
+        .event = gr_console_on_event,
     };
     d.hub = gr_hub_new(&hopt);
     if (d.hub == NULL) {
@@ -116,8 +150,12 @@ int gr_daemon_run(const struct gr_config *cfg)
     start_signal(&d, &d.sigint, SIGINT);
     start_signal(&d, &d.sigterm, SIGTERM);
     start_signal(&d, &d.sighup, SIGHUP);
+    uv_timer_init(&d.loop, &d.stale_timer);
+    d.stale_timer.data = &d;
+    if (cfg->stale_after > 0) /* 0: units never go stale */
+        uv_timer_start(&d.stale_timer, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
     if (gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
-        gr_ws_start(&d.loop, cfg, d.hub, &d.ws) < 0) {
+        gr_ws_start(&d.loop, cfg, d.hub, fill_gauges, &d, &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
         gr_ws_set_ready(d.ws, true);

@@ -15,28 +15,47 @@
 #include <jansson.h>
 
 #include "gpsrelay/log.h"
+#include "gpsrelay/report.h"
 #include "gpsrelay/stats.h"
 
 #define AGENCY_PREFIX "agency:"
+#define DEVICE_PREFIX "device:"
 
-/* A unit's place in one topic's seq-ordered list. */
+/* A unit's place in one topic: in the seq order, and in the stale order while stale. */
 struct gr_member {
     struct gr_unit *unit;
     struct gr_topic *topic;
     struct gr_member *prev, *next;
+    struct gr_member *stale_prev, *stale_next;
 };
 
 struct gr_unit {
     char *id;
+    char *json_id;           /* id as a JSON string literal, for stale lists */
     struct gr_position *pos; /* latest published position, NULL before the first */
+    int64_t pos_rx_ms;       /* receive time of that position */
+    int64_t last_seen_ms;    /* receive time of the last fix, valid or not */
+    struct gr_assembler assembler;
+    /* A fix refused as too fast: if the next one agrees with it rather than with the
+     * published position, the published one was the outlier (see speed_check). */
+    bool have_refused;
+    double refused_lat, refused_lon;
+    int64_t refused_time_ms;
+    /* Staleness: while fresh, the unit is in the hub's fresh list (by pos_rx_ms); while
+     * stale, each member is in its topic's stale list. */
+    bool stale;
+    uint64_t stale_seq;
+    char *stale_json; /* the unit_stale payload, encoded once when it went stale */
+    struct gr_unit *fresh_prev, *fresh_next;
     size_t n_members;
-    struct gr_member members[]; /* one per agency of the device */
+    struct gr_member members[]; /* one per agency, then its own device topic */
 };
 
 struct gr_topic {
     char *name;
     char *json_name;
-    struct gr_member *head, *tail; /* ascending seq: units without a position first */
+    struct gr_member *head, *tail;             /* ascending seq: units without a position first */
+    struct gr_member *stale_head, *stale_tail; /* ascending stale_seq */
     size_t n_members;
     struct gr_sub *subs;
     size_t n_subs;
@@ -45,7 +64,8 @@ struct gr_topic {
 struct gr_sub {
     struct gr_topic *topic;
     void *owner;
-    uint64_t cursor; /* everything of the topic up to this seq has been taken */
+    uint64_t cursor;       /* every position of the topic up to this seq has been taken */
+    uint64_t stale_cursor; /* every stale transition up to this stale_seq, likewise */
     struct gr_sub *prev, *next;
 };
 
@@ -53,12 +73,15 @@ struct gr_hub {
     struct gr_hub_options opt;
     char epoch[17]; /* 64 random bits in hex: new on every start */
     uint64_t seq;
+    uint64_t stale_seq;
     struct gr_mapping *mapping;
     struct gr_unit **units; /* sorted by id, parallel to the mapping's devices */
     size_t n_units;
     struct gr_topic **topics; /* sorted by name */
     size_t n_topics;
     size_t n_subs;
+    size_t n_stale;
+    struct gr_unit *fresh_head, *fresh_tail; /* units with a position, not stale, by pos_rx_ms */
 };
 
 static uint64_t member_seq(const struct gr_member *m)
@@ -66,12 +89,55 @@ static uint64_t member_seq(const struct gr_member *m)
     return m && m->unit->pos ? m->unit->pos->seq : 0;
 }
 
-/* ---- topics ---------------------------------------------------------------------- */
-
-static int topic_cmp(const char *name, const struct gr_topic *t)
+static uint64_t member_stale_seq(const struct gr_member *m)
 {
-    return strcmp(name, t->name);
+    return m ? m->unit->stale_seq : 0;
 }
+
+/* ---- intrusive lists ------------------------------------------------------------------ */
+
+/* The hub keeps three kinds of doubly linked list; one macro pair serves them all. */
+#define LIST_UNLINK(head, tail, e, prev, next)                                                     \
+    do {                                                                                           \
+        if ((e)->prev)                                                                             \
+            (e)->prev->next = (e)->next;                                                           \
+        else                                                                                       \
+            (head) = (e)->next;                                                                    \
+        if ((e)->next)                                                                             \
+            (e)->next->prev = (e)->prev;                                                           \
+        else                                                                                       \
+            (tail) = (e)->prev;                                                                    \
+        (e)->prev = (e)->next = NULL;                                                              \
+    } while (0)
+
+#define LIST_APPEND(head, tail, e, prev, next)                                                     \
+    do {                                                                                           \
+        (e)->next = NULL;                                                                          \
+        (e)->prev = (tail);                                                                        \
+        if (tail)                                                                                  \
+            (tail)->next = (e);                                                                    \
+        else                                                                                       \
+            (head) = (e);                                                                          \
+        (tail) = (e);                                                                              \
+    } while (0)
+
+static void member_unlink(struct gr_member *m)
+{
+    struct gr_topic *t = m->topic;
+    LIST_UNLINK(t->head, t->tail, m, prev, next);
+    t->n_members--;
+    if (m->unit->stale)
+        LIST_UNLINK(t->stale_head, t->stale_tail, m, stale_prev, stale_next);
+}
+
+static void member_append(struct gr_member *m)
+{
+    struct gr_topic *t = m->topic;
+    LIST_APPEND(t->head, t->tail, m, prev, next);
+    t->n_members++;
+}
+
+/* ---- topics --------------------------------------------------------------------------- */
 
 /* Index of name in hub->topics, or -(insertion point) - 1. */
 static long topic_index(const struct gr_hub *hub, const char *name)
@@ -79,7 +145,7 @@ static long topic_index(const struct gr_hub *hub, const char *name)
     size_t lo = 0, hi = hub->n_topics;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = topic_cmp(name, hub->topics[mid]);
+        int c = strcmp(name, hub->topics[mid]->name);
         if (c == 0)
             return (long)mid;
         if (c < 0)
@@ -88,6 +154,14 @@ static long topic_index(const struct gr_hub *hub, const char *name)
             lo = mid + 1;
     }
     return -(long)lo - 1;
+}
+
+static char *json_literal(const char *s)
+{
+    json_t *js = json_string(s);
+    char *text = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    return text;
 }
 
 static struct gr_topic *topic_get_or_create(struct gr_hub *hub, const char *name)
@@ -101,31 +175,18 @@ static struct gr_topic *topic_get_or_create(struct gr_hub *hub, const char *name
     if (grown == NULL)
         return NULL;
     hub->topics = grown;
-
     struct gr_topic *t = calloc(1, sizeof(*t));
-    json_t *js = json_string(name);
-    if (t == NULL || js == NULL)
-        goto fail;
-    t->name = strdup(name);
-    t->json_name = json_dumps(js, JSON_ENCODE_ANY);
-    json_decref(js);
-    js = NULL;
-    if (t->name == NULL || t->json_name == NULL)
-        goto fail;
-
+    if (t == NULL || (t->name = strdup(name)) == NULL ||
+        (t->json_name = json_literal(name)) == NULL) {
+        if (t)
+            free(t->name);
+        free(t);
+        return NULL;
+    }
     memmove(&hub->topics[at + 1], &hub->topics[at], (hub->n_topics - at) * sizeof(*grown));
     hub->topics[at] = t;
     hub->n_topics++;
     return t;
-
-fail:
-    json_decref(js);
-    if (t != NULL) {
-        free(t->name);
-        free(t->json_name);
-        free(t);
-    }
-    return NULL;
 }
 
 /* Frees t when nothing refers to it any more. */
@@ -144,35 +205,20 @@ static void topic_release(struct gr_hub *hub, struct gr_topic *t)
     free(t);
 }
 
-static void member_unlink(struct gr_member *m)
+static void topics_release_empty(struct gr_hub *hub)
 {
-    struct gr_topic *t = m->topic;
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        t->head = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
-    else
-        t->tail = m->prev;
-    m->prev = m->next = NULL;
-    t->n_members--;
+    for (size_t i = hub->n_topics; i-- > 0;)
+        topic_release(hub, hub->topics[i]);
 }
 
-static void member_append(struct gr_member *m)
+/* Tells every subscriber of t; the console decides whether it must wake its transport. */
+static void topic_notify(struct gr_hub *hub, struct gr_topic *t)
 {
-    struct gr_topic *t = m->topic;
-    m->next = NULL;
-    m->prev = t->tail;
-    if (t->tail)
-        t->tail->next = m;
-    else
-        t->head = m;
-    t->tail = m;
-    t->n_members++;
+    for (struct gr_sub *s = t->subs; s; s = s->next)
+        hub->opt.notify(s->owner);
 }
 
-/* ---- hub and mapping --------------------------------------------------------------- */
+/* ---- hub and mapping ------------------------------------------------------------------ */
 
 struct gr_hub *gr_hub_new(const struct gr_hub_options *opt)
 {
@@ -198,6 +244,8 @@ static void unit_free(struct gr_unit *u)
         return;
     free(u->pos);
     free(u->id);
+    free(u->json_id);
+    free(u->stale_json);
     free(u);
 }
 
@@ -205,12 +253,8 @@ void gr_hub_free(struct gr_hub *hub)
 {
     if (hub == NULL)
         return;
-    for (size_t i = 0; i < hub->n_units; i++) {
-        struct gr_unit *u = hub->units[i];
-        for (size_t k = 0; k < u->n_members; k++)
-            member_unlink(&u->members[k]);
-        unit_free(u);
-    }
+    for (size_t i = 0; i < hub->n_units; i++)
+        unit_free(hub->units[i]);
     for (size_t i = 0; i < hub->n_topics; i++) {
         free(hub->topics[i]->name);
         free(hub->topics[i]->json_name);
@@ -222,39 +266,7 @@ void gr_hub_free(struct gr_hub *hub)
     free(hub);
 }
 
-static int member_seq_cmp(const void *a, const void *b)
-{
-    uint64_t x = member_seq(*(struct gr_member *const *)a);
-    uint64_t y = member_seq(*(struct gr_member *const *)b);
-    return (x > y) - (x < y);
-}
-
-/* Relinks every topic's members in ascending seq order after units were rebuilt. */
-static int topics_reorder(struct gr_hub *hub)
-{
-    size_t most = 0;
-    for (size_t i = 0; i < hub->n_topics; i++)
-        if (hub->topics[i]->n_members > most)
-            most = hub->topics[i]->n_members;
-    struct gr_member **order = malloc((most ? most : 1) * sizeof(*order));
-    if (order == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < hub->n_topics; i++) {
-        struct gr_topic *t = hub->topics[i];
-        size_t n = 0;
-        for (struct gr_member *m = t->head; m; m = m->next)
-            order[n++] = m;
-        qsort(order, n, sizeof(*order), member_seq_cmp);
-        t->head = t->tail = NULL;
-        t->n_members = 0;
-        for (size_t k = 0; k < n; k++)
-            member_append(order[k]);
-    }
-    free(order);
-    return 0;
-}
-
-/* Finds the unit of id among the current units (sorted by id), or NULL. */
+/* Finds the unit of id[0..len) among units sorted by id, or NULL. */
 static struct gr_unit *unit_find(struct gr_unit **units, size_t n, const char *id, size_t len)
 {
     size_t lo = 0, hi = n;
@@ -276,73 +288,204 @@ static struct gr_unit *unit_find(struct gr_unit **units, size_t n, const char *i
     return NULL;
 }
 
+static struct gr_unit *unit_new(struct gr_hub *hub, const struct gr_device *d)
+{
+    struct gr_unit *u = calloc(1, sizeof(*u) + (d->n_agencies + 1) * sizeof(u->members[0]));
+    if (u == NULL || (u->id = strdup(d->id)) == NULL || (u->json_id = json_literal(d->id)) == NULL)
+        goto fail;
+    char name[sizeof(AGENCY_PREFIX) + GR_AGENCY_ID_MAX + GR_DEVICE_ID_MAX];
+    for (size_t k = 0; k <= d->n_agencies; k++) {
+        if (k < d->n_agencies)
+            snprintf(name, sizeof(name), AGENCY_PREFIX "%s", d->agencies[k]);
+        else
+            snprintf(name, sizeof(name), DEVICE_PREFIX "%s", d->id);
+        u->members[k].unit = u;
+        u->members[k].topic = topic_get_or_create(hub, name);
+        if (u->members[k].topic == NULL)
+            goto fail;
+        u->n_members = k + 1;
+    }
+    return u;
+fail:
+    unit_free(u);
+    return NULL;
+}
+
+static bool unit_in_topic(const struct gr_unit *u, const struct gr_topic *t)
+{
+    for (size_t k = 0; u && k < u->n_members; k++)
+        if (u->members[k].topic == t)
+            return true;
+    return false;
+}
+
+/* Moves what follows a device across a reload from old to u. */
+static void unit_carry_over(struct gr_unit *u, struct gr_unit *old)
+{
+    u->pos = old->pos;
+    old->pos = NULL;
+    u->pos_rx_ms = old->pos_rx_ms;
+    u->last_seen_ms = old->last_seen_ms;
+    u->assembler = old->assembler;
+    u->have_refused = old->have_refused;
+    u->refused_lat = old->refused_lat;
+    u->refused_lon = old->refused_lon;
+    u->refused_time_ms = old->refused_time_ms;
+    u->stale = old->stale;
+    u->stale_seq = old->stale_seq;
+    u->stale_json = old->stale_json;
+    old->stale_json = NULL;
+}
+
+static void send_event(struct gr_hub *hub, struct gr_topic *t, const char *event,
+                       const struct gr_unit *u)
+{
+    if (t->subs == NULL)
+        return;
+    char *payload;
+    /* unit_added carries the unit's latest position too, so a console shows a unit that
+     * joins its agency at once instead of at its next report (an addition to SPEC). */
+    int n = u->pos && strcmp(event, "unit_added") == 0
+                ? asprintf(&payload, "{\"device\":%s,\"position\":%s}", u->json_id, u->pos->json)
+                : asprintf(&payload, "{\"device\":%s}", u->json_id);
+    if (n < 0)
+        return;
+    for (struct gr_sub *s = t->subs; s; s = s->next)
+        hub->opt.event(s->owner, t, event, payload);
+    free(payload);
+}
+
+static int seq_cmp(const void *a, const void *b)
+{
+    uint64_t x = member_seq(*(struct gr_member *const *)a);
+    uint64_t y = member_seq(*(struct gr_member *const *)b);
+    return (x > y) - (x < y);
+}
+
+static int stale_seq_cmp(const void *a, const void *b)
+{
+    uint64_t x = member_stale_seq(*(struct gr_member *const *)a);
+    uint64_t y = member_stale_seq(*(struct gr_member *const *)b);
+    return (x > y) - (x < y);
+}
+
+/* Rebuilds every topic's seq and stale orders after its members were relinked. */
+static int topics_reorder(struct gr_hub *hub)
+{
+    size_t most = 1;
+    for (size_t i = 0; i < hub->n_topics; i++)
+        if (hub->topics[i]->n_members > most)
+            most = hub->topics[i]->n_members;
+    struct gr_member **order = malloc(most * sizeof(*order));
+    if (order == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < hub->n_topics; i++) {
+        struct gr_topic *t = hub->topics[i];
+        size_t n = 0;
+        for (struct gr_member *m = t->head; m; m = m->next)
+            order[n++] = m;
+        qsort(order, n, sizeof(*order), seq_cmp);
+        t->head = t->tail = NULL;
+        for (size_t k = 0; k < n; k++)
+            LIST_APPEND(t->head, t->tail, order[k], prev, next);
+
+        size_t n_stale = 0;
+        for (size_t k = 0; k < n; k++)
+            if (order[k]->unit->stale)
+                order[n_stale++] = order[k];
+        qsort(order, n_stale, sizeof(*order), stale_seq_cmp);
+        t->stale_head = t->stale_tail = NULL;
+        for (size_t k = 0; k < n_stale; k++)
+            LIST_APPEND(t->stale_head, t->stale_tail, order[k], stale_prev, stale_next);
+    }
+    free(order);
+    return 0;
+}
+
 int gr_hub_set_mapping(struct gr_hub *hub, struct gr_mapping *m)
 {
     size_t n = gr_mapping_count(m);
     struct gr_unit **units = calloc(n ? n : 1, sizeof(*units));
     if (units == NULL)
         return -ENOMEM;
-
     /* Build the new units first so a failure leaves the hub as it was. Topics created
-     * here are harmless: topic_release() frees empty ones below. */
-    size_t built = 0;
-    for (; built < n; built++) {
-        const struct gr_device *d = gr_mapping_device(m, built);
-        struct gr_unit *u = calloc(1, sizeof(*u) + d->n_agencies * sizeof(u->members[0]));
-        if (u == NULL || (u->id = strdup(d->id)) == NULL) {
-            unit_free(u);
-            goto fail;
-        }
-        units[built] = u;
-        u->n_members = d->n_agencies;
-        for (size_t k = 0; k < d->n_agencies; k++) {
-            char name[sizeof(AGENCY_PREFIX) + GR_AGENCY_ID_MAX];
-            snprintf(name, sizeof(name), AGENCY_PREFIX "%s", d->agencies[k]);
-            u->members[k].unit = u;
-            u->members[k].topic = topic_get_or_create(hub, name);
-            if (u->members[k].topic == NULL) {
-                u->n_members = k;
-                goto fail;
-            }
+     * here are harmless: empty ones are released below. */
+    for (size_t i = 0; i < n; i++) {
+        units[i] = unit_new(hub, gr_mapping_device(m, i));
+        if (units[i] == NULL) {
+            for (size_t k = 0; k < i; k++)
+                unit_free(units[k]);
+            free(units);
+            topics_release_empty(hub);
+            return -ENOMEM;
         }
     }
 
-    /* Commit: carry positions over, swap the units, relink topics. */
-    for (size_t i = 0; i < n; i++) {
-        struct gr_unit *old =
-            unit_find(hub->units, hub->n_units, units[i]->id, strlen(units[i]->id));
-        if (old != NULL) {
-            units[i]->pos = old->pos;
-            old->pos = NULL;
-        }
-        for (size_t k = 0; k < units[i]->n_members; k++)
-            member_append(&units[i]->members[k]);
+    /* Tell subscribers what leaves their topics, before the old units go. */
+    for (size_t i = 0; i < hub->n_units; i++) {
+        struct gr_unit *old = hub->units[i];
+        struct gr_unit *now = unit_find(units, n, old->id, strlen(old->id));
+        for (size_t k = 0; k < old->n_members; k++)
+            if (!unit_in_topic(now, old->members[k].topic))
+                send_event(hub, old->members[k].topic, "unit_removed", old);
+    }
+
+    /* Commit: carry state over, link the new units, unlink and free the old ones. */
+    struct gr_unit *fresh_head = NULL, *fresh_tail = NULL;
+    for (struct gr_unit *f = hub->fresh_head; f; f = f->fresh_next) {
+        struct gr_unit *u = unit_find(units, n, f->id, strlen(f->id));
+        if (u != NULL)
+            LIST_APPEND(fresh_head, fresh_tail, u, fresh_prev, fresh_next);
     }
     for (size_t i = 0; i < hub->n_units; i++) {
-        struct gr_unit *u = hub->units[i];
-        for (size_t k = 0; k < u->n_members; k++)
-            member_unlink(&u->members[k]);
-        unit_free(u);
+        struct gr_unit *old = hub->units[i];
+        for (size_t k = 0; k < old->n_members; k++)
+            member_unlink(&old->members[k]);
     }
-    free(hub->units);
+    hub->n_stale = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct gr_unit *u = units[i];
+        struct gr_unit *old = unit_find(hub->units, hub->n_units, u->id, strlen(u->id));
+        if (old != NULL)
+            unit_carry_over(u, old);
+        hub->n_stale += u->stale;
+        for (size_t k = 0; k < u->n_members; k++)
+            member_append(&u->members[k]);
+    }
+    struct gr_unit **old_units = hub->units;
+    size_t n_old = hub->n_units;
     hub->units = units;
     hub->n_units = n;
+    hub->fresh_head = fresh_head;
+    hub->fresh_tail = fresh_tail;
     gr_mapping_free(hub->mapping);
     hub->mapping = m;
-
     if (topics_reorder(hub) < 0)
         gr_warn("hub: out of memory reordering topics; snapshots may be out of order");
-    for (size_t i = hub->n_topics; i-- > 0;)
-        topic_release(hub, hub->topics[i]);
-    return 0;
 
-fail:
-    for (size_t i = 0; i < n; i++) /* calloc'd: unbuilt slots are NULL */
-        unit_free(units[i]);
-    free(units);
-    for (size_t i = hub->n_topics; i-- > 0;)
-        topic_release(hub, hub->topics[i]);
-    return -ENOMEM;
+    /* Tell subscribers what joined their topics, now that it is there. */
+    for (size_t i = 0; i < n; i++) {
+        struct gr_unit *u = units[i];
+        struct gr_unit *old = unit_find(old_units, n_old, u->id, strlen(u->id));
+        for (size_t k = 0; k < u->n_members; k++)
+            if (!unit_in_topic(old, u->members[k].topic))
+                send_event(hub, u->members[k].topic, "unit_added", u);
+    }
+    for (size_t i = 0; i < n_old; i++)
+        unit_free(old_units[i]);
+    free(old_units);
+    topics_release_empty(hub);
+    return 0;
+}
+
+const struct gr_mapping *gr_hub_mapping(const struct gr_hub *hub)
+{
+    return hub->mapping;
+}
+
+struct gr_assembler *gr_unit_assembler(struct gr_unit *u)
+{
+    return &u->assembler;
 }
 
 struct gr_unit *gr_hub_find_unit(struct gr_hub *hub, const char *id, size_t id_len)
@@ -378,7 +521,12 @@ size_t gr_hub_sub_count(const struct gr_hub *hub)
     return hub->n_subs;
 }
 
-/* ---- publishing -------------------------------------------------------------------- */
+size_t gr_hub_stale_count(const struct gr_hub *hub)
+{
+    return hub->n_stale;
+}
+
+/* ---- encoding ------------------------------------------------------------------------- */
 
 /* Rounds to a number of decimals, so the shortest %g form is also the exact one. */
 static double round_to(double v, double scale)
@@ -438,22 +586,79 @@ static struct gr_position *position_encode(const char *id, uint64_t seq, const s
         json_object_set_new(o, "sats", json_integer(f->sats));
     json_object_set_new(o, "src", json_string(source_names[f->src]));
 
+    /* "attrs" is spliced in as the decoder left it (valid, compact JSON): passed through
+     * untouched, where jansson would print its numbers at our 10 digits. */
+    static const char attrs_key[] = ",\"attrs\":";
     size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(10);
     size_t len = json_dumpb(o, NULL, 0, flags);
-    struct gr_position *p = len ? malloc(sizeof(*p) + len + 1) : NULL;
+    size_t extra = f->attrs ? sizeof(attrs_key) - 1 + f->attrs_len : 0;
+    struct gr_position *p = len ? malloc(sizeof(*p) + len + extra + 1) : NULL;
     if (p != NULL) {
         json_dumpb(o, p->json, len, flags);
+        if (f->attrs != NULL) { /* ...,"src":"json"} -> ...,"src":"json","attrs":{...}} */
+            char *at = p->json + len - 1;
+            memcpy(at, attrs_key, sizeof(attrs_key) - 1);
+            at += sizeof(attrs_key) - 1;
+            memcpy(at, f->attrs, f->attrs_len);
+            at[f->attrs_len] = '}';
+            len += extra;
+        }
         p->json[len] = '\0';
         p->json_len = len;
         p->seq = seq;
         p->time_ms = f->time_ms;
+        p->lat = f->lat;
+        p->lon = f->lon;
     }
     json_decref(o);
     return p;
 }
 
-static enum gr_reason fix_check(const struct gr_hub *hub, const struct gr_unit *u,
-                                const struct gr_fix *f, int64_t now_ms)
+/* ---- acceptance ----------------------------------------------------------------------- */
+
+#define EARTH_RADIUS_M 6371008.8 /* mean radius (IUGG) */
+#define DEG_TO_RAD     (3.14159265358979323846 / 180.0)
+
+/* Great-circle distance in metres (haversine: well-conditioned for short hops). */
+static double distance_m(double lat1, double lon1, double lat2, double lon2)
+{
+    double dlat = (lat2 - lat1) * DEG_TO_RAD, dlon = (lon2 - lon1) * DEG_TO_RAD;
+    double a = sin(dlat / 2) * sin(dlat / 2) +
+               cos(lat1 * DEG_TO_RAD) * cos(lat2 * DEG_TO_RAD) * sin(dlon / 2) * sin(dlon / 2);
+    return 2 * EARTH_RADIUS_M * asin(sqrt(a < 1 ? a : 1));
+}
+
+static bool too_fast(const struct gr_hub *hub, double lat, double lon, int64_t time_ms,
+                     const struct gr_fix *f)
+{
+    double dt = (double)(f->time_ms - time_ms) / 1000.0;
+    return dt > 0 && distance_m(lat, lon, f->lat, f->lon) > hub->opt.max_speed * dt;
+}
+
+/*
+ * The implied-speed rule, with one escape: a single bad fix once published would
+ * otherwise make every later, correct fix look too fast. When a fix is too fast from the
+ * published position but plausible from the last refused one, two fixes agree against
+ * one, so the published position was the outlier and the new fix is accepted.
+ */
+static enum gr_reason speed_check(const struct gr_hub *hub, struct gr_unit *u,
+                                  const struct gr_fix *f)
+{
+    if (u->pos == NULL || !too_fast(hub, u->pos->lat, u->pos->lon, u->pos->time_ms, f)) {
+        u->have_refused = false;
+        return GR_OK;
+    }
+    bool agrees = u->have_refused && f->time_ms > u->refused_time_ms &&
+                  !too_fast(hub, u->refused_lat, u->refused_lon, u->refused_time_ms, f);
+    u->have_refused = !agrees;
+    u->refused_lat = f->lat;
+    u->refused_lon = f->lon;
+    u->refused_time_ms = f->time_ms;
+    return agrees ? GR_OK : GR_SPEED;
+}
+
+static enum gr_reason fix_check(const struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
+                                int64_t now_ms)
 {
     if (!f->valid)
         return GR_NO_FIX;
@@ -467,12 +672,31 @@ static enum gr_reason fix_check(const struct gr_hub *hub, const struct gr_unit *
         return GR_OUT_OF_ORDER;
     if (u->pos != NULL && f->time_ms == u->pos->time_ms)
         return GR_DUPLICATE;
-    return GR_OK;
+    return speed_check(hub, u, f);
+}
+
+/* ---- publishing and staleness ----------------------------------------------------------- */
+
+/* A stale unit that reports again leaves its topics' stale lists and is fresh. */
+static void unit_refresh(struct gr_hub *hub, struct gr_unit *u)
+{
+    if (u->stale) {
+        for (size_t k = 0; k < u->n_members; k++) {
+            struct gr_topic *t = u->members[k].topic;
+            LIST_UNLINK(t->stale_head, t->stale_tail, &u->members[k], stale_prev, stale_next);
+        }
+        u->stale = false;
+        hub->n_stale--;
+    } else if (u->pos != NULL) {
+        LIST_UNLINK(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
+    }
+    LIST_APPEND(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
 }
 
 enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
                               int64_t now_ms)
 {
+    u->last_seen_ms = now_ms;
     enum gr_reason r = fix_check(hub, u, f, now_ms);
     if (r != GR_OK)
         return r;
@@ -482,9 +706,11 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
         gr_error("hub: out of memory encoding a position of %s", u->id);
         return GR_MALFORMED;
     }
+    unit_refresh(hub, u);
     hub->seq++;
     free(u->pos);
     u->pos = p;
+    u->pos_rx_ms = now_ms;
     gr_stats.positions_published++;
 
     for (size_t k = 0; k < u->n_members; k++) {
@@ -492,9 +718,8 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
         struct gr_topic *t = m->topic;
         /* The tail's seq before this position: a subscriber whose cursor had reached it
          * had nothing pending and must be told; the others already know. */
-        uint64_t was_tail =
-            t->tail == m ? (m->prev ? member_seq(m->prev) : 0) : member_seq(t->tail);
-        if (t->tail != m) {
+        uint64_t was_tail = t->tail == m ? member_seq(m->prev) : member_seq(t->tail);
+        if (t->tail != m) { /* the unit is fresh now: only the seq order changes */
             member_unlink(m);
             member_append(m);
         }
@@ -505,20 +730,60 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
     return GR_OK;
 }
 
-/* ---- subscriptions ----------------------------------------------------------------- */
+static char *stale_payload(const struct gr_unit *u)
+{
+    char last_time[TIME_TEXT_MAX], last_seen[TIME_TEXT_MAX];
+    format_time(u->pos->time_ms, last_time);
+    format_time(u->last_seen_ms, last_seen);
+    char *payload = NULL;
+    if (asprintf(&payload, "{\"device\":%s,\"last_time\":\"%s\",\"last_seen\":\"%s\"}", u->json_id,
+                 last_time, last_seen) < 0)
+        return NULL;
+    return payload;
+}
+
+size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms)
+{
+    size_t n = 0;
+    struct gr_unit *u;
+    while ((u = hub->fresh_head) != NULL && now_ms - u->pos_rx_ms >= hub->opt.stale_after_ms) {
+        LIST_UNLINK(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
+        free(u->stale_json);
+        u->stale_json = stale_payload(u);
+        u->stale = true;
+        u->stale_seq = ++hub->stale_seq;
+        hub->n_stale++;
+        n++;
+        for (size_t k = 0; k < u->n_members; k++) {
+            struct gr_topic *t = u->members[k].topic;
+            LIST_APPEND(t->stale_head, t->stale_tail, &u->members[k], stale_prev, stale_next);
+            topic_notify(hub, t);
+        }
+    }
+    return n;
+}
+
+/* ---- subscriptions ---------------------------------------------------------------------- */
+
+static bool valid_id(const char *id, size_t max, const char *allowed)
+{
+    size_t len = strlen(id);
+    return len > 0 && len <= max && strspn(id, allowed) == len;
+}
 
 struct gr_topic *gr_hub_topic(struct gr_hub *hub, const char *name)
 {
-    if (strncmp(name, AGENCY_PREFIX, strlen(AGENCY_PREFIX)) != 0)
-        return NULL;
-    const char *id = name + strlen(AGENCY_PREFIX);
-    size_t len = strlen(id);
-    if (len == 0 || len > GR_AGENCY_ID_MAX ||
-        strspn(id, "abcdefghijklmnopqrstuvwxyz"
-                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789-_.") != len)
-        return NULL;
-    return topic_get_or_create(hub, name);
+    static const char agency_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                       "0123456789-_.";
+    if (strncmp(name, AGENCY_PREFIX, strlen(AGENCY_PREFIX)) == 0)
+        return valid_id(name + strlen(AGENCY_PREFIX), GR_AGENCY_ID_MAX, agency_chars)
+                   ? topic_get_or_create(hub, name)
+                   : NULL;
+    if (strncmp(name, DEVICE_PREFIX, strlen(DEVICE_PREFIX)) == 0) {
+        long i = topic_index(hub, name); /* exists exactly while the device is mapped */
+        return i >= 0 ? hub->topics[i] : NULL;
+    }
+    return NULL;
 }
 
 const char *gr_topic_name(const struct gr_topic *t)
@@ -541,6 +806,7 @@ struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
     s->topic = t;
     s->owner = owner;
     s->cursor = hub->seq;
+    s->stale_cursor = hub->stale_seq;
     s->next = t->subs;
     if (t->subs)
         t->subs->prev = s;
@@ -553,12 +819,7 @@ struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
 void gr_sub_free(struct gr_hub *hub, struct gr_sub *s)
 {
     struct gr_topic *t = s->topic;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        t->subs = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    LIST_UNLINK(t->subs, t->subs, s, prev, next);
     t->n_subs--;
     hub->n_subs--;
     free(s);
@@ -572,7 +833,8 @@ struct gr_topic *gr_sub_topic(const struct gr_sub *s)
 
 bool gr_sub_pending(const struct gr_sub *s)
 {
-    return member_seq(s->topic->tail) > s->cursor;
+    return member_seq(s->topic->tail) > s->cursor ||
+           member_stale_seq(s->topic->stale_tail) > s->stale_cursor;
 }
 
 /* The oldest member of t newer than seq, walking back from the newest: O(newer ones). */
@@ -591,6 +853,12 @@ void gr_topic_each_since(const struct gr_topic *t, uint64_t since_seq, gr_positi
             return;
 }
 
+void gr_topic_each_stale(const struct gr_topic *t, gr_id_fn fn, void *ctx)
+{
+    for (struct gr_member *m = t->stale_head; m; m = m->stale_next)
+        fn(ctx, m->unit->json_id);
+}
+
 size_t gr_sub_drain(struct gr_sub *s, gr_position_fn fn, void *ctx)
 {
     size_t taken = 0;
@@ -601,4 +869,15 @@ size_t gr_sub_drain(struct gr_sub *s, gr_position_fn fn, void *ctx)
         taken++;
     }
     return taken;
+}
+
+const char *gr_sub_next_stale(struct gr_sub *s)
+{
+    struct gr_member *m = s->topic->stale_tail, *first = NULL;
+    for (; m && m->unit->stale_seq > s->stale_cursor; m = m->stale_prev)
+        first = m;
+    if (first == NULL)
+        return NULL;
+    s->stale_cursor = first->unit->stale_seq;
+    return first->unit->stale_json ? first->unit->stale_json : "{}";
 }

@@ -1,5 +1,5 @@
 /*
- * ingest.c - UDP listeners and the report pipeline.
+ * ingest.c - UDP and TCP listeners and the report pipeline.
  */
 #include "gpsrelay/ingest.h"
 
@@ -8,22 +8,46 @@
 #include <string.h>
 #include <time.h>
 
+#include "gpsrelay/assemble.h"
+#include "gpsrelay/identity.h"
+#include "gpsrelay/json_report.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/nmea.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/stats.h"
+#include "gpsrelay/taip.h"
 
-#define MS_PER_DAY 86400000LL
+/* How often idle TCP modems are looked for: often enough that one is closed within a
+ * few percent of tcp_idle_timeout, rarely enough to cost nothing. */
+#define SWEEP_MIN_MS 100
+#define SWEEP_MAX_MS 10000
+
+/* A modem on a TCP connection. The handle comes first: libuv hands it back to us. */
+struct tcp_conn {
+    uv_tcp_t handle;
+    struct gr_ingest *in;
+    struct sockaddr_storage peer;
+    uint64_t last_read_ms; /* uv_now() of the last read */
+    size_t len;            /* bytes of an unfinished line in buf */
+    bool discarding;       /* the unfinished line grew past GR_LINE_MAX: skip to its end */
+    struct tcp_conn *prev, *next;
+    char buf[GR_LINE_MAX];
+};
 
 struct gr_ingest {
     struct gr_hub *hub;
-    size_t n_udp;
+    struct gr_identity *ids;
+    size_t n_udp, n_tcp;
     uv_udp_t udp[GR_LISTEN_MAX];
+    uv_tcp_t tcp[GR_LISTEN_MAX];
+    struct tcp_conn *conns;
+    size_t n_conns;
+    uint64_t idle_ms; /* 0: modems may stay silent forever */
+    uv_timer_t sweep;
 };
 
-/* libuv hands us one datagram at a time and we finish with it before the next read, so
- * one buffer serves every listener. */
-static char datagram_buf[GR_DATAGRAM_MAX];
+/* Reads finish before the next one starts, so one buffer serves every socket. */
+static char read_buf[GR_DATAGRAM_MAX];
 
 static int64_t wall_clock_ms(void)
 {
@@ -32,75 +56,159 @@ static int64_t wall_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Decodes one report body into a fix with its full UTC time. */
-static enum gr_reason decode(const char *body, size_t len, struct gr_fix *fix)
+static void reject(enum gr_reason r)
 {
-    if (body[0] != '$')
-        return GR_UNSUPPORTED; /* TAIP comes with its decoder */
+    gr_stats.ingest_rejected[r]++;
+    gr_debug("ingest: dropped: %s", gr_reason_label(r));
+}
 
-    struct gr_nmea s;
-    enum gr_reason r = gr_nmea_decode(body, len, &s);
+/* ---- the pipeline ------------------------------------------------------------------- */
+
+/*
+ * One payload's worth of work: a datagram, or what one read brought from a stream. Units
+ * whose sentences came in it are flushed at its end, so sentences sent together merge
+ * into one fix without waiting for the modem's next cycle.
+ */
+struct batch {
+    struct gr_ingest *in;
+    const struct sockaddr *from;
+    int64_t now_ms;
+    struct gr_unit *touched[GR_BATCH_UNITS];
+    size_t n_touched;
+};
+
+static void publish(struct batch *b, struct gr_unit *u, const struct gr_fix *fix)
+{
+    enum gr_reason r = gr_hub_publish(b->in->hub, u, fix, b->now_ms);
+    if (r != GR_OK)
+        reject(r);
+}
+
+static void batch_flush(struct batch *b)
+{
+    struct gr_fix fix;
+    for (size_t i = 0; i < b->n_touched; i++)
+        if (gr_assemble_flush(gr_unit_assembler(b->touched[i]), b->now_ms, &fix))
+            publish(b, b->touched[i], &fix);
+    b->n_touched = 0;
+}
+
+static void batch_touch(struct batch *b, struct gr_unit *u)
+{
+    for (size_t i = 0; i < b->n_touched; i++)
+        if (b->touched[i] == u)
+            return;
+    if (b->n_touched == GR_BATCH_UNITS)
+        batch_flush(b);
+    b->touched[b->n_touched++] = u;
+}
+
+/*
+ * Device identity in SPEC order, first match wins: an id inside the report (JSON "id",
+ * TAIP ;ID=), the line's prefix, an id remembered for this sender, the sender's address.
+ */
+static struct gr_unit *identify(struct batch *b, const char *own, size_t own_len,
+                                const struct gr_report *rep)
+{
+    struct gr_hub *hub = b->in->hub;
+    if (own != NULL)
+        return gr_hub_find_unit(hub, own, own_len);
+    if (rep->id != NULL)
+        return gr_hub_find_unit(hub, rep->id, rep->id_len);
+    const char *remembered = gr_identity_get(b->in->ids, b->from, b->now_ms);
+    if (remembered != NULL)
+        return gr_hub_find_unit(hub, remembered, strlen(remembered));
+    return gr_hub_find_unit_by_addr(hub, b->from);
+}
+
+static enum gr_reason handle_sentence(struct batch *b, const struct gr_report *rep)
+{
+    struct gr_sentence s;
+    enum gr_reason r = rep->body[0] == '$' ? gr_nmea_decode(rep->body, rep->body_len, &s)
+                                           : gr_taip_decode(rep->body, rep->body_len, &s);
     if (r != GR_OK)
         return r;
     if (!s.checksum_seen)
         gr_stats.ingest_no_checksum++;
-    if (s.time_of_day_ms < 0 || s.year == 0)
-        return s.fix.valid ? GR_NO_TIME : GR_NO_FIX;
-    *fix = s.fix;
-    fix->time_ms = gr_days_from_civil(s.year, s.month, s.day) * MS_PER_DAY + s.time_of_day_ms;
+    if (s.type == GR_SENT_DEVID || s.type == GR_SENT_PCPTI) {
+        if (gr_identity_put(b->in->ids, b->from, s.id, s.id_len, b->now_ms) == 1)
+            gr_stats.ingest_identity_evicted++;
+        return GR_OK;
+    }
+
+    bool own = s.type == GR_SENT_TAIP_RPV && s.id != NULL;
+    struct gr_unit *u = identify(b, own ? s.id : NULL, s.id_len, rep);
+    if (u == NULL)
+        return GR_UNKNOWN_DEVICE;
+    batch_touch(b, u);
+    struct gr_fix fix;
+    if (gr_assemble_add(gr_unit_assembler(u), &s, b->now_ms, &fix))
+        publish(b, u, &fix);
     return GR_OK;
 }
 
-static enum gr_reason handle_line(struct gr_hub *hub, const char *line, size_t len,
-                                  const struct sockaddr *from, int64_t now_ms)
+static enum gr_reason handle_json(struct batch *b, const struct gr_report *rep)
+{
+    struct gr_json_report jr;
+    enum gr_reason r = gr_json_report_decode(rep->body, rep->body_len, &jr);
+    if (r != GR_OK)
+        return r;
+    struct gr_unit *u = identify(b, jr.id[0] ? jr.id : NULL, strlen(jr.id), rep);
+    if (u == NULL)
+        return GR_UNKNOWN_DEVICE;
+    if (jr.attrs_len > 0) {
+        jr.fix.attrs = jr.attrs;
+        jr.fix.attrs_len = jr.attrs_len;
+    }
+    publish(b, u, &jr.fix); /* JSON carries a whole fix: nothing to merge */
+    return GR_OK;
+}
+
+static enum gr_reason handle_line(struct batch *b, const char *line, size_t len)
 {
     if (len > GR_LINE_MAX)
         return GR_LINE_TOO_LONG;
-
     struct gr_report rep;
     enum gr_reason r = gr_report_split(line, len, &rep);
     if (r != GR_OK)
         return r;
-
-    struct gr_fix fix;
-    r = decode(rep.body, rep.body_len, &fix);
-    if (r != GR_OK)
-        return r;
-
-    struct gr_unit *unit =
-        rep.id ? gr_hub_find_unit(hub, rep.id, rep.id_len) : gr_hub_find_unit_by_addr(hub, from);
-    if (unit == NULL)
-        return GR_UNKNOWN_DEVICE;
-    return gr_hub_publish(hub, unit, &fix, now_ms);
+    if (rep.spliced)
+        gr_stats.ingest_spliced++;
+    return rep.body[0] == '{' ? handle_json(b, &rep) : handle_sentence(b, &rep);
 }
 
-void gr_ingest_payload(struct gr_hub *hub, const char *p, size_t len, const struct sockaddr *from,
-                       int64_t now_ms)
+/* Every report in p[0..len): CR/LF-separated lines, TAIP messages back to back. */
+static void handle_payload(struct batch *b, const char *p, size_t len)
 {
     size_t off = 0;
     const char *line;
     size_t line_len;
     while (gr_frame_next(p, len, &off, &line, &line_len)) {
         gr_stats.ingest_reports++;
-        enum gr_reason r = handle_line(hub, line, line_len, from, now_ms);
-        if (r != GR_OK) {
-            gr_stats.ingest_rejected[r]++;
-            gr_debug("ingest: report dropped: %s", gr_reason_label(r));
-        }
+        enum gr_reason r = handle_line(b, line, line_len);
+        if (r != GR_OK)
+            reject(r);
     }
 }
+
+static struct batch batch_make(struct gr_ingest *in, const struct sockaddr *from)
+{
+    struct batch b = {.in = in, .from = from, .now_ms = wall_clock_ms()};
+    return b;
+}
+
+/* ---- UDP ------------------------------------------------------------------------------ */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
-    *buf = uv_buf_init(datagram_buf, sizeof(datagram_buf));
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 
 static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                         const struct sockaddr *from, unsigned flags)
 {
-    struct gr_ingest *in = h->data;
     if (nread < 0) {
         gr_warn("ingest: udp receive error: %s", uv_strerror((int)nread));
         return;
@@ -109,10 +217,198 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         return; /* libuv's "nothing more to read" */
     gr_stats.ingest_datagrams++;
     if (flags & UV_UDP_PARTIAL) {
-        gr_stats.ingest_rejected[GR_LINE_TOO_LONG]++;
+        reject(GR_LINE_TOO_LONG);
         return;
     }
-    gr_ingest_payload(in->hub, buf->base, (size_t)nread, from, wall_clock_ms());
+    struct batch b = batch_make(h->data, from);
+    handle_payload(&b, buf->base, (size_t)nread);
+    batch_flush(&b);
+}
+
+/* ---- TCP ------------------------------------------------------------------------------ */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct tcp_conn *c = (struct tcp_conn *)h;
+    struct gr_ingest *in = c->in;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        in->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    in->n_conns--;
+    free(c);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->handle))
+        uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+}
+
+/* Keeps the unfinished end of a read for the next one, within GR_LINE_MAX. */
+static void conn_stash(struct tcp_conn *c, const char *p, size_t n)
+{
+    if (c->discarding)
+        return;
+    if (c->len + n > GR_LINE_MAX) {
+        gr_stats.ingest_reports++;
+        reject(GR_LINE_TOO_LONG); /* once per line, however long it goes on */
+        c->discarding = true;
+        c->len = 0;
+        return;
+    }
+    memcpy(c->buf + c->len, p, n);
+    c->len += n;
+}
+
+/* A line ended at p[0..n) (its terminator not included), maybe begun in earlier reads. */
+static void conn_line(struct tcp_conn *c, struct batch *b, const char *p, size_t n)
+{
+    if (c->discarding) {
+        c->discarding = false; /* the overlong line is over; it was counted */
+    } else if (c->len == 0) {
+        handle_payload(b, p, n); /* the common case: the whole line came in this read */
+    } else {
+        conn_stash(c, p, n);
+        if (!c->discarding)
+            handle_payload(b, c->buf, c->len);
+        c->discarding = false;
+    }
+    c->len = 0;
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct tcp_conn *c = (struct tcp_conn *)s;
+    struct batch b = batch_make(c->in, (const struct sockaddr *)&c->peer);
+    if (nread < 0) {
+        /* A modem that hangs up mid-line: its last bytes may still be a whole sentence
+         * without a terminator; the decoder's checks decide. */
+        if (c->len > 0 && !c->discarding)
+            handle_payload(&b, c->buf, c->len);
+        batch_flush(&b);
+        if (nread != UV_EOF)
+            gr_debug("ingest: tcp modem read error: %s", uv_strerror((int)nread));
+        conn_close(c);
+        return;
+    }
+    c->last_read_ms = uv_now(s->loop);
+    const char *p = buf->base, *end = buf->base + nread;
+    while (p < end) {
+        const char *eol = p;
+        while (eol < end && *eol != '\n' && *eol != '\r')
+            eol++;
+        if (eol == end) {
+            conn_stash(c, p, (size_t)(end - p));
+            break;
+        }
+        conn_line(c, &b, p, (size_t)(eol - p));
+        p = eol + 1;
+    }
+    batch_flush(&b);
+}
+
+/* The close callback of a connection that never made it into the list. */
+static void free_unlinked(uv_handle_t *h)
+{
+    free(h); /* the handle is the first member of its struct tcp_conn */
+}
+
+static void on_tcp_connection(uv_stream_t *server, int status)
+{
+    struct gr_ingest *in = server->data;
+    if (status < 0) {
+        gr_warn("ingest: tcp accept error: %s", uv_strerror(status));
+        return;
+    }
+    struct tcp_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return; /* libuv tries again on the next wake-up */
+    c->in = in;
+    uv_tcp_init(server->loop, &c->handle);
+    if (uv_accept(server, (uv_stream_t *)&c->handle) < 0) {
+        uv_close((uv_handle_t *)&c->handle, free_unlinked);
+        return;
+    }
+    c->next = in->conns;
+    if (in->conns)
+        in->conns->prev = c;
+    in->conns = c;
+    in->n_conns++;
+    if (in->n_conns > GR_TCP_CONN_MAX) {
+        gr_stats.tcp_refused++;
+        conn_close(c);
+        return;
+    }
+    int len = sizeof(c->peer);
+    uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &len);
+    c->last_read_ms = uv_now(server->loop);
+    gr_stats.tcp_accepted++;
+    uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_tcp_read);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct gr_ingest *in = t->data;
+    uint64_t now = uv_now(t->loop);
+    for (struct tcp_conn *c = in->conns; c; c = c->next) {
+        if (now - c->last_read_ms >= in->idle_ms && !uv_is_closing((uv_handle_t *)&c->handle)) {
+            gr_stats.tcp_idle_closed++;
+            conn_close(c);
+        }
+    }
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+static void log_bound(const char *kind, uv_handle_t *h)
+{
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    char host[64] = "?";
+    int rc = h->type == UV_UDP ? uv_udp_getsockname((uv_udp_t *)h, (struct sockaddr *)&bound, &len)
+                               : uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&bound, &len);
+    if (rc == 0)
+        uv_ip_name((struct sockaddr *)&bound, host, sizeof(host));
+    gr_notice("ingest: listening on %s %s port %d", kind, host,
+              rc == 0 ? ntohs(((struct sockaddr_in *)&bound)->sin_port) : 0);
+}
+
+static int start_udp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr *a)
+{
+    uv_udp_t *h = &in->udp[in->n_udp++];
+    uv_udp_init(loop, h);
+    h->data = in;
+    int rc = uv_udp_bind(h, (const struct sockaddr *)&a->sa, 0);
+    if (rc == 0)
+        rc = uv_udp_recv_start(h, on_alloc, on_datagram);
+    if (rc < 0) {
+        gr_error("ingest: cannot listen on udp %s: %s", a->text, uv_strerror(rc));
+        return rc;
+    }
+    log_bound("udp", (uv_handle_t *)h);
+    return 0;
+}
+
+/* Pending connections the kernel may queue while the loop is busy. */
+#define TCP_BACKLOG 511
+
+static int start_tcp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr *a)
+{
+    uv_tcp_t *h = &in->tcp[in->n_tcp++];
+    uv_tcp_init(loop, h);
+    h->data = in;
+    int rc = uv_tcp_bind(h, (const struct sockaddr *)&a->sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, TCP_BACKLOG, on_tcp_connection);
+    if (rc < 0) {
+        gr_error("ingest: cannot listen on tcp %s: %s", a->text, uv_strerror(rc));
+        return rc;
+    }
+    log_bound("tcp", (uv_handle_t *)h);
+    return 0;
 }
 
 int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
@@ -121,42 +417,54 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     struct gr_ingest *in = calloc(1, sizeof(*in));
     if (in == NULL)
         return -ENOMEM;
-    in->hub = hub;
     *out = in;
+    in->hub = hub;
+    in->idle_ms = (uint64_t)cfg->tcp_idle_timeout * 1000;
+    uv_timer_init(loop, &in->sweep);
+    in->sweep.data = in;
+    in->ids = gr_identity_new(GR_IDENTITY_MAX);
+    int rc = in->ids ? 0 : -ENOMEM;
 
-    for (size_t i = 0; i < cfg->n_listen_udp; i++) {
-        const struct gr_addr *a = &cfg->listen_udp[i];
-        uv_udp_t *h = &in->udp[i];
-        uv_udp_init(loop, h);
-        h->data = in;
-        in->n_udp++;
-        int rc = uv_udp_bind(h, (const struct sockaddr *)&a->sa, 0);
-        if (rc == 0)
-            rc = uv_udp_recv_start(h, on_alloc, on_datagram);
-        if (rc < 0) {
-            gr_error("ingest: cannot listen on udp %s: %s", a->text, uv_strerror(rc));
-            gr_ingest_stop(in);
-            return rc;
-        }
-        struct sockaddr_storage bound;
-        int len = sizeof(bound);
-        char host[64] = "?";
-        if (uv_udp_getsockname(h, (struct sockaddr *)&bound, &len) == 0)
-            uv_ip_name((struct sockaddr *)&bound, host, sizeof(host));
-        gr_notice("ingest: listening on udp %s port %d", host,
-                  ntohs(((struct sockaddr_in *)&bound)->sin_port));
+    for (size_t i = 0; rc == 0 && i < cfg->n_listen_udp; i++)
+        rc = start_udp(in, loop, &cfg->listen_udp[i]);
+    for (size_t i = 0; rc == 0 && i < cfg->n_listen_tcp; i++)
+        rc = start_tcp(in, loop, &cfg->listen_tcp[i]);
+    if (rc == 0 && in->idle_ms > 0) {
+        uint64_t every = in->idle_ms / 2;
+        every = every < SWEEP_MIN_MS ? SWEEP_MIN_MS : every > SWEEP_MAX_MS ? SWEEP_MAX_MS : every;
+        uv_timer_start(&in->sweep, on_sweep, every, every);
     }
-    return 0;
+    if (rc < 0)
+        gr_ingest_stop(in);
+    return rc;
+}
+
+static void close_once(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
 }
 
 void gr_ingest_stop(struct gr_ingest *in)
 {
     for (size_t i = 0; i < in->n_udp; i++)
-        if (!uv_is_closing((uv_handle_t *)&in->udp[i]))
-            uv_close((uv_handle_t *)&in->udp[i], NULL);
+        close_once((uv_handle_t *)&in->udp[i]);
+    for (size_t i = 0; i < in->n_tcp; i++)
+        close_once((uv_handle_t *)&in->tcp[i]);
+    for (struct tcp_conn *c = in->conns; c; c = c->next)
+        conn_close(c);
+    close_once((uv_handle_t *)&in->sweep);
 }
 
 void gr_ingest_free(struct gr_ingest *in)
 {
+    if (in == NULL)
+        return;
+    gr_identity_free(in->ids);
     free(in);
+}
+
+size_t gr_ingest_tcp_connections(const struct gr_ingest *in)
+{
+    return in->n_conns;
 }

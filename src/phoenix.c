@@ -39,6 +39,7 @@ struct gr_console {
 
     struct control *control_head, *control_tail;
     size_t n_control;
+    bool overflowed; /* an event found the control queue full: close with 1008 */
 };
 
 struct gr_console *gr_console_new(struct gr_hub *hub, gr_console_wake_cb wake, void *transport)
@@ -74,6 +75,16 @@ void gr_console_free(struct gr_console *c)
     free(c);
 }
 
+bool gr_console_has_output(const struct gr_console *c)
+{
+    if (c->control_head != NULL || c->overflowed)
+        return true;
+    for (size_t i = 0; i < c->n_channels; i++)
+        if (gr_sub_pending(c->channels[i].sub))
+            return true;
+    return false;
+}
+
 size_t gr_console_channels(const struct gr_console *c)
 {
     return c->n_channels;
@@ -90,6 +101,17 @@ static void wake(struct gr_console *c)
 void gr_console_on_pending(void *owner)
 {
     wake(owner);
+}
+
+static int queue_simple(struct gr_console *c, const char *join_ref, const char *ref,
+                        const char *topic, const char *event, const char *payload);
+
+void gr_console_on_event(void *owner, const struct gr_topic *t, const char *event,
+                         const char *payload)
+{
+    struct gr_console *c = owner;
+    if (queue_simple(c, "null", "null", gr_topic_json_name(t), event, payload) != 0)
+        c->overflowed = true;
 }
 
 /* Queues a finished frame. Returns 0, or GR_WS_POLICY when the console stopped reading. */
@@ -171,6 +193,14 @@ struct snapshot {
     int err;
 };
 
+static void snapshot_add_stale(void *ctx, const char *json_id)
+{
+    struct snapshot *s = ctx;
+    s->err |= gr_buf_puts(s->b, s->first ? "" : ",");
+    s->err |= gr_buf_puts(s->b, json_id);
+    s->first = false;
+}
+
 static bool snapshot_add(void *ctx, const struct gr_position *p)
 {
     struct snapshot *s = ctx;
@@ -246,7 +276,10 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
     snap.err |= frame_start(&b, join_ref, ref, topic_json, "phx_reply");
     snap.err |= gr_buf_puts(&b, head);
     gr_topic_each_since(t, since, snapshot_add, &snap);
-    snap.err |= gr_buf_puts(&b, "],\"stale\":[]}}]");
+    snap.err |= gr_buf_puts(&b, "],\"stale\":[");
+    snap.first = true;
+    gr_topic_each_stale(t, snapshot_add_stale, &snap);
+    snap.err |= gr_buf_puts(&b, "]}}]");
     int rc = snap.err ? GR_WS_POLICY : control_push(c, &b);
     gr_buf_free(&b);
     if (rc) {
@@ -349,6 +382,8 @@ static bool batch_add(void *ctx, const struct gr_position *p)
 
 int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
 {
+    if (c->overflowed)
+        return -EOVERFLOW;
     struct control *q = c->control_head;
     if (q != NULL) {
         if (gr_buf_append(out, q->frame, q->len))
@@ -366,13 +401,25 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
         struct gr_sub *sub = c->channels[i].sub;
         if (!gr_sub_pending(sub))
             continue;
-        struct batch s = {out, out->len, true, 0};
-        if (frame_start(out, "null", "null", gr_topic_json_name(gr_sub_topic(sub)), "positions") ||
+        const char *topic = gr_topic_json_name(gr_sub_topic(sub));
+        size_t start = out->len;
+        struct batch s = {out, start, true, 0};
+        if (frame_start(out, "null", "null", topic, "positions") ||
             gr_buf_puts(out, "{\"positions\":["))
             return -ENOMEM;
-        gr_sub_drain(sub, batch_add, &s);
-        if (s.err || gr_buf_puts(out, "]}]"))
-            return -ENOMEM;
+        if (gr_sub_drain(sub, batch_add, &s) > 0) {
+            if (s.err || gr_buf_puts(out, "]}]"))
+                return -ENOMEM;
+        } else {
+            /* No positions: what is pending is a unit gone stale, one frame each. */
+            out->len = start;
+            const char *stale = gr_sub_next_stale(sub);
+            if (stale == NULL)
+                continue;
+            if (frame_start(out, "null", "null", topic, "unit_stale") || gr_buf_puts(out, stale) ||
+                gr_buf_puts(out, "]"))
+                return -ENOMEM;
+        }
         c->next_channel = i + 1;
         return 1;
     }

@@ -56,6 +56,19 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
              "reason", reject_label, gr_stats.ingest_rejected, GR_OK + 1, GR_REASON_COUNT);
     family(f, "gpsrelay_ingest_no_checksum_total", "counter",
            "NMEA sentences accepted without a checksum.", gr_stats.ingest_no_checksum);
+    family(f, "gpsrelay_ingest_spliced_total", "counter",
+           "Broken sentences cut off by a newer one on the same line.", gr_stats.ingest_spliced);
+    family(f, "gpsrelay_ingest_identity_evicted_total", "counter",
+           "Remembered sender ids forgotten to make room.", gr_stats.ingest_identity_evicted);
+    family(f, "gpsrelay_tcp_accepted_total", "counter", "Modem TCP connections accepted.",
+           gr_stats.tcp_accepted);
+    family(f, "gpsrelay_tcp_refused_total", "counter",
+           "Modem TCP connections refused at the connection limit.", gr_stats.tcp_refused);
+    family(f, "gpsrelay_tcp_idle_closed_total", "counter",
+           "Modem TCP connections closed after tcp_idle_timeout of silence.",
+           gr_stats.tcp_idle_closed);
+    family(f, "gpsrelay_tcp_connections", "gauge", "Modem TCP connections open now.",
+           g->tcp_connections);
     family(f, "gpsrelay_positions_published_total", "counter", "Positions accepted and published.",
            gr_stats.positions_published);
     family(f, "gpsrelay_ws_frames_sent_total", "counter", "WebSocket frames sent to consoles.",
@@ -66,6 +79,8 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            g->consoles_connected);
     family(f, "gpsrelay_channels_joined", "gauge", "Channels joined now, over all consoles.",
            g->channels_joined);
+    family(f, "gpsrelay_units_stale", "gauge", "Units with no position for stale_after.",
+           g->units_stale);
     family(f, "gpsrelay_mapping_devices", "gauge", "Devices in the mapping in force.",
            g->mapping_devices);
 

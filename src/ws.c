@@ -27,9 +27,19 @@
  * lws_close_reason()"), but the enum is declared ABI-stable. See conn_writeable(). */
 #define WRITE_CLOSE ((enum lws_write_protocol)4)
 
+/* How often consoles are checked for idle_timeout and slow_timeout: one timer for all. */
+#define SWEEP_MS 1000
+
+/* A console asked to close whose socket takes nothing gets this long to take its close
+ * frame before it is dropped without one. */
+#define CLOSE_GRACE_MS 5000
+
 /* One WebSocket console connection. */
 struct conn {
     struct lws *wsi;
+    uint64_t last_rx_ms;  /* uv_now() when it last sent us anything */
+    uint64_t last_tx_ms;  /* uv_now() when its socket last had room for us */
+    uint64_t close_at_ms; /* uv_now() when a close was asked for */
     struct gr_ws *ws;
     struct gr_console *console;
     struct gr_buf rx;            /* a message arriving in fragments */
@@ -46,12 +56,16 @@ struct pss {
 struct gr_ws {
     struct lws_context *ctx; /* set to NULL by lws when it is really gone (pcontext) */
     struct gr_hub *hub;
+    gr_gauges_fn gauges;
+    void *gauges_ctx;
     struct conn *conns;
     size_t n_conns;
     bool ready;
     bool stopping;
-    uv_timer_t grace;  /* shutdown: how long consoles get to take their close frame */
-    struct gr_buf out; /* one send buffer for all consoles, LWS_PRE headroom */
+    uv_timer_t grace;          /* shutdown: how long consoles get to take their close frame */
+    uv_timer_t sweep;          /* idle and slow consoles */
+    uint64_t idle_ms, slow_ms; /* 0: no limit */
+    struct gr_buf out;         /* one send buffer for all consoles, LWS_PRE headroom */
 };
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
@@ -78,11 +92,9 @@ static int http_reply(struct lws *wsi, unsigned int status, const char *type, co
 
 static int serve_metrics(struct gr_ws *ws, struct lws *wsi)
 {
-    struct gr_gauges g = {
-        .consoles_connected = ws->n_conns,
-        .channels_joined = gr_hub_sub_count(ws->hub),
-        .mapping_devices = gr_hub_device_count(ws->hub),
-    };
+    struct gr_gauges g;
+    memset(&g, 0, sizeof(g));
+    ws->gauges(ws->gauges_ctx, &g);
     char *text;
     long len = gr_stats_render(&g, &text);
     if (len < 0)
@@ -144,6 +156,7 @@ static void conn_close(struct conn *c, int code, enum gr_close_reason reason)
         return;
     c->close_code = code;
     c->reason = reason;
+    c->close_at_ms = uv_now(c->ws->grace.loop);
     lws_callback_on_writable(c->wsi);
 }
 
@@ -161,6 +174,7 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi)
     c->ws = ws;
     c->rx = gr_buf_make(0);
     c->reason = GR_CLOSE_PEER;
+    c->last_rx_ms = c->last_tx_ms = uv_now(ws->grace.loop);
     c->next = ws->conns;
     if (ws->conns)
         ws->conns->prev = c;
@@ -189,6 +203,7 @@ static void conn_free(struct conn *c)
 
 static void conn_receive(struct conn *c, const void *in, size_t len)
 {
+    c->last_rx_ms = uv_now(c->ws->grace.loop);
     if (c->close_code != 0)
         return; /* closing: the rest of what it sends does not matter */
     if (lws_frame_is_binary(c->wsi)) {
@@ -217,6 +232,7 @@ static void conn_receive(struct conn *c, const void *in, size_t len)
 static int conn_writeable(struct conn *c)
 {
     struct gr_ws *ws = c->ws;
+    c->last_tx_ms = uv_now(ws->grace.loop);
     if (c->close_code != 0) {
         /* lws 4.1.6 sends no close frame when WRITEABLE returns -1 after
          * lws_close_reason(); write it ourselves, then hang up. */
@@ -245,6 +261,31 @@ static int conn_writeable(struct conn *c)
         if (lws_partial_buffered(c->wsi) || written >= WRITE_BUDGET) {
             lws_callback_on_writable(c->wsi);
             return 0;
+        }
+    }
+}
+
+/*
+ * Once a second: consoles silent past idle_timeout are closed (1001: the console will
+ * reconnect if it is still there); consoles whose socket took nothing for slow_timeout
+ * while output waited are closed as slow (1008). A slow console's socket has no room
+ * for a close frame, so it is dropped at once; so is any console that has not taken its
+ * close frame within CLOSE_GRACE_MS.
+ */
+static void on_sweep(uv_timer_t *t)
+{
+    struct gr_ws *ws = t->data;
+    uint64_t now = uv_now(t->loop);
+    for (struct conn *c = ws->conns; c; c = c->next) {
+        if (c->close_code != 0) {
+            if (now - c->close_at_ms >= CLOSE_GRACE_MS)
+                lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (ws->slow_ms && now - c->last_tx_ms >= ws->slow_ms &&
+                   gr_console_has_output(c->console)) {
+            conn_close(c, GR_WS_POLICY, GR_CLOSE_SLOW);
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (ws->idle_ms && now - c->last_rx_ms >= ws->idle_ms) {
+            conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_IDLE);
         }
     }
 }
@@ -311,15 +352,22 @@ static void lws_log(int level, const char *line)
 }
 
 int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
-                struct gr_ws **out)
+                gr_gauges_fn gauges, void *gauges_ctx, struct gr_ws **out)
 {
     struct gr_ws *ws = calloc(1, sizeof(*ws));
     if (ws == NULL)
         return -ENOMEM;
     ws->hub = hub;
+    ws->gauges = gauges;
+    ws->gauges_ctx = gauges_ctx;
     ws->out = gr_buf_make(LWS_PRE);
     uv_timer_init(loop, &ws->grace);
     uv_unref((uv_handle_t *)&ws->grace);
+    ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
+    ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
+    uv_timer_init(loop, &ws->sweep);
+    ws->sweep.data = ws;
+    uv_timer_start(&ws->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 
@@ -387,7 +435,11 @@ static void grace_done(uv_timer_t *t)
 
 void gr_ws_stop(struct gr_ws *ws)
 {
+    if (ws->stopping)
+        return;
     ws->stopping = true;
+    if (!uv_is_closing((uv_handle_t *)&ws->sweep))
+        uv_close((uv_handle_t *)&ws->sweep, NULL);
     ws->ready = false;
     for (struct conn *c = ws->conns; c; c = c->next)
         conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_SHUTDOWN);

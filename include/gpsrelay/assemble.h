@@ -40,6 +40,14 @@ struct gr_assembler {
  * Adds a decoded sentence (identity-only sentences are ignored). When it starts a new
  * time while another fix was pending, the pending fix is completed into *out and true is
  * returned. now_ms is the receive time.
+ *
+ * A sentence without a time (VTG; GGA and RMC of a receiver without a fix, as Quectel
+ * sends them) joins the pending fix, or is dropped when none is pending. A later sentence
+ * of a fix overrides what an earlier one said (position, speed, ...); the fix is valid
+ * when some sentence said so and none said "no fix". A fix dated from the device's last
+ * date carries that date on (have_date, date_day, date_tod_ms follow it), so a device
+ * that sent one RMC and then only GGA keeps its date across midnights; "went back past
+ * midnight" means by more than half a day, so a reordered sentence stays on its day.
  */
 bool gr_assemble_add(struct gr_assembler *a, const struct gr_sentence *s, int64_t now_ms,
                      struct gr_fix *out);

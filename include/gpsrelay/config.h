@@ -22,20 +22,30 @@ struct gr_addr {
 
 enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
 
-#define GR_LISTEN_MAX 16 /* listeners of one kind; a config with more is an error */
+#define GR_LISTEN_MAX 16
+#define GR_CONFIG_SPEED_MAX                                                                        \
+    100000 /* m/s; anything above is a typo, not a vehicle */ /* listeners of one kind; a config   \
+                                                                 with more is an error */
 
 struct gr_config {
     char *path; /* the file this came from */
 
     struct gr_addr listen_udp[GR_LISTEN_MAX];
     size_t n_listen_udp;
+    struct gr_addr listen_tcp[GR_LISTEN_MAX];
+    size_t n_listen_tcp;
     struct gr_addr listen_ws[GR_LISTEN_MAX];
     size_t n_listen_ws;
 
     char *mapping_file; /* absolute, or relative to the config file's folder when written so */
     enum gr_auth auth;
-    int log_level;       /* LOG_* */
-    int max_future_skew; /* seconds */
+    int log_level;        /* LOG_* */
+    int max_future_skew;  /* seconds */
+    int max_speed;        /* metres per second a unit may plausibly move between fixes */
+    int tcp_idle_timeout; /* seconds of silence after which a modem's TCP link is closed */
+    int stale_after;      /* seconds without a position after which a unit is stale */
+    int slow_timeout;     /* seconds a console may take nothing while positions wait */
+    int idle_timeout;     /* seconds a console may send nothing (heartbeats included) */
 };
 
 /*

@@ -8,6 +8,7 @@
 #define GPSRELAY_FIX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Which optional fields of struct gr_fix hold a value. */
@@ -59,8 +60,7 @@ struct gr_fix {
     X(OUT_OF_ORDER, "out_of_order")        /* older than the last published fix */                 \
     X(DUPLICATE, "duplicate")              /* same time as the last published fix */               \
     X(SPEED, "implausible_speed")          /* a jump faster than max_speed */                      \
-    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */                    \
-    X(LINE_BUFFER, "tcp_line_overflow")    /* a TCP line longer than its buffer: skipped */
+    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,

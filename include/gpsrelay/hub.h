@@ -2,13 +2,17 @@
  * hub.h - units, topics and subscriptions: where positions meet consoles.
  *
  * The hub holds one unit per mapped device with its latest position, already encoded as
- * JSON once (SPEC section 5 shape). Each agency is a topic; a topic keeps its units in a
- * list ordered by the sequence number of their latest position. A subscription is a
- * cursor into that order: what a subscriber still has to receive is exactly the units
- * whose seq is above its cursor. That gives conflation (one pending position per unit,
- * the newest) and bounded per-console memory for free, and per-position work is O(1)
- * per subscriber: the hub only tells the owner "something is pending" through the
- * notify callback given at creation.
+ * JSON once (SPEC section 5 shape). Topics are "agency:<id>" (every unit mapped to the
+ * agency) and "device:<id>" (one unit). A topic keeps its units in a list ordered by the
+ * sequence number of their latest position. A subscription is a cursor into that order:
+ * what a subscriber still has to receive is exactly the units whose seq is above its
+ * cursor. That gives conflation (one pending position per unit, the newest) and bounded
+ * per-console memory for free, and per-position work is O(1) per subscriber: the hub
+ * only tells the owner "something is pending" through the notify callback.
+ *
+ * Staleness works the same way with a second order: units that went stale, by the order
+ * in which they did, and a second cursor per subscription. Going stale takes no position
+ * sequence number, so `seq` rises by exactly one per accepted position (SPEC).
  *
  * No I/O here: the hub knows nothing of sockets or libwebsockets.
  */
@@ -20,6 +24,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "gpsrelay/assemble.h"
 #include "gpsrelay/fix.h"
 #include "gpsrelay/mapping.h"
 
@@ -32,6 +37,7 @@ struct gr_sub;
 struct gr_position {
     uint64_t seq;    /* daemon-wide, rises by one per accepted position */
     int64_t time_ms; /* fix time */
+    double lat, lon; /* as published, for the implied-speed check of the next fix */
     size_t json_len;
     char json[]; /* the encoded position object, NUL-terminated */
 };
@@ -39,9 +45,19 @@ struct gr_position {
 /* Called when a subscription goes from "nothing pending" to "something pending". */
 typedef void (*gr_hub_notify_cb)(void *owner);
 
+/*
+ * Called for each subscription of a topic when the mapping adds a unit to it or takes
+ * one away: event is "unit_added" or "unit_removed", payload the JSON object to push.
+ */
+typedef void (*gr_hub_event_cb)(void *owner, const struct gr_topic *t, const char *event,
+                                const char *payload);
+
 struct gr_hub_options {
     int max_future_skew_ms; /* fixes further ahead of the receive time are rejected */
+    double max_speed;       /* m/s: a fix implying a faster jump is rejected */
+    int64_t stale_after_ms; /* a unit with no position for this long is stale */
     gr_hub_notify_cb notify;
+    gr_hub_event_cb event;
 };
 
 /* Returns a new hub with an empty mapping, or NULL on ENOMEM. The epoch is made here. */
@@ -52,33 +68,50 @@ void gr_hub_free(struct gr_hub *hub);
 
 /*
  * Makes m the mapping in force; the hub takes ownership of m and frees the previous
- * mapping. Units of devices that stay keep their latest position. Returns 0 or -ENOMEM
- * (then nothing changed and m is still the caller's).
+ * mapping. Units of devices that stay keep their position, staleness and assembler.
+ * Subscribers of every topic that gains or loses a unit get unit_added / unit_removed
+ * through the event callback before this returns; from then on a removed unit's
+ * positions no longer reach that topic. Returns 0 or -ENOMEM (then nothing changed and
+ * m is still the caller's).
  */
 int gr_hub_set_mapping(struct gr_hub *hub, struct gr_mapping *m);
+
+/* The mapping in force (borrowed), NULL before the first. */
+const struct gr_mapping *gr_hub_mapping(const struct gr_hub *hub);
 
 /* The unit mapped under this device id, or the one whose source_addr is sa; or NULL. */
 struct gr_unit *gr_hub_find_unit(struct gr_hub *hub, const char *id, size_t id_len);
 struct gr_unit *gr_hub_find_unit_by_addr(struct gr_hub *hub, const struct sockaddr *sa);
 
+/* The unit's sentence assembler (assemble.h): state that follows the device. */
+struct gr_assembler *gr_unit_assembler(struct gr_unit *u);
+
 /*
  * Applies the acceptance rules that need the unit's history (SPEC section 4: future,
- * out of order, duplicate) and the position checks (validity, range, 0,0), then encodes
- * and publishes the fix to every topic of the unit. now_ms is the receive time.
- * Returns GR_OK or the reason the fix was refused.
+ * out of order, duplicate, implied speed) and the position checks (validity, range, 0,0),
+ * then encodes and publishes the fix to every topic of the unit. Any fix, valid or not,
+ * marks the unit alive at now_ms, the receive time. Returns GR_OK or the reason the fix
+ * was refused.
  */
-enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *unit, const struct gr_fix *fix,
+enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *fix,
                               int64_t now_ms);
+
+/*
+ * Marks stale every unit whose last position was received stale_after_ms or more before
+ * now_ms, and tells their subscribers. Cost: O(units going stale). Returns how many.
+ */
+size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms);
 
 const char *gr_hub_epoch(const struct gr_hub *hub);
 uint64_t gr_hub_seq(const struct gr_hub *hub);
 size_t gr_hub_device_count(const struct gr_hub *hub);
 size_t gr_hub_sub_count(const struct gr_hub *hub);
+size_t gr_hub_stale_count(const struct gr_hub *hub);
 
 /*
- * Resolves a topic name ("agency:<id>") to a topic, creating an agency topic with no
- * units yet when the id is well-formed. Returns NULL for names that are no topic.
- * A topic lives while it has units or subscriptions.
+ * Resolves a topic name to a topic: "agency:<id>" (created, with no units yet, when the
+ * id is well-formed) or "device:<id>" (only for a mapped device). NULL otherwise. A
+ * topic lives while it has units or subscriptions.
  */
 struct gr_topic *gr_hub_topic(struct gr_hub *hub, const char *name);
 
@@ -88,9 +121,9 @@ const char *gr_topic_name(const struct gr_topic *t);
 const char *gr_topic_json_name(const struct gr_topic *t);
 
 /*
- * Subscribes owner to topic t with its cursor at the current sequence number, and
- * returns the subscription (NULL on ENOMEM). From now on notify(owner) is called when a
- * position for t arrives while nothing of t was pending for this subscription.
+ * Subscribes owner to topic t with its cursors at the present, and returns the
+ * subscription (NULL on ENOMEM). From now on notify(owner) is called when something for
+ * t arrives while nothing of t was pending for this subscription.
  */
 struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner);
 
@@ -108,11 +141,22 @@ typedef bool (*gr_position_fn)(void *ctx, const struct gr_position *p);
 void gr_topic_each_since(const struct gr_topic *t, uint64_t since_seq, gr_position_fn fn,
                          void *ctx);
 
+/* Calls fn with the JSON string literal of the id of every stale unit of t. */
+typedef void (*gr_id_fn)(void *ctx, const char *json_id);
+void gr_topic_each_stale(const struct gr_topic *t, gr_id_fn fn, void *ctx);
+
 /*
  * Hands the subscription's pending positions to fn, oldest first, advancing its cursor
  * past each one fn accepts; stops when fn returns false (that position stays pending).
  * Returns how many were taken.
  */
 size_t gr_sub_drain(struct gr_sub *s, gr_position_fn fn, void *ctx);
+
+/*
+ * The unit_stale payload of the next unit of the subscription's topic that went stale
+ * since the subscription last took one, advancing its stale cursor; NULL when none.
+ * Units that recovered meanwhile are not reported.
+ */
+const char *gr_sub_next_stale(struct gr_sub *s);
 
 #endif

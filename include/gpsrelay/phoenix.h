@@ -9,6 +9,7 @@
 #ifndef GPSRELAY_PHOENIX_H
 #define GPSRELAY_PHOENIX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gpsrelay/buf.h"
@@ -44,14 +45,22 @@ int gr_console_receive(struct gr_console *c, const char *frame, size_t len);
 /*
  * Appends the next outgoing frame to out: queued replies first, then one "positions"
  * frame per channel with pending positions. Returns 1 when a frame was appended, 0 when
- * nothing is pending (the next position wakes the transport again), -ENOMEM.
+ * nothing is pending (the next position wakes the transport again), -ENOMEM, or
+ * -EOVERFLOW when events overflowed GR_CONSOLE_CONTROL_MAX (close with 1008).
  */
 int gr_console_next_frame(struct gr_console *c, struct gr_buf *out);
+
+/* True when replies, events or positions wait to be sent. */
+bool gr_console_has_output(const struct gr_console *c);
 
 /* Number of channels joined. */
 size_t gr_console_channels(const struct gr_console *c);
 
 /* The hub's notify callback: owner is the console that subscribed. */
 void gr_console_on_pending(void *owner);
+
+/* The hub's event callback (unit_added, unit_removed): queues the push for the console. */
+void gr_console_on_event(void *owner, const struct gr_topic *t, const char *event,
+                         const char *payload);
 
 #endif

@@ -15,11 +15,15 @@
 
 #include "gpsrelay/config.h"
 #include "gpsrelay/hub.h"
+#include "gpsrelay/stats.h"
 
 #define GR_WS_FRAME_MAX     (64 * 1024) /* larger console frames are closed with 1009 (SPEC) */
 #define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
 
 struct gr_ws;
+
+/* Fills the gauges of /metrics from whoever owns them (the daemon). */
+typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);
 
 /*
  * Creates the lws context on loop and binds every cfg->listen_ws. Returns 0 and the
@@ -29,7 +33,7 @@ struct gr_ws;
  * must outlive the server.
  */
 int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
-                struct gr_ws **out);
+                gr_gauges_fn gauges, void *gauges_ctx, struct gr_ws **out);
 
 /* /readyz answers 200 once this is true, 503 before. */
 void gr_ws_set_ready(struct gr_ws *ws, bool ready);

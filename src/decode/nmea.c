@@ -10,7 +10,7 @@
 #include "gpsrelay/nmea.h"
 
 /*
- * Data fields kept per sentence: RMC has 13 (NMEA 4.1), GGA 14. Fields past this are
+ * Data fields kept per sentence: RMC has 13 (NMEA 4.1), GGA 14, GNS 13. Fields past this are
  * counted but not stored, so vendor additions at the end do not make a sentence malformed.
  */
 #define NMEA_FIELDS_MAX 20
@@ -18,8 +18,21 @@
 /* 18 digits always fit an int64_t (10^18 < 2^63); no receiver sends more. */
 #define DECIMAL_DIGITS_MAX 18
 
+/*
+ * Proprietary addresses are 'P', a maker code and the maker's own type: $PUBX (u-blox),
+ * $PGRME (Garmin), $PSRF103 (SiRF), $PMTK001 (MediaTek). Nine characters is generous.
+ */
+#define PROPRIETARY_ADDR_MAX 9
+
+/* Satellites used: NMEA 0183 allowed 00-12; multi-constellation receivers send dozens. */
+#define SATS_MAX 255
+
+/* Sierra Wireless AirLink ids are 64-bit numbers: "0x" and at most 16 hex digits. */
+#define DEVID_HEX_MAX 16
+
 /* One knot is one nautical mile (exactly 1852 m) per hour. */
 #define KNOTS_TO_MPS (1852.0 / 3600.0)
+#define KMH_TO_MPS   (1000.0 / 3600.0)
 
 struct field {
     const char *p;
@@ -62,7 +75,26 @@ static int two_digits(const char *p)
     return is_digit(p[0]) && is_digit(p[1]) ? (p[0] - '0') * 10 + (p[1] - '0') : -1;
 }
 
-/* digits[.digits], unsigned: RMC has no signed field (the hemisphere carries the sign). */
+/* A field that is exactly one character c. */
+static bool is_char(struct field f, char c)
+{
+    return f.len == 1 && f.p[0] == c;
+}
+
+/* The field without leading and trailing spaces (modems pad ids to a fixed width). */
+static struct field trim(struct field f)
+{
+    while (f.len > 0 && f.p[0] == ' ') {
+        f.p++;
+        f.len--;
+    }
+    while (f.len > 0 && f.p[f.len - 1] == ' ') {
+        f.len--;
+    }
+    return f;
+}
+
+/* digits[.digits], unsigned: only altitudes are signed (the hemisphere carries the sign). */
 static bool parse_decimal(struct field f, struct decimal *out)
 {
     int64_t mant = 0, den = 1;
@@ -88,19 +120,51 @@ static bool parse_decimal(struct field f, struct decimal *out)
     return digits > 0;
 }
 
-/* An optional number: an empty field leaves its bit clear, anything unparsable is an error. */
+/*
+ * An optional number: an empty field leaves its bit clear, anything unparsable is an error.
+ * signed_ allows a leading '-' or '+': altitudes below the geoid ("-0028", Triton 400).
+ */
+static bool parse_number(struct field f, bool signed_, double unit, unsigned bit, double *out,
+                         unsigned *fields)
+{
+    struct decimal d;
+    bool neg = false;
+
+    if (f.len == 0) {
+        return true;
+    }
+    if (signed_ && (f.p[0] == '-' || f.p[0] == '+')) {
+        neg = f.p[0] == '-';
+        f.p++;
+        f.len--;
+    }
+    if (!parse_decimal(f, &d)) {
+        return false;
+    }
+    double v = (double)d.mant / (double)d.den * unit;
+    *out = neg ? -v : v;
+    *fields |= bit;
+    return true;
+}
+
 static bool parse_optional(struct field f, double unit, unsigned bit, double *out, unsigned *fields)
+{
+    return parse_number(f, false, unit, bit, out, fields);
+}
+
+/* Satellites in use: an optional whole number. */
+static bool parse_sats(struct field f, struct gr_fix *fix)
 {
     struct decimal d;
 
     if (f.len == 0) {
         return true;
     }
-    if (!parse_decimal(f, &d)) {
+    if (!parse_decimal(f, &d) || d.den != 1 || d.mant > SATS_MAX) {
         return false;
     }
-    *out = (double)d.mant / (double)d.den * unit;
-    *fields |= bit;
+    fix->sats = (int)d.mant;
+    fix->fields |= GR_FIX_SATS;
     return true;
 }
 
@@ -131,11 +195,29 @@ static bool parse_angle(struct field num, struct field hemi, char pos, char neg,
     return true;
 }
 
-/* hhmmss[.sss]: milliseconds since midnight, -1 when empty. Second 60 is a leap second. */
-static bool parse_time(struct field f, int *out)
+/*
+ * The four latitude/longitude fields starting at f[0]. Receivers without a fix leave them
+ * empty (that is not an error unless `required`: the sentence says it has a fix); half a
+ * position is never right.
+ */
+static bool parse_position(const struct field *f, bool required, struct gr_sentence *out)
 {
+    if (!required && f[0].len == 0 && f[1].len == 0 && f[2].len == 0 && f[3].len == 0) {
+        return true;
+    }
+    if (!parse_angle(f[0], f[1], 'N', 'S', 90.0, &out->fix.lat) ||
+        !parse_angle(f[2], f[3], 'E', 'W', 180.0, &out->fix.lon)) {
+        return false;
+    }
+    out->has |= GR_HAS_POSITION;
+    return true;
+}
+
+/* hhmmss[.sss]: milliseconds since midnight, -1 when empty. Second 60 is a leap second. */
+static bool parse_time(struct field f, struct gr_sentence *out)
+{
+    out->time_of_day_ms = -1;
     if (f.len == 0) {
-        *out = -1;
         return true;
     }
     if (f.len < 6 || (f.len > 6 && f.p[6] != '.')) {
@@ -154,15 +236,16 @@ static bool parse_time(struct field f, int *out)
         ms += (f.p[i] - '0') * scale;
         scale /= 10;
     }
-    *out = ((h * 60 + m) * 60 + s) * 1000 + ms;
+    out->time_of_day_ms = ((h * 60 + m) * 60 + s) * 1000 + ms;
+    out->has |= GR_HAS_TIME;
     return true;
 }
 
 /*
  * ddmmyy; an empty field leaves the date 0. NMEA 0183 has no century: like gpsd, years below
- * 80 are 20yy. GPS week-rollover correction is the caller's (SPEC section 4).
+ * 80 are 20yy. GPS week-rollover correction is the assembler's (SPEC section 4).
  */
-static bool parse_date(struct field f, struct gr_nmea *out)
+static bool parse_date(struct field f, struct gr_sentence *out)
 {
     if (f.len == 0) {
         return true;
@@ -177,7 +260,28 @@ static bool parse_date(struct field f, struct gr_nmea *out)
     out->year = y < 80 ? 2000 + y : 1900 + y;
     out->month = m;
     out->day = d;
+    out->has |= GR_HAS_DATE;
     return true;
+}
+
+/*
+ * An NMEA 2.3 mode indicator: A autonomous, D differential, E estimated (dead reckoning),
+ * F float RTK, M manual, P precise, R RTK, S simulator; N is "no fix". Absent in older
+ * sentences. Returns false for anything but one upper-case letter.
+ */
+static bool parse_mode(struct field f, bool *no_fix)
+{
+    if (f.len != 1 || !is_upper(f.p[0])) {
+        return false;
+    }
+    *no_fix = f.p[0] == 'N';
+    return true;
+}
+
+static void set_validity(struct gr_sentence *out, bool valid)
+{
+    out->fix.valid = valid;
+    out->has |= GR_HAS_VALIDITY;
 }
 
 /*
@@ -194,25 +298,24 @@ static bool parse_date(struct field f, struct gr_nmea *out)
  *
  * Only 0-8 are required: the variation pair is not used. With status V receivers leave the
  * position empty ("$GPRMC,205150.00,V,,,,,,,,,,,V*4a", Magellan); with A it must be there.
+ * Quectel leaves even the time empty while it has no fix ("$GPRMC,,V,,,,,,,,,,N*53").
  */
-static enum gr_reason decode_rmc(const struct field *f, int n, struct gr_nmea *out)
+static enum gr_reason decode_rmc(const struct field *f, int n, struct gr_sentence *out)
 {
     struct gr_fix *fix = &out->fix;
+    bool no_fix = false;
 
-    if (!parse_time(f[0], &out->time_of_day_ms) || f[1].len != 1 ||
-        (f[1].p[0] != 'A' && f[1].p[0] != 'V')) {
+    if (!parse_time(f[0], out) || f[1].len != 1 || (f[1].p[0] != 'A' && f[1].p[0] != 'V')) {
         return GR_MALFORMED;
     }
     bool active = f[1].p[0] == 'A';
-    fix->valid = active && !(n > 11 && f[11].len == 1 && f[11].p[0] == 'N');
-
-    if (f[2].len > 0 || f[4].len > 0 || active) {
-        if (!parse_angle(f[2], f[3], 'N', 'S', 90.0, &fix->lat) ||
-            !parse_angle(f[4], f[5], 'E', 'W', 180.0, &fix->lon)) {
-            return GR_MALFORMED;
-        }
+    if (n > 11 && f[11].len > 0 && !parse_mode(f[11], &no_fix)) {
+        return GR_MALFORMED;
     }
-    if (!parse_optional(f[6], KNOTS_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields) ||
+    set_validity(out, active && !no_fix);
+
+    if (!parse_position(&f[2], active, out) ||
+        !parse_optional(f[6], KNOTS_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields) ||
         !parse_optional(f[7], 1.0, GR_FIX_COURSE, &fix->course, &fix->fields) ||
         !parse_date(f[8], out)) {
         return GR_MALFORMED;
@@ -220,34 +323,270 @@ static enum gr_reason decode_rmc(const struct field *f, int n, struct gr_nmea *o
     return GR_OK;
 }
 
-/* One row per decoded sentence type; GGA, GLL, VTG, GNS and ZDA join here. */
+/*
+ * GGA, fix data: time, position, quality, altitude.
+ *
+ *   $--GGA,hhmmss.ss,ddmm.mm,N,dddmm.mm,E,q,nn,x.x,x.x,M,x.x,M,x.x,xxxx*hh
+ *          0         1       2 3        4 5 6  7   8   9 10  11 12  13
+ *
+ *   0 UTC time      5 quality: 0 no fix, 1 GPS, 2 DGPS, 3 PPS,  8 altitude above mean sea
+ *   1 latitude        4 RTK fixed, 5 RTK float, 6 estimated,      level (MSL), metres
+ *   2 N/S             7 manual, 8 simulator                     9 M (ignored: always metres)
+ *   3 longitude     6 satellites in use                        10-11 geoid separation, M
+ *   4 E/W           7 HDOP                                     12-13 DGPS age, station
+ *
+ * Only 0-8 are required. Quality 0 is "no fix" (SPEC section 4: GGA quality > 0 is valid);
+ * an empty quality counts as 0, as in gpsd. A GGA without a fix may leave everything else
+ * empty: "$GPGGA,,,,,,0,,,,,,,,*66" (Quectel).
+ */
+static enum gr_reason decode_gga(const struct field *f, int n, struct gr_sentence *out)
+{
+    struct gr_fix *fix = &out->fix;
+    struct decimal q = {0, 1};
+    (void)n;
+
+    if (!parse_time(f[0], out) || (f[5].len > 0 && (!parse_decimal(f[5], &q) || q.den != 1))) {
+        return GR_MALFORMED;
+    }
+    set_validity(out, q.mant > 0);
+    if (!parse_position(&f[1], q.mant > 0, out) || !parse_sats(f[6], fix) ||
+        !parse_optional(f[7], 1.0, GR_FIX_HDOP, &fix->hdop, &fix->fields) ||
+        !parse_number(f[8], true, 1.0, GR_FIX_ALT, &fix->alt, &fix->fields)) {
+        return GR_MALFORMED;
+    }
+    return GR_OK;
+}
+
+/*
+ * GLL, geographic position: position and time only.
+ *
+ *   $--GLL,ddmm.mm,N,dddmm.mm,E,hhmmss.ss,A,m*hh
+ *          0       1 2        3 4         5 6
+ *
+ *   0-3 latitude, N/S, longitude, E/W    5 status A/V
+ *   4 UTC time                           6 mode (NMEA 2.3), as in RMC: N no fix
+ *
+ * 0-5 are required: the NMEA 1.5 form without time and status cannot be placed in time.
+ */
+static enum gr_reason decode_gll(const struct field *f, int n, struct gr_sentence *out)
+{
+    bool no_fix = false;
+
+    if (!parse_time(f[4], out) || f[5].len != 1 || (f[5].p[0] != 'A' && f[5].p[0] != 'V')) {
+        return GR_MALFORMED;
+    }
+    bool active = f[5].p[0] == 'A';
+    if (n > 6 && f[6].len > 0 && !parse_mode(f[6], &no_fix)) {
+        return GR_MALFORMED;
+    }
+    set_validity(out, active && !no_fix);
+    return parse_position(&f[0], active, out) ? GR_OK : GR_MALFORMED;
+}
+
+/*
+ * VTG, track made good and ground speed. No time: the assembler merges it into the fix
+ * being gathered (assemble.h).
+ *
+ *   $--VTG,x.x,T,x.x,M,x.x,N,x.x,K,m*hh
+ *          0   1 2   3 4   5 6   7 8
+ *
+ *   0 course, degrees true          4 speed, knots    8 mode (NMEA 2.3), as in RMC: N no fix
+ *   2 course, magnetic (ignored)    6 speed, km/h
+ *
+ * The unit letters 1, 3, 5 and 7 came with NMEA 2.0; the older form has only the four
+ * numbers: $--VTG,x.x,x.x,x.x,x.x (gpsd decodes both). Speed in knots is preferred, km/h
+ * when only that is sent. Without a mode the sentence says nothing about validity.
+ */
+static enum gr_reason decode_vtg(const struct field *f, int n, struct gr_sentence *out)
+{
+    struct gr_fix *fix = &out->fix;
+    int knots = 2, kmh = 3; /* the old form's field numbers */
+    bool no_fix = false;
+
+    if (is_char(f[1], 'T')) {
+        if (n < 8) {
+            return GR_MALFORMED;
+        }
+        knots = 4;
+        kmh = 6;
+        if (n > 8 && f[8].len > 0) {
+            if (!parse_mode(f[8], &no_fix)) {
+                return GR_MALFORMED;
+            }
+            set_validity(out, !no_fix);
+        }
+    }
+    if (!parse_optional(f[0], 1.0, GR_FIX_COURSE, &fix->course, &fix->fields) ||
+        !parse_optional(f[knots], KNOTS_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields)) {
+        return GR_MALFORMED;
+    }
+    if (f[knots].len == 0 &&
+        !parse_optional(f[kmh], KMH_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields)) {
+        return GR_MALFORMED;
+    }
+    return GR_OK;
+}
+
+/*
+ * GNS, multi-constellation fix data (NMEA 3.0): GGA with a mode per system.
+ *
+ *   $--GNS,hhmmss.ss,ddmm.mm,N,dddmm.mm,E,c--c,nn,x.x,x.x,x.x,x.x,xxxx,s*hh
+ *          0         1       2 3        4 5    6  7   8   9   10  11   12
+ *
+ *   0 UTC time     5 mode, one letter per system (GPS, GLONASS, Galileo, BeiDou, QZSS,
+ *   1-4 position     NavIC ...) as in RMC: "N" no fix from that system
+ *                  6 satellites in use     9 geoid separation (ignored)
+ *                  7 HDOP                  10-11 DGPS age, station (ignored)
+ *                  8 altitude MSL, metres  12 nav status (NMEA 4.1, ignored)
+ *
+ * Only 0-8 are required. The fix is valid when any system has one: "NN" is no fix, "AN"
+ * (GPS autonomous, GLONASS none) is a fix.
+ */
+static enum gr_reason decode_gns(const struct field *f, int n, struct gr_sentence *out)
+{
+    struct gr_fix *fix = &out->fix;
+    bool any_fix = false;
+    (void)n;
+
+    if (!parse_time(f[0], out) || f[5].len == 0) {
+        return GR_MALFORMED;
+    }
+    for (size_t i = 0; i < f[5].len; i++) {
+        if (!is_upper(f[5].p[i])) {
+            return GR_MALFORMED;
+        }
+        any_fix = any_fix || f[5].p[i] != 'N';
+    }
+    set_validity(out, any_fix);
+    if (!parse_position(&f[1], any_fix, out) || !parse_sats(f[6], fix) ||
+        !parse_optional(f[7], 1.0, GR_FIX_HDOP, &fix->hdop, &fix->fields) ||
+        !parse_number(f[8], true, 1.0, GR_FIX_ALT, &fix->alt, &fix->fields)) {
+        return GR_MALFORMED;
+    }
+    return GR_OK;
+}
+
+/*
+ * ZDA, time and date, with a four-digit year (no century guess needed).
+ *
+ *   $--ZDA,hhmmss.ss,dd,mm,yyyy,zh,zm*hh
+ *          0         1  2  3    4  5
+ *
+ *   0 UTC time    1 day 01-31    2 month 01-12    3 year    4-5 local zone (ignored)
+ *
+ * 0-3 are required. A receiver without time sends them all empty; a date is all three
+ * fields or none.
+ */
+static enum gr_reason decode_zda(const struct field *f, int n, struct gr_sentence *out)
+{
+    (void)n;
+    if (!parse_time(f[0], out)) {
+        return GR_MALFORMED;
+    }
+    if (f[1].len == 0 && f[2].len == 0 && f[3].len == 0) {
+        return GR_OK;
+    }
+    int d = f[1].len == 2 ? two_digits(f[1].p) : -1;
+    int m = f[2].len == 2 ? two_digits(f[2].p) : -1;
+    int hi = f[3].len == 4 ? two_digits(f[3].p) : -1;
+    int lo = f[3].len == 4 ? two_digits(f[3].p + 2) : -1;
+    if (d < 1 || d > 31 || m < 1 || m > 12 || hi < 0 || lo < 0) {
+        return GR_MALFORMED;
+    }
+    out->year = hi * 100 + lo;
+    out->month = m;
+    out->day = d;
+    out->has |= GR_HAS_DATE;
+    return GR_OK;
+}
+
+/*
+ * DEVID, Sierra Wireless AirLink device identity (NOTES.md "How modems send positions"):
+ *
+ *   $DEVID,0x<hex>*hh      0 the modem's 64-bit id in hex, "0x" included
+ *
+ * The id is kept exactly as sent ("0x0123ABCD"), trimmed of spaces; nothing else is set.
+ */
+static enum gr_reason decode_devid(const struct field *f, int n, struct gr_sentence *out)
+{
+    struct field id = trim(f[0]);
+    (void)n;
+
+    if (id.len < 3 || id.len > 2 + DEVID_HEX_MAX || id.p[0] != '0' ||
+        (id.p[1] != 'x' && id.p[1] != 'X')) {
+        return GR_MALFORMED;
+    }
+    for (size_t i = 2; i < id.len; i++) {
+        if (hex_value(id.p[i]) < 0) {
+            return GR_MALFORMED;
+        }
+    }
+    out->id = id.p;
+    out->id_len = id.len;
+    return GR_OK;
+}
+
+/*
+ * PCPTI, Cradlepoint router identity:
+ *
+ *   $PCPTI,<id>,...*hh     0 the router's system id; later fields ignored
+ *
+ * The id is the first field trimmed of spaces; it must not be empty. Nothing else is set.
+ */
+static enum gr_reason decode_pcpti(const struct field *f, int n, struct gr_sentence *out)
+{
+    struct field id = trim(f[0]);
+    (void)n;
+
+    if (id.len == 0) {
+        return GR_MALFORMED;
+    }
+    out->id = id.p;
+    out->id_len = id.len;
+    return GR_OK;
+}
+
+/*
+ * One row per decoded sentence. A row with a talker matches "ttTYP" for any two-letter talker
+ * (GP, GN, GL, GA, GB, BD, GI, GQ, QZ ...); one without matches the whole address.
+ */
 static const struct sentence {
-    char type[4];
-    enum gr_nmea_type id;
+    char addr[6];
+    bool talker;
+    enum gr_sentence_type id;
     int min_fields; /* data fields after the address the decoder may index unchecked */
-    enum gr_reason (*decode)(const struct field *f, int n, struct gr_nmea *out);
+    enum gr_reason (*decode)(const struct field *f, int n, struct gr_sentence *out);
 } sentences[] = {
-    {"RMC", GR_NMEA_RMC, 9, decode_rmc},
+    {"RMC", true, GR_SENT_RMC, 9, decode_rmc},
+    {"GGA", true, GR_SENT_GGA, 9, decode_gga},
+    {"GLL", true, GR_SENT_GLL, 6, decode_gll},
+    {"VTG", true, GR_SENT_VTG, 4, decode_vtg},
+    {"GNS", true, GR_SENT_GNS, 9, decode_gns},
+    {"ZDA", true, GR_SENT_ZDA, 4, decode_zda},
+    {"DEVID", false, GR_SENT_DEVID, 1, decode_devid},
+    {"PCPTI", false, GR_SENT_PCPTI, 1, decode_pcpti},
 };
 
-/* The table row for an address "ttSSS", or NULL for a type we do not decode. */
-static const struct sentence *find_sentence(const char *addr)
+/* The table row for an address of alen characters, or NULL for a type we do not decode. */
+static const struct sentence *find_sentence(const char *addr, size_t alen)
 {
     /* Talkers are two letters; 'P' starts a proprietary sentence ($PGRME), never a talker. */
-    if (!is_upper(addr[0]) || !is_upper(addr[1]) || addr[0] == 'P') {
-        return NULL;
-    }
+    bool talker = alen == 5 && is_upper(addr[0]) && is_upper(addr[1]) && addr[0] != 'P';
+
     for (size_t i = 0; i < sizeof(sentences) / sizeof(sentences[0]); i++) {
-        if (memcmp(addr + 2, sentences[i].type, 3) == 0) {
-            return &sentences[i];
+        const struct sentence *s = &sentences[i];
+        if (s->talker ? talker && memcmp(addr + 2, s->addr, 3) == 0
+                      : alen == strlen(s->addr) && memcmp(addr, s->addr, alen) == 0) {
+            return s;
         }
     }
     return NULL;
 }
 
-enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_nmea *out)
+enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out)
 {
     memset(out, 0, sizeof(*out));
+    out->time_of_day_ms = -1;
     if (len == 0 || p[0] != '$') {
         return GR_MALFORMED;
     }
@@ -274,23 +613,26 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_nmea *out)
         out->checksum_seen = true;
     }
 
-    /* Address: talker + type, five upper-case letters or digits, then the first comma. */
-    if (end < 7 || p[6] != ',') {
+    /*
+     * Address: upper-case letters or digits up to the first comma. Five for talker + type;
+     * proprietary ones ('P' + maker code) vary in length and are never decoded as a type.
+     */
+    size_t alen = 0;
+    while (1 + alen < end && (is_upper(p[1 + alen]) || is_digit(p[1 + alen]))) {
+        alen++;
+    }
+    if (1 + alen >= end || p[1 + alen] != ',' ||
+        (p[1] == 'P' ? alen < 4 || alen > PROPRIETARY_ADDR_MAX : alen != 5)) {
         return GR_MALFORMED;
     }
-    for (size_t i = 1; i < 6; i++) {
-        if (!is_upper(p[i]) && !is_digit(p[i])) {
-            return GR_MALFORMED;
-        }
-    }
-    const struct sentence *s = find_sentence(p + 1);
+    const struct sentence *s = find_sentence(p + 1, alen);
     if (s == NULL) {
         return GR_UNSUPPORTED;
     }
 
     struct field f[NMEA_FIELDS_MAX];
     int n = 0;
-    size_t start = 7;
+    size_t start = 2 + alen;
     for (size_t i = start; i <= end; i++) {
         if (i == end || p[i] == ',') {
             if (n < NMEA_FIELDS_MAX) {
@@ -303,7 +645,9 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_nmea *out)
     if (n < s->min_fields) {
         return GR_MALFORMED;
     }
-    memcpy(out->talker, p + 1, 2);
+    if (s->talker) {
+        memcpy(out->talker, p + 1, 2);
+    }
     out->type = s->id;
     out->fix.src = GR_SRC_NMEA;
     return s->decode(f, n < NMEA_FIELDS_MAX ? n : NMEA_FIELDS_MAX, out);

@@ -129,11 +129,15 @@ static struct sockaddr_in loopback(int port)
 }
 
 /* A non-blocking TCP socket connected to 127.0.0.1:port, or -1. */
+int harness_rcvbuf; /* see harness.h */
+
 static int tcp_connect(int port, int64_t deadline)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    if (harness_rcvbuf > 0) /* before connect, so the window it advertises is small too */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &harness_rcvbuf, sizeof harness_rcvbuf);
     /* Small frames go out at once: Nagle would hold a second frame for the peer's ACK. */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1332,5 +1336,19 @@ int daemon_start(struct gr_daemon *d, const char *binary, const char *extra_conf
 fail:
     teardown(d, true);
     d->pid = 0;
+    return -1;
+}
+
+long long http_metric(int port, const char *sample)
+{
+    static char page[1 << 16];
+    if (http_get(port, "/metrics", page, sizeof page, 5000) != 200)
+        return -1;
+    size_t n = strlen(sample);
+    for (const char *line = page; line; line = strchr(line, '\n')) {
+        line += *line == '\n';
+        if (strncmp(line, sample, n) == 0 && line[n] == ' ')
+            return strtoll(line + n + 1, NULL, 10);
+    }
     return -1;
 }

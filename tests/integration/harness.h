@@ -98,6 +98,10 @@ enum {
 #define WS_FLAG_NOFIN 0x100 /* a non-final fragment (FIN bit clear) */
 #define WS_FLAG_RSV1  0x200 /* RSV1 set, invalid without a negotiated extension */
 
+/* SO_RCVBUF for the next connections (0: the kernel's default), to play a console that
+ * stops reading: its window closes after a few kilobytes. */
+extern int harness_rcvbuf;
+
 /* How long the rest of a frame may take once its first byte arrived (ws_recv). */
 #define WS_FRAME_TIMEOUT_MS 5000
 
@@ -148,6 +152,9 @@ int ws_wait_close(int fd, int timeout_ms);
 
 /* One text message parsed as JSON; NULL on timeout, close frame, binary frame or error. */
 json_t *ws_recv_json(int fd, int timeout_ms);
+
+/* The value of one sample of GET /metrics ("name{labels}" exactly), or -1 when absent. */
+long long http_metric(int port, const char *sample);
 
 /* ---- Phoenix Channels v2 (JSON array frames) ------------------------------------------ */
 

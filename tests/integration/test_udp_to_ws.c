@@ -374,21 +374,6 @@ static void step_leave(struct scenario *s)
     CHECK_INT(positions_after_fence(s->a, "12"), 0);
 }
 
-/* The value of one sample on /metrics ("name{labels}"), or -1 when it is not there. */
-static long long metric(const struct scenario *s, const char *sample)
-{
-    static char page[65536];
-    if (http_get(s->d->ws_port, "/metrics", page, sizeof page, EVENT_TIMEOUT_MS) != 200)
-        return -1;
-    size_t n = strlen(sample);
-    for (const char *line = page; line; line = strchr(line, '\n')) {
-        line += *line == '\n';
-        if (strncmp(line, sample, n) == 0 && line[n] == ' ')
-            return strtoll(line + n + 1, NULL, 10);
-    }
-    return -1;
-}
-
 /* Garbage in UDP and on a WebSocket: dropped and counted; the daemon and the other
  * consoles carry on. */
 static void step_garbage(struct scenario *s)
@@ -418,11 +403,15 @@ static void step_garbage(struct scenario *s)
     json_decref(p);
 
     /* Every drop has its counter (the fix above came later, so all were handled). */
-    CHECK_INT(metric(s, "gpsrelay_ingest_rejected_total{reason=\"malformed\"}"), 1);
-    CHECK_INT(metric(s, "gpsrelay_ingest_rejected_total{reason=\"bad_checksum\"}"), 1);
-    CHECK_INT(metric(s, "gpsrelay_ingest_rejected_total{reason=\"unknown_device\"}"), 1);
-    CHECK_INT(metric(s, "gpsrelay_consoles_closed_total{reason=\"malformed\"}"), 1);
-    CHECK_INT(metric(s, "gpsrelay_consoles_connected"), 3);
+    CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_ingest_rejected_total{reason=\"malformed\"}"),
+              1);
+    CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_ingest_rejected_total{reason=\"bad_checksum\"}"),
+              1);
+    CHECK_INT(
+        http_metric(s->d->ws_port, "gpsrelay_ingest_rejected_total{reason=\"unknown_device\"}"), 1);
+    CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_consoles_closed_total{reason=\"malformed\"}"),
+              1);
+    CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_consoles_connected"), 3);
 }
 
 /* SIGTERM: every open console gets 1001 (reconnect later), never 1000. */

@@ -61,7 +61,9 @@ static void test_good(void)
                            "mapping_file \"maps/my \\\"best\\\" map #1\\\\.csv\"\n"
                            "auth none\n"
                            "log_level \"warning\"\n"
-                           "max_future_skew 86400\n");
+                           "max_future_skew 86400\n"
+                           "listen_tcp 127.0.0.1:7001\n"
+                           "max_speed 90\n");
 
     CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), 0);
     CHECK_STR(cfg.path, path);
@@ -93,6 +95,9 @@ static void test_good(void)
     CHECK_INT(cfg.auth, GR_AUTH_NONE);
     CHECK_INT(cfg.log_level, LOG_WARNING);
     CHECK_INT(cfg.max_future_skew, 86400);
+    CHECK_INT(cfg.max_speed, 90);
+    CHECK_INT(cfg.n_listen_tcp, 1);
+    CHECK_INT(cfg.listen_tcp[0].port, 7001);
     CHECK(gr_config_ws_loopback_only(&cfg));
 
     gr_config_free(&cfg);
@@ -108,6 +113,12 @@ static void test_defaults(void)
     CHECK_INT(gr_config_load(put(GOOD_BASE "auth none\n"), &cfg, err, sizeof(err)), 0);
     CHECK_INT(cfg.log_level, LOG_INFO);
     CHECK_INT(cfg.max_future_skew, 300);
+    CHECK_INT(cfg.max_speed, 150);
+    CHECK_INT(cfg.n_listen_tcp, 0);
+    CHECK_INT(cfg.tcp_idle_timeout, 300);
+    CHECK_INT(cfg.stale_after, 120);
+    CHECK_INT(cfg.slow_timeout, 30);
+    CHECK_INT(cfg.idle_timeout, 60);
     gr_config_free(&cfg);
 
     /* auth defaults to jwt, which this build refuses. */
@@ -188,6 +199,11 @@ static void test_value_errors(void)
                                       "info, notice, warning or error");
     check_error("mapping_file \"\"\n", ":1: bad value \"\" for mapping_file: empty path");
 
+    check_error("max_speed 0\n", ":1: bad value \"0\" for max_speed: expected whole metres per "
+                                 "second from 1 to 100000");
+    check_error("max_speed fast\n", ":1: bad value \"fast\" for max_speed: expected whole "
+                                    "metres per second from 1 to 100000");
+
     static const char *const bad_seconds[] = {"-1", "86401", "1.5", "", "+5", "5s", " 5"};
     for (size_t i = 0; i < sizeof(bad_seconds) / sizeof(bad_seconds[0]); i++) {
         char text[64], suffix[128];
@@ -229,7 +245,7 @@ static void test_validation_errors(void)
     check_error("listen_udp 127.0.0.1:7000\nmapping_file m.csv\nauth none\n",
                 ": no listen_ws: consoles need at least one");
     check_error("listen_ws 127.0.0.1:8080\nmapping_file m.csv\nauth none\n",
-                ": no listen_udp: ingest needs at least one");
+                ": no listen_udp or listen_tcp: ingest needs at least one");
     check_error("listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nauth none\n",
                 ": mapping_file is required");
     check_error(GOOD_BASE "auth none\nlisten_ws [::1]:8081\nlisten_ws 0.0.0.0:8082\n",

@@ -1,0 +1,38 @@
+/*
+ * identity.h - device ids remembered per sender (SPEC section 4, identity rule 3).
+ *
+ * Sierra's $DEVID and Cradlepoint's $PCPTI name the device once; the reports that follow
+ * from the same address and port carry no id. This table remembers the id for
+ * GR_IDENTITY_TTL_MS. It is bounded: when full, the sender updated least recently is
+ * forgotten, so a flood of spoofed sources costs a fixed amount of memory.
+ */
+#ifndef GPSRELAY_IDENTITY_H
+#define GPSRELAY_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define GR_IDENTITY_TTL_MS (10 * 60 * 1000) /* SPEC: ten minutes */
+#define GR_IDENTITY_MAX    65536            /* senders remembered at once: about 8 MiB when full */
+
+struct gr_identity;
+
+/* A table for at most max senders, or NULL on ENOMEM. */
+struct gr_identity *gr_identity_new(size_t max);
+void gr_identity_free(struct gr_identity *t);
+
+/*
+ * Remembers id[0..len) for the sender at sa (address and port) as of now_ms. Returns 1
+ * when another sender had to be forgotten to make room, 0 otherwise, -EINVAL for an
+ * id longer than GR_DEVICE_ID_MAX or an address family other than IPv4/IPv6.
+ */
+int gr_identity_put(struct gr_identity *t, const struct sockaddr *sa, const char *id, size_t len,
+                    int64_t now_ms);
+
+/* The id remembered for sa, NUL-terminated, if set less than the TTL ago; else NULL. */
+const char *gr_identity_get(struct gr_identity *t, const struct sockaddr *sa, int64_t now_ms);
+
+size_t gr_identity_count(const struct gr_identity *t);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * test_consoles.c - the console side of the real gpsrelayd (SPEC section 5): topics,
+ * Phoenix join semantics, resume with `since`, stale units, mapping changes, limits, and
+ * consoles that go idle or stop reading.
+ *
+ * Usage: itest_consoles /path/to/gpsrelayd
+ */
+#include "harness.h"
+#include "../unit/check.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 5000
+#define WS_PATH "/socket/websocket?vsn=2.0.0"
+
+static const char CSV[] = "device_id,agency_id,label,source_addr\n"
+                          "AMB-12,county-ems,Medic 12,\n"
+                          "AMB-12,city-fire,Medic 12,\n"
+                          "AMB-7,county-ems,Medic 7,\n"
+                          "E-7,city-fire,Engine 7,\n";
+
+static struct gr_daemon d;
+static time_t next_time; /* fix times count up, a few minutes in the past */
+static double next_lat = 40.70;
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static void send_fix(const char *device)
+{
+    char body[160], line[256];
+    time_t t = next_time++;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    next_lat += 0.0001;
+    int deg = (int)next_lat;
+    snprintf(body, sizeof body,
+             "GPRMC,%02d%02d%02d.00,A,%02d%08.5f,N,07400.36000,W,1.0,90.0,%02d%02d%02d,,,A",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, deg, (next_lat - deg) * 60, tm.tm_mday,
+             tm.tm_mon + 1, tm.tm_year % 100);
+    unsigned sum = 0;
+    for (const char *p = body; *p; p++)
+        sum ^= (unsigned char)*p;
+    snprintf(line, sizeof line, "%s,$%s*%02X\r\n", device, body, sum);
+    CHECK_INT(udp_send(d.udp_port, line, strlen(line)), 0);
+}
+
+static int console(void)
+{
+    int fd = ws_connect(d.ws_port, WS_PATH, NULL, NULL);
+    CHECK(fd >= 0);
+    return fd;
+}
+
+/* Joins and returns the reply's response object (caller decrefs), NULL if not ok. */
+static json_t *join(int fd, const char *join_ref, const char *topic, const char *payload)
+{
+    CHECK_INT(phx_send(fd, join_ref, join_ref, topic, "phx_join", payload), 0);
+    json_t *r = phx_recv_match(fd, topic, "phx_reply", join_ref, WAIT_MS, NULL);
+    json_t *body = json_array_get(r, 4);
+    const char *status = json_string_value(json_object_get(body, "status"));
+    json_t *resp = status && strcmp(status, "ok") == 0 ? json_object_get(body, "response") : NULL;
+    json_incref(resp);
+    json_decref(r);
+    return resp;
+}
+
+/* The reason of an error reply to ref on topic. Caller frees. */
+static char *error_reason(int fd, const char *topic, const char *ref)
+{
+    json_t *r = phx_recv_match(fd, topic, "phx_reply", ref, WAIT_MS, NULL);
+    json_t *body = json_array_get(r, 4);
+    const char *reason =
+        json_string_value(json_object_get(json_object_get(body, "response"), "reason"));
+    char *copy = reason ? strdup(reason) : NULL;
+    json_decref(r);
+    return copy;
+}
+
+/* Devices in the positions pushes of topic within ms, in order, comma-separated. */
+static void collect_devices(int fd, const char *topic, int ms, char *out, size_t cap)
+{
+    json_t *frames = json_array();
+    phx_collect(fd, ms, frames);
+    out[0] = '\0';
+    size_t i, k;
+    json_t *f, *p;
+    json_array_foreach(frames, i, f)
+    {
+        if (strcmp(json_string_value(json_array_get(f, 2)), topic) != 0 ||
+            strcmp(json_string_value(json_array_get(f, 3)), "positions") != 0)
+            continue;
+        json_array_foreach(json_object_get(json_array_get(f, 4), "positions"), k, p)
+        {
+            size_t n = strlen(out);
+            snprintf(out + n, cap - n, "%s%s", n ? "," : "",
+                     json_string_value(json_object_get(p, "device")));
+        }
+    }
+    json_decref(frames);
+}
+
+/* Waits until a heartbeat round-trips: everything sent to fd before it has been read. */
+static void fence(int fd)
+{
+    CHECK_INT(phx_send(fd, NULL, "hb", "phoenix", "heartbeat", NULL), 0);
+    json_t *r = phx_recv_match(fd, "phoenix", "phx_reply", "hb", WAIT_MS, NULL);
+    CHECK(r != NULL);
+    json_decref(r);
+}
+
+static json_t *expect_event(int fd, const char *topic, const char *event)
+{
+    json_t *e = phx_recv_event(fd, topic, event, WAIT_MS);
+    if (e == NULL)
+        fprintf(stderr, "no %s on %s\n", event, topic);
+    CHECK(e != NULL);
+    return e;
+}
+
+/* ---- scenarios ----------------------------------------------------------------------------- */
+
+/* device:<id> holds one unit; a unit in two agencies reaches each once per position. */
+static void test_topics(void)
+{
+    int a = console(), b = console(), c = console();
+    json_decref(join(a, "1", "agency:county-ems", NULL));
+    json_decref(join(a, "2", "agency:city-fire", NULL));
+    json_decref(join(b, "1", "device:AMB-12", NULL));
+    json_decref(join(c, "1", "device:E-7", NULL));
+
+    send_fix("AMB-12");
+    send_fix("AMB-7");
+    send_fix("E-7");
+    char got[256];
+    fence(a);
+    collect_devices(a, "agency:county-ems", 300, got, sizeof got);
+    CHECK_STR(got, "AMB-12,AMB-7");
+    collect_devices(b, "device:AMB-12", 300, got, sizeof got);
+    CHECK_STR(got, "AMB-12");
+    collect_devices(c, "device:E-7", 300, got, sizeof got);
+    CHECK_STR(got, "E-7");
+
+    /* An unmapped device is no topic. */
+    CHECK_INT(phx_send(c, "9", "9", "device:NOPE", "phx_join", NULL), 0);
+    char *reason = error_reason(c, "device:NOPE", "9");
+    CHECK_STR(reason, "unmatched topic");
+    free(reason);
+    close(a);
+    close(b);
+    close(c);
+}
+
+/* Duplicate join closes the old one first; a stale join_ref is ignored; 100 topics max. */
+static void test_join_semantics(void)
+{
+    int a = console();
+    json_decref(join(a, "1", "agency:county-ems", NULL));
+    CHECK_INT(phx_send(a, "3", "3", "agency:county-ems", "phx_join", NULL), 0);
+    json_t *skipped = json_array();
+    json_t *r = phx_recv_match(a, "agency:county-ems", "phx_reply", "3", WAIT_MS, skipped);
+    CHECK(r != NULL);
+    json_t *close_frame = json_array_get(skipped, json_array_size(skipped) - 1);
+    CHECK_STR(json_string_value(json_array_get(close_frame, 3)), "phx_close");
+    CHECK_STR(json_string_value(json_array_get(close_frame, 0)), "1"); /* the old join_ref */
+    json_decref(r);
+    json_decref(skipped);
+
+    /* A leave with the old join_ref is stale: no reply, the join stays. */
+    CHECK_INT(phx_send(a, "1", "4", "agency:county-ems", "phx_leave", NULL), 0);
+    fence(a);
+    json_t *frames = json_array();
+    phx_collect(a, 200, frames);
+    CHECK_INT(json_array_size(frames), 0);
+    json_decref(frames);
+    send_fix("AMB-7");
+    char got[128];
+    collect_devices(a, "agency:county-ems", 500, got, sizeof got);
+    CHECK_STR(got, "AMB-7");
+
+    /* Topics per socket: 100 (one already joined), the next is refused. */
+    char topic[64], ref[16];
+    for (int i = 1; i < 100; i++) {
+        snprintf(topic, sizeof topic, "agency:a%d", i);
+        snprintf(ref, sizeof ref, "j%d", i);
+        CHECK_INT(phx_send(a, ref, ref, topic, "phx_join", NULL), 0);
+    }
+    json_t *last = phx_recv_match(a, "agency:a99", "phx_reply", "j99", WAIT_MS, NULL);
+    CHECK(last != NULL);
+    json_decref(last);
+    CHECK_INT(phx_send(a, "x", "x", "agency:one-too-many", "phx_join", NULL), 0);
+    char *reason = error_reason(a, "agency:one-too-many", "x");
+    CHECK_STR(reason, "too many topics");
+    free(reason);
+    close(a);
+}
+
+/* Frames over 64 KiB: closed with 1009. */
+static void test_frame_limit(void)
+{
+    int a = console();
+    size_t n = 70 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    memcpy(big, "[null,\"1\",\"phoenix\",\"heartbeat\",{}", 34);
+    big[n - 1] = ']';
+    big[n] = '\0';
+    CHECK_INT(ws_send_text(a, big), 0);
+    CHECK_INT(ws_wait_close(a, WAIT_MS), 1009);
+    free(big);
+    close(a);
+}
+
+/* Join with since: same epoch resumes with only what changed; another epoch gets all. */
+static void test_resume(void)
+{
+    int a = console();
+    json_t *first = join(a, "1", "agency:county-ems", NULL);
+    const char *epoch = json_string_value(json_object_get(first, "epoch"));
+    json_int_t seq = json_integer_value(json_object_get(first, "seq"));
+    CHECK(json_array_size(json_object_get(first, "positions")) >= 2); /* AMB-12, AMB-7 */
+    close(a);
+
+    send_fix("AMB-7"); /* changes while the console is away */
+    int b = console();
+    char since[160];
+    snprintf(since, sizeof since, "{\"since\":{\"epoch\":\"%s\",\"seq\":%lld}}", epoch,
+             (long long)seq);
+    json_t *resumed = join(b, "1", "agency:county-ems", since);
+    CHECK(json_is_true(json_object_get(resumed, "recovered")));
+    json_t *positions = json_object_get(resumed, "positions");
+    CHECK_INT(json_array_size(positions), 1);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(positions, 0), "device")), "AMB-7");
+
+    json_t *other =
+        join(b, "2", "agency:county-ems", "{\"since\":{\"epoch\":\"not-this-one\",\"seq\":1}}");
+    CHECK(json_is_false(json_object_get(other, "recovered")));
+    CHECK(json_array_size(json_object_get(other, "positions")) >= 2);
+    json_decref(first);
+    json_decref(resumed);
+    json_decref(other);
+    close(b);
+}
+
+/* SIGHUP with a changed CSV: unit_removed / unit_added, and removal takes effect at once. */
+static void test_mapping_change(void)
+{
+    int a = console();
+    json_decref(join(a, "1", "agency:city-fire", NULL));
+    char path[160];
+    snprintf(path, sizeof path, "%s/devices.csv", d.dir);
+    FILE *f = fopen(path, "w");
+    fputs("device_id,agency_id,label,source_addr\n"
+          "AMB-12,county-ems,Medic 12,\n"
+          "AMB-7,county-ems,Medic 7,\n"
+          "AMB-7,city-fire,Medic 7,\n"
+          "E-7,city-fire,Engine 7,\n",
+          f);
+    fclose(f);
+    CHECK_INT(daemon_signal(&d, SIGHUP), 0);
+
+    json_t *removed = expect_event(a, "agency:city-fire", "unit_removed");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(removed, 4), "device")), "AMB-12");
+    json_t *added = expect_event(a, "agency:city-fire", "unit_added");
+    json_t *payload = json_array_get(added, 4);
+    CHECK_STR(json_string_value(json_object_get(payload, "device")), "AMB-7");
+    CHECK(json_is_object(json_object_get(payload, "position"))); /* its latest position */
+    json_decref(removed);
+    json_decref(added);
+
+    send_fix("AMB-12"); /* no longer city-fire's */
+    send_fix("AMB-7");
+    char got[128];
+    collect_devices(a, "agency:city-fire", 500, got, sizeof got);
+    CHECK_STR(got, "AMB-7");
+    close(a);
+}
+
+/* A unit silent for stale_after: unit_stale, and listed stale in join replies. */
+static void test_stale(void)
+{
+    int a = console();
+    json_decref(join(a, "1", "device:E-7", NULL));
+    send_fix("E-7");
+    json_t *p = expect_event(a, "device:E-7", "positions");
+    json_decref(p);
+    json_t *stale = expect_event(a, "device:E-7", "unit_stale");
+    json_t *payload = json_array_get(stale, 4);
+    CHECK_STR(json_string_value(json_object_get(payload, "device")), "E-7");
+    CHECK(json_string_value(json_object_get(payload, "last_time")) != NULL);
+    CHECK(json_string_value(json_object_get(payload, "last_seen")) != NULL);
+    json_decref(stale);
+    CHECK(http_metric(d.ws_port, "gpsrelay_units_stale") >= 1);
+
+    int b = console();
+    json_t *r = join(b, "1", "device:E-7", NULL);
+    json_t *list = json_object_get(r, "stale");
+    CHECK_INT(json_array_size(list), 1);
+    CHECK_STR(json_string_value(json_array_get(list, 0)), "E-7");
+    json_decref(r);
+    close(a);
+    close(b);
+}
+
+/* A console that stops reading is closed as slow; another console is not held up. */
+static void test_slow_console(void)
+{
+    /* A tiny receive window so the daemon's writes back up after a few kilobytes. */
+    harness_rcvbuf = 2048;
+    int slow = console();
+    harness_rcvbuf = 0;
+    int fast = console();
+    json_decref(join(slow, "1", "agency:county-ems", NULL));
+    json_decref(join(fast, "1", "agency:county-ems", NULL));
+
+    /* Positions keep coming; slow never reads, fast does, and is served all along. */
+    const char *slow_closed = "gpsrelay_consoles_closed_total{reason=\"slow\"}";
+    long long slow_before = http_metric(d.ws_port, slow_closed);
+    int delivered = 0, rounds = 0;
+    for (; rounds < 2000 && http_metric(d.ws_port, slow_closed) == slow_before; rounds++) {
+        send_fix(rounds % 2 ? "AMB-7" : "AMB-12");
+        json_t *e = phx_recv_event(fast, "agency:county-ems", "positions", WAIT_MS);
+        delivered += e != NULL;
+        json_decref(e);
+    }
+    CHECK_INT(delivered, rounds);
+    CHECK_INT(http_metric(d.ws_port, slow_closed), slow_before + 1);
+    close(slow);
+    close(fast);
+}
+
+/* A console that sends nothing for idle_timeout is closed with 1001; heartbeats keep one
+ * open. Its own daemon, with a 1 s idle_timeout that would close the others' consoles. */
+static void test_idle_console(const char *binary)
+{
+    struct gr_daemon idle;
+    if (daemon_start(&idle, binary, "idle_timeout 1\n", CSV) != 0) {
+        CHECK(false);
+        return;
+    }
+    int quiet = ws_connect(idle.ws_port, WS_PATH, NULL, NULL);
+    int beating = ws_connect(idle.ws_port, WS_PATH, NULL, NULL);
+    CHECK_INT(ws_wait_close(quiet, WAIT_MS), 1001);
+    for (int i = 0; i < 6; i++) { /* 3 s of heartbeats every 500 ms */
+        char ref[8];
+        snprintf(ref, sizeof ref, "%d", i);
+        CHECK_INT(phx_send(beating, NULL, ref, "phoenix", "heartbeat", NULL), 0);
+        json_t *r = phx_recv_match(beating, "phoenix", "phx_reply", ref, WAIT_MS, NULL);
+        CHECK(r != NULL);
+        json_decref(r);
+        json_t *none = json_array();
+        CHECK_INT(phx_collect(beating, 500, none), 0); /* and no close meanwhile */
+        json_decref(none);
+    }
+    CHECK_INT(http_metric(idle.ws_port, "gpsrelay_consoles_closed_total{reason=\"idle\"}"), 1);
+    close(quiet);
+    close(beating);
+    CHECK_INT(daemon_stop(&idle), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s /path/to/gpsrelayd\n", argv[0]);
+        return 2;
+    }
+    next_time = time(NULL) - 300;
+    /* Short timeouts so the test sees them happen: 2 s to stale, 1 s to slow. */
+    if (daemon_start(&d, argv[1], "stale_after 2\nslow_timeout 1\n", CSV) != 0)
+        return 1;
+    test_topics();
+    test_join_semantics();
+    test_frame_limit();
+    test_resume();
+    test_mapping_change();
+    test_slow_console();
+    test_stale();
+    CHECK_INT(daemon_stop(&d), 0);
+    test_idle_console(argv[1]);
+    return check_result("integration_consoles");
+}
