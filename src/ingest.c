@@ -29,9 +29,9 @@ struct tcp_conn {
     struct sockaddr_storage peer;
     uint64_t last_read_ms; /* uv_now() of the last read */
     size_t len;            /* bytes of an unfinished line in buf */
-    bool discarding;       /* the unfinished line grew past GR_LINE_MAX: skip to its end */
+    bool discarding;       /* the unfinished line grew past its limit: skip to its end */
     struct tcp_conn *prev, *next;
-    char buf[GR_LINE_MAX];
+    char buf[GR_JSON_LINE_MAX];
 };
 
 struct gr_ingest {
@@ -164,9 +164,18 @@ static enum gr_reason handle_json(struct batch *b, const struct gr_report *rep)
     return GR_OK;
 }
 
+/* JSON reports may carry attrs and get a longer limit; everything else GR_LINE_MAX. */
+static size_t line_limit(const char *line, size_t len)
+{
+    size_t i = 0;
+    while (i < len && line[i] == ' ')
+        i++;
+    return i < len && line[i] == '{' ? GR_JSON_LINE_MAX : GR_LINE_MAX;
+}
+
 static enum gr_reason handle_line(struct batch *b, const char *line, size_t len)
 {
-    if (len > GR_LINE_MAX)
+    if (len > line_limit(line, len))
         return GR_LINE_TOO_LONG;
     struct gr_report rep;
     enum gr_reason r = gr_report_split(line, len, &rep);
@@ -247,12 +256,13 @@ static void conn_close(struct tcp_conn *c)
         uv_close((uv_handle_t *)&c->handle, on_conn_closed);
 }
 
-/* Keeps the unfinished end of a read for the next one, within GR_LINE_MAX. */
+/* Keeps the unfinished end of a read for the next one, within its line limit. */
 static void conn_stash(struct tcp_conn *c, const char *p, size_t n)
 {
     if (c->discarding)
         return;
-    if (c->len + n > GR_LINE_MAX) {
+    size_t limit = c->len > 0 ? line_limit(c->buf, c->len) : line_limit(p, n);
+    if (c->len + n > limit) {
         gr_stats.ingest_reports++;
         reject(GR_LINE_TOO_LONG); /* once per line, however long it goes on */
         c->discarding = true;

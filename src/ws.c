@@ -38,7 +38,8 @@
 struct conn {
     struct lws *wsi;
     uint64_t last_rx_ms;  /* uv_now() when it last sent us anything */
-    uint64_t last_tx_ms;  /* uv_now() when its socket last had room for us */
+    uint64_t waiting_ms;  /* uv_now() when output began to wait, or its socket last took
+                           * some: slow_timeout counts from here while output waits */
     uint64_t close_at_ms; /* uv_now() when a close was asked for */
     struct gr_ws *ws;
     struct gr_console *console;
@@ -146,6 +147,7 @@ static void grace_done(uv_timer_t *t);
 static void console_wake(void *transport)
 {
     struct conn *c = transport;
+    c->waiting_ms = uv_now(c->ws->grace.loop); /* it had nothing waiting until now */
     lws_callback_on_writable(c->wsi);
 }
 
@@ -174,7 +176,7 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi)
     c->ws = ws;
     c->rx = gr_buf_make(0);
     c->reason = GR_CLOSE_PEER;
-    c->last_rx_ms = c->last_tx_ms = uv_now(ws->grace.loop);
+    c->last_rx_ms = c->waiting_ms = uv_now(ws->grace.loop);
     c->next = ws->conns;
     if (ws->conns)
         ws->conns->prev = c;
@@ -232,7 +234,7 @@ static void conn_receive(struct conn *c, const void *in, size_t len)
 static int conn_writeable(struct conn *c)
 {
     struct gr_ws *ws = c->ws;
-    c->last_tx_ms = uv_now(ws->grace.loop);
+    c->waiting_ms = uv_now(ws->grace.loop);
     if (c->close_code != 0) {
         /* lws 4.1.6 sends no close frame when WRITEABLE returns -1 after
          * lws_close_reason(); write it ourselves, then hang up. */
@@ -280,7 +282,7 @@ static void on_sweep(uv_timer_t *t)
         if (c->close_code != 0) {
             if (now - c->close_at_ms >= CLOSE_GRACE_MS)
                 lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        } else if (ws->slow_ms && now - c->last_tx_ms >= ws->slow_ms &&
+        } else if (ws->slow_ms && now - c->waiting_ms >= ws->slow_ms &&
                    gr_console_has_output(c->console)) {
             conn_close(c, GR_WS_POLICY, GR_CLOSE_SLOW);
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);

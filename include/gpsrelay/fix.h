@@ -46,7 +46,7 @@ struct gr_fix {
  */
 #define GR_REASONS(X)                                                                              \
     X(OK, "ok")                                                                                    \
-    X(LINE_TOO_LONG, "line_too_long")      /* over GR_LINE_MAX bytes */                            \
+    X(LINE_TOO_LONG, "line_too_long")      /* over GR_LINE_MAX, or GR_JSON_LINE_MAX */             \
     X(MALFORMED, "malformed")              /* not a sentence, or a field we cannot parse */        \
     X(BAD_CHECKSUM, "bad_checksum")        /* *hh present and wrong */                             \
     X(UNSUPPORTED, "unsupported_sentence") /* well-formed, a type we do not decode */              \

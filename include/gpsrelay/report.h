@@ -13,6 +13,13 @@
 /* Longest report line accepted, without its line terminator (SPEC section 4). */
 #define GR_LINE_MAX 256
 
+/*
+ * Longest JSON report line. SPEC section 4 allows "attrs" of up to 1 KiB, which no
+ * 256-byte line can carry, so JSON lines (first byte '{') get room for the attrs, the
+ * fixed fields and their names: GR_ATTRS_MAX + 1 KiB.
+ */
+#define GR_JSON_LINE_MAX 2048
+
 /* Longest device id accepted. Real ids are short (AMB-12, 0x + 16 hex digits). */
 #define GR_DEVICE_ID_MAX 64
 

@@ -26,8 +26,10 @@ static const char CSV[] = "device_id,agency_id,label,source_addr\n"
                           "AMB-7,county-ems,Medic 7,\n"
                           "E-7,city-fire,Engine 7,\n";
 
+#define SLOW_UNITS 50 /* units S-0 .. S-49 of agency:slow-test, added to the CSV in main() */
+
 static struct gr_daemon d;
-static time_t next_time; /* fix times count up, a few minutes in the past */
+static int64_t next_ms; /* fix times count up by 100 ms from a few minutes in the past */
 static double next_lat = 40.70;
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -35,15 +37,17 @@ static double next_lat = 40.70;
 static void send_fix(const char *device)
 {
     char body[160], line[256];
-    time_t t = next_time++;
+    int64_t ms = next_ms;
+    next_ms += 100;
+    time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
     next_lat += 0.0001;
     int deg = (int)next_lat;
     snprintf(body, sizeof body,
-             "GPRMC,%02d%02d%02d.00,A,%02d%08.5f,N,07400.36000,W,1.0,90.0,%02d%02d%02d,,,A",
-             tm.tm_hour, tm.tm_min, tm.tm_sec, deg, (next_lat - deg) * 60, tm.tm_mday,
-             tm.tm_mon + 1, tm.tm_year % 100);
+             "GPRMC,%02d%02d%02d.%02d,A,%02d%08.5f,N,07400.36000,W,1.0,90.0,%02d%02d%02d,,,A",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000) / 10, deg, (next_lat - deg) * 60,
+             tm.tm_mday, tm.tm_mon + 1, tm.tm_year % 100);
     unsigned sum = 0;
     for (const char *p = body; *p; p++)
         sum ^= (unsigned char)*p;
@@ -139,8 +143,7 @@ static void test_topics(void)
     send_fix("AMB-7");
     send_fix("E-7");
     char got[256];
-    fence(a);
-    collect_devices(a, "agency:county-ems", 300, got, sizeof got);
+    collect_devices(a, "agency:county-ems", 500, got, sizeof got);
     CHECK_STR(got, "AMB-12,AMB-7");
     collect_devices(b, "device:AMB-12", 300, got, sizeof got);
     CHECK_STR(got, "AMB-12");
@@ -308,29 +311,64 @@ static void test_stale(void)
     close(b);
 }
 
+/* One round: a datagram with a position of every slow-test unit, ~1 KiB of attrs each. */
+static void send_slow_round(int round)
+{
+    static char datagram[SLOW_UNITS * 1200];
+    char pad[901];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    size_t n = 0;
+    for (int u = 0; u < SLOW_UNITS; u++) {
+        int64_t ms = next_ms + u;
+        n += (size_t)snprintf(datagram + n, sizeof datagram - n,
+                              "{\"id\":\"S-%d\",\"time\":%lld.%03d,\"lat\":41.%04d,"
+                              "\"lon\":-73.5,\"attrs\":{\"pad\":\"%s\"}}\n",
+                              u, (long long)(ms / 1000), (int)(ms % 1000), round, pad);
+    }
+    next_ms += 100;
+    CHECK_INT(udp_send(d.udp_port, datagram, n), 0);
+}
+
+/* Reads positions of agency:slow-test until the last unit's arrives: the whole round. */
+static bool read_round(int fd)
+{
+    char last[16];
+    snprintf(last, sizeof last, "S-%d", SLOW_UNITS - 1);
+    for (;;) {
+        json_t *e = phx_recv_event(fd, "agency:slow-test", "positions", WAIT_MS);
+        if (e == NULL)
+            return false;
+        json_t *list = json_object_get(json_array_get(e, 4), "positions");
+        json_t *tail = json_array_get(list, json_array_size(list) - 1);
+        bool done = strcmp(json_string_value(json_object_get(tail, "device")), last) == 0;
+        json_decref(e);
+        if (done)
+            return true;
+    }
+}
+
 /* A console that stops reading is closed as slow; another console is not held up. */
 static void test_slow_console(void)
 {
-    /* A tiny receive window so the daemon's writes back up after a few kilobytes. */
-    harness_rcvbuf = 2048;
+    harness_rcvbuf = 2048; /* a tiny window: the daemon's writes back up after a few KiB */
     int slow = console();
     harness_rcvbuf = 0;
     int fast = console();
-    json_decref(join(slow, "1", "agency:county-ems", NULL));
-    json_decref(join(fast, "1", "agency:county-ems", NULL));
+    json_decref(join(slow, "1", "agency:slow-test", NULL));
+    json_decref(join(fast, "1", "agency:slow-test", NULL));
 
-    /* Positions keep coming; slow never reads, fast does, and is served all along. */
+    /* Positions keep coming; slow never reads, fast reads every round, all along. */
     const char *slow_closed = "gpsrelay_consoles_closed_total{reason=\"slow\"}";
     long long slow_before = http_metric(d.ws_port, slow_closed);
     int delivered = 0, rounds = 0;
-    for (; rounds < 2000 && http_metric(d.ws_port, slow_closed) == slow_before; rounds++) {
-        send_fix(rounds % 2 ? "AMB-7" : "AMB-12");
-        json_t *e = phx_recv_event(fast, "agency:county-ems", "positions", WAIT_MS);
-        delivered += e != NULL;
-        json_decref(e);
+    for (; rounds < 1000 && http_metric(d.ws_port, slow_closed) == slow_before; rounds++) {
+        send_slow_round(rounds);
+        delivered += read_round(fast);
     }
     CHECK_INT(delivered, rounds);
     CHECK_INT(http_metric(d.ws_port, slow_closed), slow_before + 1);
+    fprintf(stderr, "slow console closed after %d rounds of %d positions\n", rounds, SLOW_UNITS);
     close(slow);
     close(fast);
 }
@@ -346,7 +384,6 @@ static void test_idle_console(const char *binary)
     }
     int quiet = ws_connect(idle.ws_port, WS_PATH, NULL, NULL);
     int beating = ws_connect(idle.ws_port, WS_PATH, NULL, NULL);
-    CHECK_INT(ws_wait_close(quiet, WAIT_MS), 1001);
     for (int i = 0; i < 6; i++) { /* 3 s of heartbeats every 500 ms */
         char ref[8];
         snprintf(ref, sizeof ref, "%d", i);
@@ -358,6 +395,7 @@ static void test_idle_console(const char *binary)
         CHECK_INT(phx_collect(beating, 500, none), 0); /* and no close meanwhile */
         json_decref(none);
     }
+    CHECK_INT(ws_wait_close(quiet, WAIT_MS), 1001); /* long closed, waiting in its socket */
     CHECK_INT(http_metric(idle.ws_port, "gpsrelay_consoles_closed_total{reason=\"idle\"}"), 1);
     close(quiet);
     close(beating);
@@ -370,16 +408,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s /path/to/gpsrelayd\n", argv[0]);
         return 2;
     }
-    next_time = time(NULL) - 300;
+    next_ms = (int64_t)(time(NULL) - 300) * 1000;
     /* Short timeouts so the test sees them happen: 2 s to stale, 1 s to slow. */
-    if (daemon_start(&d, argv[1], "stale_after 2\nslow_timeout 1\n", CSV) != 0)
+    char csv[sizeof CSV + SLOW_UNITS * 32];
+    size_t n = (size_t)snprintf(csv, sizeof csv, "%s", CSV);
+    for (int u = 0; u < SLOW_UNITS; u++)
+        n += (size_t)snprintf(csv + n, sizeof csv - n, "S-%d,slow-test,,\n", u);
+    if (daemon_start(&d, argv[1], "stale_after 2\nslow_timeout 1\n", csv) != 0)
         return 1;
     test_topics();
     test_join_semantics();
     test_frame_limit();
     test_resume();
+    test_slow_console(); /* before the mapping change drops its units */
     test_mapping_change();
-    test_slow_console();
     test_stale();
     CHECK_INT(daemon_stop(&d), 0);
     test_idle_console(argv[1]);
