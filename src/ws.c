@@ -12,6 +12,7 @@
 
 #include "gpsrelay/buf.h"
 #include "gpsrelay/log.h"
+#include "gpsrelay/longpoll.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/stats.h"
 
@@ -51,12 +52,14 @@ struct conn {
 
 /* lws's per-connection user data: only a pointer, so plain HTTP requests cost nothing. */
 struct pss {
-    struct conn *conn;
+    struct conn *conn;                  /* a WebSocket console */
+    struct gr_longpoll_request *lp_req; /* a LongPoll request in flight */
 };
 
 struct gr_ws {
     struct lws_context *ctx; /* set to NULL by lws when it is really gone (pcontext) */
     struct gr_hub *hub;
+    struct gr_longpoll *longpoll;
     gr_gauges_fn gauges;
     void *gauges_ctx;
     struct conn *conns;
@@ -71,8 +74,8 @@ struct gr_ws {
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
 
-static int http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
-                      size_t len)
+int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
+                  size_t len)
 {
     unsigned char hdr[LWS_PRE + 512];
     unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
@@ -99,22 +102,26 @@ static int serve_metrics(struct gr_ws *ws, struct lws *wsi)
     char *text;
     long len = gr_stats_render(&g, &text);
     if (len < 0)
-        return http_reply(wsi, 500, "text/plain", "out of memory\n", 14);
-    int rc = http_reply(wsi, 200, "text/plain; version=0.0.4", text, (size_t)len);
+        return gr_http_reply(wsi, 500, "text/plain", "out of memory\n", 14);
+    int rc = gr_http_reply(wsi, 200, "text/plain; version=0.0.4", text, (size_t)len);
     free(text);
     return rc;
 }
 
-static int serve_http(struct gr_ws *ws, struct lws *wsi, const char *path)
+static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const char *path)
 {
     if (strcmp(path, "/healthz") == 0)
-        return http_reply(wsi, 200, "text/plain", "ok\n", 3);
+        return gr_http_reply(wsi, 200, "text/plain", "ok\n", 3);
     if (strcmp(path, "/readyz") == 0)
-        return ws->ready ? http_reply(wsi, 200, "text/plain", "ready\n", 6)
-                         : http_reply(wsi, 503, "text/plain", "not ready\n", 10);
+        return ws->ready ? gr_http_reply(wsi, 200, "text/plain", "ready\n", 6)
+                         : gr_http_reply(wsi, 503, "text/plain", "not ready\n", 10);
     if (strcmp(path, "/metrics") == 0)
         return serve_metrics(ws, wsi);
-    return http_reply(wsi, 404, "text/plain", "not found\n", 10);
+    if (strcmp(path, "/socket/longpoll") == 0)
+        return ws->stopping
+                   ? gr_http_reply(wsi, 503, "text/plain", "stopping\n", 9)
+                   : gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
+    return gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
 }
 
 /*
@@ -278,6 +285,7 @@ static void on_sweep(uv_timer_t *t)
 {
     struct gr_ws *ws = t->data;
     uint64_t now = uv_now(t->loop);
+    gr_longpoll_sweep(ws->longpoll, now);
     for (struct conn *c = ws->conns; c; c = c->next) {
         if (c->close_code != 0) {
             if (now - c->close_at_ms >= CLOSE_GRACE_MS)
@@ -299,10 +307,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 {
     struct gr_ws *ws = lws_context_user(lws_get_context(wsi));
     struct pss *pss = user;
+    /* lws may call without per-session data (a connection closing before it had any). */
+    bool longpoll = pss != NULL && pss->lp_req != NULL;
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return serve_http(ws, wsi, in);
+        return serve_http(ws, wsi, pss, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        return longpoll ? gr_longpoll_body(pss->lp_req, in, len) : 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return longpoll ? gr_longpoll_body_done(&pss->lp_req, uv_now(ws->grace.loop))
+                        : gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return longpoll ? gr_longpoll_writeable(&pss->lp_req, uv_now(ws->grace.loop)) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (longpoll)
+            gr_longpoll_done(&pss->lp_req, uv_now(ws->grace.loop));
+        return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(ws, wsi);
     case LWS_CALLBACK_ESTABLISHED:
@@ -362,6 +383,11 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub
     ws->hub = hub;
     ws->gauges = gauges;
     ws->gauges_ctx = gauges_ctx;
+    ws->longpoll = gr_longpoll_new(hub);
+    if (ws->longpoll == NULL) {
+        free(ws);
+        return -ENOMEM;
+    }
     ws->out = gr_buf_make(LWS_PRE);
     uv_timer_init(loop, &ws->grace);
     uv_unref((uv_handle_t *)&ws->grace);
@@ -423,7 +449,7 @@ void gr_ws_set_ready(struct gr_ws *ws, bool ready)
 
 size_t gr_ws_consoles(const struct gr_ws *ws)
 {
-    return ws->n_conns;
+    return ws->n_conns + gr_longpoll_sessions(ws->longpoll);
 }
 
 /* Grace over (or every console gone): the first of lws's two destroys on a foreign loop. */
@@ -457,6 +483,7 @@ void gr_ws_free(struct gr_ws *ws)
     /* The second destroy, now that the loop has turned since the first (NOTES.md). */
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
+    gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
     gr_buf_free(&ws->out);
     free(ws);
 }

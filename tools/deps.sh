@@ -5,6 +5,7 @@ gr_install_packages() {
                 libwebsockets-evlib-uv libjansson-dev libpq-dev libssl-dev)
     if [ "${1:-}" = test ]; then
         want+=(clang-format)
+        command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
     fi
     local missing=()
     for p in "${want[@]}"; do

@@ -32,6 +32,9 @@ static inline char *gr_buf_data(const struct gr_buf *b)
 int gr_buf_append(struct gr_buf *b, const void *p, size_t n);
 int gr_buf_puts(struct gr_buf *b, const char *s);
 
+/* Appends s[0..len) as a JSON string literal, quotes included. 0 or -ENOMEM. */
+int gr_buf_json_string(struct gr_buf *b, const char *s, size_t len);
+
 void gr_buf_free(struct gr_buf *b);
 
 #endif

@@ -21,6 +21,14 @@
 #define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
 
 struct gr_ws;
+struct lws;
+
+/*
+ * Answers an HTTP request with status, a content type and a body, and completes the
+ * transaction. Returns what the lws callback must return (-1: close the connection).
+ */
+int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
+                  size_t len);
 
 /* Fills the gauges of /metrics from whoever owns them (the daemon). */
 typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);

@@ -1,0 +1,328 @@
+/*
+ * longpoll.c - Phoenix LongPoll sessions over lws HTTP requests. See longpoll.h.
+ */
+#include "gpsrelay/longpoll.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "gpsrelay/buf.h"
+#include "gpsrelay/log.h"
+#include "gpsrelay/phoenix.h"
+#include "gpsrelay/stats.h"
+#include "gpsrelay/ws.h"
+
+#define TOKEN_BYTES 16 /* 128 random bits: a session token cannot be guessed */
+#define TOKEN_HEX   (2 * TOKEN_BYTES)
+#define BUCKETS     1024         /* session table; a power of two */
+#define ANSWER_SOFT (256 * 1024) /* a poll's answer closes once past this many bytes */
+
+struct session {
+    char token[TOKEN_HEX + 1];
+    struct gr_longpoll *lp;
+    struct gr_console *console;
+    struct gr_longpoll_request *poll; /* the GET waiting for frames, or NULL */
+    uint64_t poll_started_ms;
+    uint64_t last_poll_ms;            /* when the last poll was answered */
+    bool dead;                        /* the channel layer asked for it to be closed... */
+    enum gr_close_reason dead_reason; /* ...for this reason */
+    struct session *bucket_next;
+    struct session *prev, *next;
+};
+
+struct gr_longpoll_request {
+    struct gr_longpoll *lp;
+    struct lws *wsi;
+    struct session *session;
+    bool too_big; /* a POST body over GR_LONGPOLL_BODY_MAX */
+    struct gr_buf body;
+};
+
+struct gr_longpoll {
+    struct gr_hub *hub;
+    struct session *buckets[BUCKETS];
+    struct session *sessions;
+    size_t n_sessions;
+};
+
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub)
+{
+    struct gr_longpoll *lp = calloc(1, sizeof(*lp));
+    if (lp != NULL)
+        lp->hub = hub;
+    return lp;
+}
+
+size_t gr_longpoll_sessions(const struct gr_longpoll *lp)
+{
+    return lp->n_sessions;
+}
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+static size_t bucket_of(const char *token)
+{
+    return strtoul((char[]){token[0], token[1], token[2], token[3], '\0'}, NULL, 16) &
+           (BUCKETS - 1);
+}
+
+static struct session *session_find(struct gr_longpoll *lp, const char *token)
+{
+    if (strlen(token) != TOKEN_HEX)
+        return NULL;
+    for (struct session *s = lp->buckets[bucket_of(token)]; s; s = s->bucket_next)
+        if (memcmp(s->token, token, TOKEN_HEX) == 0)
+            return s;
+    return NULL;
+}
+
+static void session_wake(void *transport)
+{
+    struct session *s = transport;
+    if (s->poll != NULL)
+        lws_callback_on_writable(s->poll->wsi);
+}
+
+static struct session *session_new(struct gr_longpoll *lp, uint64_t now_ms)
+{
+    unsigned char raw[TOKEN_BYTES];
+    if (lp->n_sessions >= GR_LONGPOLL_SESSIONS_MAX ||
+        getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        return NULL;
+    struct session *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->console = gr_console_new(lp->hub, session_wake, s);
+    if (s->console == NULL) {
+        free(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < TOKEN_BYTES; i++)
+        snprintf(s->token + 2 * i, 3, "%02x", raw[i]);
+    s->lp = lp;
+    s->last_poll_ms = now_ms;
+    size_t b = bucket_of(s->token);
+    s->bucket_next = lp->buckets[b];
+    lp->buckets[b] = s;
+    s->next = lp->sessions;
+    if (lp->sessions)
+        lp->sessions->prev = s;
+    lp->sessions = s;
+    lp->n_sessions++;
+    return s;
+}
+
+static void session_free(struct session *s, enum gr_close_reason reason)
+{
+    struct gr_longpoll *lp = s->lp;
+    for (struct session **l = &lp->buckets[bucket_of(s->token)]; *l; l = &(*l)->bucket_next)
+        if (*l == s) {
+            *l = s->bucket_next;
+            break;
+        }
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        lp->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    lp->n_sessions--;
+    if (s->poll != NULL)
+        s->poll->session = NULL;
+    gr_stats.consoles_closed[reason]++;
+    gr_console_free(s->console);
+    free(s);
+}
+
+void gr_longpoll_free(struct gr_longpoll *lp)
+{
+    if (lp == NULL)
+        return;
+    while (lp->sessions)
+        session_free(lp->sessions, GR_CLOSE_SHUTDOWN);
+    free(lp);
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+/* The session token: the LAST token= argument, since a console may also send its auth
+ * token under that name and the Phoenix client appends the session's after it. */
+static void session_token(struct lws *wsi, char *out, size_t cap)
+{
+    char arg[128];
+    out[0] = '\0';
+    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
+         i++)
+        if (strncmp(arg, "token=", 6) == 0)
+            snprintf(out, cap, "%s", arg + 6);
+}
+
+static void request_free(struct gr_longpoll_request **reqp, uint64_t now_ms)
+{
+    struct gr_longpoll_request *req = *reqp;
+    if (req == NULL)
+        return;
+    struct session *s = req->session;
+    if (s != NULL && s->poll == req) {
+        s->poll = NULL;
+        s->last_poll_ms = now_ms;
+    }
+    gr_buf_free(&req->body);
+    free(req);
+    *reqp = NULL;
+}
+
+/* Answers with {"status":status[,"token":T][,"messages":[...]]} and ends the request. */
+static int answer(struct gr_longpoll_request **reqp, int status, const struct session *s,
+                  const struct gr_buf *messages, uint64_t now_ms)
+{
+    struct lws *wsi = (*reqp)->wsi;
+    char head[96];
+    snprintf(head, sizeof(head), "{\"status\":%d%s%s%s", status, s ? ",\"token\":\"" : "",
+             s ? s->token : "", s ? "\"" : "");
+    struct gr_buf b = gr_buf_make(0);
+    int err = gr_buf_puts(&b, head);
+    if (messages != NULL) {
+        err |= gr_buf_puts(&b, ",\"messages\":[");
+        err |= gr_buf_append(&b, gr_buf_data(messages), messages->len);
+        err |= gr_buf_puts(&b, "]");
+    }
+    err |= gr_buf_puts(&b, "}");
+    request_free(reqp, now_ms);
+    int rc = err ? -1
+                 : gr_http_reply(wsi, status == 403 ? 403 : 200, "application/json",
+                                 gr_buf_data(&b), b.len);
+    gr_buf_free(&b);
+    return rc;
+}
+
+static const struct gr_buf no_messages = {"", 0, 0, 0};
+
+int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll_request **reqp,
+                     uint64_t now_ms)
+{
+    request_free(reqp, now_ms); /* a keep-alive connection's previous request */
+    struct gr_longpoll_request *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return -1;
+    req->lp = lp;
+    req->wsi = wsi;
+    req->body = gr_buf_make(0);
+    *reqp = req;
+
+    char arg[32];
+    const char *vsn = lws_get_urlarg_by_name(wsi, "vsn=", arg, sizeof(arg));
+    if (vsn == NULL || strcmp(vsn, "2.0.0") != 0)
+        return answer(reqp, 403, NULL, NULL, now_ms);
+
+    char token[64];
+    session_token(wsi, token, sizeof(token));
+    struct session *s = session_find(lp, token);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
+        req->session = s; /* answered when the body is in */
+        return 0;
+    }
+    if (s == NULL || s->dead) {
+        s = session_new(lp, now_ms);
+        return s ? answer(reqp, 410, s, &no_messages, now_ms)
+                 : answer(reqp, 503, NULL, &no_messages, now_ms);
+    }
+    if (s->poll != NULL) /* one poll at a time: the older one is answered now */
+        lws_callback_on_writable(s->poll->wsi);
+    s->poll = req;
+    s->poll_started_ms = now_ms;
+    req->session = s;
+    if (gr_console_has_output(s->console))
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+int gr_longpoll_body(struct gr_longpoll_request *req, const void *in, size_t len)
+{
+    if (req->too_big || req->body.len + len > GR_LONGPOLL_BODY_MAX) {
+        req->too_big = true;
+        return 0;
+    }
+    return gr_buf_append(&req->body, in, len) ? -1 : 0;
+}
+
+int gr_longpoll_body_done(struct gr_longpoll_request **reqp, uint64_t now_ms)
+{
+    struct gr_longpoll_request *req = *reqp;
+    struct session *s = req->session;
+    if (req->too_big)
+        return answer(reqp, 413, NULL, NULL, now_ms);
+    if (s == NULL || s->dead)
+        return answer(reqp, 410, NULL, NULL, now_ms);
+
+    /* Newline-delimited frames (application/x-ndjson), each handled as a WebSocket
+     * message would be. */
+    const char *p = gr_buf_data(&req->body), *end = p + req->body.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = nl ? nl : end;
+        size_t len = (size_t)(line_end - p);
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        int code = len > 0 ? gr_console_receive(s->console, p, len) : 0;
+        if (code != 0) { /* malformed or overflowing: the session ends */
+            s->dead = true;
+            s->dead_reason = code == GR_WS_INVALID ? GR_CLOSE_MALFORMED : GR_CLOSE_OVERFLOW;
+            return answer(reqp, 400, NULL, NULL, now_ms);
+        }
+        p = line_end + 1;
+    }
+    return answer(reqp, 200, s, NULL, now_ms);
+}
+
+int gr_longpoll_writeable(struct gr_longpoll_request **reqp, uint64_t now_ms)
+{
+    struct session *s = (*reqp)->session;
+    if (s == NULL || s->poll != *reqp)
+        return answer(reqp, 410, NULL, &no_messages, now_ms);
+
+    /* Everything pending goes in this answer, each frame a JSON string. */
+    struct gr_buf messages = gr_buf_make(0), frame = gr_buf_make(0);
+    int more;
+    while (messages.len < ANSWER_SOFT && (more = gr_console_next_frame(s->console, &frame)) > 0) {
+        if ((messages.len && gr_buf_puts(&messages, ",")) ||
+            gr_buf_json_string(&messages, gr_buf_data(&frame), frame.len)) {
+            more = -ENOMEM;
+            break;
+        }
+        gr_stats.ws_frames_sent++;
+        frame.len = 0;
+    }
+    if (more < 0) { /* this answer still goes out; the next poll starts a new session */
+        s->dead = true;
+        s->dead_reason = GR_CLOSE_OVERFLOW;
+    }
+    int rc = answer(reqp, messages.len ? 200 : 204, s, &messages, now_ms);
+    gr_buf_free(&messages);
+    gr_buf_free(&frame);
+    return rc;
+}
+
+void gr_longpoll_done(struct gr_longpoll_request **reqp, uint64_t now_ms)
+{
+    request_free(reqp, now_ms);
+}
+
+void gr_longpoll_sweep(struct gr_longpoll *lp, uint64_t now_ms)
+{
+    for (struct session *s = lp->sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->poll != NULL) {
+            if (now_ms - s->poll_started_ms >= GR_LONGPOLL_WINDOW_MS)
+                lws_callback_on_writable(s->poll->wsi); /* nothing came: answer 204 */
+        } else if (s->dead) {
+            session_free(s, s->dead_reason);
+        } else if (now_ms - s->last_poll_ms >= GR_LONGPOLL_SESSION_MS) {
+            session_free(s, GR_CLOSE_IDLE);
+        }
+    }
+}
