@@ -219,7 +219,7 @@ int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll
     if (vsn == NULL || strcmp(vsn, "2.0.0") != 0)
         return answer(reqp, 403, NULL, NULL, now_ms);
 
-    char token[64];
+    char token[128]; /* as long as an argument can be: longer ones match no session */
     session_token(wsi, token, sizeof(token));
     struct session *s = session_find(lp, token);
     if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "gpsrelay/config.h"
 #include "gpsrelay/daemon.h"
@@ -96,6 +97,14 @@ int main(int argc, char **argv)
         return status;
     }
     gr_log_set_level(level >= 0 ? level : cfg.log_level);
+
+    /* Every console and modem is a descriptor; nothing here uses select(), so take all
+     * the hard limit allows (systemd's LimitNOFILE= sets it). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
     /* Writes to a console that vanished must fail with EPIPE, not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);

@@ -3,7 +3,9 @@
  */
 #include "gpsrelay/stats.h"
 
+#include <dirent.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,6 +41,31 @@ static const char *reject_label(int r)
 static const char *close_label(int r)
 {
     return close_labels[r];
+}
+
+/* Resident set size from /proc/self/statm (second field, in pages). */
+static uint64_t resident_bytes(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t open_fds(void)
+{
+    uint64_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not counting opendir's own descriptor */
 }
 
 long gr_stats_render(const struct gr_gauges *g, char **out)
@@ -83,6 +110,10 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            g->units_stale);
     family(f, "gpsrelay_mapping_devices", "gauge", "Devices in the mapping in force.",
            g->mapping_devices);
+
+    family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           resident_bytes());
+    family(f, "process_open_fds", "gauge", "Number of open file descriptors.", open_fds());
 
     if (fclose(f) != 0) {
         free(*out);
