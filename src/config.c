@@ -207,6 +207,57 @@ static int set_speed(struct gr_cfg_parse *p, const struct gr_directive *d, const
     return 0;
 }
 
+/* An exact Origin: scheme://host[:port], no path, no trailing slash (browsers send it so). */
+static int set_origin(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    char **origins = GR_FIELD(p, d);
+    size_t *n = (size_t *)((char *)p->cfg + d->count_offset);
+    const char *host = strstr(v, "://");
+
+    if (*n == GR_ORIGINS_MAX)
+        return fail(p, "more than %d %s directives", GR_ORIGINS_MAX, d->name);
+    if (host == NULL || host == v || strlen(v) > GR_ORIGIN_LEN_MAX || host[3] == '\0' ||
+        strchr(host + 3, '/') != NULL)
+        return fail(p,
+                    "bad value \"%s\" for %s: expected scheme://host[:port], as a browser "
+                    "sends it",
+                    v, d->name);
+    if ((origins[*n] = strdup(v)) == NULL)
+        return fail(p, "out of memory");
+    (*n)++;
+    return 0;
+}
+
+static int set_cidr(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    struct gr_cidr *ranges = GR_FIELD(p, d);
+    size_t *n = (size_t *)((char *)p->cfg + d->count_offset);
+
+    if (*n == GR_INGEST_ALLOW_MAX)
+        return fail(p, "more than %d %s directives", GR_INGEST_ALLOW_MAX, d->name);
+    if (gr_cidr_parse(v, &ranges[*n]) < 0)
+        return fail(p,
+                    "bad value \"%s\" for %s: expected an address or ADDR/PREFIX with no "
+                    "host bits set, as in 10.20.0.0/16",
+                    v, d->name);
+    (*n)++;
+    return 0;
+}
+
+/* A positive count (a rate, a limit), at most GR_CONFIG_COUNT_MAX. */
+#define GR_CONFIG_COUNT_MAX 1000000
+static int set_count(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = GR_FIELD(p, d);
+    long n;
+
+    if (parse_uint(v, GR_CONFIG_COUNT_MAX, &n) < 0 || n == 0)
+        return fail(p, "bad value \"%s\" for %s: expected a whole number from 1 to %d", v, d->name,
+                    GR_CONFIG_COUNT_MAX);
+    *field = (int)n;
+    return 0;
+}
+
 #define GR_OFF(f) offsetof(struct gr_config, f)
 
 static const struct gr_directive gr_directives[] = {
@@ -215,6 +266,14 @@ static const struct gr_directive gr_directives[] = {
     {"listen_ws", set_listen, GR_OFF(listen_ws), GR_OFF(n_listen_ws), GR_MULTI, NULL},
     {"mapping_file", set_path, GR_OFF(mapping_file), 0, 0, NULL},
     {"auth", set_auth, GR_OFF(auth), 0, 0, "jwt"},
+    {"auth_secret_file", set_path, GR_OFF(auth_secret_file), 0, 0, NULL},
+    {"tls_cert", set_path, GR_OFF(tls_cert), 0, 0, NULL},
+    {"tls_key", set_path, GR_OFF(tls_key), 0, 0, NULL},
+    {"allowed_origin", set_origin, GR_OFF(allowed_origin), GR_OFF(n_allowed_origin), GR_MULTI,
+     NULL},
+    {"ingest_allow", set_cidr, GR_OFF(ingest_allow), GR_OFF(n_ingest_allow), GR_MULTI, NULL},
+    {"ingest_rate_limit", set_count, GR_OFF(ingest_rate_limit), 0, 0, "50"},
+    {"max_connections_per_source", set_count, GR_OFF(max_connections_per_source), 0, 0, "512"},
     {"log_level", set_log_level, GR_OFF(log_level), 0, 0, "info"},
     {"max_future_skew", set_seconds, GR_OFF(max_future_skew), 0, 0, "300"},
     {"max_speed", set_speed, GR_OFF(max_speed), 0, 0, "150"},
@@ -363,11 +422,12 @@ static int validate(struct gr_cfg_parse *p)
         return fail(p, "no listen_udp or listen_tcp: ingest needs at least one");
     if (c->mapping_file == NULL)
         return fail(p, "mapping_file is required");
-    if (c->auth == GR_AUTH_JWT)
-        return fail(p, "auth jwt is not supported yet; use \"auth none\" with loopback listen_ws "
-                       "addresses");
+    if (c->auth == GR_AUTH_JWT && c->auth_secret_file == NULL)
+        return fail(p, "auth jwt needs auth_secret_file (a key of at least 32 bytes)");
+    if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+        return fail(p, "tls_cert and tls_key go together: set both or neither");
     /* SPEC section 3: without tokens, consoles must not be reachable from the network. */
-    for (size_t i = 0; i < c->n_listen_ws; i++) {
+    for (size_t i = 0; c->auth == GR_AUTH_NONE && i < c->n_listen_ws; i++) {
         if (!is_loopback(&c->listen_ws[i]))
             return fail(p,
                         "auth none is only allowed when every listen_ws address is loopback "
@@ -411,9 +471,24 @@ fail:
     return -1;
 }
 
+bool gr_config_origin_ok(const struct gr_config *cfg, const char *origin)
+{
+    if (origin == NULL || cfg->n_allowed_origin == 0)
+        return true;
+    for (size_t i = 0; i < cfg->n_allowed_origin; i++)
+        if (strcmp(cfg->allowed_origin[i], origin) == 0)
+            return true;
+    return false;
+}
+
 void gr_config_free(struct gr_config *cfg)
 {
     free(cfg->path);
     free(cfg->mapping_file);
+    free(cfg->auth_secret_file);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
+    for (size_t i = 0; i < cfg->n_allowed_origin; i++)
+        free(cfg->allowed_origin[i]);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "gpsrelay/hub.h"
@@ -16,6 +17,7 @@
 #include "gpsrelay/mapping.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/sd.h"
+#include "gpsrelay/token.h"
 #include "gpsrelay/ws.h"
 
 static int64_t wall_clock_ms(void)
@@ -31,6 +33,8 @@ struct daemon {
     struct gr_hub *hub;
     struct gr_ingest *ingest;
     struct gr_ws *ws;
+    unsigned char *key; /* HS256 secret with auth jwt, else NULL */
+    size_t key_len;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t stale_timer;
     bool stopping;
@@ -85,6 +89,20 @@ static int load_mapping(struct daemon *d)
     return 0;
 }
 
+/* With auth jwt, the console token key: refused unless private and long enough. */
+static int load_secret(struct daemon *d)
+{
+    char err[512];
+    if (d->cfg->auth != GR_AUTH_JWT)
+        return 0;
+    if (gr_token_load_secret(d->cfg->auth_secret_file, &d->key, &d->key_len, err, sizeof(err)) <
+        0) {
+        gr_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct daemon *d = h->data;
@@ -92,6 +110,8 @@ static void on_signal(uv_signal_t *h, int signum)
         /* The mapping file is small and read rarely; a failed reload keeps the old one. */
         if (load_mapping(d) < 0)
             gr_warn("mapping: reload failed; the previous mapping stays in force");
+        else if (d->ws != NULL)
+            gr_ws_reauthorize(d->ws);
         return;
     }
     gr_notice("received %s, stopping", strsignal(signum));
@@ -142,7 +162,7 @@ int gr_daemon_run(const struct gr_config *cfg)
         gr_error("out of memory");
         goto out;
     }
-    if (load_mapping(&d) < 0) {
+    if (load_mapping(&d) < 0 || load_secret(&d) < 0) {
         status = GR_EXIT_CONFIG;
         goto out;
     }
@@ -155,7 +175,7 @@ int gr_daemon_run(const struct gr_config *cfg)
     if (cfg->stale_after > 0) /* 0: units never go stale */
         uv_timer_start(&d.stale_timer, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
     if (gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
-        gr_ws_start(&d.loop, cfg, d.hub, fill_gauges, &d, &d.ws) < 0) {
+        gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d, &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
         gr_ws_set_ready(d.ws, true);
@@ -181,6 +201,10 @@ out:
         status = GR_EXIT_FAILURE;
     }
     gr_sd_close();
+    if (d.key != NULL) {
+        OPENSSL_cleanse(d.key, d.key_len);
+        free(d.key);
+    }
     if (status == GR_EXIT_OK)
         gr_notice("stopped");
     return status;

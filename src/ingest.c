@@ -13,6 +13,7 @@
 #include "gpsrelay/json_report.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/nmea.h"
+#include "gpsrelay/ratelimit.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/stats.h"
 #include "gpsrelay/taip.h"
@@ -36,7 +37,9 @@ struct tcp_conn {
 
 struct gr_ingest {
     struct gr_hub *hub;
+    const struct gr_config *cfg; /* borrowed: ingest_allow */
     struct gr_identity *ids;
+    struct gr_ratelimit *rate; /* ingest_rate_limit per source address */
     size_t n_udp, n_tcp;
     uv_udp_t udp[GR_LISTEN_MAX];
     uv_tcp_t tcp[GR_LISTEN_MAX];
@@ -186,6 +189,15 @@ static enum gr_reason handle_line(struct batch *b, const char *line, size_t len)
     return rep.body[0] == '{' ? handle_json(b, &rep) : handle_sentence(b, &rep);
 }
 
+/* ingest_allow: with none configured every source may send. */
+static bool source_allowed(const struct gr_ingest *in, const struct sockaddr *from)
+{
+    for (size_t i = 0; i < in->cfg->n_ingest_allow; i++)
+        if (gr_cidr_match(&in->cfg->ingest_allow[i], from))
+            return true;
+    return in->cfg->n_ingest_allow == 0;
+}
+
 /* Every report in p[0..len): CR/LF-separated lines, TAIP messages back to back. */
 static void handle_payload(struct batch *b, const char *p, size_t len)
 {
@@ -194,6 +206,12 @@ static void handle_payload(struct batch *b, const char *p, size_t len)
     size_t line_len;
     while (gr_frame_next(p, len, &off, &line, &line_len)) {
         gr_stats.ingest_reports++;
+        bool evicted = false;
+        if (!gr_ratelimit_allow(b->in->rate, b->from, b->now_ms, &evicted)) {
+            gr_stats.ingest_rate_limited++;
+            continue;
+        }
+        gr_stats.ingest_rate_evicted += evicted;
         enum gr_reason r = handle_line(b, line, line_len);
         if (r != GR_OK)
             reject(r);
@@ -225,11 +243,16 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     if (from == NULL)
         return; /* libuv's "nothing more to read" */
     gr_stats.ingest_datagrams++;
+    struct gr_ingest *in = h->data;
+    if (!source_allowed(in, from)) {
+        gr_stats.ingest_not_allowed++;
+        return;
+    }
     if (flags & UV_UDP_PARTIAL) {
         reject(GR_LINE_TOO_LONG);
         return;
     }
-    struct batch b = batch_make(h->data, from);
+    struct batch b = batch_make(in, from);
     handle_payload(&b, buf->base, (size_t)nread);
     batch_flush(&b);
 }
@@ -354,6 +377,11 @@ static void on_tcp_connection(uv_stream_t *server, int status)
     }
     int len = sizeof(c->peer);
     uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &len);
+    if (!source_allowed(in, (struct sockaddr *)&c->peer)) {
+        gr_stats.ingest_not_allowed++;
+        conn_close(c);
+        return;
+    }
     c->last_read_ms = uv_now(server->loop);
     gr_stats.tcp_accepted++;
     uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_tcp_read);
@@ -429,11 +457,16 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
         return -ENOMEM;
     *out = in;
     in->hub = hub;
+    in->cfg = cfg;
     in->idle_ms = (uint64_t)cfg->tcp_idle_timeout * 1000;
     uv_timer_init(loop, &in->sweep);
     in->sweep.data = in;
     in->ids = gr_identity_new(GR_IDENTITY_MAX);
-    int rc = in->ids ? 0 : -ENOMEM;
+    /* Bursts of a second's worth: a modem sending RMC+GGA+VTG per cycle, or a backlog
+     * after a cell outage, is not cut off at once. */
+    in->rate =
+        gr_ratelimit_new(GR_RATELIMIT_SOURCES, cfg->ingest_rate_limit, cfg->ingest_rate_limit);
+    int rc = in->ids && in->rate ? 0 : -ENOMEM;
 
     for (size_t i = 0; rc == 0 && i < cfg->n_listen_udp; i++)
         rc = start_udp(in, loop, &cfg->listen_udp[i]);
@@ -471,6 +504,7 @@ void gr_ingest_free(struct gr_ingest *in)
     if (in == NULL)
         return;
     gr_identity_free(in->ids);
+    gr_ratelimit_free(in->rate);
     free(in);
 }
 

@@ -14,6 +14,7 @@
 #include "gpsrelay/log.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/stats.h"
+#include "gpsrelay/token.h"
 #include "gpsrelay/ws.h"
 
 #define TOKEN_BYTES 16 /* 128 random bits: a session token cannot be guessed */
@@ -44,16 +45,21 @@ struct gr_longpoll_request {
 
 struct gr_longpoll {
     struct gr_hub *hub;
+    gr_longpoll_admit_fn admit;
+    void *admit_ctx;
     struct session *buckets[BUCKETS];
     struct session *sessions;
     size_t n_sessions;
 };
 
-struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub)
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx)
 {
     struct gr_longpoll *lp = calloc(1, sizeof(*lp));
-    if (lp != NULL)
+    if (lp != NULL) {
         lp->hub = hub;
+        lp->admit = admit;
+        lp->admit_ctx = ctx;
+    }
     return lp;
 }
 
@@ -149,18 +155,6 @@ void gr_longpoll_free(struct gr_longpoll *lp)
 
 /* ---- requests ----------------------------------------------------------------------------- */
 
-/* The session token: the LAST token= argument, since a console may also send its auth
- * token under that name and the Phoenix client appends the session's after it. */
-static void session_token(struct lws *wsi, char *out, size_t cap)
-{
-    char arg[128];
-    out[0] = '\0';
-    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-         i++)
-        if (strncmp(arg, "token=", 6) == 0)
-            snprintf(out, cap, "%s", arg + 6);
-}
-
 static void request_free(struct gr_longpoll_request **reqp, uint64_t now_ms)
 {
     struct gr_longpoll_request *req = *reqp;
@@ -193,9 +187,11 @@ static int answer(struct gr_longpoll_request **reqp, int status, const struct se
     }
     err |= gr_buf_puts(&b, "}");
     request_free(reqp, now_ms);
+    /* Phoenix answers 200 with the status inside; a refusal is a real 403/503 too, for
+     * proxies and logs (the client reads the body either way). */
     int rc = err ? -1
-                 : gr_http_reply(wsi, status == 403 ? 403 : 200, "application/json",
-                                 gr_buf_data(&b), b.len);
+                 : gr_http_reply(wsi, status == 403 || status == 503 ? (unsigned)status : 200,
+                                 "application/json", gr_buf_data(&b), b.len);
     gr_buf_free(&b);
     return rc;
 }
@@ -214,22 +210,32 @@ int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll
     req->body = gr_buf_make(0);
     *reqp = req;
 
-    char arg[32];
-    const char *vsn = lws_get_urlarg_by_name(wsi, "vsn=", arg, sizeof(arg));
+    char arg[GR_HTTP_ARG_MAX];
+    const char *vsn = gr_http_arg(wsi, "vsn", false, arg);
     if (vsn == NULL || strcmp(vsn, "2.0.0") != 0)
         return answer(reqp, 403, NULL, NULL, now_ms);
 
-    char token[128]; /* as long as an argument can be: longer ones match no session */
-    session_token(wsi, token, sizeof(token));
-    struct session *s = session_find(lp, token);
+    int refused = lp->admit(lp->admit_ctx, wsi, NULL);
+    if (refused)
+        return answer(reqp, refused, NULL, NULL, now_ms);
+
+    /* The session token is the LAST token= argument: a console may also send its auth
+     * token under that name, and the Phoenix client appends the session's after it. */
+    const char *token = gr_http_arg(wsi, "token", true, arg);
+    struct session *s = token ? session_find(lp, token) : NULL;
     if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
         req->session = s; /* answered when the body is in */
         return 0;
     }
     if (s == NULL || s->dead) {
         s = session_new(lp, now_ms);
-        return s ? answer(reqp, 410, s, &no_messages, now_ms)
-                 : answer(reqp, 503, NULL, &no_messages, now_ms);
+        if (s == NULL)
+            return answer(reqp, 503, NULL, &no_messages, now_ms);
+        if ((refused = lp->admit(lp->admit_ctx, wsi, s->console)) != 0) {
+            session_free(s, GR_CLOSE_PEER);
+            return answer(reqp, refused, NULL, NULL, now_ms);
+        }
+        return answer(reqp, 410, s, &no_messages, now_ms);
     }
     if (s->poll != NULL) /* one poll at a time: the older one is answered now */
         lws_callback_on_writable(s->poll->wsi);
@@ -268,7 +274,7 @@ int gr_longpoll_body_done(struct gr_longpoll_request **reqp, uint64_t now_ms)
         size_t len = (size_t)(line_end - p);
         if (len > 0 && p[len - 1] == '\r')
             len--;
-        int code = len > 0 ? gr_console_receive(s->console, p, len) : 0;
+        int code = len > 0 ? gr_console_receive(s->console, p, len, now_ms) : 0;
         if (code != 0) { /* malformed or overflowing: the session ends */
             s->dead = true;
             s->dead_reason = code == GR_WS_INVALID ? GR_CLOSE_MALFORMED : GR_CLOSE_OVERFLOW;
@@ -312,10 +318,20 @@ void gr_longpoll_done(struct gr_longpoll_request **reqp, uint64_t now_ms)
     request_free(reqp, now_ms);
 }
 
-void gr_longpoll_sweep(struct gr_longpoll *lp, uint64_t now_ms)
+void gr_longpoll_reauthorize(struct gr_longpoll *lp)
+{
+    for (struct session *s = lp->sessions; s; s = s->next)
+        gr_console_reauthorize(s->console);
+}
+
+void gr_longpoll_sweep(struct gr_longpoll *lp, uint64_t now_ms, int64_t now_s)
 {
     for (struct session *s = lp->sessions, *next; s; s = next) {
         next = s->next;
+        if (!s->dead && now_s - GR_TOKEN_SKEW_S > gr_console_expires(s->console)) {
+            s->dead = true;
+            s->dead_reason = GR_CLOSE_EXPIRED;
+        }
         if (s->poll != NULL) {
             if (now_ms - s->poll_started_ms >= GR_LONGPOLL_WINDOW_MS)
                 lws_callback_on_writable(s->poll->wsi); /* nothing came: answer 204 */

@@ -11,6 +11,7 @@
 #include "gpsrelay/daemon.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/mapping.h"
+#include "gpsrelay/token.h"
 
 #define DEFAULT_CONFIG "/etc/gpsrelay/gpsrelay.conf"
 
@@ -35,9 +36,19 @@ static int check_only(const struct gr_config *cfg)
         fprintf(stderr, "gpsrelayd: %s\n", err);
         return GR_EXIT_CONFIG;
     }
-    printf("gpsrelayd: configuration %s is ok (%zu devices in %s)\n", cfg->path,
-           gr_mapping_count(m), cfg->mapping_file);
+    size_t devices = gr_mapping_count(m);
     gr_mapping_free(m);
+    if (cfg->auth == GR_AUTH_JWT) {
+        unsigned char *key;
+        size_t key_len;
+        if (gr_token_load_secret(cfg->auth_secret_file, &key, &key_len, err, sizeof(err)) < 0) {
+            fprintf(stderr, "gpsrelayd: %s\n", err);
+            return GR_EXIT_CONFIG;
+        }
+        free(key);
+    }
+    printf("gpsrelayd: configuration %s is ok (%zu devices in %s)\n", cfg->path, devices,
+           cfg->mapping_file);
     return GR_EXIT_OK;
 }
 

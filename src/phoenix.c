@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "gpsrelay/log.h"
+#include "gpsrelay/stats.h"
 
 struct channel {
     struct gr_sub *sub;
@@ -27,8 +28,18 @@ struct control {
     char frame[];
 };
 
+/* What a token allows, packed in one allocation: the sorted agency ids follow. */
+struct auth {
+    int64_t exp;
+    size_t n_agencies;
+    const char *agencies[];
+};
+
 struct gr_console {
     struct gr_hub *hub;
+    struct auth *auth;  /* NULL: auth none, every topic may be joined */
+    double join_tokens; /* join rate bucket (GR_CONSOLE_JOIN_RATE) */
+    uint64_t join_refill_ms;
     gr_console_wake_cb wake;
     void *transport;
     bool woken; /* wake() called and the transport has not drained us since */
@@ -46,6 +57,7 @@ struct gr_console *gr_console_new(struct gr_hub *hub, gr_console_wake_cb wake, v
 {
     struct gr_console *c = calloc(1, sizeof(*c));
     if (c != NULL) {
+        c->join_tokens = GR_CONSOLE_TOPICS_MAX;
         c->hub = hub;
         c->wake = wake;
         c->transport = transport;
@@ -68,6 +80,7 @@ void gr_console_free(struct gr_console *c)
     while (c->n_channels > 0)
         channel_drop(c, c->n_channels - 1);
     free(c->channels);
+    free(c->auth);
     for (struct control *q = c->control_head, *next; q; q = next) {
         next = q->next;
         free(q);
@@ -185,6 +198,90 @@ static long channel_find(const struct gr_console *c, const char *topic)
     return -1;
 }
 
+/* ---- authorization ------------------------------------------------------------------------ */
+
+int gr_console_set_auth(struct gr_console *c, const struct gr_token *t)
+{
+    size_t strings = 0;
+    for (size_t i = 0; i < t->n_agencies; i++)
+        strings += strlen(t->agencies[i]) + 1;
+    struct auth *a = malloc(sizeof(*a) + t->n_agencies * sizeof(a->agencies[0]) + strings);
+    if (a == NULL)
+        return -ENOMEM;
+    a->exp = t->exp;
+    a->n_agencies = t->n_agencies;
+    char *at = (char *)&a->agencies[t->n_agencies];
+    for (size_t i = 0; i < t->n_agencies; i++) { /* t's agencies are sorted already */
+        a->agencies[i] = at;
+        at = stpcpy(at, t->agencies[i]) + 1;
+    }
+    free(c->auth);
+    c->auth = a;
+    return 0;
+}
+
+int64_t gr_console_expires(const struct gr_console *c)
+{
+    return c->auth ? c->auth->exp : INT64_MAX;
+}
+
+static int cmp_str(const void *key, const void *elem)
+{
+    return strcmp(key, *(const char *const *)elem);
+}
+
+static bool may_see_agency(const struct auth *a, const char *agency)
+{
+    return bsearch(agency, a->agencies, a->n_agencies, sizeof(a->agencies[0]), cmp_str) != NULL;
+}
+
+/* Whether the console may join topic: every topic without auth; an agency of its token;
+ * a device mapped to one of its agencies. */
+static bool may_join(const struct gr_console *c, const char *topic)
+{
+    if (c->auth == NULL)
+        return true;
+    if (strncmp(topic, "agency:", 7) == 0)
+        return may_see_agency(c->auth, topic + 7);
+    if (strncmp(topic, "device:", 7) == 0 && gr_hub_mapping(c->hub) != NULL) {
+        const struct gr_device *d =
+            gr_mapping_find(gr_hub_mapping(c->hub), topic + 7, strlen(topic + 7));
+        for (size_t i = 0; d && i < d->n_agencies; i++)
+            if (may_see_agency(c->auth, d->agencies[i]))
+                return true;
+    }
+    return false;
+}
+
+void gr_console_reauthorize(struct gr_console *c)
+{
+    for (size_t i = c->n_channels; i-- > 0;) {
+        struct channel *ch = &c->channels[i];
+        struct gr_topic *t = gr_sub_topic(ch->sub);
+        if (may_join(c, gr_topic_name(t)))
+            continue;
+        if (queue_simple(c, ch->join_ref, ch->join_ref, gr_topic_json_name(t), "phx_close", "{}") !=
+            0)
+            c->overflowed = true;
+        channel_drop(c, i);
+    }
+}
+
+/* Takes a join from the socket's bucket: GR_CONSOLE_JOIN_RATE a second after a burst. */
+static bool join_allowed(struct gr_console *c, uint64_t now_ms)
+{
+    if (now_ms > c->join_refill_ms) {
+        c->join_tokens += (double)(now_ms - c->join_refill_ms) / 1000.0 * GR_CONSOLE_JOIN_RATE;
+        if (c->join_tokens > GR_CONSOLE_TOPICS_MAX)
+            c->join_tokens = GR_CONSOLE_TOPICS_MAX;
+        c->join_refill_ms = now_ms;
+    }
+    if (c->join_tokens < 1.0)
+        return false;
+    c->join_tokens -= 1.0;
+    return true;
+}
+
 /* ---- join ---------------------------------------------------------------------------- */
 
 struct snapshot {
@@ -242,12 +339,20 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
         if (rc)
             return rc;
     }
-    if (c->n_channels >= GR_CONSOLE_TOPICS_MAX)
+    if (c->n_channels >= GR_CONSOLE_TOPICS_MAX) {
+        gr_stats.joins_refused[GR_JOIN_TOO_MANY_TOPICS]++;
         return reply_error(c, join_ref, ref, topic_json, "too many topics");
+    }
+    if (!may_join(c, topic_name)) {
+        gr_stats.joins_refused[GR_JOIN_UNAUTHORIZED]++;
+        return reply_error(c, join_ref, ref, topic_json, "unauthorized");
+    }
 
     struct gr_topic *t = gr_hub_topic(c->hub, topic_name);
-    if (t == NULL)
+    if (t == NULL) {
+        gr_stats.joins_refused[GR_JOIN_UNMATCHED]++;
         return reply_error(c, join_ref, ref, topic_json, "unmatched topic");
+    }
 
     struct channel *grown = realloc(c->channels, (c->n_channels + 1) * sizeof(*grown));
     if (grown == NULL)
@@ -299,7 +404,7 @@ static bool is_ref(const json_t *v)
     return json_is_string(v) || json_is_null(v) || json_is_integer(v);
 }
 
-int gr_console_receive(struct gr_console *c, const char *frame, size_t len)
+int gr_console_receive(struct gr_console *c, const char *frame, size_t len, uint64_t now_ms)
 {
     json_error_t jerr;
     json_t *msg = json_loadb(frame, len, 0, &jerr);
@@ -325,6 +430,11 @@ int gr_console_receive(struct gr_console *c, const char *frame, size_t len)
         goto out;
     }
     if (strcmp(event, "phx_join") == 0) {
+        if (!join_allowed(c, now_ms)) {
+            gr_stats.joins_refused[GR_JOIN_RATE_LIMITED]++;
+            rc = reply_error(c, join_ref, ref, topic_json, "too many joins");
+            goto out;
+        }
         rc = handle_join(c, join_ref, ref, topic, topic_json, payload);
         goto out;
     }

@@ -11,11 +11,11 @@
 
 struct gr_stats gr_stats;
 
-static const char *const close_labels[] = {
-#define GR_CLOSE_LABEL(name, label) label,
-    GR_CLOSE_REASONS(GR_CLOSE_LABEL)
-#undef GR_CLOSE_LABEL
-};
+#define GR_LABEL(name, label) label,
+static const char *const close_labels[] = {GR_CLOSE_REASONS(GR_LABEL)};
+static const char *const join_labels[] = {GR_JOIN_REFUSALS(GR_LABEL)};
+static const char *const refusal_labels[] = {GR_CONSOLE_REFUSALS(GR_LABEL)};
+#undef GR_LABEL
 
 /* Writes one metric family: HELP, TYPE and an unlabelled sample. */
 static void family(FILE *f, const char *name, const char *type, const char *help, uint64_t value)
@@ -41,6 +41,16 @@ static const char *reject_label(int r)
 static const char *close_label(int r)
 {
     return close_labels[r];
+}
+
+static const char *join_label(int r)
+{
+    return join_labels[r];
+}
+
+static const char *refusal_label(int r)
+{
+    return refusal_labels[r];
 }
 
 /* Resident set size from /proc/self/statm (second field, in pages). */
@@ -102,6 +112,17 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            gr_stats.ws_frames_sent);
     labelled(f, "gpsrelay_consoles_closed_total", "Consoles closed, by reason.", "reason",
              close_label, gr_stats.consoles_closed, 0, GR_CLOSE_REASON_COUNT);
+    labelled(f, "gpsrelay_consoles_refused_total",
+             "Console connections refused before the upgrade, by reason.", "reason", refusal_label,
+             gr_stats.consoles_refused, 0, GR_CONSOLE_REFUSAL_COUNT);
+    labelled(f, "gpsrelay_joins_refused_total", "Channel joins refused, by reason.", "reason",
+             join_label, gr_stats.joins_refused, 0, GR_JOIN_REFUSAL_COUNT);
+    family(f, "gpsrelay_ingest_not_allowed_total", "counter",
+           "Reports from sources outside ingest_allow.", gr_stats.ingest_not_allowed);
+    family(f, "gpsrelay_ingest_rate_limited_total", "counter",
+           "Reports over ingest_rate_limit for their source.", gr_stats.ingest_rate_limited);
+    family(f, "gpsrelay_ingest_rate_evicted_total", "counter",
+           "Sources the rate limiter forgot to make room.", gr_stats.ingest_rate_evicted);
     family(f, "gpsrelay_consoles_connected", "gauge", "Consoles connected now.",
            g->consoles_connected);
     family(f, "gpsrelay_channels_joined", "gauge", "Channels joined now, over all consoles.",

@@ -10,6 +10,7 @@
 
 #include <libwebsockets.h>
 
+#include "gpsrelay/addrtable.h"
 #include "gpsrelay/buf.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/longpoll.h"
@@ -44,20 +45,26 @@ struct conn {
     uint64_t close_at_ms; /* uv_now() when a close was asked for */
     struct gr_ws *ws;
     struct gr_console *console;
-    struct gr_buf rx;            /* a message arriving in fragments */
-    int close_code;              /* non-zero: close with this at the next writeable */
-    enum gr_close_reason reason; /* counted when the connection ends */
+    struct sockaddr_storage peer; /* for the per-source connection count */
+    struct gr_buf rx;             /* a message arriving in fragments */
+    int close_code;               /* non-zero: close with this at the next writeable */
+    enum gr_close_reason reason;  /* counted when the connection ends */
     struct conn *prev, *next;
 };
 
 /* lws's per-connection user data: only a pointer, so plain HTTP requests cost nothing. */
 struct pss {
     struct conn *conn;                  /* a WebSocket console */
+    struct gr_token *claims;            /* from the upgrade request, until ESTABLISHED */
     struct gr_longpoll_request *lp_req; /* a LongPoll request in flight */
 };
 
 struct gr_ws {
-    struct lws_context *ctx; /* set to NULL by lws when it is really gone (pcontext) */
+    struct lws_context *ctx;     /* set to NULL by lws when it is really gone (pcontext) */
+    const struct gr_config *cfg; /* borrowed: origins, per-source limit */
+    const unsigned char *key;    /* HS256 key; NULL: auth none */
+    size_t key_len;
+    struct gr_addrtable *per_source; /* consoles connected per source address */
     struct gr_hub *hub;
     struct gr_longpoll *longpoll;
     gr_gauges_fn gauges;
@@ -128,23 +135,128 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
  * Decides whether an upgrade may proceed: only /socket/websocket with vsn=2.0.0, and not
  * while stopping. Refusals get an HTTP status and no upgrade.
  */
-static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
+const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
 {
-    char path[64], arg[32];
-    const char *vsn;
-    unsigned int status = 0;
-    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
-        strcmp(path, "/socket/websocket") != 0)
-        status = HTTP_STATUS_NOT_FOUND;
-    else if ((vsn = lws_get_urlarg_by_name(wsi, "vsn=", arg, sizeof(arg))) == NULL ||
-             strcmp(vsn, "2.0.0") != 0) /* vsn points into arg, past "vsn=" */
-        status = HTTP_STATUS_FORBIDDEN;
-    else if (ws->stopping)
-        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
-    if (status == 0)
+    size_t n = strlen(name);
+    const char *found = NULL;
+    char frag[GR_HTTP_ARG_MAX];
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
+         i++) {
+        if (strncmp(frag, name, n) == 0 && frag[n] == '=') {
+            strcpy(buf, frag + n + 1);
+            found = buf;
+            if (!last)
+                break;
+        }
+    }
+    return found;
+}
+
+static bool peer_address(struct lws *wsi, struct sockaddr_storage *out)
+{
+    socklen_t len = sizeof(*out);
+    return getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)out, &len) == 0;
+}
+
+/* Consoles now connected from the sender of wsi's request. */
+static unsigned *source_count(struct gr_ws *ws, const struct sockaddr_storage *peer, bool create)
+{
+    return create ? gr_addrtable_touch(ws->per_source, (const struct sockaddr *)peer, NULL)
+                  : gr_addrtable_get(ws->per_source, (const struct sockaddr *)peer);
+}
+
+/*
+ * The console's token: the first token= query argument (LongPoll appends its session
+ * token as a later one), else the Phoenix authToken subprotocol. Returns its length, 0
+ * when there is none, or a length over cap when it is too long to be a token.
+ */
+static size_t request_token(struct lws *wsi, char *out, size_t cap)
+{
+    char arg[GR_HTTP_ARG_MAX];
+    const char *v = gr_http_arg(wsi, "token", false, arg);
+    if (v != NULL) {
+        size_t len = strlen(v);
+        if (len < cap)
+            memcpy(out, v, len + 1);
+        return len;
+    }
+    if (lws_hdr_copy(wsi, arg, sizeof(arg), WSI_TOKEN_PROTOCOL) <= 0)
         return 0;
+    return gr_token_from_subprotocols(arg, out, cap);
+}
+
+/*
+ * Everything checked before a console exists, for both transports: Origin, then the
+ * token (with auth jwt), whose claims go to *claims. Returns -1 when admitted, else why
+ * not (counted here).
+ */
+static int admit(struct gr_ws *ws, struct lws *wsi, struct gr_token *claims)
+{
+    static const enum gr_console_refusal token_refusal[GR_TOKEN_ERROR_COUNT] = {
+        [GR_TOKEN_MISSING] = GR_REFUSED_TOKEN_MISSING,
+        [GR_TOKEN_MALFORMED] = GR_REFUSED_TOKEN_MALFORMED,
+        [GR_TOKEN_BAD_ALG] = GR_REFUSED_TOKEN_BAD_ALG,
+        [GR_TOKEN_BAD_SIGNATURE] = GR_REFUSED_TOKEN_BAD_SIGNATURE,
+        [GR_TOKEN_EXPIRED] = GR_REFUSED_TOKEN_EXPIRED,
+        [GR_TOKEN_BAD_CLAIMS] = GR_REFUSED_TOKEN_BAD_CLAIMS,
+    };
+    char origin[GR_ORIGIN_LEN_MAX + 1];
+    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    int refusal = -1;
+    if (n != 0 && (n < 0 || !gr_config_origin_ok(ws->cfg, origin))) {
+        refusal = GR_REFUSED_BAD_ORIGIN;
+    } else if (ws->key != NULL) {
+        char token[GR_TOKEN_MAX + 1];
+        size_t len = request_token(wsi, token, sizeof(token));
+        enum gr_token_error e =
+            len == 0 ? GR_TOKEN_MISSING
+            : len >= sizeof(token)
+                ? GR_TOKEN_MALFORMED
+                : gr_token_verify(token, len, ws->key, ws->key_len, time(NULL), claims);
+        if (e != GR_TOKEN_OK)
+            refusal = (int)token_refusal[e];
+    }
+    if (refusal >= 0)
+        gr_stats.consoles_refused[refusal]++;
+    return refusal;
+}
+
+static int refuse(struct lws *wsi, unsigned int status)
+{
     lws_return_http_status(wsi, status, NULL);
     return 1;
+}
+
+/*
+ * Decides whether an upgrade may proceed: only /socket/websocket with vsn=2.0.0, from an
+ * allowed Origin, with a valid token when auth is on, within the per-source limit, and
+ * not while stopping. Refusals get an HTTP status and no upgrade.
+ */
+static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
+{
+    char path[64], arg[GR_HTTP_ARG_MAX];
+    const char *vsn;
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
+        strcmp(path, "/socket/websocket") != 0)
+        return refuse(wsi, HTTP_STATUS_NOT_FOUND);
+    if ((vsn = gr_http_arg(wsi, "vsn", false, arg)) == NULL || strcmp(vsn, "2.0.0") != 0) {
+        gr_stats.consoles_refused[GR_REFUSED_BAD_VSN]++;
+        return refuse(wsi, HTTP_STATUS_FORBIDDEN);
+    }
+    if (ws->stopping) {
+        gr_stats.consoles_refused[GR_REFUSED_STOPPING]++;
+        return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
+    }
+    struct gr_token claims;
+    if (admit(ws, wsi, &claims) >= 0)
+        return refuse(wsi, HTTP_STATUS_FORBIDDEN);
+    struct sockaddr_storage peer;
+    unsigned *count = peer_address(wsi, &peer) ? source_count(ws, &peer, false) : NULL;
+    if (count != NULL && *count >= (unsigned)ws->cfg->max_connections_per_source) {
+        gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
+        return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
+    }
+    return 0;
 }
 
 static void grace_done(uv_timer_t *t);
@@ -169,16 +281,25 @@ static void conn_close(struct conn *c, int code, enum gr_close_reason reason)
     lws_callback_on_writable(c->wsi);
 }
 
-static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi)
+/* A console whose upgrade went through, with its token's claims (NULL: auth none). */
+static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi, const struct gr_token *claims)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return NULL;
     c->console = gr_console_new(ws->hub, console_wake, c);
-    if (c->console == NULL) {
+    if (c->console == NULL || (claims != NULL && gr_console_set_auth(c->console, claims) < 0)) {
+        gr_console_free(c->console);
         free(c);
         return NULL;
     }
+    if (peer_address(wsi, &c->peer)) {
+        unsigned *count = source_count(ws, &c->peer, true);
+        if (count != NULL)
+            (*count)++;
+    }
+    if (claims != NULL) /* tokens never appear in logs; who it is for does */
+        gr_info("ws: console for %s connected", claims->sub[0] ? claims->sub : "(no sub)");
     c->wsi = wsi;
     c->ws = ws;
     c->rx = gr_buf_make(0);
@@ -202,6 +323,9 @@ static void conn_free(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     ws->n_conns--;
+    unsigned *count = source_count(ws, &c->peer, false);
+    if (count != NULL && --*count == 0)
+        gr_addrtable_remove(ws->per_source, (const struct sockaddr *)&c->peer);
     gr_stats.consoles_closed[c->reason]++;
     gr_console_free(c->console);
     gr_buf_free(&c->rx);
@@ -229,7 +353,7 @@ static void conn_receive(struct conn *c, const void *in, size_t len)
     }
     if (!lws_is_final_fragment(c->wsi))
         return;
-    int code = gr_console_receive(c->console, gr_buf_data(&c->rx), c->rx.len);
+    int code = gr_console_receive(c->console, gr_buf_data(&c->rx), c->rx.len, c->last_rx_ms);
     c->rx.len = 0;
     if (code == GR_WS_INVALID)
         conn_close(c, code, GR_CLOSE_MALFORMED);
@@ -285,9 +409,12 @@ static void on_sweep(uv_timer_t *t)
 {
     struct gr_ws *ws = t->data;
     uint64_t now = uv_now(t->loop);
-    gr_longpoll_sweep(ws->longpoll, now);
+    int64_t now_s = time(NULL);
+    gr_longpoll_sweep(ws->longpoll, now, now_s);
     for (struct conn *c = ws->conns; c; c = c->next) {
-        if (c->close_code != 0) {
+        if (c->close_code == 0 && now_s - GR_TOKEN_SKEW_S > gr_console_expires(c->console)) {
+            conn_close(c, GR_WS_POLICY, GR_CLOSE_EXPIRED);
+        } else if (c->close_code != 0) {
             if (now - c->close_at_ms >= CLOSE_GRACE_MS)
                 lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         } else if (ws->slow_ms && now - c->waiting_ms >= ws->slow_ms &&
@@ -326,8 +453,24 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(ws, wsi);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* The last moment the request's headers are there, and the first with the
+         * WebSocket's own per-session data: keep the token's claims for ESTABLISHED.
+         * confirm_upgrade() already refused anything admit() refuses. */
+        if (ws->key == NULL)
+            return 0;
+        pss->claims = malloc(sizeof(*pss->claims));
+        return pss->claims == NULL || admit(ws, wsi, pss->claims) >= 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (pss != NULL) { /* an upgrade that never got to ESTABLISHED */
+            free(pss->claims);
+            pss->claims = NULL;
+        }
+        return 0;
     case LWS_CALLBACK_ESTABLISHED:
-        pss->conn = conn_new(ws, wsi);
+        pss->conn = conn_new(ws, wsi, pss->claims);
+        free(pss->claims);
+        pss->claims = NULL;
         if (pss->conn == NULL) {
             gr_error("ws: out of memory accepting a console");
             return -1;
@@ -374,17 +517,44 @@ static void lws_log(int level, const char *line)
     gr_log(prio, "lws: %.*s", (int)len, line);
 }
 
-int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
-                gr_gauges_fn gauges, void *gauges_ctx, struct gr_ws **out)
+/* LongPoll's admission: the same checks as a WebSocket upgrade, on every request (a
+ * session outlives no token); a new session takes the token's claims. */
+static int longpoll_admit(void *ctx, struct lws *wsi, struct gr_console *console)
+{
+    struct gr_ws *ws = ctx;
+    struct gr_token claims;
+    if (admit(ws, wsi, &claims) >= 0)
+        return HTTP_STATUS_FORBIDDEN;
+    if (console != NULL && ws->key != NULL && gr_console_set_auth(console, &claims) < 0)
+        return HTTP_STATUS_SERVICE_UNAVAILABLE;
+    return 0;
+}
+
+void gr_ws_reauthorize(struct gr_ws *ws)
+{
+    for (struct conn *c = ws->conns; c; c = c->next)
+        gr_console_reauthorize(c->console);
+    gr_longpoll_reauthorize(ws->longpoll);
+}
+
+int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned char *key,
+                size_t key_len, struct gr_hub *hub, gr_gauges_fn gauges, void *gauges_ctx,
+                struct gr_ws **out)
 {
     struct gr_ws *ws = calloc(1, sizeof(*ws));
     if (ws == NULL)
         return -ENOMEM;
+    ws->cfg = cfg;
+    ws->key = key;
+    ws->key_len = key_len;
     ws->hub = hub;
     ws->gauges = gauges;
     ws->gauges_ctx = gauges_ctx;
-    ws->longpoll = gr_longpoll_new(hub);
-    if (ws->longpoll == NULL) {
+    ws->longpoll = gr_longpoll_new(hub, longpoll_admit, ws);
+    ws->per_source = gr_addrtable_new(GR_WS_SOURCES_MAX, sizeof(unsigned), false);
+    if (ws->longpoll == NULL || ws->per_source == NULL) {
+        gr_longpoll_free(ws->longpoll);
+        gr_addrtable_free(ws->per_source);
         free(ws);
         return -ENOMEM;
     }
@@ -403,7 +573,8 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     /* Explicit vhosts: lws_create_context() on a foreign loop hides bind errors. */
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   (cfg->tls_cert ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
     info.foreign_loops = loops;
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.user = ws;
@@ -424,6 +595,16 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub
         v.port = a->port;
         v.protocols = protocols;
         v.options = a->sa.ss_family == AF_INET ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0;
+        if (cfg->tls_cert != NULL) {
+            /* HTTPS/WSS only on this port. HTTP/1.1 ALPN: lws would offer h2 and
+             * WebSockets over h2, which consoles do not need (NOTES.md). */
+            v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* without it in the vhost's
+                                                                * own options too, lws 4.1
+                                                                * quietly serves plain HTTP */
+            v.ssl_cert_filepath = cfg->tls_cert;
+            v.ssl_private_key_filepath = cfg->tls_key;
+            v.alpn = "http/1.1";
+        }
         struct lws_vhost *vh = lws_create_vhost(ws->ctx, &v);
         if (vh == NULL) {
             gr_error("ws: cannot listen on %s (address in use, or not an address of this "
@@ -484,6 +665,7 @@ void gr_ws_free(struct gr_ws *ws)
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
+    gr_addrtable_free(ws->per_source);
     gr_buf_free(&ws->out);
     free(ws);
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "gpsrelay/cidr.h"
+
 /* A numeric listen address, "127.0.0.1:7000" or "[::1]:7000". Port 0 means "any free". */
 struct gr_addr {
     struct sockaddr_storage sa; /* AF_INET or AF_INET6, port set */
@@ -22,10 +24,11 @@ struct gr_addr {
 
 enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
 
-#define GR_LISTEN_MAX 16
-#define GR_CONFIG_SPEED_MAX                                                                        \
-    100000 /* m/s; anything above is a typo, not a vehicle */ /* listeners of one kind; a config   \
-                                                                 with more is an error */
+#define GR_LISTEN_MAX       16     /* listeners of one kind; a config with more is an error */
+#define GR_CONFIG_SPEED_MAX 100000 /* m/s; anything above is a typo, not a vehicle */
+#define GR_ORIGINS_MAX      32     /* allowed_origin directives */
+#define GR_ORIGIN_LEN_MAX   256    /* an Origin header is scheme://host[:port] */
+#define GR_INGEST_ALLOW_MAX 256    /* ingest_allow directives */
 
 struct gr_config {
     char *path; /* the file this came from */
@@ -39,9 +42,17 @@ struct gr_config {
 
     char *mapping_file; /* absolute, or relative to the config file's folder when written so */
     enum gr_auth auth;
-    int log_level;        /* LOG_* */
-    int max_future_skew;  /* seconds */
-    int max_speed;        /* metres per second a unit may plausibly move between fixes */
+    char *auth_secret_file;   /* HS256 key file (required with auth jwt); paths as mapping_file */
+    char *tls_cert, *tls_key; /* both or neither: listen_ws then serves HTTPS/WSS only */
+    char *allowed_origin[GR_ORIGINS_MAX]; /* none: any Origin (see gr_config_origin_ok) */
+    size_t n_allowed_origin;
+    struct gr_cidr ingest_allow[GR_INGEST_ALLOW_MAX]; /* none: every source may send */
+    size_t n_ingest_allow;
+    int ingest_rate_limit;          /* reports per second per source address */
+    int max_connections_per_source; /* consoles from one address at once */
+    int log_level;                  /* LOG_* */
+    int max_future_skew;            /* seconds */
+    int max_speed;                  /* metres per second a unit may plausibly move between fixes */
     int tcp_idle_timeout; /* seconds of silence after which a modem's TCP link is closed */
     int stale_after;      /* seconds without a position after which a unit is stale */
     int slow_timeout;     /* seconds a console may take nothing while positions wait */
@@ -56,6 +67,14 @@ struct gr_config {
 int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen);
 
 void gr_config_free(struct gr_config *cfg);
+
+/*
+ * Whether a console's Origin header may connect: always without one (non-browser
+ * clients send none), else only an exact match of an allowed_origin. With no
+ * allowed_origin at all any Origin passes: the operator has not restricted browsers
+ * (tokens, not cookies, authenticate consoles, so this is defence in depth).
+ */
+bool gr_config_origin_ok(const struct gr_config *cfg, const char *origin);
 
 /* True when every listen_ws address is loopback (127.0.0.0/8 or ::1). */
 bool gr_config_ws_loopback_only(const struct gr_config *cfg);

@@ -33,8 +33,16 @@
 
 struct gr_longpoll;
 struct gr_longpoll_request; /* one HTTP request in flight, kept in the lws per-session data */
+struct gr_console;
 
-struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub);
+/*
+ * Admission of every LongPoll request (Origin, token): returns 0, or the HTTP status to
+ * refuse with. console is the new session's console when one is being created (it takes
+ * the token's claims), else NULL.
+ */
+typedef int (*gr_longpoll_admit_fn)(void *ctx, struct lws *wsi, struct gr_console *console);
+
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx);
 
 /* Ends every session and frees everything; call once lws has let go of its requests. */
 void gr_longpoll_free(struct gr_longpoll *lp);
@@ -58,8 +66,12 @@ int gr_longpoll_writeable(struct gr_longpoll_request **reqp, uint64_t now_ms);
 /* The connection closed with the request unanswered (LWS_CALLBACK_CLOSED_HTTP). */
 void gr_longpoll_done(struct gr_longpoll_request **reqp, uint64_t now_ms);
 
-/* Once a second: answers polls past their window, ends sessions past their lifetime. */
-void gr_longpoll_sweep(struct gr_longpoll *lp, uint64_t now_ms);
+/* Once a second: answers polls past their window, ends sessions past their lifetime or
+ * their token's. */
+void gr_longpoll_sweep(struct gr_longpoll *lp, uint64_t now_ms, int64_t now_s);
+
+/* gr_console_reauthorize() for every session, after a mapping change. */
+void gr_longpoll_reauthorize(struct gr_longpoll *lp);
 
 size_t gr_longpoll_sessions(const struct gr_longpoll *lp);
 

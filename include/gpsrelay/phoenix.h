@@ -14,10 +14,14 @@
 
 #include "gpsrelay/buf.h"
 #include "gpsrelay/hub.h"
+#include "gpsrelay/token.h"
 
 #define GR_CONSOLE_TOPICS_MAX   100   /* channels per socket, as SPEC section 5 sets */
 #define GR_CONSOLE_CONTROL_MAX  128   /* replies queued for a console that does not read */
 #define GR_POSITIONS_FRAME_SOFT 16384 /* a positions frame closes once past this size */
+#define GR_CONSOLE_JOIN_RATE                                                                       \
+    10.0 /* joins per second per socket, after a burst of                                          \
+          * GR_CONSOLE_TOPICS_MAX (a console joining all it may) */
 
 /* WebSocket close codes the channel layer asks the transport to use. */
 #define GR_WS_GOING_AWAY 1001
@@ -32,6 +36,22 @@ typedef void (*gr_console_wake_cb)(void *transport);
 /* Returns a new console bound to hub, or NULL on ENOMEM. */
 struct gr_console *gr_console_new(struct gr_hub *hub, gr_console_wake_cb wake, void *transport);
 
+/*
+ * Restricts the console to what token t allows (SPEC section 6): agency:<id> for its
+ * agencies, device:<id> for devices mapped to one of them. Copies what it needs. Without
+ * a call (auth none) every topic may be joined. 0 or -ENOMEM.
+ */
+int gr_console_set_auth(struct gr_console *c, const struct gr_token *t);
+
+/* The token's exp (seconds since the epoch), or INT64_MAX without auth. */
+int64_t gr_console_expires(const struct gr_console *c);
+
+/*
+ * Re-checks every channel against the mapping in force, after it changed: a device:<id>
+ * channel whose device left the token's agencies is closed (phx_close) at once.
+ */
+void gr_console_reauthorize(struct gr_console *c);
+
 /* Leaves every channel and frees the console. */
 void gr_console_free(struct gr_console *c);
 
@@ -40,7 +60,7 @@ void gr_console_free(struct gr_console *c);
  * close the connection with (GR_WS_INVALID for a frame that is no Phoenix message,
  * GR_WS_POLICY when the console let replies pile up past GR_CONSOLE_CONTROL_MAX).
  */
-int gr_console_receive(struct gr_console *c, const char *frame, size_t len);
+int gr_console_receive(struct gr_console *c, const char *frame, size_t len, uint64_t now_ms);
 
 /*
  * Appends the next outgoing frame to out: queued replies first, then one "positions"

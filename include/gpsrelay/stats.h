@@ -15,19 +15,55 @@
 
 /* Why the daemon closed a console; the `reason` label of gpsrelay_consoles_closed_total. */
 #define GR_CLOSE_REASONS(X)                                                                        \
-    X(PEER, "peer")           /* the console closed or the connection dropped */                   \
-    X(MALFORMED, "malformed") /* a frame that is not a Phoenix v2 message (1007) */                \
-    X(TOO_BIG, "too_big")     /* a frame over GR_WS_FRAME_MAX (1009) */                            \
-    X(OVERFLOW, "overflow")   /* replies piled up past GR_CONSOLE_CONTROL_MAX (1008) */            \
-    X(SLOW, "slow")           /* took nothing for slow_timeout while positions waited (1008) */    \
-    X(IDLE, "idle")           /* sent nothing, heartbeats included, for idle_timeout (1001) */     \
-    X(SHUTDOWN, "shutdown")   /* the daemon stopped (1001) */
+    X(PEER, "peer")             /* the console closed or the connection dropped */                 \
+    X(MALFORMED, "malformed")   /* a frame that is not a Phoenix v2 message (1007) */              \
+    X(TOO_BIG, "too_big")       /* a frame over GR_WS_FRAME_MAX (1009) */                          \
+    X(OVERFLOW, "overflow")     /* replies piled up past GR_CONSOLE_CONTROL_MAX (1008) */          \
+    X(SLOW, "slow")             /* took nothing for slow_timeout while positions waited (1008) */  \
+    X(IDLE, "idle")             /* sent nothing, heartbeats included, for idle_timeout (1001) */   \
+    X(EXPIRED, "token_expired") /* its token's exp passed (1008) */                                \
+    X(SHUTDOWN, "shutdown")     /* the daemon stopped (1001) */
 
 enum gr_close_reason {
 #define GR_CLOSE_ENUM(name, label) GR_CLOSE_##name,
     GR_CLOSE_REASONS(GR_CLOSE_ENUM)
 #undef GR_CLOSE_ENUM
         GR_CLOSE_REASON_COUNT
+};
+
+/* Why a join was refused; the `reason` label of gpsrelay_joins_refused_total. */
+#define GR_JOIN_REFUSALS(X)                                                                        \
+    X(UNAUTHORIZED, "unauthorized")       /* the token does not cover the topic */                 \
+    X(UNMATCHED, "unmatched_topic")       /* no such topic */                                      \
+    X(TOO_MANY_TOPICS, "too_many_topics") /* GR_CONSOLE_TOPICS_MAX joined already */               \
+    X(RATE_LIMITED, "rate_limited")       /* over GR_CONSOLE_JOIN_RATE */
+
+enum gr_join_refusal {
+#define GR_JOIN_ENUM(name, label) GR_JOIN_##name,
+    GR_JOIN_REFUSALS(GR_JOIN_ENUM)
+#undef GR_JOIN_ENUM
+        GR_JOIN_REFUSAL_COUNT
+};
+
+/* Why a console's connection was refused before it was one (HTTP 403/429/503); the
+ * `reason` label of gpsrelay_consoles_refused_total. Token reasons come from token.h. */
+#define GR_CONSOLE_REFUSALS(X)                                                                     \
+    X(BAD_VSN, "bad_vsn")             /* vsn missing or not 2.0.0 */                               \
+    X(BAD_ORIGIN, "bad_origin")       /* Origin not in allowed_origin */                           \
+    X(PER_SOURCE, "per_source_limit") /* max_connections_per_source reached */                     \
+    X(STOPPING, "stopping")           /* the daemon is shutting down */                            \
+    X(TOKEN_MISSING, "token_missing")                                                              \
+    X(TOKEN_MALFORMED, "token_malformed")                                                          \
+    X(TOKEN_BAD_ALG, "token_bad_alg")                                                              \
+    X(TOKEN_BAD_SIGNATURE, "token_bad_signature")                                                  \
+    X(TOKEN_EXPIRED, "token_expired")                                                              \
+    X(TOKEN_BAD_CLAIMS, "token_bad_claims")
+
+enum gr_console_refusal {
+#define GR_REFUSAL_ENUM(name, label) GR_REFUSED_##name,
+    GR_CONSOLE_REFUSALS(GR_REFUSAL_ENUM)
+#undef GR_REFUSAL_ENUM
+        GR_CONSOLE_REFUSAL_COUNT
 };
 
 struct gr_stats {
@@ -43,6 +79,11 @@ struct gr_stats {
     uint64_t positions_published;
     uint64_t ws_frames_sent;
     uint64_t consoles_closed[GR_CLOSE_REASON_COUNT];
+    uint64_t consoles_refused[GR_CONSOLE_REFUSAL_COUNT];
+    uint64_t joins_refused[GR_JOIN_REFUSAL_COUNT];
+    uint64_t ingest_not_allowed;  /* reports from outside ingest_allow */
+    uint64_t ingest_rate_limited; /* reports over ingest_rate_limit */
+    uint64_t ingest_rate_evicted; /* sources forgotten by the rate limiter to make room */
 };
 
 extern struct gr_stats gr_stats;

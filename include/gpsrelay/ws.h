@@ -19,6 +19,7 @@
 
 #define GR_WS_FRAME_MAX     (64 * 1024) /* larger console frames are closed with 1009 (SPEC) */
 #define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
+#define GR_WS_SOURCES_MAX   65536       /* source addresses whose consoles are counted at once */
 
 struct gr_ws;
 struct lws;
@@ -30,18 +31,34 @@ struct lws;
 int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
                   size_t len);
 
+/* Longest query argument read, name included: a token and then some. */
+#define GR_HTTP_ARG_MAX 4160
+
+/*
+ * The value of query argument name ("vsn"), copied into buf (GR_HTTP_ARG_MAX bytes), or
+ * NULL. last: take the last occurrence instead of the first. lws's own lookup stops at
+ * the first argument longer than the caller's buffer, so a token before vsn would hide it.
+ */
+const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf);
+
 /* Fills the gauges of /metrics from whoever owns them (the daemon). */
 typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);
 
 /*
- * Creates the lws context on loop and binds every cfg->listen_ws. Returns 0 and the
+ * Creates the lws context on loop and binds every cfg->listen_ws (HTTPS/WSS only when
+ * cfg has tls_cert). key (key_len bytes) is the HS256 secret consoles' tokens are checked
+ * with, or NULL for auth none. cfg and key are borrowed for the server's life. Returns 0 and the
  * server in *out, or a negative errno after logging what failed (a bind error names the
  * address); then *out is already stopping: run the loop out and gr_ws_free() it as usual
  * (lws needs loop turns to let go). cfg is only read during the call; hub is borrowed and
  * must outlive the server.
  */
-int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
-                gr_gauges_fn gauges, void *gauges_ctx, struct gr_ws **out);
+int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned char *key,
+                size_t key_len, struct gr_hub *hub, gr_gauges_fn gauges, void *gauges_ctx,
+                struct gr_ws **out);
+
+/* After a mapping change: closes channels whose token no longer covers them. */
+void gr_ws_reauthorize(struct gr_ws *ws);
 
 /* /readyz answers 200 once this is true, 503 before. */
 void gr_ws_set_ready(struct gr_ws *ws, bool ready);

@@ -414,7 +414,8 @@ int main(int argc, char **argv)
     size_t n = (size_t)snprintf(csv, sizeof csv, "%s", CSV);
     for (int u = 0; u < SLOW_UNITS; u++)
         n += (size_t)snprintf(csv + n, sizeof csv - n, "S-%d,slow-test,,\n", u);
-    if (daemon_start(&d, argv[1], "stale_after 2\nslow_timeout 1\n", csv) != 0)
+    if (daemon_start(&d, argv[1], "stale_after 2\nslow_timeout 1\ningest_rate_limit 1000000\n",
+                     csv) != 0)
         return 1;
     test_topics();
     test_join_semantics();

@@ -119,11 +119,58 @@ static void test_defaults(void)
     CHECK_INT(cfg.stale_after, 120);
     CHECK_INT(cfg.slow_timeout, 30);
     CHECK_INT(cfg.idle_timeout, 60);
+    CHECK_INT(cfg.ingest_rate_limit, 50);
+    CHECK_INT(cfg.max_connections_per_source, 512);
+    CHECK_INT(cfg.n_allowed_origin, 0);
+    CHECK(gr_config_origin_ok(&cfg, "https://anything.example"));
     gr_config_free(&cfg);
 
-    /* auth defaults to jwt, which this build refuses. */
-    check_error(GOOD_BASE, ": auth jwt is not supported yet; use \"auth none\" with loopback "
-                           "listen_ws addresses");
+    /* auth defaults to jwt, which needs a key. */
+    check_error(GOOD_BASE, ": auth jwt needs auth_secret_file (a key of at least 32 bytes)");
+}
+
+static void test_security_directives(void)
+{
+    struct gr_config cfg;
+    char err[512];
+
+    CHECK_INT(gr_config_load(put(GOOD_BASE "auth jwt\nauth_secret_file keys/hs256\n"
+                                           "allowed_origin https://cad.county.example\n"
+                                           "allowed_origin http://127.0.0.1:8080\n"
+                                           "ingest_allow 10.20.0.0/16\ningest_allow 2001:db8::/32\n"
+                                           "ingest_rate_limit 5\nmax_connections_per_source 3\n"
+                                           "tls_cert c.pem\ntls_key k.pem\n"
+                                           "listen_ws 0.0.0.0:8443\n"),
+                             &cfg, err, sizeof(err)),
+              0);
+    CHECK_INT(cfg.auth, GR_AUTH_JWT);
+    CHECK(strstr(cfg.auth_secret_file, "/keys/hs256") != NULL);
+    CHECK_INT(cfg.n_allowed_origin, 2);
+    CHECK(gr_config_origin_ok(&cfg, "https://cad.county.example"));
+    CHECK(gr_config_origin_ok(&cfg, NULL)); /* no Origin header: not a browser */
+    CHECK(!gr_config_origin_ok(&cfg, "https://cad.county.example.evil"));
+    CHECK(!gr_config_origin_ok(&cfg, "http://cad.county.example"));
+    CHECK_INT(cfg.n_ingest_allow, 2);
+    CHECK_INT(cfg.ingest_allow[0].prefix, 16);
+    CHECK_INT(cfg.ingest_rate_limit, 5);
+    CHECK_INT(cfg.max_connections_per_source, 3);
+    CHECK(cfg.tls_cert != NULL && cfg.tls_key != NULL);
+    gr_config_free(&cfg);
+
+    check_error(GOOD_BASE "auth none\ntls_cert c.pem\n",
+                ": tls_cert and tls_key go together: set both or neither");
+    check_error(GOOD_BASE "auth none\nallowed_origin cad.example\n",
+                ":5: bad value \"cad.example\" for allowed_origin: expected scheme://host[:port], "
+                "as a browser sends it");
+    check_error(GOOD_BASE "auth none\nallowed_origin https://cad.example/\n",
+                ":5: bad value \"https://cad.example/\" for allowed_origin: expected "
+                "scheme://host[:port], as a browser sends it");
+    check_error(GOOD_BASE "auth none\ningest_allow 10.0.0.1/8\n",
+                ":5: bad value \"10.0.0.1/8\" for ingest_allow: expected an address or "
+                "ADDR/PREFIX with no host bits set, as in 10.20.0.0/16");
+    check_error(GOOD_BASE "auth none\ningest_rate_limit 0\n",
+                ":5: bad value \"0\" for ingest_rate_limit: expected a whole number from 1 to "
+                "1000000");
 }
 
 static void test_mapping_path(void)
@@ -288,6 +335,7 @@ int main(int argc, char **argv)
     test_good();
     test_defaults();
     test_mapping_path();
+    test_security_directives();
     test_syntax_errors();
     test_value_errors();
     test_validation_errors();
