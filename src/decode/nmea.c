@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "hex.h"
 #include "gpsrelay/nmea.h"
 
 /*
@@ -53,20 +54,6 @@ static bool is_digit(char c)
 static bool is_upper(char c)
 {
     return c >= 'A' && c <= 'Z';
-}
-
-static int hex_value(char c)
-{
-    if (is_digit(c)) {
-        return c - '0';
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
 }
 
 /* Two ASCII digits as a number, or -1. */
@@ -517,7 +504,7 @@ static enum gr_reason decode_devid(const struct field *f, int n, struct gr_sente
         return GR_MALFORMED;
     }
     for (size_t i = 2; i < id.len; i++) {
-        if (hex_value(id.p[i]) < 0) {
+        if (gr_hex_digit(id.p[i]) < 0) {
             return GR_MALFORMED;
         }
     }
@@ -602,12 +589,11 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out
         sum ^= c;
     }
     if (end < len) {
-        int hi = len - end == 3 ? hex_value(p[end + 1]) : -1;
-        int lo = len - end == 3 ? hex_value(p[end + 2]) : -1;
-        if (hi < 0 || lo < 0) {
+        int given = len - end == 3 ? gr_hex_byte(p + end + 1) : -1;
+        if (given < 0) {
             return GR_MALFORMED;
         }
-        if ((unsigned)(hi << 4 | lo) != sum) {
+        if ((unsigned)given != sum) {
             return GR_BAD_CHECKSUM;
         }
         out->checksum_seen = true;

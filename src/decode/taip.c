@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "hex.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/taip.h"
 
@@ -37,20 +38,6 @@ static bool is_digit(char c)
 static bool is_upper(char c)
 {
     return c >= 'A' && c <= 'Z';
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
 }
 
 /* n decimal digits at p into *v; false when any is not a digit. n <= 9, so no overflow. */
@@ -225,12 +212,11 @@ enum gr_reason gr_taip_decode(const char *p, size_t len, struct gr_sentence *out
     }
     if (end < last) {
         sum ^= '*';
-        int hi = last - end == 3 ? hex_value(p[end + 1]) : -1;
-        int lo = last - end == 3 ? hex_value(p[end + 2]) : -1;
-        if (hi < 0 || lo < 0) {
+        int given = last - end == 3 ? gr_hex_byte(p + end + 1) : -1;
+        if (given < 0) {
             return GR_MALFORMED;
         }
-        if ((unsigned)(hi << 4 | lo) != sum) {
+        if ((unsigned)given != sum) {
             return GR_BAD_CHECKSUM;
         }
         out->checksum_seen = true;
