@@ -44,9 +44,8 @@ static size_t datagram(char *out, int d, time_t t)
              "GPRMC,%02d%02d%02d.00,A,4042.%04d,N,074%07.4f,W,12.0,271.5,%02d%02d%02d,,,A",
              tm.tm_hour, tm.tm_min, tm.tm_sec, d % 10000, lon_min, tm.tm_mday, tm.tm_mon + 1,
              tm.tm_year % 100);
-    snprintf(gga, sizeof gga,
-             "GPGGA,%02d%02d%02d.00,4042.%04d,N,074%07.4f,W,1,09,0.9,10.2,M,,M,,", tm.tm_hour,
-             tm.tm_min, tm.tm_sec, d % 10000, lon_min);
+    snprintf(gga, sizeof gga, "GPGGA,%02d%02d%02d.00,4042.%04d,N,074%07.4f,W,1,09,0.9,10.2,M,,M,,",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, d % 10000, lon_min);
     size_t n = sentence(out, DATAGRAM_MAX, prefix, rmc);
     return n + sentence(out + n, DATAGRAM_MAX - n, prefix, gga);
 }
