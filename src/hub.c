@@ -528,26 +528,107 @@ size_t gr_hub_stale_count(const struct gr_hub *hub)
 
 /* ---- encoding ------------------------------------------------------------------------- */
 
-/* Rounds to a number of decimals, so the shortest %g form is also the exact one. */
-static double round_to(double v, double scale)
+/*
+ * Positions are written by hand, not with jansson: this runs once per accepted fix and
+ * printing doubles with printf("%g") was a quarter of the daemon's time under load
+ * (bench/RESULTS.md). Numbers are fixed-point integers, which is also what SPEC asks for:
+ * lat/lon with exactly 7 decimals (about 1 cm).
+ */
+
+/* Writes v in decimal; returns the end. */
+static char *put_u64(char *p, uint64_t v)
 {
-    return round(v * scale) / scale;
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0)
+        *p++ = digits[--n];
+    return p;
 }
 
-/* ISO 8601 UTC with milliseconds; buf holds at least TIME_TEXT_MAX bytes. */
-#define TIME_TEXT_MAX 64
+/* Writes n digits of v, zero-padded. */
+static char *put_padded(char *p, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+static const uint64_t pow10_table[] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
+
+/*
+ * Writes v rounded to decimals places. trim drops trailing zeros (12.30 -> 12.3, 5.00 ->
+ * 5). Values are range-checked before they get here (|lat| <= 90 and so on), so the
+ * scaled integer fits easily.
+ */
+static char *put_fixed(char *p, double v, int decimals, bool trim)
+{
+    uint64_t scale = pow10_table[decimals];
+    double scaled = round(fabs(v) * (double)scale);
+    uint64_t n = scaled < 1e18 ? (uint64_t)scaled : 0;
+    if (v < 0 && n != 0)
+        *p++ = '-';
+    p = put_u64(p, n / scale);
+    uint64_t frac = n % scale;
+    if (trim) {
+        while (decimals > 0 && frac % 10 == 0) {
+            frac /= 10;
+            decimals--;
+        }
+    }
+    if (decimals > 0) {
+        *p++ = '.';
+        p = put_padded(p, frac, decimals);
+    }
+    return p;
+}
+
+/* Howard Hinnant's civil_from_days: the date of a day count since 1970-01-01. */
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* ISO 8601 UTC with milliseconds, "2026-11-23T18:20:01.000Z"; buf holds TIME_TEXT_MAX. */
+#define TIME_TEXT_MAX 32
 static void format_time(int64_t ms, char *buf)
 {
-    int64_t secs = ms / 1000, frac = ms % 1000;
-    if (frac < 0) { /* before 1970: C division truncates toward zero */
-        frac += 1000;
-        secs--;
+    int64_t days = ms / 86400000, rest = ms % 86400000;
+    if (rest < 0) { /* before 1970: C division truncates toward zero */
+        rest += 86400000;
+        days--;
     }
-    time_t t = (time_t)secs;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(buf, TIME_TEXT_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    int y, mo, d;
+    civil_from_days(days, &y, &mo, &d);
+    char *p = buf;
+    if (y < 0 || y > 9999) /* never for a fix the filters accepted; keep the shape */
+        y = 0;
+    p = put_padded(p, (uint64_t)y, 4);
+    *p++ = '-';
+    p = put_padded(p, (uint64_t)mo, 2);
+    *p++ = '-';
+    p = put_padded(p, (uint64_t)d, 2);
+    *p++ = 'T';
+    p = put_padded(p, (uint64_t)(rest / 3600000), 2);
+    *p++ = ':';
+    p = put_padded(p, (uint64_t)(rest / 60000 % 60), 2);
+    *p++ = ':';
+    p = put_padded(p, (uint64_t)(rest / 1000 % 60), 2);
+    *p++ = '.';
+    p = put_padded(p, (uint64_t)(rest % 1000), 3);
+    *p++ = 'Z';
+    *p = '\0';
 }
 
 static const char *const source_names[] = {
@@ -556,62 +637,80 @@ static const char *const source_names[] = {
     [GR_SRC_JSON] = "json",
 };
 
-/*
- * Encodes the position object once; every console that needs it copies these bytes.
- * lat/lon are rounded to 7 decimals (about 1 cm), speed to 0.01 m/s, course/alt/hdop
- * to 0.1 or 0.01, so that 10 significant digits print them exactly and briefly.
- */
-static struct gr_position *position_encode(const char *id, uint64_t seq, const struct gr_fix *f)
+/* Longest position without attrs: the id's JSON literal aside, every field at its widest
+ * ("seq":20 digits, "time":24 chars, numbers of up to 20 digits each) fits easily. */
+#define POSITION_FIXED_MAX 384
+
+static char *put_str(char *p, const char *s)
 {
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/*
+ * Encodes the position object once; every console that needs it copies these bytes. The
+ * shape is SPEC section 5: lat/lon 7 decimals, speed to 0.01 m/s, course and alt to 0.1,
+ * hdop to 0.01; fields that are not known are left out. json_id is the device id as a
+ * JSON string literal; "attrs" is spliced in as the JSON decoder left it.
+ */
+static struct gr_position *position_encode(const char *json_id, uint64_t seq,
+                                           const struct gr_fix *f)
+{
+    size_t cap = POSITION_FIXED_MAX + strlen(json_id) + (f->attrs ? f->attrs_len : 0);
+    struct gr_position *pos = malloc(sizeof(*pos) + cap);
+    if (pos == NULL)
+        return NULL;
     char when[TIME_TEXT_MAX];
     format_time(f->time_ms, when);
 
-    json_t *o = json_object();
-    if (o == NULL)
-        return NULL;
-    json_object_set_new(o, "device", json_string(id));
-    json_object_set_new(o, "seq", json_integer((json_int_t)seq));
-    json_object_set_new(o, "time", json_string(when));
-    json_object_set_new(o, "lat", json_real(round_to(f->lat, 1e7)));
-    json_object_set_new(o, "lon", json_real(round_to(f->lon, 1e7)));
-    if (f->fields & GR_FIX_SPEED)
-        json_object_set_new(o, "speed", json_real(round_to(f->speed, 1e2)));
-    if (f->fields & GR_FIX_COURSE)
-        json_object_set_new(o, "course", json_real(round_to(f->course, 1e1)));
-    if (f->fields & GR_FIX_ALT)
-        json_object_set_new(o, "alt", json_real(round_to(f->alt, 1e1)));
-    if (f->fields & GR_FIX_HDOP)
-        json_object_set_new(o, "hdop", json_real(round_to(f->hdop, 1e2)));
-    if (f->fields & GR_FIX_SATS)
-        json_object_set_new(o, "sats", json_integer(f->sats));
-    json_object_set_new(o, "src", json_string(source_names[f->src]));
-
-    /* "attrs" is spliced in as the decoder left it (valid, compact JSON): passed through
-     * untouched, where jansson would print its numbers at our 10 digits. */
-    static const char attrs_key[] = ",\"attrs\":";
-    size_t flags = JSON_COMPACT | JSON_REAL_PRECISION(10);
-    size_t len = json_dumpb(o, NULL, 0, flags);
-    size_t extra = f->attrs ? sizeof(attrs_key) - 1 + f->attrs_len : 0;
-    struct gr_position *p = len ? malloc(sizeof(*p) + len + extra + 1) : NULL;
-    if (p != NULL) {
-        json_dumpb(o, p->json, len, flags);
-        if (f->attrs != NULL) { /* ...,"src":"json"} -> ...,"src":"json","attrs":{...}} */
-            char *at = p->json + len - 1;
-            memcpy(at, attrs_key, sizeof(attrs_key) - 1);
-            at += sizeof(attrs_key) - 1;
-            memcpy(at, f->attrs, f->attrs_len);
-            at[f->attrs_len] = '}';
-            len += extra;
-        }
-        p->json[len] = '\0';
-        p->json_len = len;
-        p->seq = seq;
-        p->time_ms = f->time_ms;
-        p->lat = f->lat;
-        p->lon = f->lon;
+    char *p = pos->json;
+    p = put_str(p, "{\"device\":");
+    p = put_str(p, json_id);
+    p = put_str(p, ",\"seq\":");
+    p = put_u64(p, seq);
+    p = put_str(p, ",\"time\":\"");
+    p = put_str(p, when);
+    p = put_str(p, "\",\"lat\":");
+    p = put_fixed(p, f->lat, 7, false);
+    p = put_str(p, ",\"lon\":");
+    p = put_fixed(p, f->lon, 7, false);
+    if (f->fields & GR_FIX_SPEED) {
+        p = put_str(p, ",\"speed\":");
+        p = put_fixed(p, f->speed, 2, true);
     }
-    json_decref(o);
-    return p;
+    if (f->fields & GR_FIX_COURSE) {
+        p = put_str(p, ",\"course\":");
+        p = put_fixed(p, f->course, 1, true);
+    }
+    if (f->fields & GR_FIX_ALT) {
+        p = put_str(p, ",\"alt\":");
+        p = put_fixed(p, f->alt, 1, true);
+    }
+    if (f->fields & GR_FIX_HDOP) {
+        p = put_str(p, ",\"hdop\":");
+        p = put_fixed(p, f->hdop, 2, true);
+    }
+    if (f->fields & GR_FIX_SATS) {
+        p = put_str(p, ",\"sats\":");
+        p = put_fixed(p, f->sats, 0, false);
+    }
+    p = put_str(p, ",\"src\":\"");
+    p = put_str(p, source_names[f->src]);
+    *p++ = '"';
+    if (f->attrs != NULL) {
+        p = put_str(p, ",\"attrs\":");
+        memcpy(p, f->attrs, f->attrs_len);
+        p += f->attrs_len;
+    }
+    *p++ = '}';
+    *p = '\0';
+    pos->json_len = (size_t)(p - pos->json);
+    pos->seq = seq;
+    pos->time_ms = f->time_ms;
+    pos->lat = f->lat;
+    pos->lon = f->lon;
+    return pos;
 }
 
 /* ---- acceptance ----------------------------------------------------------------------- */
@@ -701,7 +800,7 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
     if (r != GR_OK)
         return r;
 
-    struct gr_position *p = position_encode(u->id, hub->seq + 1, f);
+    struct gr_position *p = position_encode(u->json_id, hub->seq + 1, f);
     if (p == NULL) {
         gr_error("hub: out of memory encoding a position of %s", u->id);
         return GR_MALFORMED;
