@@ -17,6 +17,7 @@
 #include "gpsrelay/mapping.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/sd.h"
+#include "gpsrelay/stats.h"
 #include "gpsrelay/token.h"
 #include "gpsrelay/ws.h"
 
@@ -37,12 +38,16 @@ struct daemon {
     size_t key_len;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t stale_timer;
+    uv_timer_t watchdog; /* WATCHDOG=1 from the loop itself: a stuck loop gets restarted */
+    uv_timer_t status;   /* STATUS= for systemctl status */
     bool stopping;
 };
 
 static void close_signals(struct daemon *d)
 {
     uv_close((uv_handle_t *)&d->stale_timer, NULL);
+    uv_close((uv_handle_t *)&d->watchdog, NULL);
+    uv_close((uv_handle_t *)&d->status, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
@@ -103,20 +108,54 @@ static int load_secret(struct daemon *d)
     return 0;
 }
 
+/* One STATUS= line for `systemctl status`, after prefix ("READY=1\n" or ""). */
+static void send_status(struct daemon *d, const char *prefix)
+{
+    char line[256];
+    snprintf(line, sizeof(line),
+             "%sSTATUS=%zu consoles, %zu devices (%zu stale), %llu positions published", prefix,
+             d->ws ? gr_ws_consoles(d->ws) : 0, gr_hub_device_count(d->hub),
+             gr_hub_stale_count(d->hub), (unsigned long long)gr_stats.positions_published);
+    gr_sd_notify(line);
+}
+
+static void on_status_timer(uv_timer_t *t)
+{
+    send_status(t->data, "");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    gr_sd_notify("WATCHDOG=1");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct daemon *d = h->data;
     if (signum == SIGHUP) {
-        /* The mapping file is small and read rarely; a failed reload keeps the old one. */
+        /* systemd 252 has no Type=notify-reload: say RELOADING/READY ourselves. The
+         * mapping file is small and read rarely; a failed reload keeps the old one. */
+        char reloading[64];
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        snprintf(reloading, sizeof(reloading), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)ts.tv_sec * 1000000ULL +
+                     (unsigned long long)ts.tv_nsec / 1000);
+        gr_sd_notify(reloading);
         if (load_mapping(d) < 0)
             gr_warn("mapping: reload failed; the previous mapping stays in force");
         else if (d->ws != NULL)
             gr_ws_reauthorize(d->ws);
+        send_status(d, "READY=1\n");
         return;
     }
     gr_notice("received %s, stopping", strsignal(signum));
     daemon_stop(d);
 }
+
+/* How often systemd's STATUS= line is refreshed. */
+#define STATUS_MS 10000
 
 /* How often units are checked for stale_after: one timer for all of them. */
 #define STALE_CHECK_MS 1000
@@ -174,15 +213,19 @@ int gr_daemon_run(const struct gr_config *cfg)
     d.stale_timer.data = &d;
     if (cfg->stale_after > 0) /* 0: units never go stale */
         uv_timer_start(&d.stale_timer, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
+    uv_timer_init(&d.loop, &d.watchdog);
+    uint64_t watchdog_ms = gr_sd_watchdog_usec() / 2000; /* half the interval, in ms */
+    if (watchdog_ms > 0)
+        uv_timer_start(&d.watchdog, on_watchdog, watchdog_ms, watchdog_ms);
+    uv_timer_init(&d.loop, &d.status);
+    d.status.data = &d;
+    uv_timer_start(&d.status, on_status_timer, STATUS_MS, STATUS_MS);
     if (gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
         gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d, &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
         gr_ws_set_ready(d.ws, true);
-        char status_line[128];
-        snprintf(status_line, sizeof(status_line), "READY=1\nSTATUS=serving %zu devices",
-                 gr_hub_device_count(d.hub));
-        gr_sd_notify(status_line);
+        send_status(&d, "READY=1\n");
         gr_notice("gpsrelayd %s ready (epoch %s)", GR_VERSION, gr_hub_epoch(d.hub));
         status = GR_EXIT_OK;
     }

@@ -46,6 +46,14 @@ void gr_sd_notify(const char *state)
         gr_debug("sd: notify failed: %s", strerror(errno));
 }
 
+uint64_t gr_sd_watchdog_usec(void)
+{
+    const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    if (usec == NULL || (pid != NULL && strtol(pid, NULL, 10) != (long)getpid()))
+        return 0;
+    return strtoull(usec, NULL, 10);
+}
+
 void gr_sd_close(void)
 {
     if (notify_fd >= 0)

@@ -37,6 +37,45 @@ int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, si
 
 void gr_mapping_free(struct gr_mapping *m);
 
+/*
+ * Builds a mapping row by row: the one path for every source (the CSV loader, the
+ * PostgreSQL loader). Strings passed in are copied; the builder borrows nothing.
+ */
+struct gr_mapping_builder;
+
+/* A new, empty builder, or NULL when out of memory. */
+struct gr_mapping_builder *gr_mapping_builder_new(void);
+
+/*
+ * Adds one device-agency row with the checks of a CSV row: device_id and agency_id
+ * formats, label length (NULL is ""; no line breaks, so the CSV cache can hold it),
+ * source_addr a numeric IPv4 or IPv6 address (NULL or "" is none). Returns 0, or -1 with a
+ * message in err (no file:line: the caller prefixes its own context); a refused row
+ * leaves the builder as it was. Conflicts between rows are found by finish.
+ */
+int gr_mapping_builder_add(struct gr_mapping_builder *b, const char *device_id,
+                           const char *agency_id, const char *label, const char *source_addr,
+                           char *err, size_t errlen);
+
+/*
+ * Takes b (freed in every case). Returns the new mapping, or NULL with err on a conflict
+ * between rows: a duplicate device-agency pair, a device with two labels or two source
+ * addresses, two devices with one source address.
+ */
+struct gr_mapping *gr_mapping_builder_finish(struct gr_mapping_builder *b, char *err,
+                                             size_t errlen);
+
+/* Frees an unfinished builder; NULL is fine. */
+void gr_mapping_builder_free(struct gr_mapping_builder *b);
+
+/*
+ * Writes m (borrowed) to path as CSV that gr_mapping_load_csv reads back to the same
+ * mapping, atomically: a temporary file in the same directory, fsync, rename, fsync of the
+ * directory. Readers see the old file or the new one, never a part. Returns 0, or -1 with
+ * "path: ..." in err and no temporary file left behind.
+ */
+int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err, size_t errlen);
+
 /* The device with this id, or NULL. Borrowed; valid while m lives. */
 const struct gr_device *gr_mapping_find(const struct gr_mapping *m, const char *id, size_t id_len);
 

@@ -129,7 +129,8 @@ static struct sockaddr_in loopback(int port)
 }
 
 /* A non-blocking TCP socket connected to 127.0.0.1:port, or -1. */
-int harness_rcvbuf; /* see harness.h */
+int harness_rcvbuf;       /* see harness.h */
+char **harness_child_env; /* see harness.h */
 
 static int tcp_connect(int port, int64_t deadline)
 {
@@ -1244,6 +1245,8 @@ static void exec_daemon(const struct gr_daemon *d, const char *binary, pid_t par
     unsetenv("LISTEN_FDNAMES");
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
+    for (char **e = harness_child_env; e && *e; e++)
+        putenv(*e);
 
     char conf[PATH_MAX];
     snprintf(conf, sizeof conf, "%s/gpsrelay.conf", d->dir);

@@ -102,6 +102,10 @@ enum {
  * stops reading: its window closes after a few kilobytes. */
 extern int harness_rcvbuf;
 
+/* "KEY=VALUE" strings (NULL-terminated) set in the environment of the next daemon_start()
+ * children, after the harness has cleared systemd's variables (WATCHDOG_USEC, ...). */
+extern char **harness_child_env;
+
 /* How long the rest of a frame may take once its first byte arrived (ws_recv). */
 #define WS_FRAME_TIMEOUT_MS 5000
 

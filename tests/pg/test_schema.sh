@@ -1,0 +1,160 @@
+#!/bin/sh
+# test_schema.sh - config/schema.sql on a throwaway PostgreSQL 15: it applies twice, and
+# every INSERT, UPDATE and DELETE on the mapping tables (cascades included) notifies
+# gpsrelay_mapping. Needs postgresql-15 (the test runner installs it); runs as root or as
+# any user initdb accepts. Usage: tests/pg/test_schema.sh [path/to/schema.sql]
+set -u
+
+PGBIN=/usr/lib/postgresql/15/bin
+SCHEMA=${1:-$(dirname "$0")/../../config/schema.sql}
+
+if [ ! -x "$PGBIN/initdb" ]; then
+    echo "postgresql-15 not installed"
+    exit 1
+fi
+if [ ! -r "$SCHEMA" ]; then
+    echo "cannot read $SCHEMA"
+    exit 1
+fi
+
+# initdb and pg_ctl refuse to run as root (NOTES.md).
+if [ "$(id -u)" = 0 ]; then
+    as_pg() { runuser -u postgres -- "$@"; }
+else
+    as_pg() { "$@"; }
+fi
+
+D=$(mktemp -d /tmp/gpsrelay-pg.XXXXXX) || exit 1
+started=0
+cleanup() {
+    if [ "$started" = 1 ]; then
+        as_pg "$PGBIN/pg_ctl" -D "$D/data" -m fast -w stop >/dev/null 2>&1
+    fi
+    rm -rf "$D"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+[ "$(id -u)" = 0 ] && chown postgres "$D"
+
+# A free port: the kernel picks one; the tiny race with other tests is acceptable here.
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
+    PORT=55432
+
+if ! as_pg "$PGBIN/initdb" -D "$D/data" -U postgres --auth=trust --no-sync >"$D/initdb.log" 2>&1; then
+    cat "$D/initdb.log"
+    echo "initdb failed"
+    exit 1
+fi
+if ! as_pg "$PGBIN/pg_ctl" -D "$D/data" -l "$D/log" -w -t 30 \
+    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D -c fsync=off" start >/dev/null; then
+    cat "$D/log"
+    echo "pg_ctl start failed"
+    exit 1
+fi
+started=1
+
+psql_run() {
+    "$PGBIN/psql" -X -q -h "$D" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"
+}
+
+passed=0
+failed=0
+ok() {
+    passed=$((passed + 1))
+    echo "ok: $1"
+}
+not_ok() {
+    failed=$((failed + 1))
+    echo "FAILED: $1"
+}
+
+# Applying twice must work: the second run re-creates functions and triggers only.
+for i in 1 2; do
+    if psql_run -f "$SCHEMA" >"$D/apply$i.out" 2>&1; then
+        ok "schema applies (run $i)"
+    else
+        cat "$D/apply$i.out"
+        not_ok "schema applies (run $i)"
+    fi
+done
+
+# Each statement-level trigger exists exactly once after two runs.
+n=$(psql_run -A -t -c "SELECT count(*) FROM pg_trigger WHERE tgname = 'gpsrelay_mapping_notify'
+                       AND NOT tgisinternal")
+if [ "$n" = 3 ]; then ok "three triggers"; else not_ok "three triggers (got '$n')"; fi
+
+# session NAME SQL EXPECT... : runs SQL after LISTEN in one psql session and checks that a
+# notification with each expected payload was printed ("-" expects none at all).
+session() {
+    name=$1 sql=$2
+    shift 2
+    out=$(printf 'LISTEN gpsrelay_mapping;\n%s\n' "$sql" | psql_run 2>&1)
+    rc=$?
+    if [ $rc != 0 ]; then
+        printf '%s\n' "$out"
+        not_ok "$name (psql exit $rc)"
+        return
+    fi
+    for payload in "$@"; do
+        if [ "$payload" = - ]; then
+            if printf '%s\n' "$out" | grep -q 'Asynchronous notification'; then
+                printf '%s\n' "$out"
+                not_ok "$name: unexpected notification"
+                return
+            fi
+        elif ! printf '%s\n' "$out" |
+            grep -q "^Asynchronous notification \"gpsrelay_mapping\" with payload \"$payload\" received"; then
+            printf '%s\n' "$out"
+            not_ok "$name: no notification with payload \"$payload\""
+            return
+        fi
+    done
+    ok "$name"
+}
+
+# value NAME SQL EXPECTED : a query's single value.
+value() {
+    got=$(psql_run -A -t -c "$2" 2>&1)
+    if [ "$got" = "$3" ]; then ok "$1"; else not_ok "$1 (got '$got', expected '$3')"; fi
+}
+
+session "a SELECT does not notify" "SELECT count(*) FROM devices;" -
+session "INSERT agencies" "INSERT INTO agencies (id, name) VALUES ('city-fire', 'City Fire'),
+    ('county-ems', 'County EMS');" agencies
+session "INSERT devices" "INSERT INTO devices (id, label, source_addr) VALUES
+    ('AMB-12', 'Medic 12', NULL), ('E-7', 'Engine 7', '10.20.0.7');" devices
+session "INSERT device_agencies" "INSERT INTO device_agencies VALUES ('AMB-12', 'county-ems'),
+    ('AMB-12', 'city-fire'), ('E-7', 'city-fire');" device_agencies
+session "UPDATE devices.source_addr" \
+    "UPDATE devices SET source_addr = '2001:db8::7' WHERE id = 'E-7';" devices
+session "UPDATE agencies" "UPDATE agencies SET name = 'City Fire Dept' WHERE id = 'city-fire';" \
+    agencies
+session "rolled back INSERT does not notify" "BEGIN;
+    INSERT INTO agencies (id) VALUES ('temp'); ROLLBACK;" -
+session "DELETE device (cascade)" "DELETE FROM devices WHERE id = 'E-7';" devices device_agencies
+value "cascade removed E-7's rows" "SELECT count(*) FROM device_agencies WHERE device_id = 'E-7'" 0
+session "DELETE agency (cascade)" "DELETE FROM agencies WHERE id = 'county-ems';" \
+    agencies device_agencies
+value "cascade removed county-ems rows" \
+    "SELECT string_agg(device_id || '/' || agency_id, ' ') FROM device_agencies" "AMB-12/city-fire"
+session "DELETE device_agencies" "DELETE FROM device_agencies;" device_agencies
+session "TRUNCATE devices (cascade)" "TRUNCATE devices CASCADE;" devices
+
+# The CHECKs refuse what the daemon would refuse.
+refuse() {
+    if psql_run -c "$2" >/dev/null 2>&1; then not_ok "$1 refused"; else ok "$1 refused"; fi
+}
+refuse "agency id with ':'" "INSERT INTO agencies (id) VALUES ('agency:x')"
+refuse "network as source_addr" "INSERT INTO devices (id, source_addr) VALUES ('X', '10.0.0.0/8')"
+refuse "label with a line break" "INSERT INTO devices (id, label) VALUES ('X', E'a\nb')"
+refuse "duplicate source_addr" "INSERT INTO devices (id, source_addr) VALUES ('X', '10.0.0.1'),
+    ('Y', '10.0.0.1')"
+
+# The schema survives a third run with data in it.
+psql_run -c "INSERT INTO agencies (id) VALUES ('keep')" >/dev/null 2>&1
+psql_run -f "$SCHEMA" >/dev/null 2>&1 && ok "schema reapplies over data" ||
+    not_ok "schema reapplies over data"
+value "data kept" "SELECT count(*) FROM agencies WHERE id = 'keep'" 1
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
