@@ -10,7 +10,7 @@ cmake --build "$build" -j"$(nproc)" --target gpsrelayd idle_consoles >/dev/null
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
 printf 'device_id,agency_id,label,source_addr\nAMB-12,county-ems,,\n' > "$dir/devices.csv"
-printf 'listen_udp 127.0.0.1:55006\nlisten_ws 127.0.0.1:58081\nmapping_file devices.csv\nauth none\nlog_level warning\n' > "$dir/gpsrelay.conf"
+printf 'listen_udp 127.0.0.1:55006\nlisten_ws 127.0.0.1:58081\nmapping_file devices.csv\nauth none\nlog_level warning\nmax_connections_per_source 1000000\n' > "$dir/gpsrelay.conf"
 for ((r = 1; r <= runs; r++)); do
     ulimit -n "$(ulimit -Hn)"
     "$build/gpsrelayd" -c "$dir/gpsrelay.conf" 2>"$dir/log" &

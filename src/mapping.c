@@ -1,10 +1,15 @@
 /*
- * mapping.c - the device-to-agency mapping, loaded from CSV (SPEC section 7).
+ * mapping.c - the device-to-agency mapping, from CSV or row by row (SPEC section 7).
  *
- * The whole file is read into one buffer and parsed in place: fields are unquoted and
- * NUL-terminated where they lie, so that buffer is the mapping's string store and every
- * string of every struct gr_device points into it. Rows are sorted by (device, agency); a
- * device is a run of rows, and its agencies are that run, already sorted.
+ * Every source goes through the builder: rows are checked as they are added, then sorted
+ * by (device, agency) at the end, where conflicts show up as neighbours; a device is a run
+ * of rows, and its agencies are that run, already sorted.
+ *
+ * Strings live in the mapping. The CSV loader reads the whole file into one buffer and
+ * parses it in place (fields are unquoted and NUL-terminated where they lie), and hands
+ * that buffer to the builder, which keeps pointers into it. Rows added through the public
+ * builder (PostgreSQL) are copied into blocks of an append-only arena, so no pointer ever
+ * moves.
  */
 #include "gpsrelay/mapping.h"
 
@@ -12,11 +17,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gpsrelay/report.h"
 
@@ -29,8 +36,22 @@
 /* A million rows of ids, a long label and an IPv6 address stay well under this. */
 #define GR_MAPPING_BYTES_MAX (256u << 20)
 
+/* Arena block size: a few hundred rows of copied strings per malloc. */
+#define GR_MAPPING_BLOCK_SIZE (16u * 1024)
+
+/* Builder's first row array; it doubles from there. */
+#define GR_MAPPING_ROWS_INITIAL 64
+
+/* A block of copied strings; blocks are never moved or grown, only chained. */
+struct gr_block {
+    struct gr_block *next;
+    size_t used, cap;
+    char data[];
+};
+
 struct gr_mapping {
-    char *text;                /* the file, parsed in place: all strings point here */
+    char *text;                /* a CSV file parsed in place, or NULL: strings point here... */
+    struct gr_block *strings;  /* ...or here, for rows added with copies */
     struct gr_device *devices; /* sorted by id */
     size_t n_devices;
     const char **agencies;            /* parallel to the sorted rows: one run per device */
@@ -46,9 +67,17 @@ struct gr_row {
     unsigned char addr[16];
 };
 
+struct gr_mapping_builder {
+    struct gr_mapping *m; /* under construction: owns the strings already */
+    struct gr_row *rows;
+    size_t n_rows, cap_rows;
+};
+
+/* Where errors go. A CSV file names itself and the line; the public builder names
+ * nothing (path NULL), its caller adds context. */
 struct gr_csv {
     const char *path;
-    int line; /* 0 while the problem is with the whole file */
+    int line; /* 0 while the problem is with the whole file; the row number otherwise */
     char *err;
     size_t errlen;
 };
@@ -57,7 +86,10 @@ __attribute__((format(printf, 2, 3))) static int fail(struct gr_csv *c, const ch
 {
     va_list ap;
     va_start(ap, fmt);
-    gr_file_verror(c->err, c->errlen, c->path, c->line, fmt, ap);
+    if (c->path != NULL)
+        gr_file_verror(c->err, c->errlen, c->path, c->line, fmt, ap);
+    else if (c->errlen > 0)
+        vsnprintf(c->err, c->errlen, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -177,7 +209,101 @@ static void unmap_v4(int *family, unsigned char addr[16])
     }
 }
 
-static int parse_row(struct gr_csv *c, char *p, char *end, struct gr_row *r)
+/* A copy of s in m's arena, or NULL when out of memory. */
+static const char *arena_dup(struct gr_mapping *m, const char *s)
+{
+    size_t len = strlen(s) + 1;
+    struct gr_block *b = m->strings;
+    char *p;
+
+    if (b == NULL || b->cap - b->used < len) {
+        size_t cap = len > GR_MAPPING_BLOCK_SIZE ? len : GR_MAPPING_BLOCK_SIZE;
+        b = malloc(sizeof(*b) + cap);
+        if (b == NULL)
+            return NULL;
+        *b = (struct gr_block){.next = m->strings, .cap = cap};
+        m->strings = b;
+    }
+    p = b->data + b->used;
+    memcpy(p, s, len);
+    b->used += len;
+    return p;
+}
+
+static int reserve_rows(struct gr_mapping_builder *b, size_t want)
+{
+    struct gr_row *grown;
+
+    if (want <= b->cap_rows)
+        return 0;
+    grown = realloc(b->rows, want * sizeof(*b->rows));
+    if (grown == NULL)
+        return -1;
+    b->rows = grown;
+    b->cap_rows = want;
+    return 0;
+}
+
+/*
+ * The checks every row gets, whatever its source; errors go to c, at c->line. With copy,
+ * the strings are copied into the arena; without, they must live in b->m->text.
+ */
+static int add_row(struct gr_mapping_builder *b, struct gr_csv *c, const char *device,
+                   const char *agency, const char *label, const char *addr, bool copy)
+{
+    struct gr_row r = {.device = device, .agency = agency, .label = label, .line = c->line};
+
+    if (b->n_rows == GR_MAPPING_ROWS_MAX)
+        return fail(c, "more than %d rows", GR_MAPPING_ROWS_MAX);
+    /* Device ids come from modems (serials, IMEIs, "unit@agency"); agency ids end up in
+     * topic names "agency:<id>", so they get no ':' or '@'. */
+    if (!valid_id(device, GR_DEVICE_ID_MAX, "-_.:@"))
+        return fail(c, "bad device_id \"%s\": expected 1 to %d letters, digits or - _ . : @",
+                    device, GR_DEVICE_ID_MAX);
+    if (!valid_id(agency, GR_AGENCY_ID_MAX, "-_."))
+        return fail(c, "bad agency_id \"%s\": expected 1 to %d letters, digits or - _ .", agency,
+                    GR_AGENCY_ID_MAX);
+    if (strlen(label) > GR_LABEL_MAX)
+        return fail(c, "label longer than %d bytes", GR_LABEL_MAX);
+    /* A CSV line cannot hold one, so neither can a mapping: gr_mapping_save_csv must be able
+     * to write whatever was built. */
+    if (strpbrk(label, "\r\n") != NULL)
+        return fail(c, "label contains a line break");
+
+    if (*addr != '\0') {
+        r.has_addr = true;
+        r.family = AF_INET;
+        if (inet_pton(AF_INET, addr, r.addr) != 1) {
+            r.family = AF_INET6;
+            if (inet_pton(AF_INET6, addr, r.addr) != 1)
+                return fail(c, "bad source_addr \"%s\": expected a numeric IPv4 or IPv6 address",
+                            addr);
+            unmap_v4(&r.family, r.addr);
+        }
+    }
+
+    if (b->n_rows == b->cap_rows &&
+        reserve_rows(b, b->cap_rows == 0 ? GR_MAPPING_ROWS_INITIAL : b->cap_rows * 2) < 0)
+        return fail(c, "out of memory");
+    if (copy) {
+        /* Rows usually come grouped by device (ORDER BY): share the previous row's copies. */
+        const struct gr_row *prev = b->n_rows > 0 ? &b->rows[b->n_rows - 1] : NULL;
+        if (prev != NULL && strcmp(prev->device, device) == 0) {
+            r.device = prev->device;
+            if (strcmp(prev->label, label) == 0)
+                r.label = prev->label;
+        }
+        if ((r.device == device && (r.device = arena_dup(b->m, device)) == NULL) ||
+            (r.agency = arena_dup(b->m, agency)) == NULL ||
+            (r.label == label && (r.label = arena_dup(b->m, label)) == NULL))
+            return fail(c, "out of memory");
+    }
+    b->rows[b->n_rows++] = r;
+    return 0;
+}
+
+/* One CSV record [p, end), split in place, into the builder. */
+static int parse_row(struct gr_csv *c, char *p, char *end, struct gr_mapping_builder *b)
 {
     char *f[GR_MAPPING_FIELDS];
     int n = split_fields(c, p, end, f, GR_MAPPING_FIELDS);
@@ -186,34 +312,11 @@ static int parse_row(struct gr_csv *c, char *p, char *end, struct gr_row *r)
         return -1;
     if (n != GR_MAPPING_FIELDS)
         return fail(c, "expected %d fields (" GR_MAPPING_HEADER "), got %d", GR_MAPPING_FIELDS, n);
-    /* Device ids come from modems (serials, IMEIs, "unit@agency"); agency ids end up in
-     * topic names "agency:<id>", so they get no ':' or '@'. */
-    if (!valid_id(f[0], GR_DEVICE_ID_MAX, "-_.:@"))
-        return fail(c, "bad device_id \"%s\": expected 1 to %d letters, digits or - _ . : @", f[0],
-                    GR_DEVICE_ID_MAX);
-    if (!valid_id(f[1], GR_AGENCY_ID_MAX, "-_."))
-        return fail(c, "bad agency_id \"%s\": expected 1 to %d letters, digits or - _ .", f[1],
-                    GR_AGENCY_ID_MAX);
-    if (strlen(f[2]) > GR_LABEL_MAX)
-        return fail(c, "label longer than %d bytes", GR_LABEL_MAX);
-
-    *r = (struct gr_row){.device = f[0], .agency = f[1], .label = f[2], .line = c->line};
-    if (*f[3] != '\0') {
-        r->has_addr = true;
-        r->family = AF_INET;
-        if (inet_pton(AF_INET, f[3], r->addr) != 1) {
-            r->family = AF_INET6;
-            if (inet_pton(AF_INET6, f[3], r->addr) != 1)
-                return fail(c, "bad source_addr \"%s\": expected a numeric IPv4 or IPv6 address",
-                            f[3]);
-            unmap_v4(&r->family, r->addr);
-        }
-    }
-    return 0;
+    return add_row(b, c, f[0], f[1], f[2], f[3], false);
 }
 
-/* Fills rows (room for GR_MAPPING_ROWS_MAX at most) from the file text. */
-static int parse_rows(struct gr_csv *c, char *p, char *end, struct gr_row *rows, size_t *n)
+/* Adds the rows of the file text to b. */
+static int parse_rows(struct gr_csv *c, char *p, char *end, struct gr_mapping_builder *b)
 {
     /* Windows editors start UTF-8 files with a byte order mark. */
     if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
@@ -236,11 +339,10 @@ static int parse_rows(struct gr_csv *c, char *p, char *end, struct gr_row *rows,
                 memcmp(p, GR_MAPPING_HEADER, (size_t)(eol - p)) != 0)
                 return fail(c, "expected the header \"" GR_MAPPING_HEADER "\"");
         } else if (eol > p) {
-            if (*n == GR_MAPPING_ROWS_MAX)
+            if (b->n_rows == GR_MAPPING_ROWS_MAX)
                 return fail(c, "more than %d rows", GR_MAPPING_ROWS_MAX);
-            if (parse_row(c, p, eol, &rows[*n]) < 0)
+            if (parse_row(c, p, eol, b) < 0)
                 return -1;
-            (*n)++;
         }
         p = next;
     }
@@ -274,13 +376,19 @@ static bool same_addr(const struct gr_row *a, const struct gr_row *b)
             (a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0));
 }
 
-/* Two rows that cannot both stand: report at the later one, naming the earlier. */
+/* Two rows that cannot both stand: report at the later one, naming the earlier (by line
+ * in a file; rows without a file have no position worth naming). */
 static int conflict(struct gr_csv *c, const struct gr_row *a, const struct gr_row *b,
                     const char *what)
 {
     const struct gr_row *early = a->line < b->line ? a : b, *late = early == a ? b : a;
 
     c->line = late->line;
+    if (c->path == NULL && strcmp(a->device, b->device) == 0)
+        return fail(c, "device \"%s\" has a different %s in another row", late->device, what);
+    if (c->path == NULL)
+        return fail(c, "device \"%s\" has the same %s as device \"%s\"", late->device, what,
+                    early->device);
     if (strcmp(a->device, b->device) == 0)
         return fail(c, "device \"%s\" has a different %s on line %d", late->device, what,
                     early->line);
@@ -317,6 +425,9 @@ static int build(struct gr_csv *c, struct gr_mapping *m, struct gr_row *rows, si
                 m->by_addr[m->n_by_addr++] = d;
         } else if (strcmp(r->agency, rows[i - 1].agency) == 0) {
             c->line = r->line; /* same agency sorts by line: rows[i - 1] came first */
+            if (c->path == NULL)
+                return fail(c, "duplicate row for device \"%s\" and agency \"%s\"", r->device,
+                            r->agency);
             return fail(c, "duplicate row for device \"%s\" and agency \"%s\" (first on line %d)",
                         r->device, r->agency, rows[i - 1].line);
         } else if (strcmp(r->label, first->label) != 0) {
@@ -338,37 +449,218 @@ static int build(struct gr_csv *c, struct gr_mapping *m, struct gr_row *rows, si
     return 0;
 }
 
+struct gr_mapping_builder *gr_mapping_builder_new(void)
+{
+    struct gr_mapping_builder *b = calloc(1, sizeof(*b));
+
+    if (b == NULL)
+        return NULL;
+    b->m = calloc(1, sizeof(*b->m));
+    if (b->m == NULL) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void gr_mapping_builder_free(struct gr_mapping_builder *b)
+{
+    if (b == NULL)
+        return;
+    gr_mapping_free(b->m);
+    free(b->rows);
+    free(b);
+}
+
+int gr_mapping_builder_add(struct gr_mapping_builder *b, const char *device_id,
+                           const char *agency_id, const char *label, const char *source_addr,
+                           char *err, size_t errlen)
+{
+    /* line: the row's number, which orders conflicts; it never shows in a message. */
+    struct gr_csv c = {.line = (int)b->n_rows + 1, .err = err, .errlen = errlen};
+
+    return add_row(b, &c, device_id != NULL ? device_id : "", agency_id != NULL ? agency_id : "",
+                   label != NULL ? label : "", source_addr != NULL ? source_addr : "", true);
+}
+
+/* Takes b; the mapping or NULL with the error in c. */
+static struct gr_mapping *finish(struct gr_mapping_builder *b, struct gr_csv *c)
+{
+    struct gr_mapping *m = b->m;
+
+    if (build(c, m, b->rows, b->n_rows) < 0) {
+        gr_mapping_builder_free(b);
+        return NULL;
+    }
+    b->m = NULL;
+    gr_mapping_builder_free(b);
+    return m;
+}
+
+struct gr_mapping *gr_mapping_builder_finish(struct gr_mapping_builder *b, char *err, size_t errlen)
+{
+    struct gr_csv c = {.err = err, .errlen = errlen};
+
+    return finish(b, &c);
+}
+
 int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, size_t errlen)
 {
     struct gr_csv c = {.path = path, .err = err, .errlen = errlen};
-    struct gr_mapping *m;
-    struct gr_row *rows = NULL;
-    size_t len = 0, lines = 1, n = 0;
+    struct gr_mapping_builder *b;
+    char *text;
+    size_t len = 0, lines = 1;
 
     *out = NULL;
-    m = calloc(1, sizeof(*m));
-    if (m == NULL)
+    b = gr_mapping_builder_new();
+    if (b == NULL)
         return fail(&c, "out of memory");
-    if (read_file(&c, &m->text, &len) < 0)
+    if (read_file(&c, &b->m->text, &len) < 0)
         goto fail;
+    text = b->m->text;
 
     /* Rows are at most the lines after the header, and at most GR_MAPPING_ROWS_MAX. */
-    for (char *q = m->text; (q = memchr(q, '\n', (size_t)(m->text + len - q))) != NULL; q++)
+    for (char *q = text; (q = memchr(q, '\n', (size_t)(text + len - q))) != NULL; q++)
         lines++;
-    rows = malloc((lines < GR_MAPPING_ROWS_MAX ? lines : GR_MAPPING_ROWS_MAX) * sizeof(*rows));
-    if (rows == NULL) {
+    if (reserve_rows(b, lines < GR_MAPPING_ROWS_MAX ? lines : GR_MAPPING_ROWS_MAX) < 0) {
         fail(&c, "out of memory");
         goto fail;
     }
-    if (parse_rows(&c, m->text, m->text + len, rows, &n) < 0 || build(&c, m, rows, n) < 0)
+    if (parse_rows(&c, text, text + len, b) < 0)
         goto fail;
-    free(rows);
-    *out = m;
+    *out = finish(b, &c);
+    return *out != NULL ? 0 : -1;
+
+fail:
+    gr_mapping_builder_free(b);
+    return -1;
+}
+
+/* One CSV field, quoted when it holds a comma or a quote (the reader's RFC 4180 rules). */
+static void put_field(FILE *f, const char *s)
+{
+    if (strpbrk(s, ",\"") == NULL) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void put_rows(FILE *f, const struct gr_mapping *m)
+{
+    char addr[INET6_ADDRSTRLEN];
+
+    fputs(GR_MAPPING_HEADER "\n", f);
+    for (size_t i = 0; i < m->n_devices; i++) {
+        const struct gr_device *d = &m->devices[i];
+        addr[0] = '\0';
+        if (d->has_source_addr &&
+            inet_ntop(d->source_family, d->source_addr, addr, sizeof(addr)) == NULL)
+            addr[0] = '\0'; /* cannot happen: AF_INET or AF_INET6 with a big enough buffer */
+        for (size_t j = 0; j < d->n_agencies; j++) {
+            put_field(f, d->id);
+            fputc(',', f);
+            put_field(f, d->agencies[j]);
+            fputc(',', f);
+            put_field(f, d->label);
+            fputc(',', f);
+            fputs(addr, f);
+            fputc('\n', f);
+        }
+    }
+}
+
+/* fsync of the directory holding path, so that the rename itself survives a crash. */
+static int sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    int fd, rc;
+
+    if (slash == NULL)
+        dir = strdup(".");
+    else
+        dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    if (dir == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    if (rc < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err, size_t errlen)
+{
+    struct gr_csv c = {.path = path, .err = err, .errlen = errlen};
+    size_t len = strlen(path);
+    char *tmp = malloc(len + sizeof(".XXXXXX"));
+    FILE *f;
+    int fd;
+
+    if (tmp == NULL)
+        return fail(&c, "out of memory");
+    /* Same directory, so rename() is atomic; mkostemp's 0600 suits a daemon's cache. */
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, ".XXXXXX", sizeof(".XXXXXX"));
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        fail(&c, "cannot create a temporary file: %s", strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    f = fdopen(fd, "w");
+    if (f == NULL) {
+        fail(&c, "fdopen: %s", strerror(errno));
+        close(fd);
+        goto fail;
+    }
+
+    put_rows(f, m);
+    /* Errors of buffered writes surface here; errno then is the one of the failed write. */
+    errno = EIO;
+    if (fflush(f) != 0 || ferror(f)) {
+        fail(&c, "cannot write %s: %s", tmp, strerror(errno));
+        fclose(f);
+        goto fail;
+    }
+    if (fsync(fd) < 0) {
+        fail(&c, "fsync %s: %s", tmp, strerror(errno));
+        fclose(f);
+        goto fail;
+    }
+    if (fclose(f) != 0) {
+        fail(&c, "cannot write %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (rename(tmp, path) < 0) {
+        fail(&c, "cannot rename %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    if (sync_dir(path) < 0)
+        return fail(&c, "fsync of its directory: %s", strerror(errno));
     return 0;
 
 fail:
-    free(rows);
-    gr_mapping_free(m);
+    unlink(tmp);
+    free(tmp);
     return -1;
 }
 
@@ -380,6 +672,10 @@ void gr_mapping_free(struct gr_mapping *m)
     free(m->devices);
     free(m->agencies);
     free(m->text);
+    for (struct gr_block *b = m->strings, *next; b != NULL; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(m);
 }
 

@@ -36,6 +36,14 @@
  * frame before it is dropped without one. */
 #define CLOSE_GRACE_MS 5000
 
+/* A peer's address: IPv4 or IPv6 only, in 28 bytes rather than sockaddr_storage's 128
+ * (this is per console, and idle consoles are meant to cost under 4 KiB). */
+union peer {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
 /* One WebSocket console connection. */
 struct conn {
     struct lws *wsi;
@@ -45,14 +53,14 @@ struct conn {
     uint64_t close_at_ms; /* uv_now() when a close was asked for */
     struct gr_ws *ws;
     struct gr_console *console;
-    struct sockaddr_storage peer; /* for the per-source connection count */
-    struct gr_buf rx;             /* a message arriving in fragments */
-    int close_code;               /* non-zero: close with this at the next writeable */
-    enum gr_close_reason reason;  /* counted when the connection ends */
+    union peer peer;             /* for the per-source connection count */
+    struct gr_buf rx;            /* a message arriving in fragments */
+    int close_code;              /* non-zero: close with this at the next writeable */
+    enum gr_close_reason reason; /* counted when the connection ends */
     struct conn *prev, *next;
 };
 
-/* lws's per-connection user data: only a pointer, so plain HTTP requests cost nothing. */
+/* lws's per-connection user data: three pointers, so plain HTTP requests cost little. */
 struct pss {
     struct conn *conn;                  /* a WebSocket console */
     struct gr_token *claims;            /* from the upgrade request, until ESTABLISHED */
@@ -152,17 +160,17 @@ const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
     return found;
 }
 
-static bool peer_address(struct lws *wsi, struct sockaddr_storage *out)
+static bool peer_address(struct lws *wsi, union peer *out)
 {
     socklen_t len = sizeof(*out);
-    return getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)out, &len) == 0;
+    return getpeername(lws_get_socket_fd(wsi), &out->sa, &len) == 0;
 }
 
 /* Consoles now connected from the sender of wsi's request. */
-static unsigned *source_count(struct gr_ws *ws, const struct sockaddr_storage *peer, bool create)
+static unsigned *source_count(struct gr_ws *ws, const union peer *peer, bool create)
 {
-    return create ? gr_addrtable_touch(ws->per_source, (const struct sockaddr *)peer, NULL)
-                  : gr_addrtable_get(ws->per_source, (const struct sockaddr *)peer);
+    return create ? gr_addrtable_touch(ws->per_source, &peer->sa, NULL)
+                  : gr_addrtable_get(ws->per_source, &peer->sa);
 }
 
 /*
@@ -250,7 +258,7 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
     struct gr_token claims;
     if (admit(ws, wsi, &claims) >= 0)
         return refuse(wsi, HTTP_STATUS_FORBIDDEN);
-    struct sockaddr_storage peer;
+    union peer peer;
     unsigned *count = peer_address(wsi, &peer) ? source_count(ws, &peer, false) : NULL;
     if (count != NULL && *count >= (unsigned)ws->cfg->max_connections_per_source) {
         gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
@@ -325,7 +333,7 @@ static void conn_free(struct conn *c)
     ws->n_conns--;
     unsigned *count = source_count(ws, &c->peer, false);
     if (count != NULL && --*count == 0)
-        gr_addrtable_remove(ws->per_source, (const struct sockaddr *)&c->peer);
+        gr_addrtable_remove(ws->per_source, &c->peer.sa);
     gr_stats.consoles_closed[c->reason]++;
     gr_console_free(c->console);
     gr_buf_free(&c->rx);
