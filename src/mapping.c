@@ -402,7 +402,8 @@ static int build(struct gr_csv *c, struct gr_mapping *m, struct gr_row *rows, si
     const struct gr_row *first = NULL; /* the first row of the current device's run */
     struct gr_device *d = NULL;
 
-    qsort(rows, n, sizeof(*rows), cmp_rows);
+    if (n > 0) /* rows may be NULL then, and qsort wants a pointer */
+        qsort(rows, n, sizeof(*rows), cmp_rows);
     /* n + 1: an empty mapping still gets arrays, so lookups need no special case. */
     m->agencies = malloc((n + 1) * sizeof(*m->agencies));
     m->devices = calloc(n + 1, sizeof(*m->devices));

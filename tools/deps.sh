@@ -4,7 +4,7 @@ gr_install_packages() {
     local want=(build-essential cmake pkg-config libuv1-dev libwebsockets-dev
                 libwebsockets-evlib-uv libjansson-dev libpq-dev libssl-dev)
     if [ "${1:-}" = test ]; then
-        want+=(clang-format)
+        want+=(clang-format postgresql openssl)
         command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
     fi
     local missing=()

@@ -4,9 +4,11 @@
  * error. argv[1] is a scratch directory.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -295,6 +297,288 @@ static void test_errors(void)
     CHECK(m == NULL);
 }
 
+/* Two mappings hold the same devices, agencies, labels and addresses. */
+static void check_same(const struct gr_mapping *a, const struct gr_mapping *b)
+{
+    CHECK_INT(gr_mapping_count(a), gr_mapping_count(b));
+    for (size_t i = 0; i < gr_mapping_count(a) && i < gr_mapping_count(b); i++) {
+        const struct gr_device *x = gr_mapping_device(a, i), *y = gr_mapping_device(b, i);
+        CHECK_STR(x->id, y->id);
+        CHECK_STR(x->label, y->label);
+        CHECK_INT(x->n_agencies, y->n_agencies);
+        for (size_t j = 0; j < x->n_agencies && j < y->n_agencies; j++)
+            CHECK_STR(x->agencies[j], y->agencies[j]);
+        CHECK_INT(x->has_source_addr, y->has_source_addr);
+        if (x->has_source_addr && y->has_source_addr) {
+            CHECK_INT(x->source_family, y->source_family);
+            CHECK(memcmp(x->source_addr, y->source_addr, sizeof(x->source_addr)) == 0);
+        }
+    }
+}
+
+/* Adds a row that must be accepted. */
+static void add(struct gr_mapping_builder *b, const char *device, const char *agency,
+                const char *label, const char *addr)
+{
+    char err[256] = "";
+
+    CHECK_INT(gr_mapping_builder_add(b, device, agency, label, addr, err, sizeof(err)), 0);
+    CHECK_STR(err, "");
+}
+
+/* A row that must be refused with exactly message (no file:line). */
+static void add_error(struct gr_mapping_builder *b, const char *device, const char *agency,
+                      const char *label, const char *addr, const char *message)
+{
+    char err[256] = "";
+
+    CHECK_INT(gr_mapping_builder_add(b, device, agency, label, addr, err, sizeof(err)), -1);
+    CHECK_STR(err, message);
+}
+
+static void test_builder(void)
+{
+    struct gr_mapping_builder *b = gr_mapping_builder_new();
+    char buf[64], err[256] = "";
+
+    CHECK(b != NULL);
+    if (b == NULL)
+        return;
+    /* Unordered, NULL and "" for "none"; the builder copies: buf is reused between rows. */
+    snprintf(buf, sizeof(buf), "%s", "z.9");
+    add(b, buf, "b", "Zulu", "2001:db8::7");
+    snprintf(buf, sizeof(buf), "%s", "AMB-12");
+    add(b, buf, "county-ems", "Medic 12", NULL);
+    snprintf(buf, sizeof(buf), "%s", "z.9");
+    add(b, buf, "a", "Zulu", "2001:db8::7");
+    snprintf(buf, sizeof(buf), "%s", "county-ems");
+    add(b, "E-7", buf, NULL, "::ffff:10.20.0.7");
+    add(b, "AMB-12", "city-fire", "Medic 12", "");
+    memset(buf, 'x', sizeof(buf));
+
+    /* The CSV checks, without file:line; a refused row changes nothing. */
+    add_error(b, "AMB 12", "a", "", "",
+              "bad device_id \"AMB 12\": expected 1 to 64 letters, digits or - _ . : @");
+    add_error(b, NULL, "a", "", "",
+              "bad device_id \"\": expected 1 to 64 letters, digits or - _ . : @");
+    add_error(b, "A", "agency:x", "", "",
+              "bad agency_id \"agency:x\": expected 1 to 64 letters, digits or - _ .");
+    add_error(b, "A", NULL, "", "",
+              "bad agency_id \"\": expected 1 to 64 letters, digits or - _ .");
+    add_error(b, "A", "a", "Engine\n7", "", "label contains a line break");
+    add_error(b, "A", "a", "Engine\r", "", "label contains a line break");
+    add_error(b, "A", "a", "", "10.0.0.0/8",
+              "bad source_addr \"10.0.0.0/8\": expected a numeric IPv4 or IPv6 address");
+    char label[GR_LABEL_MAX + 2];
+    memset(label, 'l', sizeof(label) - 1);
+    label[sizeof(label) - 1] = '\0';
+    add_error(b, "A", "a", label, "", "label longer than 128 bytes");
+
+    struct gr_mapping *m = gr_mapping_builder_finish(b, err, sizeof(err));
+    CHECK(m != NULL);
+    CHECK_STR(err, "");
+    if (m == NULL)
+        return;
+    CHECK_INT(gr_mapping_count(m), 3);
+    const struct gr_device *amb = gr_mapping_device(m, 0), *e7 = gr_mapping_device(m, 1),
+                           *z9 = gr_mapping_device(m, 2);
+    CHECK_STR(amb->id, "AMB-12");
+    CHECK_STR(amb->label, "Medic 12");
+    CHECK_INT(amb->n_agencies, 2);
+    CHECK_STR(amb->agencies[0], "city-fire");
+    CHECK_STR(amb->agencies[1], "county-ems");
+    CHECK(!amb->has_source_addr);
+    CHECK_STR(e7->id, "E-7");
+    CHECK_STR(e7->label, "");
+    CHECK_INT(e7->n_agencies, 1);
+    CHECK_STR(e7->agencies[0], "county-ems");
+    CHECK_INT(e7->source_family, AF_INET); /* IPv4-mapped is stored as IPv4 */
+    CHECK_STR(z9->id, "z.9");
+    CHECK_STR(z9->label, "Zulu");
+    CHECK_INT(z9->n_agencies, 2);
+    CHECK_STR(z9->agencies[0], "a");
+    CHECK_STR(z9->agencies[1], "b");
+
+    CHECK(gr_mapping_find(m, "AMB-12", 6) == amb);
+    struct sockaddr_in sin = v4("10.20.0.7", 1);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == e7);
+    struct sockaddr_in6 sin6 = v6("2001:db8::7", 1);
+    CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin6) == z9);
+    gr_mapping_free(m);
+
+    /* An empty builder is an empty mapping. */
+    m = gr_mapping_builder_finish(gr_mapping_builder_new(), err, sizeof(err));
+    CHECK(m != NULL && gr_mapping_count(m) == 0);
+    if (m != NULL)
+        CHECK(gr_mapping_find_addr(m, (struct sockaddr *)&sin) == NULL);
+    gr_mapping_free(m);
+
+    /* An abandoned builder frees its rows and copies (ASan's leak check sees to it). */
+    b = gr_mapping_builder_new();
+    if (b != NULL)
+        add(b, "E-7", "city-fire", "Engine 7", "10.20.0.7");
+    gr_mapping_builder_free(b);
+    gr_mapping_builder_free(NULL);
+}
+
+/* The rows, in this order, must fail to finish with message. */
+static void check_finish_error(const char *rows[][4], size_t n, const char *message)
+{
+    struct gr_mapping_builder *b = gr_mapping_builder_new();
+    char err[256] = "";
+
+    CHECK(b != NULL);
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        add(b, rows[i][0], rows[i][1], rows[i][2], rows[i][3]);
+    struct gr_mapping *m = gr_mapping_builder_finish(b, err, sizeof(err));
+    CHECK(m == NULL);
+    gr_mapping_free(m);
+    CHECK_STR(err, message);
+}
+
+static void test_builder_conflicts(void)
+{
+    const char *dup[][4] = {{"AMB-12", "county-ems", "Medic 12", NULL},
+                            {"E-7", "city-fire", "Engine 7", "10.20.0.7"},
+                            {"AMB-12", "county-ems", "Medic 12", NULL}};
+    check_finish_error(dup, 3, "duplicate row for device \"AMB-12\" and agency \"county-ems\"");
+
+    const char *label[][4] = {{"AMB-12", "county-ems", "Medic 12", NULL},
+                              {"AMB-12", "city-fire", NULL, NULL}};
+    check_finish_error(label, 2, "device \"AMB-12\" has a different label in another row");
+
+    const char *addr[][4] = {{"E-7", "city-fire", "Engine 7", "10.20.0.7"},
+                             {"E-7", "county-ems", "Engine 7", "10.20.0.8"}};
+    check_finish_error(addr, 2, "device \"E-7\" has a different source_addr in another row");
+
+    /* The later row is the one blamed, whatever the id order. */
+    const char *shared[][4] = {{"E-8", "city-fire", "Engine 8", "::ffff:10.20.0.7"},
+                               {"E-7", "city-fire", "Engine 7", "10.20.0.7"}};
+    check_finish_error(shared, 2, "device \"E-7\" has the same source_addr as device \"E-8\"");
+}
+
+/* Saves m to path, loads it back and compares; no temporary file may be left over. */
+static void check_save_load(const struct gr_mapping *m, const char *path)
+{
+    struct gr_mapping *back = NULL;
+    char err[PATH_MAX + 256] = "";
+
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), 0);
+    CHECK_STR(err, "");
+    CHECK_INT(gr_mapping_load_csv(path, &back, err, sizeof(err)), 0);
+    CHECK_STR(err, "");
+    if (back != NULL)
+        check_same(m, back);
+    gr_mapping_free(back);
+
+    /* Only the saved file itself is in the directory, besides the loader's test file. */
+    DIR *dir = opendir(scratch);
+    int others = 0;
+    CHECK(dir != NULL);
+    for (struct dirent *e; dir != NULL && (e = readdir(dir)) != NULL;) {
+        char full[PATH_MAX + 300];
+        snprintf(full, sizeof(full), "%s/%s", scratch, e->d_name);
+        if (e->d_name[0] != '.' && strcmp(full, path) != 0 && strcmp(full, csv_path) != 0) {
+            fprintf(stderr, "left over: %s\n", full);
+            others++;
+        }
+    }
+    if (dir != NULL)
+        closedir(dir);
+    CHECK_INT(others, 0);
+}
+
+static void test_save_csv(void)
+{
+    char path[PATH_MAX + 32], err[PATH_MAX + 256] = "";
+    struct gr_mapping_builder *b = gr_mapping_builder_new();
+
+    snprintf(path, sizeof(path), "%s/cache.csv", scratch);
+    CHECK(b != NULL);
+    if (b == NULL)
+        return;
+    add(b, "AMB-12", "county-ems", "Medic 12, \"north\"", NULL);
+    add(b, "AMB-12", "city-fire", "Medic 12, \"north\"", NULL);
+    add(b, "E-7", "city-fire", "\"Engine\" 7", "10.20.0.7");
+    add(b, "z.9", "a", " spaced, ", "2001:db8::7");
+    add(b, "y@x", "a", "", "fe80::1:2:3:4");
+    add(b, "a:1", "c", "one \"\" two", "::ffff:10.1.1.2");
+    add(b, "M_2", "a", "tab\there", "::");
+    struct gr_mapping *m = gr_mapping_builder_finish(b, err, sizeof(err));
+    CHECK(m != NULL);
+    if (m == NULL)
+        return;
+    check_save_load(m, path);
+    check_save_load(m, path); /* replaces the file */
+
+    /* What was written is the CSV a person would write, quoted only where needed. */
+    FILE *f = fopen(path, "rb");
+    char text[1024] = "";
+    CHECK(f != NULL);
+    if (f != NULL) {
+        size_t len = fread(text, 1, sizeof(text) - 1, f);
+        text[len] = '\0';
+        fclose(f);
+    }
+    CHECK_STR(text, HEADER "AMB-12,city-fire,\"Medic 12, \"\"north\"\"\",\n"
+                           "AMB-12,county-ems,\"Medic 12, \"\"north\"\"\",\n"
+                           "E-7,city-fire,\"\"\"Engine\"\" 7\",10.20.0.7\n"
+                           "M_2,a,tab\there,::\n"
+                           "a:1,c,\"one \"\"\"\" two\",10.1.1.2\n"
+                           "y@x,a,,fe80::1:2:3:4\n"
+                           "z.9,a,\" spaced, \",2001:db8::7\n");
+    gr_mapping_free(m);
+
+    /* A CSV-loaded mapping round-trips too, and so does an empty one. */
+    m = load("\xEF\xBB\xBF"
+             "device_id,agency_id,label,source_addr\r\n"
+             "\"AMB-12\",county-ems,\"Medic 12, \"\"north\"\"\",\"\"\r\n"
+             "E-7,city-fire,\"\",\"10.20.0.7\"");
+    if (m != NULL)
+        check_save_load(m, path);
+    gr_mapping_free(m);
+    m = load(HEADER);
+    if (m != NULL)
+        check_save_load(m, path);
+    gr_mapping_free(m);
+    unlink(path);
+}
+
+static void test_csv_line_break(void)
+{
+    /* The builder's rule reaches CSV too: a lone CR inside a label could not be saved. */
+    check_error(HEADER "E-7,city-fire,\"Engine\r7\",\n", ":2: label contains a line break");
+}
+
+static void test_save_csv_errors(void)
+{
+    char path[PATH_MAX + 32], err[PATH_MAX + 256] = "", expect[PATH_MAX + 256];
+    struct gr_mapping *m = load(HEADER "E-7,city-fire,Engine 7,10.20.0.7\n");
+    struct stat st;
+
+    if (m == NULL)
+        return;
+    snprintf(path, sizeof(path), "%s/missing/cache.csv", scratch);
+    snprintf(expect, sizeof(expect),
+             "%s: cannot create a temporary file: No such file or directory", path);
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -1);
+    CHECK_STR(err, expect);
+    snprintf(path, sizeof(path), "%s/missing", scratch);
+    CHECK_INT(stat(path, &st), -1);
+
+    /* A directory where the file should be: the rename fails, the temporary file goes. */
+    snprintf(path, sizeof(path), "%s/dir.csv", scratch);
+    CHECK_INT(mkdir(path, 0700), 0);
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -1);
+    CHECK(strncmp(err, path, strlen(path)) == 0 && strstr(err, ": cannot rename ") != NULL &&
+          strstr(err, "Is a directory") != NULL);
+    rmdir(path);
+    check_save_load(m, csv_path); /* and nothing else was left in scratch */
+    gr_mapping_free(m);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof(scratch), "%s/test_mapping.XXXXXX", argc > 1 ? argv[1] : "/tmp");
@@ -309,6 +593,11 @@ int main(int argc, char **argv)
     test_quoting_and_line_ends();
     test_bounds();
     test_errors();
+    test_builder();
+    test_builder_conflicts();
+    test_save_csv();
+    test_save_csv_errors();
+    test_csv_line_break();
 
     unlink(csv_path);
     rmdir(scratch);
