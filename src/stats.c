@@ -15,6 +15,7 @@ struct gr_stats gr_stats;
 static const char *const close_labels[] = {GR_CLOSE_REASONS(GR_LABEL)};
 static const char *const join_labels[] = {GR_JOIN_REFUSALS(GR_LABEL)};
 static const char *const refusal_labels[] = {GR_CONSOLE_REFUSALS(GR_LABEL)};
+static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
 #undef GR_LABEL
 
 /* Writes one metric family: HELP, TYPE and an unlabelled sample. */
@@ -24,33 +25,13 @@ static void family(FILE *f, const char *name, const char *type, const char *help
             (unsigned long long)value);
 }
 
-/* Writes one labelled counter family: a sample per label value. */
+/* Writes one labelled counter family: a sample per label value, labels[i] for values[i]. */
 static void labelled(FILE *f, const char *name, const char *help, const char *label,
-                     const char *(*label_of)(int), const uint64_t *values, int from, int to)
+                     const char *const *labels, const uint64_t *values, int from, int to)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
     for (int i = from; i < to; i++)
-        fprintf(f, "%s{%s=\"%s\"} %llu\n", name, label, label_of(i), (unsigned long long)values[i]);
-}
-
-static const char *reject_label(int r)
-{
-    return gr_reason_label((enum gr_reason)r);
-}
-
-static const char *close_label(int r)
-{
-    return close_labels[r];
-}
-
-static const char *join_label(int r)
-{
-    return join_labels[r];
-}
-
-static const char *refusal_label(int r)
-{
-    return refusal_labels[r];
+        fprintf(f, "%s{%s=\"%s\"} %llu\n", name, label, labels[i], (unsigned long long)values[i]);
 }
 
 /* Resident set size from /proc/self/statm (second field, in pages). */
@@ -90,7 +71,7 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "gpsrelay_ingest_reports_total", "counter", "Report lines received.",
            gr_stats.ingest_reports);
     labelled(f, "gpsrelay_ingest_rejected_total", "Reports or fixes not published, by reason.",
-             "reason", reject_label, gr_stats.ingest_rejected, GR_OK + 1, GR_REASON_COUNT);
+             "reason", reject_labels, gr_stats.ingest_rejected, GR_OK + 1, GR_REASON_COUNT);
     family(f, "gpsrelay_ingest_no_checksum_total", "counter",
            "NMEA sentences accepted without a checksum.", gr_stats.ingest_no_checksum);
     family(f, "gpsrelay_ingest_spliced_total", "counter",
@@ -111,12 +92,12 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "gpsrelay_ws_frames_sent_total", "counter", "WebSocket frames sent to consoles.",
            gr_stats.ws_frames_sent);
     labelled(f, "gpsrelay_consoles_closed_total", "Consoles closed, by reason.", "reason",
-             close_label, gr_stats.consoles_closed, 0, GR_CLOSE_REASON_COUNT);
+             close_labels, gr_stats.consoles_closed, 0, GR_CLOSE_REASON_COUNT);
     labelled(f, "gpsrelay_consoles_refused_total",
-             "Console connections refused before the upgrade, by reason.", "reason", refusal_label,
+             "Console connections refused before the upgrade, by reason.", "reason", refusal_labels,
              gr_stats.consoles_refused, 0, GR_CONSOLE_REFUSAL_COUNT);
     labelled(f, "gpsrelay_joins_refused_total", "Channel joins refused, by reason.", "reason",
-             join_label, gr_stats.joins_refused, 0, GR_JOIN_REFUSAL_COUNT);
+             join_labels, gr_stats.joins_refused, 0, GR_JOIN_REFUSAL_COUNT);
     family(f, "gpsrelay_ingest_not_allowed_total", "counter",
            "Reports from sources outside ingest_allow.", gr_stats.ingest_not_allowed);
     family(f, "gpsrelay_ingest_rate_limited_total", "counter",
