@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/stats.h"
@@ -96,44 +97,19 @@ static uint64_t member_stale_seq(const struct gr_member *m)
 
 /* ---- intrusive lists ------------------------------------------------------------------ */
 
-/* The hub keeps three kinds of doubly linked list; one macro pair serves them all. */
-#define LIST_UNLINK(head, tail, e, prev, next)                                                     \
-    do {                                                                                           \
-        if ((e)->prev)                                                                             \
-            (e)->prev->next = (e)->next;                                                           \
-        else                                                                                       \
-            (head) = (e)->next;                                                                    \
-        if ((e)->next)                                                                             \
-            (e)->next->prev = (e)->prev;                                                           \
-        else                                                                                       \
-            (tail) = (e)->prev;                                                                    \
-        (e)->prev = (e)->next = NULL;                                                              \
-    } while (0)
-
-#define LIST_APPEND(head, tail, e, prev, next)                                                     \
-    do {                                                                                           \
-        (e)->next = NULL;                                                                          \
-        (e)->prev = (tail);                                                                        \
-        if (tail)                                                                                  \
-            (tail)->next = (e);                                                                    \
-        else                                                                                       \
-            (head) = (e);                                                                          \
-        (tail) = (e);                                                                              \
-    } while (0)
-
 static void member_unlink(struct gr_member *m)
 {
     struct gr_topic *t = m->topic;
-    LIST_UNLINK(t->head, t->tail, m, prev, next);
+    GR_LIST_UNLINK(t->head, t->tail, m, prev, next);
     t->n_members--;
     if (m->unit->stale)
-        LIST_UNLINK(t->stale_head, t->stale_tail, m, stale_prev, stale_next);
+        GR_LIST_UNLINK(t->stale_head, t->stale_tail, m, stale_prev, stale_next);
 }
 
 static void member_append(struct gr_member *m)
 {
     struct gr_topic *t = m->topic;
-    LIST_APPEND(t->head, t->tail, m, prev, next);
+    GR_LIST_APPEND(t->head, t->tail, m, prev, next);
     t->n_members++;
 }
 
@@ -387,7 +363,7 @@ static int topics_reorder(struct gr_hub *hub)
         qsort(order, n, sizeof(*order), seq_cmp);
         t->head = t->tail = NULL;
         for (size_t k = 0; k < n; k++)
-            LIST_APPEND(t->head, t->tail, order[k], prev, next);
+            GR_LIST_APPEND(t->head, t->tail, order[k], prev, next);
 
         size_t n_stale = 0;
         for (size_t k = 0; k < n; k++)
@@ -396,7 +372,7 @@ static int topics_reorder(struct gr_hub *hub)
         qsort(order, n_stale, sizeof(*order), stale_seq_cmp);
         t->stale_head = t->stale_tail = NULL;
         for (size_t k = 0; k < n_stale; k++)
-            LIST_APPEND(t->stale_head, t->stale_tail, order[k], stale_prev, stale_next);
+            GR_LIST_APPEND(t->stale_head, t->stale_tail, order[k], stale_prev, stale_next);
     }
     free(order);
     return 0;
@@ -435,7 +411,7 @@ int gr_hub_set_mapping(struct gr_hub *hub, struct gr_mapping *m)
     for (struct gr_unit *f = hub->fresh_head; f; f = f->fresh_next) {
         struct gr_unit *u = unit_find(units, n, f->id, strlen(f->id));
         if (u != NULL)
-            LIST_APPEND(fresh_head, fresh_tail, u, fresh_prev, fresh_next);
+            GR_LIST_APPEND(fresh_head, fresh_tail, u, fresh_prev, fresh_next);
     }
     for (size_t i = 0; i < hub->n_units; i++) {
         struct gr_unit *old = hub->units[i];
@@ -782,14 +758,14 @@ static void unit_refresh(struct gr_hub *hub, struct gr_unit *u)
     if (u->stale) {
         for (size_t k = 0; k < u->n_members; k++) {
             struct gr_topic *t = u->members[k].topic;
-            LIST_UNLINK(t->stale_head, t->stale_tail, &u->members[k], stale_prev, stale_next);
+            GR_LIST_UNLINK(t->stale_head, t->stale_tail, &u->members[k], stale_prev, stale_next);
         }
         u->stale = false;
         hub->n_stale--;
     } else if (u->pos != NULL) {
-        LIST_UNLINK(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
+        GR_LIST_UNLINK(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
     }
-    LIST_APPEND(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
+    GR_LIST_APPEND(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
 }
 
 enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
@@ -846,7 +822,7 @@ size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms)
     size_t n = 0;
     struct gr_unit *u;
     while ((u = hub->fresh_head) != NULL && now_ms - u->pos_rx_ms >= hub->opt.stale_after_ms) {
-        LIST_UNLINK(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
+        GR_LIST_UNLINK(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
         free(u->stale_json);
         u->stale_json = stale_payload(u);
         u->stale = true;
@@ -855,7 +831,7 @@ size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms)
         n++;
         for (size_t k = 0; k < u->n_members; k++) {
             struct gr_topic *t = u->members[k].topic;
-            LIST_APPEND(t->stale_head, t->stale_tail, &u->members[k], stale_prev, stale_next);
+            GR_LIST_APPEND(t->stale_head, t->stale_tail, &u->members[k], stale_prev, stale_next);
             topic_notify(hub, t);
         }
     }
@@ -906,10 +882,7 @@ struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
     s->owner = owner;
     s->cursor = hub->seq;
     s->stale_cursor = hub->stale_seq;
-    s->next = t->subs;
-    if (t->subs)
-        t->subs->prev = s;
-    t->subs = s;
+    GR_LIST_PUSH(t->subs, s, prev, next);
     t->n_subs++;
     hub->n_subs++;
     return s;
@@ -918,7 +891,7 @@ struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
 void gr_sub_free(struct gr_hub *hub, struct gr_sub *s)
 {
     struct gr_topic *t = s->topic;
-    LIST_UNLINK(t->subs, t->subs, s, prev, next);
+    GR_LIST_REMOVE(t->subs, s, prev, next);
     t->n_subs--;
     hub->n_subs--;
     free(s);

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "gpsrelay/buf.h"
+#include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/stats.h"
@@ -114,10 +115,7 @@ static struct session *session_new(struct gr_longpoll *lp, uint64_t now_ms)
     size_t b = bucket_of(s->token);
     s->bucket_next = lp->buckets[b];
     lp->buckets[b] = s;
-    s->next = lp->sessions;
-    if (lp->sessions)
-        lp->sessions->prev = s;
-    lp->sessions = s;
+    GR_LIST_PUSH(lp->sessions, s, prev, next);
     lp->n_sessions++;
     return s;
 }
@@ -130,12 +128,7 @@ static void session_free(struct session *s, enum gr_close_reason reason)
             *l = s->bucket_next;
             break;
         }
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        lp->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    GR_LIST_REMOVE(lp->sessions, s, prev, next);
     lp->n_sessions--;
     if (s->poll != NULL)
         s->poll->session = NULL;

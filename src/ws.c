@@ -12,6 +12,7 @@
 
 #include "gpsrelay/addrtable.h"
 #include "gpsrelay/buf.h"
+#include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/longpoll.h"
 #include "gpsrelay/phoenix.h"
@@ -313,10 +314,7 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi, const struct gr_
     c->rx = gr_buf_make(0);
     c->reason = GR_CLOSE_PEER;
     c->last_rx_ms = c->waiting_ms = uv_now(ws->grace.loop);
-    c->next = ws->conns;
-    if (ws->conns)
-        ws->conns->prev = c;
-    ws->conns = c;
+    GR_LIST_PUSH(ws->conns, c, prev, next);
     ws->n_conns++;
     return c;
 }
@@ -324,12 +322,7 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi, const struct gr_
 static void conn_free(struct conn *c)
 {
     struct gr_ws *ws = c->ws;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        ws->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    GR_LIST_REMOVE(ws->conns, c, prev, next);
     ws->n_conns--;
     unsigned *count = source_count(ws, &c->peer, false);
     if (count != NULL && --*count == 0)

@@ -160,6 +160,33 @@ static void test_topics(void)
     close(c);
 }
 
+/*
+ * Consoles come and go on a shared topic: when the oldest one leaves, every other one
+ * must still be told of new positions (regression: unlinking the last subscriber of a
+ * topic's list once dropped the ones in front of it).
+ */
+static void test_leaving_keeps_others(void)
+{
+    int first = console(), second = console(), third = console();
+    json_decref(join(first, "1", "agency:county-ems", NULL));
+    json_decref(join(second, "1", "agency:county-ems", NULL));
+    json_decref(join(third, "1", "agency:county-ems", NULL));
+    CHECK_INT(phx_send(first, "1", "2", "agency:county-ems", "phx_leave", NULL), 0);
+    json_t *closed = phx_recv_event(first, "agency:county-ems", "phx_close", WAIT_MS);
+    CHECK(closed != NULL);
+    json_decref(closed);
+
+    send_fix("AMB-7");
+    char got[128];
+    collect_devices(second, "agency:county-ems", 500, got, sizeof got);
+    CHECK_STR(got, "AMB-7");
+    collect_devices(third, "agency:county-ems", 500, got, sizeof got);
+    CHECK_STR(got, "AMB-7");
+    close(first);
+    close(second);
+    close(third);
+}
+
 /* Duplicate join closes the old one first; a stale join_ref is ignored; 100 topics max. */
 static void test_join_semantics(void)
 {
@@ -418,6 +445,7 @@ int main(int argc, char **argv)
                      csv) != 0)
         return 1;
     test_topics();
+    test_leaving_keeps_others();
     test_join_semantics();
     test_frame_limit();
     test_resume();
