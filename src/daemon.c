@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
+#include "gpsrelay/clock.h"
 #include "gpsrelay/hub.h"
 #include "gpsrelay/ingest.h"
 #include "gpsrelay/log.h"
@@ -20,13 +21,6 @@
 #include "gpsrelay/stats.h"
 #include "gpsrelay/token.h"
 #include "gpsrelay/ws.h"
-
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct daemon {
     uv_loop_t loop;
@@ -163,7 +157,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_stale_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    size_t n = gr_hub_check_stale(d->hub, wall_clock_ms());
+    size_t n = gr_hub_check_stale(d->hub, gr_wall_clock_ms());
     if (n > 0)
         gr_info("%zu units went stale (%zu stale in all)", n, gr_hub_stale_count(d->hub));
 }

@@ -9,8 +9,10 @@
 #include <time.h>
 
 #include "gpsrelay/assemble.h"
+#include "gpsrelay/clock.h"
 #include "gpsrelay/identity.h"
 #include "gpsrelay/json_report.h"
+#include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/nmea.h"
 #include "gpsrelay/ratelimit.h"
@@ -51,13 +53,6 @@ struct gr_ingest {
 
 /* Reads finish before the next one starts, so one buffer serves every socket. */
 static char read_buf[GR_DATAGRAM_MAX];
-
-static int64_t wall_clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void reject(enum gr_reason r)
 {
@@ -220,7 +215,7 @@ static void handle_payload(struct batch *b, const char *p, size_t len)
 
 static struct batch batch_make(struct gr_ingest *in, const struct sockaddr *from)
 {
-    struct batch b = {.in = in, .from = from, .now_ms = wall_clock_ms()};
+    struct batch b = {.in = in, .from = from, .now_ms = gr_wall_clock_ms()};
     return b;
 }
 
@@ -263,12 +258,7 @@ static void on_conn_closed(uv_handle_t *h)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
     struct gr_ingest *in = c->in;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        in->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    GR_LIST_REMOVE(in->conns, c, prev, next);
     in->n_conns--;
     free(c);
 }
@@ -365,10 +355,7 @@ static void on_tcp_connection(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->handle, free_unlinked);
         return;
     }
-    c->next = in->conns;
-    if (in->conns)
-        in->conns->prev = c;
-    in->conns = c;
+    GR_LIST_PUSH(in->conns, c, prev, next);
     in->n_conns++;
     if (in->n_conns > GR_TCP_CONN_MAX) {
         gr_stats.tcp_refused++;
