@@ -80,7 +80,6 @@ static int load_mapping(struct daemon *d)
         return -1;
     }
     if (gr_hub_set_mapping(d->hub, m) < 0) {
-        gr_mapping_free(m);
         gr_error("mapping: out of memory applying %s", d->cfg->mapping_file);
         return -1;
     }

@@ -17,6 +17,7 @@
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/report.h"
+#include "gpsrelay/siphash.h"
 #include "gpsrelay/stats.h"
 
 #define AGENCY_PREFIX "agency:"
@@ -45,6 +46,10 @@ struct gr_unit {
     /* Staleness: while fresh, the unit is in the hub's fresh list (by pos_rx_ms); while
      * stale, each member is in its topic's stale list. */
     bool stale;
+    /* During a mapping update: kept is set on an old unit taken over unchanged; twin links
+     * an old unit and its replacement, both ways (NULL: a unit that comes or goes). */
+    bool kept;
+    struct gr_unit *twin;
     uint64_t stale_seq;
     char *stale_json; /* the unit_stale payload, encoded once when it went stale */
     struct gr_unit *fresh_prev, *fresh_next;
@@ -60,6 +65,10 @@ struct gr_topic {
     size_t n_members;
     struct gr_sub *subs;
     size_t n_subs;
+    unsigned pins;              /* units a mapping update is preparing for this topic */
+    struct gr_topic *hash_next; /* the hub's bucket chain */
+    bool marked;                /* on a commit's work list (mark_next) */
+    struct gr_topic *mark_next;
 };
 
 struct gr_sub {
@@ -78,8 +87,11 @@ struct gr_hub {
     struct gr_mapping *mapping;
     struct gr_unit **units; /* sorted by id, parallel to the mapping's devices */
     size_t n_units;
-    struct gr_topic **topics; /* sorted by name */
+    struct gr_topic **buckets; /* topics by SipHash of the name, chained */
+    size_t n_buckets;          /* a power of two, or 0 before the first topic */
     size_t n_topics;
+    uint64_t hash_k0, hash_k1;
+    struct gr_hub_update *update; /* the mapping update in progress, or NULL */
     size_t n_subs;
     size_t n_stale;
     struct gr_unit *fresh_head, *fresh_tail; /* units with a position, not stale, by pos_rx_ms */
@@ -113,23 +125,70 @@ static void member_append(struct gr_member *m)
     t->n_members++;
 }
 
+/* A unit without a position belongs at the head of the seq order (seq 0). */
+static void member_prepend(struct gr_member *m)
+{
+    struct gr_topic *t = m->topic;
+    m->prev = NULL;
+    m->next = t->head;
+    if (t->head)
+        t->head->prev = m;
+    else
+        t->tail = m;
+    t->head = m;
+    t->n_members++;
+}
+
 /* ---- topics --------------------------------------------------------------------------- */
 
-/* Index of name in hub->topics, or -(insertion point) - 1. */
-static long topic_index(const struct gr_hub *hub, const char *name)
+/* Buckets start here and double whenever topics outnumber them: one topic per device, so
+ * 100,000 devices make 131,072 buckets (1 MiB). */
+#define TOPIC_BUCKETS_MIN 64
+
+/* Topic names come from consoles (joins), hence a keyed hash (siphash.h). */
+static size_t topic_bucket(const struct gr_hub *hub, const char *name)
 {
-    size_t lo = 0, hi = hub->n_topics;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(name, hub->topics[mid]->name);
-        if (c == 0)
-            return (long)mid;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
+    uint64_t h =
+        gr_siphash13(hub->hash_k0, hub->hash_k1, (const unsigned char *)name, strlen(name));
+    return (size_t)h & (hub->n_buckets - 1);
+}
+
+static struct gr_topic *topic_find(const struct gr_hub *hub, const char *name)
+{
+    if (hub->n_buckets == 0)
+        return NULL;
+    for (struct gr_topic *t = hub->buckets[topic_bucket(hub, name)]; t; t = t->hash_next)
+        if (strcmp(t->name, name) == 0)
+            return t;
+    return NULL;
+}
+
+/* Grows the buckets to at least want (a power of two from TOPIC_BUCKETS_MIN). Out of
+ * memory, the chains just grow longer. */
+static void topics_grow(struct gr_hub *hub, size_t want)
+{
+    size_t n = TOPIC_BUCKETS_MIN;
+    while (n < want)
+        n *= 2;
+    if (n <= hub->n_buckets)
+        return;
+    struct gr_topic **buckets = calloc(n, sizeof(*buckets));
+    if (buckets == NULL)
+        return;
+    struct gr_topic **old = hub->buckets;
+    size_t n_old = hub->n_buckets;
+    hub->buckets = buckets;
+    hub->n_buckets = n;
+    for (size_t i = 0; i < n_old; i++) {
+        struct gr_topic *next;
+        for (struct gr_topic *t = old[i]; t; t = next) {
+            next = t->hash_next;
+            size_t k = topic_bucket(hub, t->name);
+            t->hash_next = buckets[k];
+            buckets[k] = t;
+        }
     }
-    return -(long)lo - 1;
+    free(old);
 }
 
 static char *json_literal(const char *s)
@@ -140,18 +199,23 @@ static char *json_literal(const char *s)
     return text;
 }
 
+static void topic_free(struct gr_topic *t)
+{
+    free(t->name);
+    free(t->json_name);
+    free(t);
+}
+
 static struct gr_topic *topic_get_or_create(struct gr_hub *hub, const char *name)
 {
-    long i = topic_index(hub, name);
-    if (i >= 0)
-        return hub->topics[i];
-
-    size_t at = (size_t)(-i - 1);
-    struct gr_topic **grown = realloc(hub->topics, (hub->n_topics + 1) * sizeof(*grown));
-    if (grown == NULL)
+    struct gr_topic *t = topic_find(hub, name);
+    if (t != NULL)
+        return t;
+    if (hub->n_topics >= hub->n_buckets)
+        topics_grow(hub, hub->n_buckets * 2);
+    if (hub->n_buckets == 0)
         return NULL;
-    hub->topics = grown;
-    struct gr_topic *t = calloc(1, sizeof(*t));
+    t = calloc(1, sizeof(*t));
     if (t == NULL || (t->name = strdup(name)) == NULL ||
         (t->json_name = json_literal(name)) == NULL) {
         if (t)
@@ -159,32 +223,38 @@ static struct gr_topic *topic_get_or_create(struct gr_hub *hub, const char *name
         free(t);
         return NULL;
     }
-    memmove(&hub->topics[at + 1], &hub->topics[at], (hub->n_topics - at) * sizeof(*grown));
-    hub->topics[at] = t;
+    size_t k = topic_bucket(hub, name);
+    t->hash_next = hub->buckets[k];
+    hub->buckets[k] = t;
     hub->n_topics++;
     return t;
 }
 
-/* Frees t when nothing refers to it any more. */
+/* Frees t when nothing refers to it any more: no member, no subscriber, no unit being
+ * prepared for it. */
 static void topic_release(struct gr_hub *hub, struct gr_topic *t)
 {
-    if (t->n_members > 0 || t->n_subs > 0)
+    if (t->n_members > 0 || t->n_subs > 0 || t->pins > 0)
         return;
-    long i = topic_index(hub, t->name);
-    if (i >= 0) {
-        memmove(&hub->topics[i], &hub->topics[i + 1],
-                (hub->n_topics - (size_t)i - 1) * sizeof(*hub->topics));
-        hub->n_topics--;
+    for (struct gr_topic **p = &hub->buckets[topic_bucket(hub, t->name)]; *p;
+         p = &(*p)->hash_next) {
+        if (*p == t) {
+            *p = t->hash_next;
+            break;
+        }
     }
-    free(t->name);
-    free(t->json_name);
-    free(t);
+    hub->n_topics--;
+    topic_free(t);
 }
 
-static void topics_release_empty(struct gr_hub *hub)
+/* Puts t on a work list once (a commit's topics to reorder, or to release). */
+static void topic_mark(struct gr_topic **list, struct gr_topic *t)
 {
-    for (size_t i = hub->n_topics; i-- > 0;)
-        topic_release(hub, hub->topics[i]);
+    if (t->marked)
+        return;
+    t->marked = true;
+    t->mark_next = *list;
+    *list = t;
 }
 
 /* Tells every subscriber of t; the console decides whether it must wake its transport. */
@@ -203,14 +273,20 @@ struct gr_hub *gr_hub_new(const struct gr_hub_options *opt)
         return NULL;
     hub->opt = *opt;
 
-    uint64_t r;
-    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-        /* Only uniqueness across restarts matters: the clock is a fine fallback. */
+    uint64_t r[3]; /* the epoch, then the topic hash key */
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        /* The epoch needs only to differ across restarts: the clock does. The hash key is
+         * then guessable, weaker against flooding, but the hub works, which beats refusing
+         * to start (getrandom blocks only until the pool is first ready, at boot). */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        r = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        r[0] = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        r[1] = r[0] ^ (uint64_t)(uintptr_t)hub;
+        r[2] = r[0] * 0x9e3779b97f4a7c15ULL;
     }
-    snprintf(hub->epoch, sizeof(hub->epoch), "%016" PRIx64, r);
+    snprintf(hub->epoch, sizeof(hub->epoch), "%016" PRIx64, r[0]);
+    hub->hash_k0 = r[1];
+    hub->hash_k1 = r[2];
     return hub;
 }
 
@@ -229,14 +305,18 @@ void gr_hub_free(struct gr_hub *hub)
 {
     if (hub == NULL)
         return;
+    if (hub->update != NULL)
+        gr_hub_update_cancel(hub->update);
     for (size_t i = 0; i < hub->n_units; i++)
         unit_free(hub->units[i]);
-    for (size_t i = 0; i < hub->n_topics; i++) {
-        free(hub->topics[i]->name);
-        free(hub->topics[i]->json_name);
-        free(hub->topics[i]);
+    for (size_t i = 0; i < hub->n_buckets; i++) {
+        struct gr_topic *next;
+        for (struct gr_topic *t = hub->buckets[i]; t; t = next) {
+            next = t->hash_next;
+            topic_free(t);
+        }
     }
-    free(hub->topics);
+    free(hub->buckets);
     free(hub->units);
     gr_mapping_free(hub->mapping);
     free(hub);
@@ -264,6 +344,17 @@ static struct gr_unit *unit_find(struct gr_unit **units, size_t n, const char *i
     return NULL;
 }
 
+/* Unpins the topics of a unit that was prepared but never linked, and frees it. */
+static void unit_discard(struct gr_hub *hub, struct gr_unit *u)
+{
+    for (size_t k = 0; k < u->n_members; k++) {
+        u->members[k].topic->pins--;
+        topic_release(hub, u->members[k].topic);
+    }
+    unit_free(u);
+}
+
+/* A unit for d, not linked into its topics yet: they are pinned until it is. */
 static struct gr_unit *unit_new(struct gr_hub *hub, const struct gr_device *d)
 {
     struct gr_unit *u = calloc(1, sizeof(*u) + (d->n_agencies + 1) * sizeof(u->members[0]));
@@ -279,12 +370,25 @@ static struct gr_unit *unit_new(struct gr_hub *hub, const struct gr_device *d)
         u->members[k].topic = topic_get_or_create(hub, name);
         if (u->members[k].topic == NULL)
             goto fail;
+        u->members[k].topic->pins++;
         u->n_members = k + 1;
     }
     return u;
 fail:
-    unit_free(u);
+    if (u != NULL)
+        unit_discard(hub, u);
     return NULL;
+}
+
+/* Whether u's topics are exactly d's agencies and its own device topic (unit_new's order). */
+static bool unit_same_topics(const struct gr_unit *u, const struct gr_device *d)
+{
+    if (u->n_members != d->n_agencies + 1)
+        return false;
+    for (size_t k = 0; k < d->n_agencies; k++)
+        if (strcmp(u->members[k].topic->name + strlen(AGENCY_PREFIX), d->agencies[k]) != 0)
+            return false;
+    return true;
 }
 
 static bool unit_in_topic(const struct gr_unit *u, const struct gr_topic *t)
@@ -345,18 +449,21 @@ static int stale_seq_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Rebuilds every topic's seq and stale orders after its members were relinked. */
-static int topics_reorder(struct gr_hub *hub)
+/* Rebuilds the seq and stale orders of the topics on list (unmarking them) after members
+ * were appended. */
+static int topics_reorder(struct gr_topic *list)
 {
     size_t most = 1;
-    for (size_t i = 0; i < hub->n_topics; i++)
-        if (hub->topics[i]->n_members > most)
-            most = hub->topics[i]->n_members;
+    for (struct gr_topic *t = list; t; t = t->mark_next)
+        if (t->n_members > most)
+            most = t->n_members;
     struct gr_member **order = malloc(most * sizeof(*order));
-    if (order == NULL)
-        return -ENOMEM;
-    for (size_t i = 0; i < hub->n_topics; i++) {
-        struct gr_topic *t = hub->topics[i];
+    struct gr_topic *next;
+    for (struct gr_topic *t = list; t; t = next) {
+        next = t->mark_next;
+        t->marked = false;
+        if (order == NULL)
+            continue;
         size_t n = 0;
         for (struct gr_member *m = t->head; m; m = m->next)
             order[n++] = m;
@@ -375,83 +482,207 @@ static int topics_reorder(struct gr_hub *hub)
             GR_LIST_APPEND(t->stale_head, t->stale_tail, order[k], stale_prev, stale_next);
     }
     free(order);
+    return order ? 0 : -ENOMEM;
+}
+
+/* ---- replacing the mapping -------------------------------------------------------------- */
+
+struct gr_hub_update {
+    struct gr_hub *hub;
+    struct gr_mapping *m;
+    struct gr_unit **units; /* parallel to m's devices: kept old units, or new ones */
+    size_t next;            /* devices prepared so far */
+};
+
+struct gr_hub_update *gr_hub_update_begin(struct gr_hub *hub, struct gr_mapping *m)
+{
+    if (hub->update != NULL)
+        gr_hub_update_cancel(hub->update);
+    struct gr_hub_update *up = calloc(1, sizeof(*up));
+    size_t n = gr_mapping_count(m);
+    if (up == NULL || (up->units = calloc(n ? n : 1, sizeof(*up->units))) == NULL) {
+        free(up);
+        gr_mapping_free(m);
+        return NULL;
+    }
+    up->hub = hub;
+    up->m = m;
+    hub->update = up;
+    /* Room for a topic per device, plus agencies, now: rehashing is cheapest while the
+     * table is small (at the first load, empty) rather than halfway through a step. */
+    topics_grow(hub, hub->n_topics + n + n / 4);
+    return up;
+}
+
+static void update_free(struct gr_hub_update *up)
+{
+    up->hub->update = NULL;
+    free(up->units);
+    free(up);
+}
+
+void gr_hub_update_cancel(struct gr_hub_update *up)
+{
+    for (size_t i = 0; i < up->next; i++) {
+        struct gr_unit *u = up->units[i];
+        if (u->kept) {
+            u->kept = false;
+            continue;
+        }
+        if (u->twin != NULL)
+            u->twin->twin = NULL;
+        unit_discard(up->hub, u);
+    }
+    gr_mapping_free(up->m);
+    update_free(up);
+}
+
+/* Swaps a replacement unit into old's place in the fresh list. */
+static void fresh_replace(struct gr_hub *hub, struct gr_unit *old, struct gr_unit *u)
+{
+    u->fresh_prev = old->fresh_prev;
+    u->fresh_next = old->fresh_next;
+    if (old->fresh_prev)
+        old->fresh_prev->fresh_next = u;
+    else
+        hub->fresh_head = u;
+    if (old->fresh_next)
+        old->fresh_next->fresh_prev = u;
+    else
+        hub->fresh_tail = u;
+}
+
+/*
+ * Makes the prepared units the hub's, in one go. Work is proportional to the devices
+ * (a pointer test each) plus the changes: kept units are not touched at all.
+ */
+static void update_commit(struct gr_hub_update *up)
+{
+    struct gr_hub *hub = up->hub;
+    struct gr_unit **units = up->units, **old_units = hub->units;
+    size_t n = gr_mapping_count(up->m), n_old = hub->n_units;
+
+    /* Tell subscribers what leaves their topics, before the old units go. */
+    for (size_t i = 0; i < n_old; i++) {
+        struct gr_unit *old = old_units[i];
+        if (old->kept)
+            continue;
+        for (size_t k = 0; k < old->n_members; k++)
+            if (!unit_in_topic(old->twin, old->members[k].topic))
+                send_event(hub, old->members[k].topic, "unit_removed", old);
+    }
+
+    /* Replaced and removed units leave their topics and the fresh list; a replacement
+     * takes over its predecessor's state. */
+    for (size_t i = 0; i < n_old; i++) {
+        struct gr_unit *old = old_units[i];
+        if (old->kept)
+            continue;
+        for (size_t k = 0; k < old->n_members; k++)
+            member_unlink(&old->members[k]);
+        struct gr_unit *now = old->twin;
+        bool fresh = old->pos != NULL && !old->stale;
+        if (now != NULL) {
+            if (fresh)
+                fresh_replace(hub, old, now);
+            unit_carry_over(now, old);
+        } else {
+            if (fresh)
+                GR_LIST_UNLINK(hub->fresh_head, hub->fresh_tail, old, fresh_prev, fresh_next);
+            hub->n_stale -= old->stale;
+        }
+    }
+
+    /* New and replacement units join their topics, which then need their order rebuilt. */
+    struct gr_topic *reorder = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct gr_unit *u = units[i];
+        if (u->kept)
+            continue;
+        for (size_t k = 0; k < u->n_members; k++) {
+            u->members[k].topic->pins--;
+            if (u->pos == NULL) {
+                member_prepend(&u->members[k]); /* its place in the order: no reorder */
+            } else {
+                member_append(&u->members[k]);
+                topic_mark(&reorder, u->members[k].topic);
+            }
+        }
+    }
+    if (topics_reorder(reorder) < 0)
+        gr_warn("hub: out of memory reordering topics; snapshots may be out of order");
+    hub->units = units;
+    hub->n_units = n;
+    gr_mapping_free(hub->mapping);
+    hub->mapping = up->m;
+
+    /* Tell subscribers what joined their topics, now that it is there. */
+    for (size_t i = 0; i < n; i++) {
+        struct gr_unit *u = units[i];
+        if (u->kept)
+            continue;
+        for (size_t k = 0; k < u->n_members; k++)
+            if (!unit_in_topic(u->twin, u->members[k].topic))
+                send_event(hub, u->members[k].topic, "unit_added", u);
+        u->twin = NULL;
+    }
+
+    /* Free the units that went; topics left with nobody go with them (each once). */
+    struct gr_topic *release = NULL;
+    for (size_t i = 0; i < n_old; i++) {
+        struct gr_unit *old = old_units[i];
+        if (old->kept) {
+            old->kept = false;
+            continue;
+        }
+        for (size_t k = 0; k < old->n_members; k++)
+            topic_mark(&release, old->members[k].topic);
+        unit_free(old);
+    }
+    struct gr_topic *next;
+    for (struct gr_topic *t = release; t; t = next) {
+        next = t->mark_next;
+        t->marked = false;
+        topic_release(hub, t);
+    }
+    free(old_units);
+    up->units = NULL; /* the hub's now */
+    update_free(up);
+}
+
+int gr_hub_update_step(struct gr_hub_update *up, size_t budget)
+{
+    struct gr_hub *hub = up->hub;
+    size_t n = gr_mapping_count(up->m);
+    for (; up->next < n && budget > 0; up->next++, budget--) {
+        const struct gr_device *d = gr_mapping_device(up->m, up->next);
+        struct gr_unit *old = unit_find(hub->units, hub->n_units, d->id, strlen(d->id));
+        if (old != NULL && unit_same_topics(old, d)) {
+            old->kept = true;
+            up->units[up->next] = old;
+            continue;
+        }
+        struct gr_unit *u = unit_new(hub, d);
+        if (u == NULL) {
+            gr_hub_update_cancel(up);
+            return -ENOMEM;
+        }
+        if (old != NULL) {
+            u->twin = old;
+            old->twin = u;
+        }
+        up->units[up->next] = u;
+    }
+    if (up->next < n)
+        return 1;
+    update_commit(up);
     return 0;
 }
 
 int gr_hub_set_mapping(struct gr_hub *hub, struct gr_mapping *m)
 {
-    size_t n = gr_mapping_count(m);
-    struct gr_unit **units = calloc(n ? n : 1, sizeof(*units));
-    if (units == NULL)
-        return -ENOMEM;
-    /* Build the new units first so a failure leaves the hub as it was. Topics created
-     * here are harmless: empty ones are released below. */
-    for (size_t i = 0; i < n; i++) {
-        units[i] = unit_new(hub, gr_mapping_device(m, i));
-        if (units[i] == NULL) {
-            for (size_t k = 0; k < i; k++)
-                unit_free(units[k]);
-            free(units);
-            topics_release_empty(hub);
-            return -ENOMEM;
-        }
-    }
-
-    /* Tell subscribers what leaves their topics, before the old units go. */
-    for (size_t i = 0; i < hub->n_units; i++) {
-        struct gr_unit *old = hub->units[i];
-        struct gr_unit *now = unit_find(units, n, old->id, strlen(old->id));
-        for (size_t k = 0; k < old->n_members; k++)
-            if (!unit_in_topic(now, old->members[k].topic))
-                send_event(hub, old->members[k].topic, "unit_removed", old);
-    }
-
-    /* Commit: carry state over, link the new units, unlink and free the old ones. */
-    struct gr_unit *fresh_head = NULL, *fresh_tail = NULL;
-    for (struct gr_unit *f = hub->fresh_head; f; f = f->fresh_next) {
-        struct gr_unit *u = unit_find(units, n, f->id, strlen(f->id));
-        if (u != NULL)
-            GR_LIST_APPEND(fresh_head, fresh_tail, u, fresh_prev, fresh_next);
-    }
-    for (size_t i = 0; i < hub->n_units; i++) {
-        struct gr_unit *old = hub->units[i];
-        for (size_t k = 0; k < old->n_members; k++)
-            member_unlink(&old->members[k]);
-    }
-    hub->n_stale = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct gr_unit *u = units[i];
-        struct gr_unit *old = unit_find(hub->units, hub->n_units, u->id, strlen(u->id));
-        if (old != NULL)
-            unit_carry_over(u, old);
-        hub->n_stale += u->stale;
-        for (size_t k = 0; k < u->n_members; k++)
-            member_append(&u->members[k]);
-    }
-    struct gr_unit **old_units = hub->units;
-    size_t n_old = hub->n_units;
-    hub->units = units;
-    hub->n_units = n;
-    hub->fresh_head = fresh_head;
-    hub->fresh_tail = fresh_tail;
-    gr_mapping_free(hub->mapping);
-    hub->mapping = m;
-    if (topics_reorder(hub) < 0)
-        gr_warn("hub: out of memory reordering topics; snapshots may be out of order");
-
-    /* Tell subscribers what joined their topics, now that it is there. */
-    for (size_t i = 0; i < n; i++) {
-        struct gr_unit *u = units[i];
-        struct gr_unit *old = unit_find(old_units, n_old, u->id, strlen(u->id));
-        for (size_t k = 0; k < u->n_members; k++)
-            if (!unit_in_topic(old, u->members[k].topic))
-                send_event(hub, u->members[k].topic, "unit_added", u);
-    }
-    for (size_t i = 0; i < n_old; i++)
-        unit_free(old_units[i]);
-    free(old_units);
-    topics_release_empty(hub);
-    return 0;
+    struct gr_hub_update *up = gr_hub_update_begin(hub, m);
+    return up ? gr_hub_update_step(up, SIZE_MAX) : -ENOMEM;
 }
 
 const struct gr_mapping *gr_hub_mapping(const struct gr_hub *hub)
@@ -855,8 +1086,7 @@ struct gr_topic *gr_hub_topic(struct gr_hub *hub, const char *name)
                    ? topic_get_or_create(hub, name)
                    : NULL;
     if (strncmp(name, DEVICE_PREFIX, strlen(DEVICE_PREFIX)) == 0) {
-        long i = topic_index(hub, name); /* exists exactly while the device is mapped */
-        return i >= 0 ? hub->topics[i] : NULL;
+        return topic_find(hub, name); /* exists while the device is mapped (or about to be) */
     }
     return NULL;
 }

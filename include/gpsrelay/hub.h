@@ -67,13 +67,29 @@ struct gr_hub *gr_hub_new(const struct gr_hub_options *opt);
 void gr_hub_free(struct gr_hub *hub);
 
 /*
- * Makes m the mapping in force; the hub takes ownership of m and frees the previous
- * mapping. Units of devices that stay keep their position, staleness and assembler.
- * Subscribers of every topic that gains or loses a unit get unit_added / unit_removed
- * through the event callback before this returns; from then on a removed unit's
- * positions no longer reach that topic. Returns 0 or -ENOMEM (then nothing changed and
- * m is still the caller's).
+ * Replacing the mapping. Units of devices that stay keep their position, staleness and
+ * assembler; a device whose agencies did not change keeps its unit untouched. Subscribers
+ * of every topic that gains or loses a unit get unit_added / unit_removed through the
+ * event callback when the new mapping takes effect; from then on a removed unit's
+ * positions no longer reach that topic.
+ *
+ * A large mapping is applied in steps, so the loop is never held for long: begin takes
+ * m (in every case: on failure it is freed) and cancels any update still in progress;
+ * each step prepares up to `budget` devices (their units and topics) without changing
+ * anything consoles see, and the step that prepares the last one commits the whole new
+ * mapping at once, in work proportional to the devices that changed. Until then the old
+ * mapping stays in force: lookups, publishing and joins go on as before.
+ *
+ * gr_hub_update_begin: the update, or NULL on ENOMEM.
+ * gr_hub_update_step: 1 while devices remain, 0 once committed (the update is freed),
+ *   -ENOMEM when abandoned (freed with m; the hub is as it was).
+ * gr_hub_update_cancel: abandons the update; the hub is as it was.
+ * gr_hub_set_mapping: all steps at once (start-up, a small CSV); 0 or -ENOMEM.
  */
+struct gr_hub_update;
+struct gr_hub_update *gr_hub_update_begin(struct gr_hub *hub, struct gr_mapping *m);
+int gr_hub_update_step(struct gr_hub_update *up, size_t budget);
+void gr_hub_update_cancel(struct gr_hub_update *up);
 int gr_hub_set_mapping(struct gr_hub *hub, struct gr_mapping *m);
 
 /* The mapping in force (borrowed), NULL before the first. */
