@@ -281,6 +281,7 @@ static const struct gr_directive gr_directives[] = {
     {"stale_after", set_seconds, GR_OFF(stale_after), 0, 0, "120"},
     {"slow_timeout", set_seconds, GR_OFF(slow_timeout), 0, 0, "30"},
     {"idle_timeout", set_seconds, GR_OFF(idle_timeout), 0, 0, "60"},
+    {"static_dir", set_path, GR_OFF(static_dir), 0, 0, NULL},
 };
 
 #define GR_N_DIRECTIVES (sizeof(gr_directives) / sizeof(gr_directives[0]))
@@ -488,6 +489,7 @@ void gr_config_free(struct gr_config *cfg)
     free(cfg->auth_secret_file);
     free(cfg->tls_cert);
     free(cfg->tls_key);
+    free(cfg->static_dir);
     for (size_t i = 0; i < cfg->n_allowed_origin; i++)
         free(cfg->allowed_origin[i]);
     memset(cfg, 0, sizeof(*cfg));

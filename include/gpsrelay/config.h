@@ -57,6 +57,8 @@ struct gr_config {
     int stale_after;      /* seconds without a position after which a unit is stale */
     int slow_timeout;     /* seconds a console may take nothing while positions wait */
     int idle_timeout;     /* seconds a console may send nothing (heartbeats included) */
+    char *static_dir;     /* files served at / (the demo console); NULL: none. Paths as
+                           * mapping_file; read per request, so a rebuild needs no restart */
 };
 
 /*

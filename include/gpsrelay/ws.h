@@ -2,8 +2,10 @@
  * ws.h - the console side: HTTP and WebSocket on libwebsockets, on the daemon's loop.
  *
  * Serves /socket/websocket?vsn=2.0.0 (Phoenix v2 framing, via phoenix.h), /healthz,
- * /readyz and /metrics. One explicit vhost per listen_ws address, so a bind failure is
- * reported instead of lws's self-destroying context (NOTES.md).
+ * /readyz and /metrics; with static_dir, every other path outside /socket/ is a file of
+ * that folder (GET and HEAD; "/" is index.html; nothing outside the folder; else 404).
+ * One explicit vhost per listen_ws address, so a bind failure is reported instead of
+ * lws's self-destroying context (NOTES.md).
  */
 #ifndef GPSRELAY_WS_H
 #define GPSRELAY_WS_H
