@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "gpsrelay/log.h"
 
 /* Longest line, without its newline; longer is an error rather than a silent cut. */
@@ -158,6 +160,64 @@ static int set_path(struct gr_cfg_parse *p, const struct gr_directive *d, const 
     return *field != NULL ? 0 : fail(p, "out of memory");
 }
 
+/* Whether libpq can reach host without a name lookup: a socket directory, or a numeric
+ * address. */
+static bool host_is_literal(const char *host, size_t len)
+{
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+
+    if (len > 0 && (host[0] == '/' || host[0] == '@'))
+        return true;
+    if (len == 0 || len >= sizeof(buf))
+        return false;
+    memcpy(buf, host, len);
+    buf[len] = '\0';
+    return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/*
+ * A libpq connection string. Checked here rather than at the first connect: its syntax,
+ * and that connecting needs no DNS lookup, because libpq resolves host names with a
+ * blocking getaddrinfo() inside PQconnectStart(), which would stall the event loop
+ * (NOTES.md). A name is fine next to hostaddr, which libpq then uses instead.
+ */
+static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    char **field = GR_FIELD(p, d);
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(v, &perr);
+
+    if (opts == NULL) {
+        int rc = perr ? fail(p, "bad value for %s: %s", d->name, strtok(perr, "\n"))
+                      : fail(p, "out of memory");
+        PQfreemem(perr);
+        return rc;
+    }
+    const char *host = NULL, *hostaddr = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+    }
+    int rc = 0;
+    for (const char *h = host; rc == 0 && h != NULL && (hostaddr == NULL || *hostaddr == '\0');) {
+        size_t len = strcspn(h, ",");
+        if (!host_is_literal(h, len))
+            rc = fail(p,
+                      "%s: host \"%.*s\" is a name, and libpq would look it up with a "
+                      "blocking call on the event loop; give hostaddr=ADDRESS as well (or a "
+                      "numeric host, or a socket directory)",
+                      d->name, (int)len, h);
+        h = h[len] == ',' ? h + len + 1 : NULL;
+    }
+    PQconninfoFree(opts);
+    if (rc == 0 && (*field = strdup(v)) == NULL)
+        rc = fail(p, "out of memory");
+    return rc;
+}
+
 static int set_auth(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
     enum gr_auth *field = GR_FIELD(p, d);
@@ -265,6 +325,8 @@ static const struct gr_directive gr_directives[] = {
     {"listen_tcp", set_listen, GR_OFF(listen_tcp), GR_OFF(n_listen_tcp), GR_MULTI, NULL},
     {"listen_ws", set_listen, GR_OFF(listen_ws), GR_OFF(n_listen_ws), GR_MULTI, NULL},
     {"mapping_file", set_path, GR_OFF(mapping_file), 0, 0, NULL},
+    {"postgres", set_conninfo, GR_OFF(postgres), 0, 0, NULL},
+    {"mapping_cache", set_path, GR_OFF(mapping_cache), 0, 0, NULL},
     {"auth", set_auth, GR_OFF(auth), 0, 0, "jwt"},
     {"auth_secret_file", set_path, GR_OFF(auth_secret_file), 0, 0, NULL},
     {"tls_cert", set_path, GR_OFF(tls_cert), 0, 0, NULL},
@@ -421,8 +483,12 @@ static int validate(struct gr_cfg_parse *p)
         return fail(p, "no listen_ws: consoles need at least one");
     if (c->n_listen_udp == 0 && c->n_listen_tcp == 0)
         return fail(p, "no listen_udp or listen_tcp: ingest needs at least one");
-    if (c->mapping_file == NULL)
-        return fail(p, "mapping_file is required");
+    if (c->mapping_file == NULL && c->postgres == NULL)
+        return fail(p, "no mapping source: set mapping_file (CSV) or postgres");
+    if (c->mapping_file != NULL && c->postgres != NULL)
+        return fail(p, "mapping_file and postgres are two mapping sources: set one");
+    if (c->mapping_cache != NULL && c->postgres == NULL)
+        return fail(p, "mapping_cache keeps the last mapping read from postgres: set postgres");
     if (c->auth == GR_AUTH_JWT && c->auth_secret_file == NULL)
         return fail(p, "auth jwt needs auth_secret_file (a key of at least 32 bytes)");
     if ((c->tls_cert == NULL) != (c->tls_key == NULL))
@@ -486,6 +552,8 @@ void gr_config_free(struct gr_config *cfg)
 {
     free(cfg->path);
     free(cfg->mapping_file);
+    free(cfg->postgres);
+    free(cfg->mapping_cache);
     free(cfg->auth_secret_file);
     free(cfg->tls_cert);
     free(cfg->tls_key);

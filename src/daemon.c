@@ -16,6 +16,7 @@
 #include "gpsrelay/ingest.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/mapping.h"
+#include "gpsrelay/pgmap.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/sd.h"
 #include "gpsrelay/stats.h"
@@ -28,7 +29,14 @@ struct daemon {
     struct gr_hub *hub;
     struct gr_ingest *ingest;
     struct gr_ws *ws;
-    unsigned char *key; /* HS256 secret with auth jwt, else NULL */
+    struct gr_pgmap *pgmap;          /* with postgres, else NULL */
+    struct gr_hub_update *update;    /* a new mapping being applied, step by step */
+    struct gr_mapping *next_mapping; /* one that arrived meanwhile: applied next */
+    uv_idle_t apply;                 /* steps the update, one step per loop turn */
+    bool listening;                  /* every listener is bound */
+    bool ready;                      /* ...and a mapping is in force: /readyz, READY=1 */
+    bool cache_tried;                /* mapping_cache was read at start */
+    unsigned char *key;              /* HS256 secret with auth jwt, else NULL */
     size_t key_len;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t stale_timer;
@@ -39,6 +47,7 @@ struct daemon {
 
 static void close_signals(struct daemon *d)
 {
+    uv_close((uv_handle_t *)&d->apply, NULL);
     uv_close((uv_handle_t *)&d->stale_timer, NULL);
     uv_close((uv_handle_t *)&d->watchdog, NULL);
     uv_close((uv_handle_t *)&d->status, NULL);
@@ -54,6 +63,13 @@ static void daemon_stop(struct daemon *d)
         return;
     d->stopping = true;
     gr_sd_notify("STOPPING=1");
+    gr_pgmap_stop(d->pgmap);
+    d->pgmap = NULL;
+    if (d->update != NULL)
+        gr_hub_update_cancel(d->update);
+    d->update = NULL;
+    gr_mapping_free(d->next_mapping);
+    d->next_mapping = NULL;
     if (d->ingest)
         gr_ingest_stop(d->ingest);
     if (d->ws)
@@ -69,22 +85,133 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
     g->mapping_devices = gr_hub_device_count(d->hub);
     g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;
     g->units_stale = gr_hub_stale_count(d->hub);
+    g->postgres_up = gr_pgmap_up(d->pgmap);
 }
 
-static int load_mapping(struct daemon *d)
+/* Devices a mapping update prepares per loop turn: 2-5 ms of work (hub.h), so consoles
+ * and modems wait no longer than that while 100,000 devices are applied. */
+#define APPLY_STEP_DEVICES 2000
+
+static void send_status(struct daemon *d, const char *prefix);
+
+/* Ready once every listener is bound and a mapping is in force (SPEC sections 8, 9). */
+static void maybe_ready(struct daemon *d)
+{
+    if (d->ready || !d->listening || gr_hub_mapping(d->hub) == NULL)
+        return;
+    d->ready = true;
+    gr_ws_set_ready(d->ws, true);
+    send_status(d, "READY=1\n");
+    gr_notice("gpsrelayd %s ready (epoch %s)", GR_VERSION, gr_hub_epoch(d->hub));
+}
+
+static void on_apply(uv_idle_t *h);
+
+/* Puts m in force over the next loop turns; one update at a time, the newest waiting. */
+static void apply_mapping(struct daemon *d, struct gr_mapping *m)
+{
+    if (d->stopping) {
+        gr_mapping_free(m);
+        return;
+    }
+    if (d->update != NULL) {
+        gr_mapping_free(d->next_mapping);
+        d->next_mapping = m;
+        return;
+    }
+    d->update = gr_hub_update_begin(d->hub, m);
+    if (d->update == NULL) {
+        gr_error("mapping: out of memory applying a new mapping; the previous one stays");
+        return;
+    }
+    uv_idle_start(&d->apply, on_apply);
+}
+
+static void on_apply(uv_idle_t *h)
+{
+    struct daemon *d = h->data;
+    int rc = gr_hub_update_step(d->update, APPLY_STEP_DEVICES);
+    if (rc == 1)
+        return;
+    d->update = NULL;
+    uv_idle_stop(h);
+    if (rc < 0) {
+        gr_error("mapping: out of memory applying a new mapping; the previous one stays");
+    } else {
+        gr_notice("mapping: %zu devices in force", gr_hub_device_count(d->hub));
+        if (d->ws != NULL)
+            gr_ws_reauthorize(d->ws);
+        maybe_ready(d);
+    }
+    struct gr_mapping *next = d->next_mapping;
+    d->next_mapping = NULL;
+    if (next != NULL)
+        apply_mapping(d, next);
+}
+
+/* The CSV file of mapping_file or mapping_cache, or NULL (logged). */
+static struct gr_mapping *read_csv(const char *path)
 {
     char err[512];
     struct gr_mapping *m;
-    if (gr_mapping_load_csv(d->cfg->mapping_file, &m, err, sizeof(err)) < 0) {
+    if (gr_mapping_load_csv(path, &m, err, sizeof(err)) < 0) {
         gr_error("%s", err);
-        return -1;
+        return NULL;
     }
-    if (gr_hub_set_mapping(d->hub, m) < 0) {
-        gr_error("mapping: out of memory applying %s", d->cfg->mapping_file);
-        return -1;
+    return m;
+}
+
+static void on_pg_loaded(void *ctx, struct gr_mapping *m)
+{
+    apply_mapping(ctx, m);
+}
+
+/* PostgreSQL did not answer. At start, with no mapping yet, mapping_cache stands in. */
+static void on_pg_failed(void *ctx)
+{
+    struct daemon *d = ctx;
+    if (d->cache_tried || gr_hub_mapping(d->hub) != NULL || d->update != NULL)
+        return;
+    d->cache_tried = true;
+    if (d->cfg->mapping_cache == NULL) {
+        gr_warn("no mapping yet and no mapping_cache: not ready until PostgreSQL answers");
+        return;
     }
-    gr_notice("mapping: %zu devices from %s", gr_hub_device_count(d->hub), d->cfg->mapping_file);
-    return 0;
+    struct gr_mapping *m = read_csv(d->cfg->mapping_cache);
+    if (m == NULL) {
+        gr_warn("no usable mapping_cache: not ready until PostgreSQL answers");
+        return;
+    }
+    gr_warn("PostgreSQL is unreachable: starting with the cached mapping from %s (%zu devices); "
+            "changes made since it was written arrive when the database does",
+            d->cfg->mapping_cache, gr_mapping_count(m));
+    apply_mapping(d, m);
+}
+
+/* The mapping at start: the CSV file at once (a bad one stops the start), or PostgreSQL
+ * from the loop (with mapping_cache while it is down). */
+static int start_mapping(struct daemon *d)
+{
+    if (d->cfg->postgres == NULL) {
+        struct gr_mapping *m = read_csv(d->cfg->mapping_file);
+        if (m == NULL)
+            return -1;
+        if (gr_hub_set_mapping(d->hub, m) < 0) {
+            gr_error("mapping: out of memory applying %s", d->cfg->mapping_file);
+            return -1;
+        }
+        gr_notice("mapping: %zu devices from %s", gr_hub_device_count(d->hub),
+                  d->cfg->mapping_file);
+        return 0;
+    }
+    struct gr_pgmap_options opt = {
+        .conninfo = d->cfg->postgres,
+        .cache_path = d->cfg->mapping_cache,
+        .loaded = on_pg_loaded,
+        .failed = on_pg_failed,
+        .ctx = d,
+    };
+    return gr_pgmap_start(&d->loop, &opt, &d->pgmap);
 }
 
 /* With auth jwt, the console token key: refused unless private and long enough. */
@@ -136,11 +263,16 @@ static void on_signal(uv_signal_t *h, int signum)
                  (unsigned long long)ts.tv_sec * 1000000ULL +
                      (unsigned long long)ts.tv_nsec / 1000);
         gr_sd_notify(reloading);
-        if (load_mapping(d) < 0)
-            gr_warn("mapping: reload failed; the previous mapping stays in force");
-        else if (d->ws != NULL)
-            gr_ws_reauthorize(d->ws);
-        send_status(d, "READY=1\n");
+        if (d->pgmap != NULL) {
+            gr_pgmap_reload(d->pgmap);
+        } else {
+            struct gr_mapping *m = read_csv(d->cfg->mapping_file);
+            if (m != NULL)
+                apply_mapping(d, m);
+            else
+                gr_warn("mapping: reload failed; the previous mapping stays in force");
+        }
+        send_status(d, d->ready ? "READY=1\n" : "");
         return;
     }
     gr_notice("received %s, stopping", strsignal(signum));
@@ -194,8 +326,13 @@ int gr_daemon_run(const struct gr_config *cfg)
         gr_error("out of memory");
         goto out;
     }
-    if (load_mapping(&d) < 0 || load_secret(&d) < 0) {
+    uv_idle_init(&d.loop, &d.apply);
+    d.apply.data = &d;
+    if (load_secret(&d) < 0 || start_mapping(&d) < 0) {
         status = GR_EXIT_CONFIG;
+        gr_pgmap_stop(d.pgmap);
+        uv_close((uv_handle_t *)&d.apply, NULL);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out;
     }
 
@@ -217,9 +354,8 @@ int gr_daemon_run(const struct gr_config *cfg)
         gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d, &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
-        gr_ws_set_ready(d.ws, true);
-        send_status(&d, "READY=1\n");
-        gr_notice("gpsrelayd %s ready (epoch %s)", GR_VERSION, gr_hub_epoch(d.hub));
+        d.listening = true;
+        maybe_ready(&d);
         status = GR_EXIT_OK;
     }
 

@@ -11,6 +11,7 @@
 #include "gpsrelay/daemon.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/mapping.h"
+#include "gpsrelay/pgmap.h"
 #include "gpsrelay/token.h"
 
 #define DEFAULT_CONFIG "/etc/gpsrelay/gpsrelay.conf"
@@ -27,12 +28,22 @@ static void usage(FILE *f)
                "  -t, --test          check the configuration and the mapping it names\n");
 }
 
+/* How long -t waits for PostgreSQL to answer. */
+#define CHECK_CONNECT_MS 5000
+
 /* -t: everything a start would read, without binding anything. */
 static int check_only(const struct gr_config *cfg)
 {
     char err[512];
     struct gr_mapping *m;
-    if (gr_mapping_load_csv(cfg->mapping_file, &m, err, sizeof(err)) < 0) {
+    if (cfg->postgres != NULL) {
+        /* The database may be down while the configuration is fine: that is exit 1. */
+        m = gr_pgmap_load_blocking(cfg->postgres, CHECK_CONNECT_MS, err, sizeof(err));
+        if (m == NULL) {
+            fprintf(stderr, "gpsrelayd: %s\n", err);
+            return GR_EXIT_FAILURE;
+        }
+    } else if (gr_mapping_load_csv(cfg->mapping_file, &m, err, sizeof(err)) < 0) {
         fprintf(stderr, "gpsrelayd: %s\n", err);
         return GR_EXIT_CONFIG;
     }
@@ -48,7 +59,7 @@ static int check_only(const struct gr_config *cfg)
         free(key);
     }
     printf("gpsrelayd: configuration %s is ok (%zu devices in %s)\n", cfg->path, devices,
-           cfg->mapping_file);
+           cfg->postgres ? "PostgreSQL" : cfg->mapping_file);
     return GR_EXIT_OK;
 }
 

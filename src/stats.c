@@ -112,6 +112,19 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            g->units_stale);
     family(f, "gpsrelay_mapping_devices", "gauge", "Devices in the mapping in force.",
            g->mapping_devices);
+    family(f, "gpsrelay_mapping_loads_total", "counter", "Mappings loaded and put in force.",
+           gr_stats.mapping_loads);
+    family(f, "gpsrelay_mapping_load_failures_total", "counter",
+           "Mappings refused (a bad row, a conflict); the one in force stayed.",
+           gr_stats.mapping_load_failures);
+    family(f, "gpsrelay_postgres_up", "gauge",
+           "1 while connected to PostgreSQL and listening for mapping changes.", g->postgres_up);
+    family(f, "gpsrelay_postgres_failures_total", "counter",
+           "PostgreSQL connection attempts that failed and connections lost.",
+           gr_stats.postgres_failures);
+    family(f, "gpsrelay_postgres_notifications_total", "counter",
+           "Mapping change notifications received from PostgreSQL.",
+           gr_stats.postgres_notifications);
 
     family(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
            resident_bytes());

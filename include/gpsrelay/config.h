@@ -40,7 +40,10 @@ struct gr_config {
     struct gr_addr listen_ws[GR_LISTEN_MAX];
     size_t n_listen_ws;
 
-    char *mapping_file; /* absolute, or relative to the config file's folder when written so */
+    /* The mapping comes from exactly one of these two. */
+    char *mapping_file;  /* absolute, or relative to the config file's folder when written so */
+    char *postgres;      /* libpq conninfo; needs no DNS lookup (numeric host or hostaddr) */
+    char *mapping_cache; /* with postgres: the last mapping loaded, for starts during outages */
     enum gr_auth auth;
     char *auth_secret_file;   /* HS256 key file (required with auth jwt); paths as mapping_file */
     char *tls_cert, *tls_key; /* both or neither: listen_ws then serves HTTPS/WSS only */

@@ -81,9 +81,13 @@ struct gr_stats {
     uint64_t consoles_closed[GR_CLOSE_REASON_COUNT];
     uint64_t consoles_refused[GR_CONSOLE_REFUSAL_COUNT];
     uint64_t joins_refused[GR_JOIN_REFUSAL_COUNT];
-    uint64_t ingest_not_allowed;  /* reports from outside ingest_allow */
-    uint64_t ingest_rate_limited; /* reports over ingest_rate_limit */
-    uint64_t ingest_rate_evicted; /* sources forgotten by the rate limiter to make room */
+    uint64_t ingest_not_allowed;     /* reports from outside ingest_allow */
+    uint64_t ingest_rate_limited;    /* reports over ingest_rate_limit */
+    uint64_t ingest_rate_evicted;    /* sources forgotten by the rate limiter to make room */
+    uint64_t mapping_loads;          /* mappings loaded and handed to the hub */
+    uint64_t mapping_load_failures;  /* mappings refused (a bad row, a conflict) */
+    uint64_t postgres_failures;      /* connection attempts failed, connections lost */
+    uint64_t postgres_notifications; /* gpsrelay_mapping notifications received */
 };
 
 extern struct gr_stats gr_stats;
@@ -95,6 +99,7 @@ struct gr_gauges {
     uint64_t consoles_connected;
     uint64_t channels_joined;
     uint64_t mapping_devices;
+    uint64_t postgres_up; /* 1 while connected to PostgreSQL and listening */
 };
 
 /*

@@ -1256,7 +1256,33 @@ static void exec_daemon(const struct gr_daemon *d, const char *binary, pid_t par
     _exit(127);
 }
 
+/* Polls GET /healthz until it answers 200 (the loop runs), failing at once if the child
+ * exits; bounded by START_TIMEOUT_MS. */
+static int wait_healthz(struct gr_daemon *d)
+{
+    char body[256];
+    for (int waited = 0; waited < START_TIMEOUT_MS; waited += HEALTHZ_POLL_MS) {
+        if (http_get(d->ws_port, "/healthz", body, sizeof body, 1000) == 200)
+            return 0;
+        if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+            d->pid = 0;
+            fprintf(stderr, "harness: the daemon exited before /healthz answered\n");
+            return -1;
+        }
+        struct timespec ts = {0, HEALTHZ_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "harness: /healthz did not answer 200 within %d ms\n", START_TIMEOUT_MS);
+    return -1;
+}
+
 int daemon_start(struct gr_daemon *d, const char *binary, const char *extra_conf, const char *csv)
+{
+    return daemon_start_ex(d, binary, extra_conf, csv, 0);
+}
+
+int daemon_start_ex(struct gr_daemon *d, const char *binary, const char *extra_conf,
+                    const char *csv, unsigned flags)
 {
     memset(d, 0, sizeof *d);
     d->notify_fd = d->pidfd = -1;
@@ -1291,11 +1317,13 @@ int daemon_start(struct gr_daemon *d, const char *binary, const char *extra_conf
     if (asprintf(&conf,
                  "listen_udp 127.0.0.1:%d\n"
                  "listen_ws 127.0.0.1:%d\n"
-                 "mapping_file devices.csv\n"
+                 "%s"
                  "auth none\n"
                  "log_level debug\n"
                  "%s\n",
-                 d->udp_port, d->ws_port, extra_conf != NULL ? extra_conf : "") < 0)
+                 d->udp_port, d->ws_port,
+                 flags & DAEMON_NO_MAPPING_FILE ? "" : "mapping_file devices.csv\n",
+                 extra_conf != NULL ? extra_conf : "") < 0)
         goto fail;
     int wr = write_file(d->dir, "gpsrelay.conf", conf);
     free(conf);
@@ -1325,6 +1353,11 @@ int daemon_start(struct gr_daemon *d, const char *binary, const char *extra_conf
         exec_daemon(d, bin, parent);
     d->pidfd = pidfd_open_compat(d->pid);
 
+    if (flags & DAEMON_NO_WAIT_READY) {
+        if (wait_healthz(d) < 0)
+            goto fail;
+        return 0;
+    }
     if (daemon_notify_wait(d, "READY=1", START_TIMEOUT_MS) != 0)
         goto fail;
 

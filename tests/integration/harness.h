@@ -49,6 +49,13 @@ struct gr_daemon {
  */
 int daemon_start(struct gr_daemon *d, const char *binary, const char *extra_conf, const char *csv);
 
+/* daemon_start with flags: */
+#define DAEMON_NO_MAPPING_FILE 1u /* no mapping_file line (extra_conf names the source) */
+#define DAEMON_NO_WAIT_READY   2u /* wait for /healthz to answer 200 instead of READY=1 */
+#define HEALTHZ_POLL_MS        20 /* between tries of /healthz while it does not answer */
+int daemon_start_ex(struct gr_daemon *d, const char *binary, const char *extra_conf,
+                    const char *csv, unsigned flags);
+
 /* Sends sig to the daemon (SIGHUP to reload, SIGTERM to begin a stop). 0 or -1. */
 int daemon_signal(struct gr_daemon *d, int sig);
 

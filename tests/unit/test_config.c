@@ -294,7 +294,7 @@ static void test_validation_errors(void)
     check_error("listen_ws 127.0.0.1:8080\nmapping_file m.csv\nauth none\n",
                 ": no listen_udp or listen_tcp: ingest needs at least one");
     check_error("listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nauth none\n",
-                ": mapping_file is required");
+                ": no mapping source: set mapping_file (CSV) or postgres");
     check_error(GOOD_BASE "auth none\nlisten_ws [::1]:8081\nlisten_ws 0.0.0.0:8082\n",
                 ": auth none is only allowed when every listen_ws address is loopback "
                 "(127.0.0.0/8 or ::1); \"0.0.0.0:8082\" is not");
@@ -323,6 +323,56 @@ static void test_validation_errors(void)
     CHECK_INT(strlen(tiny), sizeof(tiny) - 1);
 }
 
+#define PG_BASE "listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nauth none\n"
+
+/* postgres and mapping_cache: one mapping source, and no connection string that would make
+ * libpq look a name up on the loop. */
+static void test_postgres_directives(void)
+{
+    struct gr_config cfg;
+    char err[512];
+
+    CHECK_INT(gr_config_load(put(PG_BASE "postgres \"host=127.0.0.1 port=5432 dbname=gpsrelay "
+                                         "user=relay password='a b'\"\n"
+                                         "mapping_cache /var/lib/gpsrelay/mapping.csv\n"),
+                             &cfg, err, sizeof(err)),
+              0);
+    CHECK_STR(cfg.postgres, "host=127.0.0.1 port=5432 dbname=gpsrelay user=relay password='a b'");
+    CHECK_STR(cfg.mapping_cache, "/var/lib/gpsrelay/mapping.csv");
+    CHECK(cfg.mapping_file == NULL);
+    gr_config_free(&cfg);
+
+    /* Socket directories, IPv6, URIs, host lists of literals, and names next to hostaddr. */
+    static const char *const good[] = {
+        "postgres \"host=/var/run/postgresql dbname=gpsrelay\"\n",
+        "postgres \"host=::1,127.0.0.1 dbname=gpsrelay\"\n",
+        "postgres \"dbname=gpsrelay\"\n",
+        "postgres postgresql://127.0.0.1:5432/gpsrelay\n",
+        "postgres \"host=db.county.example hostaddr=10.0.0.5 dbname=gpsrelay\"\n",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), PG_BASE "%s", good[i]);
+        CHECK_INT(gr_config_load(put(text), &cfg, err, sizeof(err)), 0);
+        gr_config_free(&cfg);
+    }
+
+    check_error(PG_BASE "postgres \"host=db.county.example dbname=gpsrelay\"\n",
+                ":4: postgres: host \"db.county.example\" is a name, and libpq would look it "
+                "up with a blocking call on the event loop; give hostaddr=ADDRESS as well (or "
+                "a numeric host, or a socket directory)");
+    check_error(PG_BASE "postgres \"host=127.0.0.1,db dbname=x\"\n",
+                ":4: postgres: host \"db\" is a name, and libpq would look it up with a blocking "
+                "call on the event loop; give hostaddr=ADDRESS as well (or a numeric host, or a "
+                "socket directory)");
+    check_error(PG_BASE "postgres \"hots=127.0.0.1\"\n",
+                ":4: bad value for postgres: invalid connection option \"hots\"");
+    check_error(PG_BASE "postgres \"host=127.0.0.1\"\nmapping_file m.csv\n",
+                ": mapping_file and postgres are two mapping sources: set one");
+    check_error(GOOD_BASE "auth none\nmapping_cache c.csv\n",
+                ": mapping_cache keeps the last mapping read from postgres: set postgres");
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof(scratch), "%s/test_config.XXXXXX", argc > 1 ? argv[1] : "/tmp");
@@ -339,6 +389,7 @@ int main(int argc, char **argv)
     test_syntax_errors();
     test_value_errors();
     test_validation_errors();
+    test_postgres_directives();
 
     unlink(conf_path);
     rmdir(scratch);

@@ -1,0 +1,76 @@
+/*
+ * pgmap.h - the device-to-agency mapping from PostgreSQL, live, on the event loop (SPEC
+ * section 7, config/schema.sql).
+ *
+ * One connection, driven by libpq's asynchronous API from a uv_poll_t on PQsocket():
+ * connect, LISTEN gpsrelay_mapping, then load every row; each notification (coalesced
+ * over GR_PGMAP_COALESCE_MS, never more than one load in flight) loads every row again.
+ * The loop only moves protocol bytes: rows become a struct gr_mapping on libuv's thread
+ * pool, where the mapping cache is written too. Nothing that fails (connecting, a query,
+ * a row the mapping refuses) touches the mapping in force. A lost connection is made again
+ * after a capped exponential backoff and followed by a full load, since notifications sent
+ * while disconnected are lost.
+ */
+#ifndef GPSRELAY_PGMAP_H
+#define GPSRELAY_PGMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "gpsrelay/mapping.h"
+
+struct pg_result; /* libpq's PGresult */
+
+/* Every device-agency pair, as the columns of a CSV mapping row. */
+#define GR_PGMAP_QUERY                                                                             \
+    "SELECT d.id, da.agency_id, d.label, host(d.source_addr) "                                     \
+    "FROM devices d JOIN device_agencies da ON da.device_id = d.id"
+
+#define GR_PGMAP_COALESCE_MS    100   /* notifications this close together: one load */
+#define GR_PGMAP_CONNECT_MS     10000 /* a connection attempt that takes longer fails */
+#define GR_PGMAP_BACKOFF_MIN_MS 250   /* first retry after a failure; doubles per failure */
+#define GR_PGMAP_BACKOFF_MAX_MS 30000 /* ...up to this */
+
+struct gr_pgmap_options {
+    const char *conninfo;   /* libpq connection string (config: no DNS lookup needed) */
+    const char *cache_path; /* mapping_cache: written after each load; NULL: none */
+    /* A new mapping, loaded and checked: the callee owns m. */
+    void (*loaded)(void *ctx, struct gr_mapping *m);
+    /* A connection attempt or a load failed (already logged); called on each failure. */
+    void (*failed)(void *ctx);
+    void *ctx;
+};
+
+struct gr_pgmap;
+
+/* Starts connecting. Returns 0, or -1 (out of memory, logged). Strings are copied. */
+int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct gr_pgmap **out);
+
+/* Loads everything again soon (SIGHUP); while disconnected, retries connecting now. */
+void gr_pgmap_reload(struct gr_pgmap *p);
+
+/* Whether the connection is up and listening for changes (gpsrelay_postgres_up). */
+bool gr_pgmap_up(const struct gr_pgmap *p);
+
+/*
+ * Closes the connection and its handles; p frees itself once the loop has run their close
+ * callbacks and a build running on the thread pool has finished. NULL is fine.
+ */
+void gr_pgmap_stop(struct gr_pgmap *p);
+
+/*
+ * The mapping in res, a result of GR_PGMAP_QUERY, with the checks of a CSV row for each
+ * row. Returns it, or NULL with "row N: ..." in err. Safe on any thread.
+ */
+struct gr_mapping *gr_pgmap_build(const struct pg_result *res, char *err, size_t errlen);
+
+/*
+ * For `gpsrelayd -t`: connects and loads once, blocking (at most connect_ms to connect).
+ * Returns the mapping, or NULL with the reason in err.
+ */
+struct gr_mapping *gr_pgmap_load_blocking(const char *conninfo, int connect_ms, char *err,
+                                          size_t errlen);
+
+#endif

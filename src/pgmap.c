@@ -1,0 +1,548 @@
+/*
+ * pgmap.c - the mapping from PostgreSQL on the event loop. See pgmap.h.
+ *
+ * States: IDLE (no connection; the timer counts down the backoff), CONNECTING
+ * (PQconnectPoll steps; the timer is the connect timeout), OPEN (connected; `query` says
+ * which statement is in flight, if any). libpq never blocks here: the connection is
+ * non-blocking, every read is PQconsumeInput after the poll said readable, every write is
+ * PQflush, re-armed for writable while it returns 1. Connection strings need no name
+ * lookup (config.c refuses those), so PQconnectStart does not block either.
+ */
+#include "gpsrelay/pgmap.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "gpsrelay/log.h"
+#include "gpsrelay/stats.h"
+
+/* Keepalives notice a server that vanished without a FIN (power, network) in about 25 s
+ * rather than the kernel's two hours (NOTES.md). The operator's conninfo overrides these. */
+static const char *const conn_keywords[] = {
+    "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "dbname",          NULL,
+};
+#define CONN_DEFAULTS "gpsrelayd", "1", "10", "5", "3", "20000"
+
+enum pg_state { PG_IDLE, PG_CONNECTING, PG_OPEN };
+enum pg_query { Q_NONE, Q_LISTEN, Q_LOAD };
+
+/* A poll handle outlives its socket by a loop turn (uv_close is asynchronous), so each
+ * socket gets its own, freed by its close callback. */
+struct pg_poll {
+    uv_poll_t handle;
+    struct gr_pgmap *owner;
+};
+
+/* One load on the thread pool: rows in, mapping out. */
+struct pg_build {
+    uv_work_t work;
+    struct gr_pgmap *owner;
+    PGresult *rows;
+    char *cache_path;
+    struct gr_mapping *m;
+    int64_t started_ms;
+    char err[512];
+    char cache_err[512];
+};
+
+struct gr_pgmap {
+    uv_loop_t *loop;
+    char *conninfo;
+    char *cache_path;
+    void (*loaded)(void *ctx, struct gr_mapping *m);
+    void (*failed)(void *ctx);
+    void *ctx;
+
+    enum pg_state state;
+    PGconn *conn;
+    struct pg_poll *poll;
+    enum pg_query query;
+    PGresult *rows; /* the load's result, until the query ends */
+    int64_t load_started_ms;
+    struct pg_build *build; /* on the thread pool, or NULL */
+    bool load_wanted;       /* a notification or SIGHUP came since the last load began */
+    bool up;
+    bool said_down; /* a failure was logged as a warning; later ones go to info */
+    unsigned backoff_ms;
+    uv_timer_t timer;    /* backoff (IDLE) or connect timeout (CONNECTING) */
+    uv_timer_t coalesce; /* GR_PGMAP_COALESCE_MS after a notification */
+    bool stopping;
+    int open_handles; /* the two timers, until their close callbacks ran */
+};
+
+static void on_poll(uv_poll_t *h, int status, int events);
+static void on_coalesced(uv_timer_t *t);
+static void fail(struct gr_pgmap *p, const char *what);
+
+/* ---- building a mapping from rows ------------------------------------------------------- */
+
+struct gr_mapping *gr_pgmap_build(const struct pg_result *res, char *err, size_t errlen)
+{
+    const PGresult *r = (const PGresult *)res;
+    if (PQnfields(r) != 4) {
+        snprintf(err, errlen, "expected 4 columns, got %d", PQnfields(r));
+        return NULL;
+    }
+    struct gr_mapping_builder *b = gr_mapping_builder_new();
+    if (b == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        char why[384];
+        const char *addr = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
+        if (gr_mapping_builder_add(b, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                                   addr, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "row %d (device \"%.64s\", agency \"%.64s\"): %s", i + 1,
+                     PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), why);
+            gr_mapping_builder_free(b);
+            return NULL;
+        }
+    }
+    return gr_mapping_builder_finish(b, err, errlen);
+}
+
+static void build_work(uv_work_t *w)
+{
+    struct pg_build *job = w->data;
+    job->m = gr_pgmap_build(job->rows, job->err, sizeof(job->err));
+    PQclear(job->rows);
+    job->rows = NULL;
+    /* The cache is written here, off the loop: it is an fsync'd file of every row. */
+    if (job->m != NULL && job->cache_path != NULL &&
+        gr_mapping_save_csv(job->m, job->cache_path, job->cache_err, sizeof(job->cache_err)) == 0)
+        job->cache_err[0] = '\0';
+}
+
+/* ---- connection plumbing ---------------------------------------------------------------- */
+
+static void free_poll(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void drop_poll(struct gr_pgmap *p)
+{
+    if (p->poll != NULL) {
+        uv_close((uv_handle_t *)&p->poll->handle, free_poll);
+        p->poll = NULL;
+    }
+}
+
+/* Watches the connection's socket for events. While connecting, the socket may differ from
+ * one step to the next (libpq tries address after address, and may reuse the descriptor
+ * number), so then every step gets a new handle. */
+static int watch(struct gr_pgmap *p, int events, bool new_handle)
+{
+    int fd = PQsocket(p->conn);
+    if (fd < 0)
+        return -1;
+    if (new_handle)
+        drop_poll(p);
+    if (p->poll == NULL) {
+        struct pg_poll *pp = calloc(1, sizeof(*pp));
+        if (pp == NULL)
+            return -1;
+        if (uv_poll_init(p->loop, &pp->handle, fd) < 0) {
+            free(pp);
+            return -1;
+        }
+        pp->owner = p;
+        pp->handle.data = pp;
+        p->poll = pp;
+    }
+    return uv_poll_start(&p->poll->handle, events, on_poll) < 0 ? -1 : 0;
+}
+
+/* Sends what libpq has buffered and watches for its answer (and for writable while some
+ * is left). */
+static void flush_and_watch(struct gr_pgmap *p)
+{
+    int rc = PQflush(p->conn);
+    if (rc < 0) {
+        fail(p, PQerrorMessage(p->conn));
+        return;
+    }
+    if (watch(p, UV_READABLE | (rc == 1 ? UV_WRITABLE : 0), false) < 0)
+        fail(p, "cannot watch the connection's socket");
+}
+
+static void close_conn(struct gr_pgmap *p)
+{
+    drop_poll(p); /* before PQfinish closes the descriptor the poll handle watches */
+    if (p->conn != NULL) {
+        PQfinish(p->conn);
+        p->conn = NULL;
+    }
+    PQclear(p->rows);
+    p->rows = NULL;
+    p->query = Q_NONE;
+    p->up = false;
+}
+
+static void on_retry(uv_timer_t *t);
+static void connect_now(struct gr_pgmap *p);
+
+/* One line of a libpq message: they end in newlines and may run to several lines. */
+static void log_failure(struct gr_pgmap *p, const char *what)
+{
+    int len = (int)strcspn(what, "\n");
+    if (p->up || !p->said_down)
+        gr_warn("postgres: %.*s; retrying in %u ms", len, what, p->backoff_ms);
+    else
+        gr_info("postgres: %.*s; retrying in %u ms", len, what, p->backoff_ms);
+    p->said_down = true;
+}
+
+/* Drops the connection and tries again after the backoff. */
+static void fail(struct gr_pgmap *p, const char *what)
+{
+    if (p->backoff_ms == 0)
+        p->backoff_ms = GR_PGMAP_BACKOFF_MIN_MS;
+    log_failure(p, what);
+    gr_stats.postgres_failures++;
+    close_conn(p);
+    p->state = PG_IDLE;
+    uv_timer_start(&p->timer, on_retry, p->backoff_ms, 0);
+    p->backoff_ms =
+        p->backoff_ms >= GR_PGMAP_BACKOFF_MAX_MS / 2 ? GR_PGMAP_BACKOFF_MAX_MS : p->backoff_ms * 2;
+    if (p->failed != NULL)
+        p->failed(p->ctx);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct gr_pgmap *p = t->data;
+    if (p->state == PG_IDLE)
+        connect_now(p);
+    else if (p->state == PG_CONNECTING)
+        fail(p, "connection attempt timed out");
+}
+
+/* Server notices and warnings ("terminating connection due to administrator command")
+ * go to our log instead of libpq's default, stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    gr_info("postgres: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static void connect_now(struct gr_pgmap *p)
+{
+    const char *values[] = {CONN_DEFAULTS, p->conninfo, NULL};
+    p->conn = PQconnectStartParams(conn_keywords, values, 1);
+    if (p->conn == NULL) {
+        fail(p, "out of memory");
+        return;
+    }
+    if (PQstatus(p->conn) == CONNECTION_BAD) {
+        fail(p, PQerrorMessage(p->conn));
+        return;
+    }
+    PQsetNoticeProcessor(p->conn, on_notice, NULL);
+    p->state = PG_CONNECTING;
+    uv_timer_start(&p->timer, on_retry, GR_PGMAP_CONNECT_MS, 0);
+    /* libpq's documented start: as if PQconnectPoll had said PGRES_POLLING_WRITING. */
+    if (watch(p, UV_WRITABLE, true) < 0)
+        fail(p, "cannot watch the connection's socket");
+}
+
+/* ---- queries ---------------------------------------------------------------------------- */
+
+static void send_query(struct gr_pgmap *p, enum pg_query q, const char *sql)
+{
+    if (!PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        fail(p, PQerrorMessage(p->conn));
+        return;
+    }
+    p->query = q;
+    flush_and_watch(p);
+}
+
+static void start_load(struct gr_pgmap *p)
+{
+    p->load_wanted = false; /* a notification from now on needs another load */
+    p->load_started_ms = (int64_t)(uv_hrtime() / 1000000);
+    send_query(p, Q_LOAD, GR_PGMAP_QUERY);
+}
+
+/* Loads when one is wanted and nothing is in the way: connected and listening, no query in
+ * flight, no build on the thread pool (so loads never overtake each other). */
+static void maybe_load(struct gr_pgmap *p)
+{
+    if (p->load_wanted && p->state == PG_OPEN && p->query == Q_NONE && p->build == NULL &&
+        !p->stopping && !uv_is_active((uv_handle_t *)&p->coalesce))
+        uv_timer_start(&p->coalesce, on_coalesced, GR_PGMAP_COALESCE_MS, 0);
+}
+
+static void on_build_done(uv_work_t *w, int status)
+{
+    struct pg_build *job = w->data;
+    struct gr_pgmap *p = job->owner;
+    p->build = NULL;
+    if (p->stopping || status != 0) {
+        gr_mapping_free(job->m);
+    } else if (job->m == NULL) {
+        gr_stats.mapping_load_failures++;
+        gr_error("postgres: mapping refused: %s; the mapping in force stays", job->err);
+        if (p->failed != NULL)
+            p->failed(p->ctx);
+    } else {
+        if (job->cache_path != NULL && job->cache_err[0] != '\0')
+            gr_warn("mapping_cache: %s", job->cache_err);
+        gr_info("postgres: %zu devices loaded in %lld ms", gr_mapping_count(job->m),
+                (long long)((int64_t)(uv_hrtime() / 1000000) - job->started_ms));
+        gr_stats.mapping_loads++;
+        p->backoff_ms = 0;
+        p->loaded(p->ctx, job->m);
+    }
+    free(job->cache_path);
+    free(job);
+    if (p->stopping)
+        gr_pgmap_stop(p); /* finishes freeing, now that the build is back */
+    else
+        maybe_load(p);
+}
+
+/* The load query ended: hands its rows to the thread pool. */
+static void load_done(struct gr_pgmap *p)
+{
+    struct pg_build *job = calloc(1, sizeof(*job));
+    if (job == NULL || (p->cache_path && (job->cache_path = strdup(p->cache_path)) == NULL)) {
+        free(job);
+        fail(p, "out of memory");
+        return;
+    }
+    job->owner = p;
+    job->rows = p->rows;
+    job->started_ms = p->load_started_ms;
+    job->work.data = job;
+    p->rows = NULL;
+    if (uv_queue_work(p->loop, &job->work, build_work, on_build_done) < 0) {
+        PQclear(job->rows);
+        free(job->cache_path);
+        free(job);
+        fail(p, "cannot queue the mapping build");
+        return;
+    }
+    p->build = job;
+}
+
+/* One result of the statement in flight; NULL when it has ended. */
+static void on_result(struct gr_pgmap *p, PGresult *r)
+{
+    enum pg_query q = p->query;
+    if (r == NULL) {
+        p->query = Q_NONE;
+        if (q == Q_LISTEN) {
+            /* LISTEN is in force from its commit: every change after this point is
+             * notified, so a full load now misses nothing. */
+            p->up = true;
+            if (p->said_down)
+                gr_notice("postgres: connected again; loading the whole mapping");
+            p->said_down = false;
+            start_load(p);
+        } else if (q == Q_LOAD && p->rows != NULL) {
+            load_done(p);
+        } else if (q == Q_LOAD) {
+            fail(p, "the mapping query returned no rows result");
+        }
+        return;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (q == Q_LOAD && st == PGRES_TUPLES_OK) {
+        PQclear(p->rows);
+        p->rows = r;
+        return;
+    }
+    if ((q == Q_LISTEN && st == PGRES_COMMAND_OK)) {
+        PQclear(r);
+        return;
+    }
+    char what[512];
+    snprintf(what, sizeof(what), "%s failed: %s", q == Q_LISTEN ? "LISTEN" : "mapping query",
+             PQresultErrorMessage(r));
+    PQclear(r);
+    fail(p, what);
+}
+
+static void connected(struct gr_pgmap *p)
+{
+    uv_timer_stop(&p->timer);
+    if (PQsetnonblocking(p->conn, 1) != 0) {
+        fail(p, PQerrorMessage(p->conn));
+        return;
+    }
+    p->state = PG_OPEN;
+    gr_info("postgres: connected to %s:%s, database %s", PQhost(p->conn), PQport(p->conn),
+            PQdb(p->conn));
+    send_query(p, Q_LISTEN, "LISTEN gpsrelay_mapping");
+}
+
+static void on_connect_step(struct gr_pgmap *p)
+{
+    switch (PQconnectPoll(p->conn)) {
+    case PGRES_POLLING_READING:
+        if (watch(p, UV_READABLE, true) < 0)
+            fail(p, "cannot watch the connection's socket");
+        break;
+    case PGRES_POLLING_WRITING:
+        if (watch(p, UV_WRITABLE, true) < 0)
+            fail(p, "cannot watch the connection's socket");
+        break;
+    case PGRES_POLLING_OK:
+        connected(p);
+        break;
+    default:
+        fail(p, PQerrorMessage(p->conn));
+        break;
+    }
+}
+
+static void on_open_events(struct gr_pgmap *p, int events)
+{
+    if ((events & UV_READABLE) && !PQconsumeInput(p->conn)) {
+        fail(p, PQerrorMessage(p->conn));
+        return;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(p->conn)) != NULL) {
+        gr_stats.postgres_notifications++;
+        p->load_wanted = true;
+        PQfreemem(n);
+    }
+    while (p->state == PG_OPEN && p->query != Q_NONE && !PQisBusy(p->conn))
+        on_result(p, PQgetResult(p->conn));
+    if (p->state != PG_OPEN)
+        return; /* failed meanwhile */
+    if (PQstatus(p->conn) == CONNECTION_BAD) {
+        fail(p, PQerrorMessage(p->conn));
+        return;
+    }
+    flush_and_watch(p);
+    if (p->state == PG_OPEN)
+        maybe_load(p);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct pg_poll *pp = h->data;
+    struct gr_pgmap *p = pp->owner;
+    /* libuv reports a socket error (POLLERR: a refused connect, a reset) as UV_EBADF and
+     * stops the handle; libpq reads the real error off the socket. */
+    if (status < 0)
+        events = UV_READABLE;
+    if (p->state == PG_CONNECTING)
+        on_connect_step(p);
+    else if (p->state == PG_OPEN)
+        on_open_events(p, events);
+}
+
+static void on_coalesced(uv_timer_t *t)
+{
+    struct gr_pgmap *p = t->data;
+    if (p->load_wanted && p->state == PG_OPEN && p->query == Q_NONE && p->build == NULL)
+        start_load(p);
+}
+
+/* ---- the public side -------------------------------------------------------------------- */
+
+int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct gr_pgmap **out)
+{
+    struct gr_pgmap *p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->conninfo = strdup(opt->conninfo)) == NULL ||
+        (opt->cache_path != NULL && (p->cache_path = strdup(opt->cache_path)) == NULL)) {
+        if (p != NULL)
+            free(p->conninfo);
+        free(p);
+        gr_error("postgres: out of memory");
+        return -1;
+    }
+    p->loop = loop;
+    p->loaded = opt->loaded;
+    p->failed = opt->failed;
+    p->ctx = opt->ctx;
+    uv_timer_init(loop, &p->timer);
+    uv_timer_init(loop, &p->coalesce);
+    p->timer.data = p->coalesce.data = p;
+    p->open_handles = 2;
+    *out = p;
+    connect_now(p);
+    return 0;
+}
+
+void gr_pgmap_reload(struct gr_pgmap *p)
+{
+    p->load_wanted = true;
+    if (p->state == PG_IDLE) {
+        uv_timer_stop(&p->timer);
+        connect_now(p);
+    } else {
+        maybe_load(p);
+    }
+}
+
+bool gr_pgmap_up(const struct gr_pgmap *p)
+{
+    return p != NULL && p->up;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct gr_pgmap *p = h->data;
+    if (--p->open_handles == 0 && p->build == NULL)
+        gr_pgmap_stop(p);
+}
+
+void gr_pgmap_stop(struct gr_pgmap *p)
+{
+    if (p == NULL)
+        return;
+    if (!p->stopping) {
+        p->stopping = true;
+        close_conn(p);
+        uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+        uv_close((uv_handle_t *)&p->coalesce, on_timer_closed);
+        return;
+    }
+    if (p->open_handles > 0 || p->build != NULL)
+        return; /* the last close callback or the build's completion calls again */
+    free(p->conninfo);
+    free(p->cache_path);
+    free(p);
+}
+
+struct gr_mapping *gr_pgmap_load_blocking(const char *conninfo, int connect_ms, char *err,
+                                          size_t errlen)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%d", (connect_ms + 999) / 1000);
+    static const char *const keywords[] = {"application_name", "connect_timeout", "dbname", NULL};
+    const char *values[] = {"gpsrelayd -t", timeout, conninfo, NULL};
+    struct gr_mapping *m = NULL;
+    PGconn *c = PQconnectdbParams(keywords, values, 1);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        snprintf(err, errlen, "postgres: %.*s", c ? (int)strcspn(PQerrorMessage(c), "\n") : 13,
+                 c ? PQerrorMessage(c) : "out of memory");
+        PQfinish(c);
+        return NULL;
+    }
+    PGresult *r = PQexec(c, GR_PGMAP_QUERY);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "postgres: mapping query failed: %.*s",
+                 (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
+    } else {
+        char why[512];
+        m = gr_pgmap_build(r, why, sizeof(why));
+        if (m == NULL)
+            snprintf(err, errlen, "postgres: mapping refused: %s", why);
+    }
+    PQclear(r);
+    PQfinish(c);
+    return m;
+}
