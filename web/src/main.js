@@ -59,7 +59,7 @@ function graticule(m) {
             layer.addLayer(L.marker([b.getSouth(), lon], {
                 interactive: false,
                 icon: L.divIcon({ className: "gr-grid-label", html: lon.toFixed(digits) + "°",
-                    iconSize: null }),
+                    iconSize: [60, 14], iconAnchor: [-2, 28] }),
             }));
         }
     };
@@ -111,9 +111,12 @@ const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
 function markerIcon(device) {
     const el = document.createElement("div");
     el.className = "gr-unit";
-    el.innerHTML = '<div class="gr-arrow"></div><span class="gr-label"></span>';
+    // An arrow pointing along the course (a dot while the course is unknown).
+    el.innerHTML = '<svg class="gr-arrow" viewBox="-12 -12 24 24" width="24" height="24">' +
+        '<circle class="gr-dot" r="6"/><path class="gr-pointer" d="M0,-11 L7,8 L0,3 L-7,8 Z"/>' +
+        '</svg><span class="gr-label"></span>';
     el.querySelector(".gr-label").textContent = device;
-    return L.divIcon({ className: "gr-marker", html: el, iconSize: [18, 18], iconAnchor: [9, 9] });
+    return L.divIcon({ className: "gr-marker", html: el, iconSize: [24, 24], iconAnchor: [12, 12] });
 }
 
 function applyPosition(p) {
