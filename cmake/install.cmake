@@ -56,9 +56,10 @@ set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # dpkg-shlibdeps derives the linked libraries (libuv1, libwebsockets17, libjansson4, libpq5,
 # libssl3, libc6; libasan8/libubsan1 too when built with GR_SANITIZE). libwebsockets loads
-# its libuv event library with dlopen(), which no ELF header records: name it.
+# its libuv event library with dlopen(), which no ELF header records: name it. procps has
+# /bin/kill, the unit's ExecReload=.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libwebsockets-evlib-uv (>= 4.1.6)")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libwebsockets-evlib-uv (>= 4.1.6), procps")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql")
 # conffiles: dpkg keeps the operator's edits on upgrade. postinst creates the token key
 # (see cmake/deb/postinst for why there), postrm removes it and the state on purge.

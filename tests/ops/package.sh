@@ -55,7 +55,7 @@ echo "built $(basename "$deb") ($(stat -c %s "$deb") bytes)"
 
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
-for pkg in libwebsockets-evlib-uv libwebsockets17 libuv1 libjansson4 libpq5 libssl3 libc6; do
+for pkg in libwebsockets-evlib-uv procps libwebsockets17 libuv1 libjansson4 libpq5 libssl3 libc6; do
     [[ ", $depends," == *", $pkg "* || ", $depends," == *", $pkg,"* ]] ||
         fail "Depends lacks $pkg"
 done
