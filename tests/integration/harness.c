@@ -16,6 +16,7 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -490,6 +491,26 @@ int udp_send(int port, const void *data, size_t len)
         return -1;
     }
     return 0;
+}
+
+int udp_send_rmc(int port, const char *device, int64_t time_ms, double lat, double lon)
+{
+    time_t t = (time_t)(time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    double alat = fabs(lat), alon = fabs(lon);
+    int dlat = (int)alat, dlon = (int)alon;
+    char body[160], line[256];
+    snprintf(body, sizeof body,
+             "GPRMC,%02d%02d%02d.%03d,A,%02d%09.6f,%c,%03d%09.6f,%c,1.0,90.0,%02d%02d%02d,,,A",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(time_ms % 1000), dlat, (alat - dlat) * 60,
+             lat < 0 ? 'S' : 'N', dlon, (alon - dlon) * 60, lon < 0 ? 'W' : 'E', tm.tm_mday,
+             tm.tm_mon + 1, tm.tm_year % 100);
+    unsigned sum = 0;
+    for (const char *p = body; *p; p++)
+        sum ^= (unsigned char)*p;
+    int n = snprintf(line, sizeof line, "%s,$%s*%02X\r\n", device, body, sum);
+    return udp_send(port, line, (size_t)n);
 }
 
 /* ---- WebSocket client ------------------------------------------------------------------ */

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -82,6 +83,10 @@ void daemon_dump_log(const struct gr_daemon *d);
 
 /* One datagram to 127.0.0.1:port. Returns 0 or -1. */
 int udp_send(int port, const void *data, size_t len);
+
+/* One "DEVICE,$GPRMC,...*hh" report for a fix at time_ms (UTC, milliseconds kept) at
+ * lat/lon (degrees), 1 knot at 90 degrees, sent to 127.0.0.1:port. 0 or -1. */
+int udp_send_rmc(int port, const char *device, int64_t time_ms, double lat, double lon);
 
 /*
  * HTTP/1.1 GET http://127.0.0.1:port/path with Connection: close. Reads until EOF or

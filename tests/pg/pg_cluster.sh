@@ -6,6 +6,7 @@
 #
 #   pg_cluster.sh init DIR        make DIR (must not exist) and the cluster, and start it
 #   pg_cluster.sh start DIR       start it again (same port)
+#   pg_cluster.sh start-local DIR start it on its unix socket only: no TCP clients
 #   pg_cluster.sh stop DIR        fast shutdown: clients are disconnected
 #   pg_cluster.sh psql DIR ARGS   psql on it, ON_ERROR_STOP, no psqlrc
 #   pg_cluster.sh destroy DIR     stop it if running and remove DIR
@@ -32,7 +33,7 @@ fi
 
 start() {
     as_pg "$PGBIN/pg_ctl" -D "$D/data" -l "$D/log" -w -t 30 \
-        -o "-c listen_addresses=127.0.0.1 -p $(cat "$D/port") -k $D -c fsync=off" start \
+        -o "-c listen_addresses=${1-127.0.0.1} -p $(cat "$D/port") -k $D -c fsync=off" start \
         >/dev/null || {
         cat "$D/log" >&2
         echo "pg_cluster: pg_ctl start failed" >&2
@@ -56,6 +57,7 @@ init)
     start
     ;;
 start) start ;;
+start-local) start "''" ;;
 stop) as_pg "$PGBIN/pg_ctl" -D "$D/data" -m fast -w stop >/dev/null ;;
 psql)
     "$PGBIN/psql" -X -q -h "$D" -p "$(cat "$D/port")" -U postgres -d postgres \

@@ -1,0 +1,312 @@
+/*
+ * test_postgres.c - the mapping from a real PostgreSQL 15 (SPEC section 7): initial load,
+ * live inserts, deletes and moves seen by a console within a second, an outage with
+ * positions flowing (none lost), a change made while the daemon is cut off arriving after
+ * it reconnects, a 10,000-row transaction, and starts during an outage with and without
+ * mapping_cache.
+ *
+ * The cluster is made, stopped, restarted and removed by tests/pg/pg_cluster.sh; the
+ * daemon reaches it over TCP on 127.0.0.1, so "cut off" means PostgreSQL listening on its
+ * unix socket only while psql makes the change.
+ *
+ * Usage: itest_postgres /path/to/gpsrelayd /path/to/pg_cluster.sh /path/to/schema.sql
+ */
+#include "harness.h"
+#include "../unit/check.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS       5000  /* generous: the daemon runs under ASan in CI */
+#define LIVE_MS       1000  /* SPEC: a change applies within a second */
+#define RECONNECT_MS  40000 /* backoff doubles to 30 s: an outage of a few s needs < 8 s */
+#define POLL_MS       50    /* between looks at /metrics while waiting for a state */
+#define BURST_DEVICES 10000
+
+static const char *cluster_sh, *schema;
+static char pgdir[256], conninfo[256];
+static struct gr_daemon d;
+static int64_t next_ms;
+static double next_lat = 40.71;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs pg_cluster.sh CMD pgdir [args], with the SQL (if any) on psql's command line. */
+static int cluster(const char *cmd, const char *sql)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (sql != NULL)
+            execl(cluster_sh, cluster_sh, cmd, pgdir, "-c", sql, (char *)NULL);
+        else
+            execl(cluster_sh, cluster_sh, cmd, pgdir, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "pg_cluster.sh %s failed%s%s\n", cmd, sql ? ": " : "", sql ? sql : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int psql(const char *sql)
+{
+    return cluster("psql", sql);
+}
+
+/* Waits until GET /metrics shows sample == value; returns the ms it took, or -1. */
+static long wait_metric(const char *sample, long long value, int timeout_ms)
+{
+    int64_t t0 = now_ms();
+    do {
+        if (http_metric(d.ws_port, sample) == value)
+            return (long)(now_ms() - t0);
+        struct timespec ts = {0, POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    } while (now_ms() - t0 < timeout_ms);
+    fprintf(stderr, "%s did not become %lld within %d ms (it is %lld)\n", sample, value, timeout_ms,
+            http_metric(d.ws_port, sample));
+    return -1;
+}
+
+static int console_join(const char *topic, json_t **response)
+{
+    int fd = ws_connect(d.ws_port, "/socket/websocket?vsn=2.0.0", NULL, NULL);
+    CHECK(fd >= 0);
+    CHECK_INT(phx_send(fd, "1", "1", topic, "phx_join", NULL), 0);
+    json_t *r = phx_recv_match(fd, topic, "phx_reply", "1", WAIT_MS, NULL);
+    json_t *body = json_array_get(r, 4);
+    CHECK_STR(json_string_value(json_object_get(body, "status")), "ok");
+    if (response != NULL) {
+        *response = json_object_get(body, "response");
+        json_incref(*response);
+    }
+    json_decref(r);
+    return fd;
+}
+
+/* Waits up to timeout_ms for event on topic for device; returns ms it took, or -1. */
+static long wait_event(int fd, const char *topic, const char *event, const char *device,
+                       int timeout_ms)
+{
+    int64_t t0 = now_ms();
+    for (;;) {
+        int left = timeout_ms - (int)(now_ms() - t0);
+        json_t *f = left > 0 ? phx_recv_event(fd, topic, event, left) : NULL;
+        if (f == NULL) {
+            fprintf(stderr, "no %s for %s on %s\n", event, device, topic);
+            return -1;
+        }
+        const char *dev = json_string_value(json_object_get(json_array_get(f, 4), "device"));
+        bool match = dev != NULL && strcmp(dev, device) == 0;
+        json_decref(f);
+        if (match)
+            return (long)(now_ms() - t0);
+    }
+}
+
+/* One fix of device, 100 ms and about a metre north of the previous fix of any device
+ * (so no fix implies an implausible speed for any unit). */
+static void send_fix(const char *device)
+{
+    next_lat += 0.00001;
+    CHECK_INT(udp_send_rmc(d.udp_port, device, next_ms, next_lat, -74.006), 0);
+    next_ms += 100;
+}
+
+/* Sends n fixes of device and checks every one arrives on fd, in order: none lost. */
+static void positions_arrive(int fd, const char *topic, const char *device, int n)
+{
+    int got = 0;
+    for (int i = 0; i < n; i++) {
+        send_fix(device);
+        json_t *f = phx_recv_event(fd, topic, "positions", WAIT_MS);
+        json_t *p;
+        size_t k;
+        json_array_foreach(json_object_get(json_array_get(f, 4), "positions"), k, p)
+        {
+            if (strcmp(json_string_value(json_object_get(p, "device")), device) == 0)
+                got++;
+        }
+        json_decref(f);
+    }
+    CHECK_INT(got, n);
+}
+
+static const char SEED[] =
+    "INSERT INTO agencies (id) VALUES ('a1'), ('a2');"
+    "INSERT INTO devices (id, label, source_addr) VALUES ('D1', 'Unit 1', NULL),"
+    " ('D2', 'Unit 2', '10.0.0.2'), ('D3', 'Unit 3', NULL);"
+    "INSERT INTO device_agencies VALUES ('D1', 'a1'), ('D2', 'a1'), ('D2', 'a2'), ('D3', 'a2');";
+
+static void test_live_changes(void)
+{
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_mapping_devices"), 3);
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_postgres_up"), 1);
+
+    json_t *resp = NULL;
+    int a1 = console_join("agency:a1", &resp);
+    json_decref(resp);
+
+    /* Insert, move and delete, each seen within a second. */
+    CHECK_INT(psql("INSERT INTO devices (id) VALUES ('D4');"
+                   "INSERT INTO device_agencies VALUES ('D4', 'a1');"),
+              0);
+    long ms = wait_event(a1, "agency:a1", "unit_added", "D4", WAIT_MS);
+    printf("insert seen after %ld ms\n", ms);
+    CHECK(ms >= 0 && ms <= LIVE_MS);
+
+    CHECK_INT(psql("UPDATE device_agencies SET agency_id = 'a2' WHERE device_id = 'D4'"), 0);
+    ms = wait_event(a1, "agency:a1", "unit_removed", "D4", WAIT_MS);
+    printf("move seen after %ld ms\n", ms);
+    CHECK(ms >= 0 && ms <= LIVE_MS);
+
+    CHECK_INT(psql("DELETE FROM devices WHERE id = 'D1'"), 0);
+    ms = wait_event(a1, "agency:a1", "unit_removed", "D1", WAIT_MS);
+    printf("delete seen after %ld ms\n", ms);
+    CHECK(ms >= 0 && ms <= LIVE_MS);
+
+    /* Joins authorize against the new mapping: D4 is a2's now. */
+    int a2 = console_join("agency:a2", NULL);
+    send_fix("D4");
+    json_t *f = phx_recv_event(a2, "agency:a2", "positions", WAIT_MS);
+    CHECK(f != NULL);
+    json_decref(f);
+    close(a2);
+
+    /* A 10,000-device transaction: one notification, applied in steps, loop responsive. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "BEGIN; INSERT INTO devices (id) SELECT 'B' || g FROM generate_series(1, %d) g;"
+             "INSERT INTO device_agencies SELECT 'B' || g, 'a2' FROM generate_series(1, %d) g;"
+             "COMMIT;",
+             BURST_DEVICES, BURST_DEVICES);
+    int64_t t0 = now_ms();
+    CHECK_INT(psql(sql), 0);
+    ms = wait_metric("gpsrelay_mapping_devices", 3 + BURST_DEVICES, WAIT_MS);
+    printf("%d devices in one transaction applied %ld ms after psql returned (%lld ms in all)\n",
+           BURST_DEVICES, ms, (long long)(now_ms() - t0));
+    CHECK(ms >= 0 && ms <= LIVE_MS);
+    positions_arrive(a1, "agency:a1", "D2", 3);
+    close(a1);
+}
+
+/* Positions keep flowing with the last mapping while PostgreSQL is gone; a change made
+ * while the daemon cannot see it arrives after the reconnect. */
+static void test_outage(void)
+{
+    int a1 = console_join("agency:a1", NULL);
+    positions_arrive(a1, "agency:a1", "D2", 5);
+    CHECK_INT(cluster("stop", NULL), 0);
+    CHECK(wait_metric("gpsrelay_postgres_up", 0, WAIT_MS) >= 0);
+    positions_arrive(a1, "agency:a1", "D2", 10);
+
+    /* PostgreSQL back on its unix socket only: psql changes the mapping, the daemon (TCP)
+     * cannot connect, so no notification can reach it. */
+    CHECK_INT(cluster("start-local", NULL), 0);
+    CHECK_INT(psql("INSERT INTO devices (id) VALUES ('D5');"
+                   "INSERT INTO device_agencies VALUES ('D5', 'a1');"),
+              0);
+    positions_arrive(a1, "agency:a1", "D2", 5);
+    CHECK_INT(cluster("stop", NULL), 0);
+    CHECK_INT(cluster("start", NULL), 0);
+    /* The reconnect may wait out the backoff, which grew during the outage. */
+    long ms = wait_event(a1, "agency:a1", "unit_added", "D5", RECONNECT_MS);
+    printf("change made while cut off seen %ld ms after PostgreSQL came back\n", ms);
+    CHECK(ms >= 0);
+    CHECK(wait_metric("gpsrelay_postgres_up", 1, WAIT_MS) >= 0);
+    CHECK(http_metric(d.ws_port, "gpsrelay_postgres_failures_total") >= 1);
+    positions_arrive(a1, "agency:a1", "D5", 3);
+    close(a1);
+}
+
+/* Starts during an outage: with the cache written by the previous run, ready at once with
+ * its mapping; without one, not ready until PostgreSQL arrives. */
+static void test_start_during_outage(const char *daemon_bin)
+{
+    char conf[768];
+    CHECK_INT(cluster("stop", NULL), 0);
+
+    snprintf(conf, sizeof conf, "postgres \"%s\"\nmapping_cache %s/cache.csv\n", conninfo, pgdir);
+    CHECK_INT(daemon_start_ex(&d, daemon_bin, conf, NULL, DAEMON_NO_MAPPING_FILE), 0);
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_mapping_devices"), 4 + BURST_DEVICES);
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_postgres_up"), 0);
+    char body[64];
+    CHECK_INT(http_get(d.ws_port, "/readyz", body, sizeof body, WAIT_MS), 200);
+    int a1 = console_join("agency:a1", NULL);
+    positions_arrive(a1, "agency:a1", "D5", 3);
+    close(a1);
+    CHECK_INT(daemon_stop(&d), 0);
+
+    snprintf(conf, sizeof conf, "postgres \"%s\"\n", conninfo);
+    CHECK_INT(
+        daemon_start_ex(&d, daemon_bin, conf, NULL, DAEMON_NO_MAPPING_FILE | DAEMON_NO_WAIT_READY),
+        0);
+    CHECK_INT(http_get(d.ws_port, "/readyz", body, sizeof body, WAIT_MS), 503);
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_mapping_devices"), 0);
+    CHECK_INT(cluster("start", NULL), 0);
+    CHECK_INT(daemon_notify_wait(&d, "READY=1", RECONNECT_MS), 0);
+    CHECK_INT(http_get(d.ws_port, "/readyz", body, sizeof body, WAIT_MS), 200);
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_mapping_devices"), 4 + BURST_DEVICES);
+    CHECK_INT(daemon_stop(&d), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s gpsrelayd pg_cluster.sh schema.sql\n", argv[0]);
+        return 2;
+    }
+    cluster_sh = argv[2];
+    schema = argv[3];
+    next_ms = (int64_t)(time(NULL) - 300) * 1000;
+    snprintf(pgdir, sizeof pgdir, "/tmp/gpsrelay-pg-%d", (int)getpid());
+
+    if (cluster("init", NULL) != 0) {
+        cluster("destroy", NULL);
+        return 1;
+    }
+    char port[16] = "";
+    char path[300];
+    snprintf(path, sizeof path, "%s/port", pgdir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL || fgets(port, sizeof port, f) == NULL)
+        CHECK(false);
+    if (f != NULL)
+        fclose(f);
+    port[strcspn(port, "\n")] = '\0';
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%s user=postgres dbname=postgres",
+             port);
+
+    char apply[320];
+    snprintf(apply, sizeof apply, "\\i %s", schema);
+    if (psql(apply) == 0 && psql(SEED) == 0) {
+        char conf[768];
+        snprintf(conf, sizeof conf, "postgres \"%s\"\nmapping_cache %s/cache.csv\n", conninfo,
+                 pgdir);
+        if (daemon_start_ex(&d, argv[1], conf, NULL, DAEMON_NO_MAPPING_FILE) == 0) {
+            test_live_changes();
+            test_outage();
+            CHECK_INT(daemon_stop(&d), 0);
+            test_start_during_outage(argv[1]);
+        } else {
+            CHECK(false);
+        }
+    } else {
+        CHECK(false);
+    }
+    cluster("destroy", NULL);
+    return check_result("integration_postgres");
+}
