@@ -388,7 +388,7 @@ static void unit_init(struct sim *s, struct unit *u, long index, int64_t now_ms)
     u->alt = rng_range(&u->rng, 5, 60);
     u->hdop = rng_range(&u->rng, 0.7, 1.4);
     u->sats = (uint8_t)(7 + rng_next(&u->rng) % 6);
-    u->t_ms = now_ms;
+    u->t_ms = now_ms - 1; /* the first report, this millisecond or later, moves it on */
     u->next_stop_ms = now_ms + (int64_t)(rng_range(&u->rng, DRIVE_MIN_S, DRIVE_MAX_S) * 1000);
     u->started = true;
 }
@@ -1191,7 +1191,11 @@ static void usage(FILE *f)
             "Summary on stdout: sent=N malformed=N errors=N late_ticks=N skipped=N seconds=S\n"
             "rate=R. A tick (every unit reporting once) is late when a report of it went out\n"
             "over %d ms after its slot; skipped counts slots dropped after falling a whole\n"
-            "tick behind. Exit status: 0 ok, 64 usage error, 1 other failure.\n",
+            "tick behind. Exit status: 0 ok, 64 usage error, 1 other failure.\n"
+            "\n"
+            "Every run starts each unit at its seed's starting point: a daemon still holding\n"
+            "positions from a run that ended moments ago sees each unit jump, and rejects its\n"
+            "first fix as implausible_speed (once; the next ones agree and pass).\n",
             SIM_UNITS_MAX, SIM_RATE_MAX, SIM_LATE_MS);
 }
 
