@@ -7,9 +7,12 @@
 //   - a dropped connection reconnects and resumes with `since` (recovered: true);
 //   - a daemon restart on the same port is ridden out: reconnect, rejoin with the old
 //     epoch, resync (recovered: false), positions flow again;
+//   - the login form asks for an agency when the URL names none;
+//   - with auth jwt, a token from gpsrelayctl in the URL admits the page, no token or a
+//     token for another agency does not, and the indicator says so;
 // and leaves a screenshot in the output folder for people.
 //
-// usage: node console.js GPSRELAYD GPSRELAY_SIM WEB_DIST OUT_DIR
+// usage: node console.js GPSRELAYD GPSRELAY_SIM GPSRELAYCTL WEB_DIST OUT_DIR
 "use strict";
 
 const { spawn, execFileSync } = require("node:child_process");
@@ -18,7 +21,7 @@ const path = require("node:path");
 const { chromium } = require("playwright-core");
 const { Daemon, rmc, check, report } = require("../js/daemon");
 
-const [binary, simBinary, webDist, outDir] = process.argv.slice(2);
+const [binary, simBinary, ctlBinary, webDist, outDir] = process.argv.slice(2);
 const CHROMIUM = process.env.GR_CHROMIUM || "/usr/bin/chromium";
 const UNITS = 12;        // simulated units, over two agencies
 const STALE_AFTER = 2;   // seconds: short, so the test sees a unit go stale
@@ -76,7 +79,8 @@ async function main() {
         `sim mapping splits ${UNITS} units over two agencies (got ${agency1.length}+${agency2.length})`);
 
     const daemon = await Daemon.create(binary, `${csv.trimEnd()}\n${GHOST},agency-1,Ghost,\n`,
-        `auth none\nstatic_dir ${path.resolve(webDist)}\nstale_after ${STALE_AFTER}\n`);
+        `auth none\nstatic_dir ${path.resolve(webDist)}\nstale_after ${STALE_AFTER}\n` +
+        "ingest_rate_limit 1000\n"); // the sim sends from one address: no drops by rate
     let sim = null, browser = null;
     try {
         await daemon.start();
@@ -181,6 +185,23 @@ async function main() {
         const shot = path.join(outDir, "browser_console.png");
         await page.screenshot({ path: shot });
         console.log(`screenshot: ${shot}`);
+
+        // No agency in the URL: the form asks; agency-2's units show, agency-1's do not.
+        const asked = await browser.newPage();
+        asked.on("pageerror", (e) => fail(`page error: ${e.message}`));
+        await asked.goto(`http://127.0.0.1:${daemon.ports.ws}/`);
+        check(await asked.isVisible("#login"), "login form shown without ?agency=");
+        await asked.fill("#login-agency", "agency-2");
+        await asked.click("#login button[type=submit]");
+        await asked.waitForFunction((ids) => ids.every((id) =>
+            document.querySelector(`#units li[data-device="${id}"] .where`)?.textContent),
+        agency2, { timeout: WAIT_MS });
+        r = await rows(asked);
+        check(Object.keys(r).sort().join() === [...agency2].sort().join(),
+            "agency-2 from the form: its units and no other");
+        check(new URL(asked.url()).searchParams.get("agency") === "agency-2",
+            "the agency goes into the address bar");
+        await asked.close();
     } finally {
         if (browser) await browser.close();
         if (sim) {
@@ -195,7 +216,48 @@ async function main() {
     }
 }
 
-main().then(report, (e) => {
+// auth jwt: the token in the URL is what admits the page (SPEC section 6).
+async function withTokens() {
+    const secret = "0123456789abcdef0123456789abcdef-browser-test";
+    const daemon = await Daemon.create(binary, "device_id,agency_id,label,source_addr\n" +
+        "AMB-1,agency-1,Medic 1,\nE-2,agency-2,Engine 2,\n",
+    `auth jwt\nauth_secret_file secret\nstatic_dir ${path.resolve(webDist)}\n`, { secret });
+    const token = (agency) => execFileSync(ctlBinary, ["token", "--secret-file",
+        path.join(daemon.dir, "secret"), "--agency", agency, "--ttl", "600",
+        "--sub", "browser-test"], { encoding: "utf8" }).trim();
+    let browser = null;
+    try {
+        await daemon.start();
+        await daemon.send(rmc("AMB-1", 40.71, -74.0));
+        browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox",
+            "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+        const base = `http://127.0.0.1:${daemon.ports.ws}/?agency=agency-1`;
+        const state = async (url, want) => {
+            const page = await browser.newPage();
+            await page.goto(url);
+            await page.waitForFunction((w) => document.getElementById("conn").dataset.state === w,
+                want, { timeout: WAIT_MS }).catch(() => {});
+            const got = await page.$eval("#conn", (e) => `${e.dataset.state}: ${e.textContent}`);
+            const row = await page.$('#units li[data-device="AMB-1"]');
+            await page.close();
+            return { got, row: row !== null };
+        };
+        let s = await state(`${base}&token=${token("agency-1")}`, "live");
+        check(s.got.startsWith("live") && s.row, `auth jwt, token for agency-1: ${s.got}`);
+        s = await state(base, "down");
+        check(s.got.startsWith("down") && !s.row, `auth jwt, no token: ${s.got}`);
+        s = await state(`${base}&token=${token("agency-2")}`, "refused");
+        check(s.got.startsWith("refused") && !s.row, `auth jwt, token for agency-2: ${s.got}`);
+    } finally {
+        if (browser) await browser.close();
+        if (daemon.child && daemon.child.exitCode === null)
+            check(await daemon.stop() === 0, "gpsrelayd (auth jwt) exit status 0");
+        daemon.cleanup();
+    }
+}
+
+main().then(withTokens).then(report, (e) => {
     fail(e.stack || String(e));
     report();
 });
