@@ -16,6 +16,13 @@
  * uv_udp_t: one system call per SIM_BATCH datagrams is what lets one core sustain well over
  * 100k reports/s (libuv 1.44's uv_udp_try_send is one sendmsg per datagram).
  *
+ * TCP: by default one connection per unit, as real modems hold one each. Every line
+ * carries its unit's id, so the daemon does not care which connection brings it, and
+ * --connections N multiplexes the units over N connections: a fleet of 10,000 then costs
+ * neither side 10,000 descriptors, and fuller writes (one per connection per wake-up).
+ * A connection that fails is retried every SIM_TCP_RETRY_MS; its units' reports count as
+ * errors meanwhile.
+ *
  * The summary line on stdout is the machine-readable contract (benchmarks parse it):
  *   sent=N malformed=N errors=N late_ticks=N skipped=N seconds=S.SS rate=R
  */
