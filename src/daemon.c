@@ -42,11 +42,16 @@ struct daemon {
     uv_timer_t stale_timer;
     uv_timer_t watchdog; /* WATCHDOG=1 from the loop itself: a stuck loop gets restarted */
     uv_timer_t status;   /* STATUS= for systemctl status */
+    uv_check_t woke;     /* after each poll: the loop's work begins (gpsrelay_loop_busy) */
+    uv_prepare_t idle;   /* before each poll: it ends */
+    int64_t woke_ns;     /* when the current iteration's work began; 0 before the first */
     bool stopping;
 };
 
 static void close_signals(struct daemon *d)
 {
+    uv_close((uv_handle_t *)&d->woke, NULL);
+    uv_close((uv_handle_t *)&d->idle, NULL);
     uv_close((uv_handle_t *)&d->apply, NULL);
     uv_close((uv_handle_t *)&d->stale_timer, NULL);
     uv_close((uv_handle_t *)&d->watchdog, NULL);
@@ -90,7 +95,7 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
 
 /* Devices a mapping update prepares per loop turn: 2-5 ms of work (hub.h), so consoles
  * and modems wait no longer than that while 100,000 devices are applied. */
-#define APPLY_STEP_DEVICES 2000
+#define APPLY_STEP_DEVICES 500
 
 static void send_status(struct daemon *d, const char *prefix);
 
@@ -293,6 +298,19 @@ static void on_stale_timer(uv_timer_t *t)
         gr_info("%zu units went stale (%zu stale in all)", n, gr_hub_stale_count(d->hub));
 }
 
+static void on_woke(uv_check_t *h)
+{
+    struct daemon *d = h->data;
+    d->woke_ns = gr_monotonic_ns();
+}
+
+static void on_idle(uv_prepare_t *h)
+{
+    struct daemon *d = h->data;
+    if (d->woke_ns != 0)
+        gr_histogram_observe(&gr_stats.loop_busy, (double)(gr_monotonic_ns() - d->woke_ns) / 1e9);
+}
+
 static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 {
     uv_signal_init(&d->loop, h);
@@ -343,6 +361,11 @@ int gr_daemon_run(const struct gr_config *cfg)
     d.stale_timer.data = &d;
     if (cfg->stale_after > 0) /* 0: units never go stale */
         uv_timer_start(&d.stale_timer, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
+    uv_check_init(&d.loop, &d.woke);
+    uv_prepare_init(&d.loop, &d.idle);
+    d.woke.data = d.idle.data = &d;
+    uv_check_start(&d.woke, on_woke);
+    uv_prepare_start(&d.idle, on_idle);
     uv_timer_init(&d.loop, &d.watchdog);
     uint64_t watchdog_ms = gr_sd_watchdog_usec() / 2000; /* half the interval, in ms */
     if (watchdog_ms > 0)

@@ -1000,7 +1000,7 @@ static void unit_refresh(struct gr_hub *hub, struct gr_unit *u)
 }
 
 enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
-                              int64_t now_ms)
+                              int64_t now_ms, int64_t rx_ns)
 {
     u->last_seen_ms = now_ms;
     enum gr_reason r = fix_check(hub, u, f, now_ms);
@@ -1012,6 +1012,8 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
         gr_error("hub: out of memory encoding a position of %s", u->id);
         return GR_MALFORMED;
     }
+    p->rx_ns = rx_ns;
+    uint64_t replaced = u->pos ? u->pos->seq : 0; /* subscribers below it never took it */
     unit_refresh(hub, u);
     hub->seq++;
     free(u->pos);
@@ -1029,9 +1031,12 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
             member_unlink(m);
             member_append(m);
         }
-        for (struct gr_sub *s = t->subs; s; s = s->next)
+        for (struct gr_sub *s = t->subs; s; s = s->next) {
             if (s->cursor >= was_tail)
                 hub->opt.notify(s->owner);
+            else if (s->cursor < replaced)
+                gr_stats.positions_conflated++;
+        }
     }
     return GR_OK;
 }

@@ -71,13 +71,14 @@ struct batch {
     struct gr_ingest *in;
     const struct sockaddr *from;
     int64_t now_ms;
+    int64_t rx_ns; /* the receive time again, on the monotonic clock */
     struct gr_unit *touched[GR_BATCH_UNITS];
     size_t n_touched;
 };
 
 static void publish(struct batch *b, struct gr_unit *u, const struct gr_fix *fix)
 {
-    enum gr_reason r = gr_hub_publish(b->in->hub, u, fix, b->now_ms);
+    enum gr_reason r = gr_hub_publish(b->in->hub, u, fix, b->now_ms, b->rx_ns);
     if (r != GR_OK)
         reject(r);
 }
@@ -215,7 +216,8 @@ static void handle_payload(struct batch *b, const char *p, size_t len)
 
 static struct batch batch_make(struct gr_ingest *in, const struct sockaddr *from)
 {
-    struct batch b = {.in = in, .from = from, .now_ms = gr_wall_clock_ms()};
+    struct batch b = {
+        .in = in, .from = from, .now_ms = gr_wall_clock_ms(), .rx_ns = gr_monotonic_ns()};
     return b;
 }
 

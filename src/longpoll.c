@@ -286,7 +286,7 @@ int gr_longpoll_writeable(struct gr_longpoll_request **reqp, uint64_t now_ms)
 
     /* Everything pending goes in this answer, each frame a JSON string. */
     struct gr_buf messages = gr_buf_make(0), frame = gr_buf_make(0);
-    int more;
+    int more = 0; /* the loop runs at least once: messages starts empty */
     while (messages.len < ANSWER_SOFT && (more = gr_console_next_frame(s->console, &frame)) > 0) {
         if ((messages.len && gr_buf_puts(&messages, ",")) ||
             gr_buf_json_string(&messages, gr_buf_data(&frame), frame.len)) {

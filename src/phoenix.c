@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "gpsrelay/clock.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/stats.h"
 
@@ -474,6 +475,7 @@ struct batch {
     size_t start; /* where this frame began in b */
     bool first;
     int err;
+    int64_t now_ns; /* when the frame is made: written right after (delivery latency) */
 };
 
 static bool batch_add(void *ctx, const struct gr_position *p)
@@ -487,6 +489,7 @@ static bool batch_add(void *ctx, const struct gr_position *p)
         return false;
     }
     s->first = false;
+    gr_histogram_observe(&gr_stats.delivery_latency, (double)(s->now_ns - p->rx_ns) / 1e9);
     return true;
 }
 
@@ -513,7 +516,7 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
             continue;
         const char *topic = gr_topic_json_name(gr_sub_topic(sub));
         size_t start = out->len;
-        struct batch s = {out, start, true, 0};
+        struct batch s = {out, start, true, 0, gr_monotonic_ns()};
         if (frame_start(out, "null", "null", topic, "positions") ||
             gr_buf_puts(out, "{\"positions\":["))
             return -ENOMEM;

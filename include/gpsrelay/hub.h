@@ -37,6 +37,7 @@ struct gr_sub;
 struct gr_position {
     uint64_t seq;    /* daemon-wide, rises by one per accepted position */
     int64_t time_ms; /* fix time */
+    int64_t rx_ns;   /* gr_monotonic_ns() when its report was received: delivery latency */
     double lat, lon; /* as published, for the implied-speed check of the next fix */
     size_t json_len;
     char json[]; /* the encoded position object, NUL-terminated */
@@ -106,11 +107,11 @@ struct gr_assembler *gr_unit_assembler(struct gr_unit *u);
  * Applies the acceptance rules that need the unit's history (SPEC section 4: future,
  * out of order, duplicate, implied speed) and the position checks (validity, range, 0,0),
  * then encodes and publishes the fix to every topic of the unit. Any fix, valid or not,
- * marks the unit alive at now_ms, the receive time. Returns GR_OK or the reason the fix
- * was refused.
+ * marks the unit alive at now_ms, the receive time (rx_ns: the same instant on the
+ * monotonic clock). Returns GR_OK or the reason the fix was refused.
  */
 enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *fix,
-                              int64_t now_ms);
+                              int64_t now_ms, int64_t rx_ns);
 
 /*
  * Marks stale every unit whose last position was received stale_after_ms or more before

@@ -66,6 +66,33 @@ enum gr_console_refusal {
         GR_CONSOLE_REFUSAL_COUNT
 };
 
+/*
+ * A Prometheus histogram of seconds over fixed bucket bounds (ascending, +Inf implied).
+ * Observing is a short linear scan: the bounds are few and small values, the common ones,
+ * come first.
+ */
+#define GR_HISTOGRAM_BOUNDS_MAX 16
+struct gr_histogram {
+    const double *bounds;
+    int n_bounds;
+    uint64_t counts[GR_HISTOGRAM_BOUNDS_MAX + 1]; /* per bucket (not cumulative); last: +Inf */
+    double sum;
+    uint64_t count;
+    double max; /* since start: the worst single observation */
+};
+
+static inline void gr_histogram_observe(struct gr_histogram *h, double seconds)
+{
+    int i = 0;
+    while (i < h->n_bounds && seconds > h->bounds[i])
+        i++;
+    h->counts[i]++;
+    h->sum += seconds;
+    h->count++;
+    if (seconds > h->max)
+        h->max = seconds;
+}
+
 struct gr_stats {
     uint64_t ingest_datagrams; /* UDP datagrams received */
     uint64_t ingest_reports;   /* report lines seen */
@@ -88,6 +115,10 @@ struct gr_stats {
     uint64_t mapping_load_failures;  /* mappings refused (a bad row, a conflict) */
     uint64_t postgres_failures;      /* connection attempts failed, connections lost */
     uint64_t postgres_notifications; /* gpsrelay_mapping notifications received */
+    uint64_t positions_conflated;    /* positions replaced by a newer one of their unit before a
+                                        console took them (counted per console) */
+    struct gr_histogram delivery_latency; /* report received to position written, per console */
+    struct gr_histogram loop_busy;        /* event loop: work between two polls */
 };
 
 extern struct gr_stats gr_stats;
