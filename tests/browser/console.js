@@ -4,6 +4,7 @@
 //   - every unit of the agency gets a list row and a marker, and no other agency's unit;
 //   - the units move (rows and markers change);
 //   - a unit that stops reporting is greyed as stale, with the time since its last fix;
+//   - a mapping change (SIGHUP) removes a unit's row and marker and adds a new unit's row;
 //   - a dropped connection reconnects and resumes with `since` (recovered: true);
 //   - a daemon restart on the same port is ridden out: reconnect, rejoin with the old
 //     epoch, resync (recovered: false), positions flow again;
@@ -142,6 +143,22 @@ async function main() {
             `stale row says how long since its last fix ("${r[GHOST].age}")`);
         check(r[GHOST].color !== r[agency1[0]].color, `stale row greyed (${r[GHOST].color})`);
         check(m[GHOST].stale, "stale marker greyed");
+
+        // The mapping changes: one simulated unit leaves agency-1, a new unit joins it.
+        const gone = agency1.pop();
+        const remapped = `${csv.trimEnd()}\n${GHOST},agency-1,Ghost,\nNEW-1,agency-1,New,\n`
+            .split("\n").filter((line) => !line.startsWith(`${gone},`)).join("\n");
+        daemon.write("devices.csv", remapped);
+        daemon.child.kill("SIGHUP");
+        await page.waitForFunction(([g, n]) =>
+            !document.querySelector(`#units li[data-device="${g}"]`) &&
+            document.querySelector(`#units li[data-device="${n}"]`), [gone, "NEW-1"],
+        { timeout: WAIT_MS });
+        r = await rows(page);
+        m = await markers(page);
+        check(!r[gone] && !m[gone], `unit_removed: ${gone}'s row and marker are gone`);
+        check(r["NEW-1"] && r["NEW-1"].age === "no fix yet" && !m["NEW-1"],
+            "unit_added: NEW-1 listed, no fix yet, no marker");
 
         // A dropped connection: the page reconnects and resumes with since, same epoch.
         await page.evaluate(() => window.gpsrelay.socket.conn.close());
