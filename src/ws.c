@@ -820,6 +820,13 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         }
         gr_notice("ws: listening on %s port %d", a->host, lws_get_vhost_listen_port(vh));
     }
+    /* A missing folder is not fatal: positions matter more than the demo console, and the
+     * folder is looked up per request, so building it later is enough. */
+    if (cfg->static_dir != NULL && access(cfg->static_dir, R_OK | X_OK) == 0)
+        gr_notice("ws: serving %s at /", cfg->static_dir);
+    else if (cfg->static_dir != NULL)
+        gr_warn("ws: static_dir %s: %s; / answers 404 until it is there", cfg->static_dir,
+                strerror(errno));
     *out = ws;
     return 0;
 
