@@ -550,6 +550,8 @@ bool gr_config_origin_ok(const struct gr_config *cfg, const char *origin)
 
 void gr_config_free(struct gr_config *cfg)
 {
+    if (cfg == NULL)
+        return;
     free(cfg->path);
     free(cfg->mapping_file);
     free(cfg->postgres);

@@ -25,7 +25,9 @@
 
 struct daemon {
     uv_loop_t loop;
-    const struct gr_config *cfg;
+    const struct gr_config *cfg; /* in force: the caller's, or owned_cfg after a reload */
+    struct gr_config *owned_cfg; /* the last configuration a reload read, or NULL */
+    bool log_level_fixed;        /* -l given: reloads leave the level alone */
     struct gr_hub *hub;
     struct gr_ingest *ingest;
     struct gr_ws *ws;
@@ -255,35 +257,6 @@ static void on_watchdog(uv_timer_t *t)
     gr_sd_notify("WATCHDOG=1");
 }
 
-static void on_signal(uv_signal_t *h, int signum)
-{
-    struct daemon *d = h->data;
-    if (signum == SIGHUP) {
-        /* systemd 252 has no Type=notify-reload: say RELOADING/READY ourselves. The
-         * mapping file is small and read rarely; a failed reload keeps the old one. */
-        char reloading[64];
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        snprintf(reloading, sizeof(reloading), "RELOADING=1\nMONOTONIC_USEC=%llu",
-                 (unsigned long long)ts.tv_sec * 1000000ULL +
-                     (unsigned long long)ts.tv_nsec / 1000);
-        gr_sd_notify(reloading);
-        if (d->pgmap != NULL) {
-            gr_pgmap_reload(d->pgmap);
-        } else {
-            struct gr_mapping *m = read_csv(d->cfg->mapping_file);
-            if (m != NULL)
-                apply_mapping(d, m);
-            else
-                gr_warn("mapping: reload failed; the previous mapping stays in force");
-        }
-        send_status(d, d->ready ? "READY=1\n" : "");
-        return;
-    }
-    gr_notice("received %s, stopping", strsignal(signum));
-    daemon_stop(d);
-}
-
 /* How often systemd's STATUS= line is refreshed. */
 #define STATUS_MS 10000
 
@@ -311,6 +284,149 @@ static void on_idle(uv_prepare_t *h)
         gr_histogram_observe(&gr_stats.loop_busy, (double)(gr_monotonic_ns() - d->woke_ns) / 1e9);
 }
 
+static void start_stale_timer(struct daemon *d)
+{
+    if (d->cfg->stale_after > 0) /* 0: units never go stale */
+        uv_timer_start(&d->stale_timer, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
+    else
+        uv_timer_stop(&d->stale_timer);
+}
+
+static void hub_limits(const struct gr_config *cfg, struct gr_hub_options *opt)
+{
+    opt->max_future_skew_ms = cfg->max_future_skew * 1000;
+    opt->max_speed = cfg->max_speed;
+    opt->stale_after_ms = (int64_t)cfg->stale_after * 1000;
+}
+
+/* ---- reloading the configuration ------------------------------------------------------ */
+
+static bool same_text(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+static bool same_addrs(const struct gr_addr *a, size_t na, const struct gr_addr *b, size_t nb)
+{
+    for (size_t i = 0; na == nb && i < na; i++)
+        if (strcmp(a[i].text, b[i].text) != 0)
+            return false;
+    return na == nb;
+}
+
+/* Puts old's value of a text field back into fresh. -1 when out of memory. */
+static int keep_text(char **fresh, const char *old)
+{
+    free(*fresh);
+    *fresh = old != NULL ? strdup(old) : NULL;
+    return old != NULL && *fresh == NULL ? -1 : 0;
+}
+
+#define KEEP_ADDRS(f)                                                                              \
+    if (!same_addrs(old->f, old->n_##f, fresh->f, fresh->n_##f)) {                                 \
+        gr_warn("reload: %s changed: that takes a restart; the bound sockets stay", #f);           \
+        memcpy(fresh->f, old->f, sizeof(fresh->f));                                                \
+        fresh->n_##f = old->n_##f;                                                                 \
+    }
+#define KEEP_TEXT(f)                                                                               \
+    if (!same_text(old->f, fresh->f)) {                                                            \
+        gr_warn("reload: %s changed: that takes a restart; the running value stays", #f);          \
+        if (keep_text(&fresh->f, old->f) < 0)                                                      \
+            return -1;                                                                             \
+    }
+
+/*
+ * What a running daemon cannot change is refused, each with a log line, by putting the
+ * running value back into fresh: bound sockets, TLS files, the token key, the mapping
+ * source (a PostgreSQL connection or a CSV file).
+ */
+static int keep_fixed(const struct gr_config *old, struct gr_config *fresh)
+{
+    KEEP_ADDRS(listen_udp);
+    KEEP_ADDRS(listen_tcp);
+    KEEP_ADDRS(listen_ws);
+    KEEP_TEXT(tls_cert);
+    KEEP_TEXT(tls_key);
+    KEEP_TEXT(auth_secret_file);
+    if (old->auth != fresh->auth) {
+        gr_warn("reload: auth changed: that takes a restart; the running value stays");
+        fresh->auth = old->auth;
+    }
+    KEEP_TEXT(postgres);
+    KEEP_TEXT(mapping_cache);
+    if (old->postgres != NULL || fresh->mapping_file == NULL)
+        KEEP_TEXT(mapping_file); /* no switching between CSV and PostgreSQL */
+    return 0;
+}
+
+/* SIGHUP: a fresh configuration from the same file, validated whole; in force only if
+ * good. Returns 0, or -1 (logged) with the running configuration untouched. */
+static int reload_config(struct daemon *d)
+{
+    char err[512];
+    struct gr_config *fresh = calloc(1, sizeof(*fresh));
+    if (fresh == NULL) {
+        gr_error("reload: out of memory; the running configuration stays");
+        return -1;
+    }
+    int rc = gr_config_load(d->cfg->path, fresh, err, sizeof(err));
+    if (rc == 0 && keep_fixed(d->cfg, fresh) < 0) {
+        snprintf(err, sizeof(err), "out of memory");
+        rc = -1;
+    }
+    if (rc < 0) {
+        gr_error("reload: %s; the running configuration stays", err);
+        gr_config_free(fresh);
+        free(fresh);
+        return -1;
+    }
+    if (d->ws != NULL)
+        gr_ws_set_config(d->ws, fresh);
+    if (d->ingest != NULL)
+        gr_ingest_set_config(d->ingest, fresh);
+    struct gr_hub_options limits;
+    hub_limits(fresh, &limits);
+    gr_hub_set_limits(d->hub, &limits);
+    if (!d->log_level_fixed)
+        gr_log_set_level(fresh->log_level);
+    gr_config_free(d->owned_cfg);
+    free(d->owned_cfg);
+    d->cfg = d->owned_cfg = fresh;
+    start_stale_timer(d);
+    gr_notice("reload: configuration %s in force", fresh->path);
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+    if (signum == SIGHUP) {
+        /* systemd 252 has no Type=notify-reload: say RELOADING/READY ourselves. The
+         * mapping file is small and read rarely; a failed reload keeps the old one. */
+        char reloading[64];
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        snprintf(reloading, sizeof(reloading), "RELOADING=1\nMONOTONIC_USEC=%llu",
+                 (unsigned long long)ts.tv_sec * 1000000ULL +
+                     (unsigned long long)ts.tv_nsec / 1000);
+        gr_sd_notify(reloading);
+        reload_config(d); /* the mapping is re-read either way */
+        if (d->pgmap != NULL) {
+            gr_pgmap_reload(d->pgmap);
+        } else {
+            struct gr_mapping *m = read_csv(d->cfg->mapping_file);
+            if (m != NULL)
+                apply_mapping(d, m);
+            else
+                gr_warn("mapping: reload failed; the previous mapping stays in force");
+        }
+        send_status(d, d->ready ? "READY=1\n" : "");
+        return;
+    }
+    gr_notice("received %s, stopping", strsignal(signum));
+    daemon_stop(d);
+}
+
 static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
 {
     uv_signal_init(&d->loop, h);
@@ -318,11 +434,12 @@ static void start_signal(struct daemon *d, uv_signal_t *h, int signum)
     uv_signal_start(h, on_signal, signum);
 }
 
-int gr_daemon_run(const struct gr_config *cfg)
+int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
 {
     struct daemon d;
     memset(&d, 0, sizeof(d));
     d.cfg = cfg;
+    d.log_level_fixed = log_level_fixed;
     int status = GR_EXIT_FAILURE;
 
     int rc = uv_loop_init(&d.loop);
@@ -332,13 +449,8 @@ int gr_daemon_run(const struct gr_config *cfg)
     }
     gr_sd_init();
 
-    struct gr_hub_options hopt = {
-        .max_future_skew_ms = cfg->max_future_skew * 1000,
-        .max_speed = cfg->max_speed,
-        .stale_after_ms = (int64_t)cfg->stale_after * 1000,
-        .notify = gr_console_on_pending,
-        .event = gr_console_on_event,
-    };
+    struct gr_hub_options hopt = {.notify = gr_console_on_pending, .event = gr_console_on_event};
+    hub_limits(cfg, &hopt);
     d.hub = gr_hub_new(&hopt);
     if (d.hub == NULL) {
         gr_error("out of memory");
@@ -359,8 +471,7 @@ int gr_daemon_run(const struct gr_config *cfg)
     start_signal(&d, &d.sighup, SIGHUP);
     uv_timer_init(&d.loop, &d.stale_timer);
     d.stale_timer.data = &d;
-    if (cfg->stale_after > 0) /* 0: units never go stale */
-        uv_timer_start(&d.stale_timer, on_stale_timer, STALE_CHECK_MS, STALE_CHECK_MS);
+    start_stale_timer(&d);
     uv_check_init(&d.loop, &d.woke);
     uv_prepare_init(&d.loop, &d.idle);
     d.woke.data = d.idle.data = &d;
@@ -396,6 +507,8 @@ out:
         status = GR_EXIT_FAILURE;
     }
     gr_sd_close();
+    gr_config_free(d.owned_cfg);
+    free(d.owned_cfg);
     if (d.key != NULL) {
         OPENSSL_cleanse(d.key, d.key_len);
         free(d.key);

@@ -290,6 +290,13 @@ struct gr_hub *gr_hub_new(const struct gr_hub_options *opt)
     return hub;
 }
 
+void gr_hub_set_limits(struct gr_hub *hub, const struct gr_hub_options *opt)
+{
+    hub->opt.max_future_skew_ms = opt->max_future_skew_ms;
+    hub->opt.max_speed = opt->max_speed;
+    hub->opt.stale_after_ms = opt->stale_after_ms;
+}
+
 static void unit_free(struct gr_unit *u)
 {
     if (u == NULL)

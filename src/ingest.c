@@ -390,6 +390,26 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+/* The idle sweep runs at half of tcp_idle_timeout (within bounds), or not at all. */
+static void start_sweep(struct gr_ingest *in)
+{
+    if (in->idle_ms == 0) {
+        uv_timer_stop(&in->sweep);
+        return;
+    }
+    uint64_t every = in->idle_ms / 2;
+    every = every < SWEEP_MIN_MS ? SWEEP_MIN_MS : every > SWEEP_MAX_MS ? SWEEP_MAX_MS : every;
+    uv_timer_start(&in->sweep, on_sweep, every, every);
+}
+
+void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg)
+{
+    in->cfg = cfg;
+    in->idle_ms = (uint64_t)cfg->tcp_idle_timeout * 1000;
+    gr_ratelimit_set(in->rate, cfg->ingest_rate_limit, cfg->ingest_rate_limit);
+    start_sweep(in);
+}
+
 static void log_bound(const char *kind, uv_handle_t *h)
 {
     struct sockaddr_storage bound;
@@ -461,11 +481,8 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
         rc = start_udp(in, loop, &cfg->listen_udp[i]);
     for (size_t i = 0; rc == 0 && i < cfg->n_listen_tcp; i++)
         rc = start_tcp(in, loop, &cfg->listen_tcp[i]);
-    if (rc == 0 && in->idle_ms > 0) {
-        uint64_t every = in->idle_ms / 2;
-        every = every < SWEEP_MIN_MS ? SWEEP_MIN_MS : every > SWEEP_MAX_MS ? SWEEP_MAX_MS : every;
-        uv_timer_start(&in->sweep, on_sweep, every, every);
-    }
+    if (rc == 0)
+        start_sweep(in);
     if (rc < 0)
         gr_ingest_stop(in);
     return rc;

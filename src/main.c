@@ -130,7 +130,7 @@ int main(int argc, char **argv)
 
     /* Writes to a console that vanished must fail with EPIPE, not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
-    int status = gr_daemon_run(&cfg);
+    int status = gr_daemon_run(&cfg, level >= 0);
     gr_config_free(&cfg);
     return status;
 }

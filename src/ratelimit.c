@@ -76,3 +76,11 @@ bool gr_ratelimit_allow(struct gr_ratelimit *rl, const struct sockaddr *sa, int6
     b->debt += 1;
     return true;
 }
+
+void gr_ratelimit_set(struct gr_ratelimit *rl, double rate, double burst)
+{
+    if (!isfinite(rate) || rate < 0 || !isfinite(burst) || burst < 1)
+        return;
+    rl->rate = rate;
+    rl->burst = burst;
+}

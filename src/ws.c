@@ -836,6 +836,13 @@ fail:
     return -EADDRNOTAVAIL;
 }
 
+void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg)
+{
+    ws->cfg = cfg;
+    ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
+    ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
+}
+
 void gr_ws_set_ready(struct gr_ws *ws, bool ready)
 {
     ws->ready = ready;

@@ -71,6 +71,7 @@ struct gr_config {
  */
 int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen);
 
+/* Frees what cfg holds (not cfg itself); NULL is fine. */
 void gr_config_free(struct gr_config *cfg);
 
 /*

@@ -4,6 +4,8 @@
 #ifndef GPSRELAY_DAEMON_H
 #define GPSRELAY_DAEMON_H
 
+#include <stdbool.h>
+
 #include "gpsrelay/config.h"
 
 /* Exit statuses (SPEC section 2; sysexits.h values). */
@@ -14,9 +16,11 @@
 
 /*
  * Loads the mapping, starts ingest and the console server on one loop, serves until
- * SIGINT or SIGTERM, and tears everything down. cfg is borrowed. Returns the process
- * exit status.
+ * SIGINT or SIGTERM, and tears everything down. cfg is borrowed. SIGHUP reads cfg->path
+ * again and puts what a running daemon can change in force (the log level only when
+ * log_level_fixed is false: -l on the command line wins), and reloads the mapping.
+ * Returns the process exit status.
  */
-int gr_daemon_run(const struct gr_config *cfg);
+int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed);
 
 #endif

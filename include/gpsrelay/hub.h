@@ -64,6 +64,9 @@ struct gr_hub_options {
 /* Returns a new hub with an empty mapping, or NULL on ENOMEM. The epoch is made here. */
 struct gr_hub *gr_hub_new(const struct gr_hub_options *opt);
 
+/* New acceptance limits and stale_after (a reload): options other than these stay. */
+void gr_hub_set_limits(struct gr_hub *hub, const struct gr_hub_options *opt);
+
 /* Frees the hub. Every subscription must have been released. */
 void gr_hub_free(struct gr_hub *hub);
 

@@ -36,6 +36,10 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
 /* Stops receiving: closes listeners and modem connections; the loop finishes closing. */
 void gr_ingest_stop(struct gr_ingest *in);
 
+/* A reloaded configuration: ingest_allow, ingest_rate_limit and tcp_idle_timeout take
+ * effect at once; listeners stay as they are. cfg is borrowed from now on. */
+void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg);
+
 /* Frees everything once the loop has run the close callbacks. NULL is fine. */
 void gr_ingest_free(struct gr_ingest *in);
 

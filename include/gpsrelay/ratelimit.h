@@ -20,6 +20,9 @@ struct gr_ratelimit;
 struct gr_ratelimit *gr_ratelimit_new(size_t max_sources, double rate, double burst);
 void gr_ratelimit_free(struct gr_ratelimit *rl);
 
+/* New rate and burst (a reload); each source keeps what it owes. */
+void gr_ratelimit_set(struct gr_ratelimit *rl, double rate, double burst);
+
 /* Takes one token for sa at now_ms: true when the report may pass. *evicted as in
  * gr_addrtable_touch (may be NULL). */
 bool gr_ratelimit_allow(struct gr_ratelimit *rl, const struct sockaddr *sa, int64_t now_ms,

@@ -65,6 +65,11 @@ void gr_ws_reauthorize(struct gr_ws *ws);
 /* /readyz answers 200 once this is true, 503 before. */
 void gr_ws_set_ready(struct gr_ws *ws, bool ready);
 
+/* A reloaded configuration: allowed_origin, max_connections_per_source, idle_timeout,
+ * slow_timeout and static_dir apply from now on; listeners and TLS stay. cfg is borrowed
+ * from now on. */
+void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg);
+
 size_t gr_ws_consoles(const struct gr_ws *ws);
 
 /*
