@@ -49,7 +49,15 @@ struct gr_ingest {
     size_t n_conns;
     uint64_t idle_ms; /* 0: modems may stay silent forever */
     uv_timer_t sweep;
+    uv_timer_t summary; /* the drop summary: one log line per interval, not one per report */
+    uint64_t summarized[GR_REASON_COUNT]; /* gr_stats.ingest_rejected at the last summary */
+    uint64_t summarized_not_allowed, summarized_rate_limited;
+    uint64_t receive_errors; /* UDP receive errors since the last summary */
 };
+
+/* Drops are logged as a summary this often, when there were any: a flood of bad input is
+ * one line per interval, not a line per datagram (the counters have every one). */
+#define DROP_SUMMARY_MS 10000
 
 /* Reads finish before the next one starts, so one buffer serves every socket. */
 static char read_buf[GR_DATAGRAM_MAX];
@@ -57,7 +65,36 @@ static char read_buf[GR_DATAGRAM_MAX];
 static void reject(enum gr_reason r)
 {
     gr_stats.ingest_rejected[r]++;
-    gr_debug("ingest: dropped: %s", gr_reason_label(r));
+}
+
+/* Appends " N label," to line for a count that moved. */
+static void summary_item(char *line, size_t cap, uint64_t now, uint64_t *then, const char *label)
+{
+    size_t n = strlen(line);
+    if (now != *then && n < cap)
+        snprintf(line + n, cap - n, " %llu %s,", (unsigned long long)(now - *then), label);
+    *then = now;
+}
+
+static void on_summary(uv_timer_t *t)
+{
+    struct gr_ingest *in = t->data;
+    char line[1024] = "";
+    for (int r = GR_OK + 1; r < GR_REASON_COUNT; r++)
+        summary_item(line, sizeof(line), gr_stats.ingest_rejected[r], &in->summarized[r],
+                     gr_reason_label((enum gr_reason)r));
+    summary_item(line, sizeof(line), gr_stats.ingest_not_allowed, &in->summarized_not_allowed,
+                 "not_allowed");
+    summary_item(line, sizeof(line), gr_stats.ingest_rate_limited, &in->summarized_rate_limited,
+                 "rate_limited");
+    uint64_t none = 0;
+    summary_item(line, sizeof(line), in->receive_errors, &none, "udp receive errors");
+    in->receive_errors = 0;
+    size_t n = strlen(line);
+    if (n > 0) {
+        line[n - 1] = '\0'; /* the last comma */
+        gr_info("ingest: dropped in the last %d s:%s", DROP_SUMMARY_MS / 1000, line);
+    }
 }
 
 /* ---- the pipeline ------------------------------------------------------------------- */
@@ -234,7 +271,9 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                         const struct sockaddr *from, unsigned flags)
 {
     if (nread < 0) {
-        gr_warn("ingest: udp receive error: %s", uv_strerror((int)nread));
+        struct gr_ingest *in = h->data;
+        if (in->receive_errors++ == 0) /* the first of an interval; on_summary counts them */
+            gr_warn("ingest: udp receive error: %s", uv_strerror((int)nread));
         return;
     }
     if (from == NULL)
@@ -470,6 +509,9 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     in->idle_ms = (uint64_t)cfg->tcp_idle_timeout * 1000;
     uv_timer_init(loop, &in->sweep);
     in->sweep.data = in;
+    uv_timer_init(loop, &in->summary);
+    in->summary.data = in;
+    uv_timer_start(&in->summary, on_summary, DROP_SUMMARY_MS, DROP_SUMMARY_MS);
     in->ids = gr_identity_new(GR_IDENTITY_MAX);
     /* Bursts of a second's worth: a modem sending RMC+GGA+VTG per cycle, or a backlog
      * after a cell outage, is not cut off at once. */
@@ -503,6 +545,7 @@ void gr_ingest_stop(struct gr_ingest *in)
     for (struct tcp_conn *c = in->conns; c; c = c->next)
         conn_close(c);
     close_once((uv_handle_t *)&in->sweep);
+    close_once((uv_handle_t *)&in->summary);
 }
 
 void gr_ingest_free(struct gr_ingest *in)

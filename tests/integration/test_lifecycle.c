@@ -6,6 +6,7 @@
  *   mapping is re-read (a console sees unit_added), and no console is disconnected.
  * - SIGHUP with a bad file: the error is logged with file:line, the running
  *   configuration stays.
+ * - A flood of FLOOD bad reports: one summary line in the log, not one per report.
  * - SIGTERM with CONSOLES consoles connected: every one gets close 1001 and the daemon
  *   exits 0 within SHUTDOWN_MS.
  *
@@ -26,6 +27,8 @@
 #define CONSOLES    2000 /* "thousands of consoles" */
 #define SHUTDOWN_MS 5000 /* issue 7: exit 0 within 5 s */
 #define WS_PATH     "/socket/websocket?vsn=2.0.0"
+#define FLOOD       1000
+#define SUMMARY_MS  15000 /* the daemon summarizes drops every 10 s */
 
 static struct gr_daemon d;
 
@@ -52,8 +55,8 @@ static void write_in_dir(const char *name, const char *text)
     }
 }
 
-/* Whether the daemon's log holds needle. */
-static bool logged(const char *needle)
+/* How many times the daemon's log holds needle. */
+static int logged_times(const char *needle)
 {
     char path[160];
     snprintf(path, sizeof path, "%s/stderr.log", d.dir);
@@ -64,7 +67,15 @@ static bool logged(const char *needle)
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = '\0';
-    return strstr(text, needle) != NULL;
+    int times = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        times++;
+    return times;
+}
+
+static bool logged(const char *needle)
+{
+    return logged_times(needle) > 0;
 }
 
 /* The configuration the harness wrote, on the same ports, plus extra. */
@@ -136,6 +147,20 @@ static void test_reload(void)
     close(console);
 }
 
+static void test_flood(void)
+{
+    for (int i = 0; i < FLOOD; i++)
+        CHECK_INT(udp_send(d.udp_port, "AMB-12,$GPRMC,garbage*00\r\n", 26), 0);
+    int64_t t0 = now_ms();
+    while (!logged("ingest: dropped in the last") && now_ms() - t0 < SUMMARY_MS) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* One line with the reasons and counts (rate_limited too: all come from one address). */
+    CHECK_INT(logged_times("ingest: dropped in the last 10 s: "), 1);
+    CHECK_INT(logged_times(" bad_checksum"), 1);
+}
+
 static void test_shutdown(void)
 {
     static int fds[CONSOLES];
@@ -180,6 +205,7 @@ int main(int argc, char **argv)
     if (daemon_start(&d, argv[1], extra, CSV) != 0)
         return 1;
     test_reload();
+    test_flood();
     test_shutdown();
     return check_result("integration_lifecycle");
 }
