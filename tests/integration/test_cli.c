@@ -12,10 +12,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +33,10 @@ struct run {
     char out[OUTPUT_MAX]; /* stdout and stderr together */
 };
 
+/* When set, run() makes the child's stderr look like the journal's stream to it, as
+ * systemd does: JOURNAL_STREAM names the pipe's device and inode. */
+static bool as_journal;
+
 /* Runs gpsrelayd with args (NULL-terminated) and collects its status and output. */
 static void run(struct run *r, const char *const *args)
 {
@@ -45,6 +51,14 @@ static void run(struct run *r, const char *const *args)
         dup2(pipefd[1], 2);
         close(pipefd[0]);
         unsetenv("NOTIFY_SOCKET");
+        unsetenv("JOURNAL_STREAM");
+        struct stat st;
+        char stream[64];
+        if (as_journal && fstat(2, &st) == 0) {
+            snprintf(stream, sizeof stream, "%llu:%llu", (unsigned long long)st.st_dev,
+                     (unsigned long long)st.st_ino);
+            setenv("JOURNAL_STREAM", stream, 1);
+        }
         const char *argv[16] = {binary};
         for (int i = 0; args[i] && i < 14; i++)
             argv[i + 1] = args[i];
@@ -208,6 +222,15 @@ static void test_bind_failure(int type, const char *directive)
     run(&r, (const char *[]){"-c", conf_path(), NULL});
     CHECK_INT(r.status, 1);
     CHECK(strstr(r.out, want) != NULL);
+    CHECK(strstr(r.out, "Z error: ") != NULL); /* a terminal: a timestamp and the level */
+
+    /* Under systemd: "<3>" (LOG_ERR) for journald and no timestamp (journald adds one). */
+    as_journal = true;
+    run(&r, (const char *[]){"-c", conf_path(), NULL});
+    as_journal = false;
+    CHECK_INT(r.status, 1);
+    CHECK(strstr(r.out, "<3>") != NULL && strstr(r.out, want) != NULL);
+    CHECK(strstr(r.out, "Z error: ") == NULL);
     close(held);
 }
 
