@@ -395,6 +395,8 @@ static void test_slow_console(void)
     }
     CHECK_INT(delivered, rounds);
     CHECK_INT(http_metric(d.ws_port, slow_closed), slow_before + 1);
+    /* While it stalled, newer positions replaced the ones it never took: conflated. */
+    CHECK(http_metric(d.ws_port, "gpsrelay_positions_conflated_total") >= SLOW_UNITS);
     fprintf(stderr, "slow console closed after %d rounds of %d positions\n", rounds, SLOW_UNITS);
     close(slow);
     close(fast);

@@ -412,6 +412,16 @@ static void step_garbage(struct scenario *s)
     CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_consoles_closed_total{reason=\"malformed\"}"),
               1);
     CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_consoles_connected"), 3);
+
+    /* Every position pushed to a console was timed, receipt to write; well under a
+     * second here, and +Inf holds them all. */
+    long long timed = http_metric(s->d->ws_port, "gpsrelay_delivery_latency_seconds_count");
+    CHECK(timed >= 3);
+    CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_delivery_latency_seconds_bucket{le=\"+Inf\"}"),
+              timed);
+    CHECK_INT(http_metric(s->d->ws_port, "gpsrelay_delivery_latency_seconds_bucket{le=\"1\"}"),
+              timed);
+    CHECK(http_metric(s->d->ws_port, "gpsrelay_loop_busy_seconds_count") > 0);
 }
 
 /* SIGTERM: every open console gets 1001 (reconnect later), never 1000. */

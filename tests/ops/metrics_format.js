@@ -15,9 +15,10 @@
 const path = require("node:path");
 const { Daemon, rmc, check, report, WAIT_MS } = require(path.join(__dirname, "../js/daemon"));
 
-// SPEC section 8's list. The lead adds gpsrelay_delivery_latency_seconds (histogram) and
-// gpsrelay_postgres_up: append them here, with their type, when the daemon has them.
+// SPEC section 8's list.
 const REQUIRED = {
+    gpsrelay_delivery_latency_seconds: "histogram",
+    gpsrelay_postgres_up: "gauge",
     gpsrelay_ingest_reports_total: "counter",
     gpsrelay_ingest_rejected_total: "counter",
     gpsrelay_positions_published_total: "counter",
