@@ -16,6 +16,7 @@
 
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
+#include "gpsrelay/nmea.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/siphash.h"
 #include "gpsrelay/stats.h"
@@ -800,20 +801,6 @@ static char *put_fixed(char *p, double v, int decimals, bool trim)
     return p;
 }
 
-/* Howard Hinnant's civil_from_days: the date of a day count since 1970-01-01. */
-static void civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 /* ISO 8601 UTC with milliseconds, "2026-11-23T18:20:01.000Z"; buf holds TIME_TEXT_MAX. */
 #define TIME_TEXT_MAX 32
 static void format_time(int64_t ms, char *buf)
@@ -824,7 +811,7 @@ static void format_time(int64_t ms, char *buf)
         days--;
     }
     int y, mo, d;
-    civil_from_days(days, &y, &mo, &d);
+    gr_civil_from_days(days, &y, &mo, &d);
     char *p = buf;
     if (y < 0 || y > 9999) /* never for a fix the filters accepted; keep the shape */
         y = 0;

@@ -45,6 +45,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "gpsrelay/nmea.h" /* gr_civil_from_days */
+
 #define SIM_EXIT_USAGE 64 /* sysexits EX_USAGE, as gpsrelayd and gpsrelayctl */
 
 /* ---- bounds and model constants ------------------------------------------------------ */
@@ -294,20 +296,6 @@ static char *put_str(char *p, const char *s)
     return p + n;
 }
 
-/* Howard Hinnant's civil_from_days: the date of a day number since 1970-01-01. */
-static void civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
 /* The date strings change once a day: computed then, not per report. */
 static void date_update(struct sim *s, int64_t ms)
 {
@@ -315,7 +303,7 @@ static void date_update(struct sim *s, int64_t ms)
     if (day == s->date_day)
         return;
     int y, m, d;
-    civil_from_days(day, &y, &m, &d);
+    gr_civil_from_days(day, &y, &m, &d);
     char *p = put_uint(s->date_ddmmyy, (uint64_t)d, 2);
     p = put_uint(p, (uint64_t)m, 2);
     p = put_uint(p, (uint64_t)(y % 100), 2);
