@@ -1,0 +1,120 @@
+/*
+ * test_hub.c - replacing the mapping in steps (hub.h): nothing changes before the commit,
+ * a cancel leaves the hub as it was, the commit sends exactly the unit_added and
+ * unit_removed events the change implies, and units keep their positions across it.
+ */
+#include "gpsrelay/hub.h"
+#include "gpsrelay/mapping.h"
+#include "check.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static char events[4096]; /* "topic event payload\n" per event */
+
+static void on_notify(void *owner)
+{
+    (void)owner;
+}
+
+static void on_event(void *owner, const struct gr_topic *t, const char *event, const char *payload)
+{
+    (void)owner;
+    size_t n = strlen(events);
+    snprintf(events + n, sizeof events - n, "%s %s %s\n", gr_topic_name(t), event, payload);
+}
+
+/* A mapping from "device agency" pairs separated by ';'. */
+static struct gr_mapping *mapping(const char *pairs)
+{
+    char err[256], dev[32], agency[32];
+    struct gr_mapping_builder *b = gr_mapping_builder_new();
+    for (const char *p = pairs; sscanf(p, "%31s %31[^;]", dev, agency) == 2;) {
+        CHECK_INT(gr_mapping_builder_add(b, dev, agency, NULL, NULL, err, sizeof err), 0);
+        p = strchr(p, ';');
+        if (p == NULL)
+            break;
+        p++;
+    }
+    struct gr_mapping *m = gr_mapping_builder_finish(b, err, sizeof err);
+    CHECK(m != NULL);
+    return m;
+}
+
+/* A fix of device a second after the previous one of any device, 11 m further north. */
+static void publish(struct gr_hub *hub, const char *device)
+{
+    static int n;
+    struct gr_unit *u = gr_hub_find_unit(hub, device, strlen(device));
+    CHECK(u != NULL);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    n++;
+    struct gr_fix f = {
+        .time_ms = now - 60000 + n * 1000, .lat = 40.0 + n * 0.0001, .lon = -74.0, .valid = true};
+    CHECK_INT(gr_hub_publish(hub, u, &f, now, 0), GR_OK);
+}
+
+int main(void)
+{
+    struct gr_hub_options opt = {.max_future_skew_ms = 300000,
+                                 .max_speed = 150,
+                                 .stale_after_ms = 120000,
+                                 .notify = on_notify,
+                                 .event = on_event};
+    struct gr_hub *hub = gr_hub_new(&opt);
+    CHECK_INT(gr_hub_set_mapping(hub, mapping("A a1;B a1;B a2;C a2")), 0);
+    CHECK_INT(gr_hub_device_count(hub), 3);
+    publish(hub, "A");
+    publish(hub, "B");
+    uint64_t seq = gr_hub_seq(hub);
+
+    struct gr_sub *a1 = gr_sub_new(hub, gr_hub_topic(hub, "agency:a1"), NULL);
+    struct gr_sub *a2 = gr_sub_new(hub, gr_hub_topic(hub, "agency:a2"), NULL);
+    const struct gr_mapping *before = gr_hub_mapping(hub);
+
+    /* A moves a1 -> a2, B stays as it is, C goes, D comes to a1. One device per step. */
+    struct gr_hub_update *up = gr_hub_update_begin(hub, mapping("A a2;B a1;B a2;D a1"));
+    CHECK_INT(gr_hub_update_step(up, 1), 1);
+    CHECK_INT(gr_hub_update_step(up, 1), 1);
+    CHECK(gr_hub_mapping(hub) == before); /* nothing in force before the commit */
+    CHECK(gr_hub_find_unit(hub, "C", 1) != NULL && gr_hub_find_unit(hub, "D", 1) == NULL);
+    CHECK_STR(events, "");
+    publish(hub, "A"); /* the hub works meanwhile */
+
+    /* Cancel: as it was. */
+    gr_hub_update_cancel(up);
+    CHECK(gr_hub_mapping(hub) == before);
+    CHECK_INT(gr_hub_device_count(hub), 3);
+    CHECK_STR(events, "");
+    CHECK(gr_hub_topic(hub, "device:D") == NULL); /* the topic prepared for D went too */
+
+    /* Again, to the end. */
+    up = gr_hub_update_begin(hub, mapping("A a2;B a1;B a2;D a1"));
+    int rc;
+    int steps = 0;
+    while ((rc = gr_hub_update_step(up, 1)) == 1)
+        steps++;
+    CHECK_INT(rc, 0);
+    CHECK_INT(steps, 2); /* three devices: the third step prepares D and commits */
+    CHECK_INT(gr_hub_device_count(hub), 3);
+    CHECK(gr_hub_find_unit(hub, "C", 1) == NULL && gr_hub_find_unit(hub, "D", 1) != NULL);
+    CHECK(gr_hub_topic(hub, "device:C") == NULL && gr_hub_topic(hub, "device:D") != NULL);
+    /* Removals first, then additions; A's carries its position along. */
+    static const char expect[] = "agency:a1 unit_removed {\"device\":\"A\"}\n"
+                                 "agency:a2 unit_removed {\"device\":\"C\"}\n"
+                                 "agency:a2 unit_added {\"device\":\"A\",\"position\":{";
+    CHECK(strncmp(events, expect, strlen(expect)) == 0);
+    CHECK(strstr(events, "agency:a1 unit_added {\"device\":\"D\"}\n") != NULL);
+    CHECK(strstr(events, "\"B\"") == NULL); /* B did not change: no event */
+    CHECK(gr_hub_seq(hub) == seq + 1);
+
+    /* Positions keep flowing to the new topics: A's next one reaches a2, not a1. */
+    publish(hub, "A");
+    CHECK(gr_sub_pending(a2));
+
+    gr_sub_free(hub, a1);
+    gr_sub_free(hub, a2);
+    gr_hub_free(hub);
+    return check_result("test_hub");
+}
