@@ -50,6 +50,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,6 +125,15 @@ static double mono_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time of this process (both threads), to tell when the load side is the limit. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 struct hist {
@@ -214,6 +224,16 @@ static struct {
 /* The publisher's counters, read by the main thread at the end. */
 static atomic_uint_fast64_t pub_sent, pub_skipped, pub_errors;
 static atomic_bool pub_stop;
+
+/* SIGINT/SIGTERM end the run early: the result so far is printed and every console is
+ * reset, so no TIME_WAIT is left on the source ports for the next run. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
 
 static int buf_append(struct buf *b, const void *p, size_t n)
 {
@@ -888,6 +908,7 @@ static int report_nmea(char *out, int u, struct unit *un, uint64_t now_us)
              tm.tm_mon + 1, tm.tm_year % 100);
     n += nmea_sentence(out + n, (size_t)(REPORT_MAX - n), body);
     snprintf(body, sizeof(body), "GPGGA,%s,%s,1,09,0.9,10.2,M,-34.2,M,,", hms, pos);
+    n += snprintf(out + n, (size_t)(REPORT_MAX - n), "U-%d,", u); /* each line has its id */
     n += nmea_sentence(out + n, (size_t)(REPORT_MAX - n), body);
     return n;
 }
@@ -1036,7 +1057,7 @@ static void heartbeats(long second)
 
 static void run_until(double end, double *next_hb, long *hb_second)
 {
-    for (double now; (now = mono_s()) < end;) {
+    for (double now; !stop_requested && (now = mono_s()) < end;) {
         if (now >= *next_hb) {
             heartbeats((*hb_second)++);
             *next_hb += 1.0;
@@ -1062,7 +1083,8 @@ static void storm(double *next_hb, long *hb_second)
     fprintf(stderr, "loadgen: dropped %d consoles at once\n", dropped);
     double deadline = mono_s() + STORM_TIMEOUT_S;
     pump_connects();
-    while (g.rejoined + g.failed - failed_before < dropped && mono_s() < deadline)
+    while (!stop_requested && g.rejoined + g.failed - failed_before < dropped &&
+           mono_s() < deadline)
         run_until(mono_s() + 0.01, next_hb, hb_second);
     printf("storm dropped=%d rejoined=%d failed=%d recovered=%" PRIu64 " not_recovered=%" PRIu64
            " all_ms=%.1f p50_ms=%.1f p99_ms=%.1f snapshot_positions=%" PRIu64 "\n",
@@ -1176,6 +1198,9 @@ int main(int argc, char **argv)
         return 64;
     }
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     struct rlimit nofile;
     getrlimit(RLIMIT_NOFILE, &nofile);
     nofile.rlim_cur = nofile.rlim_max;
@@ -1202,7 +1227,7 @@ int main(int argc, char **argv)
     /* Connect and join every console. */
     double t = mono_s(), deadline = t + SETUP_TIMEOUT_S;
     pump_connects();
-    while (g.live + g.failed < opt.consoles && mono_s() < deadline)
+    while (!stop_requested && g.live + g.failed < opt.consoles && mono_s() < deadline)
         poll_once(50);
     double setup_s = mono_s() - t;
     fprintf(stderr, "loadgen: %d consoles joined in %.2f s (%d failed)\n", g.live, setup_s,
@@ -1223,11 +1248,13 @@ int main(int argc, char **argv)
     if (opt.storm)
         storm(&next_hb, &hb_second);
     uint64_t sent_before = atomic_load(&pub_sent);
+    double cpu_before = cpu_s();
     double window_start = mono_s();
     g.counting = true;
     run_until(window_start + opt.duration, &next_hb, &hb_second);
     g.counting = false;
     double window = mono_s() - window_start;
+    double cpu_share = (cpu_s() - cpu_before) / window;
     uint64_t sent_in_window = atomic_load(&pub_sent) - sent_before;
     if (publishing) {
         atomic_store(&pub_stop, true);
@@ -1240,7 +1267,7 @@ int main(int argc, char **argv)
            "offered_per_s=%.0f expected_per_s=%.0f delivered_per_s=%.0f frames_per_s=%.0f "
            "positions_per_frame=%.2f bytes_per_position=%.1f p50_ms=%.2f p99_ms=%.2f "
            "p999_ms=%.2f max_ms=%.2f hb_replies=%" PRIu64 " hb_p99_ms=%.2f pub_skipped=%" PRIu64
-           " pub_errors=%" PRIu64 "\n",
+           " pub_errors=%" PRIu64 " loadgen_cpu=%.2f\n",
            opt.proto == PROTO_PHOENIX   ? "gpsrelay"
            : opt.proto == PROTO_MQTT_WS ? "mqtt-ws"
                                         : "mqtt-tcp",
@@ -1250,7 +1277,7 @@ int main(int argc, char **argv)
            g.positions ? (double)g.position_bytes / (double)g.positions : 0,
            hist_ms(&g.latency, 0.50), hist_ms(&g.latency, 0.99), hist_ms(&g.latency, 0.999),
            (double)g.latency.max / 1000.0, g.hb_replies, hist_ms(&g.hb_rtt, 0.99),
-           (uint64_t)atomic_load(&pub_skipped), (uint64_t)atomic_load(&pub_errors));
+           (uint64_t)atomic_load(&pub_skipped), (uint64_t)atomic_load(&pub_errors), cpu_share);
     fflush(stdout);
     for (int i = 0; i < opt.consoles; i++)
         if (conns[i].state != ST_DOWN)

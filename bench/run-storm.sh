@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Reconnect storm: 10,000 consoles over 20 agencies watch 2,000 units reporting at 1 Hz;
+# after the warm-up every console is dropped at once (TCP reset, as when a site's network
+# blips) and reconnects and rejoins with {"since":{"epoch":E,"seq":N}} from its previous
+# join reply and pushes. Reported: the time from the drop until the last console has its
+# join reply (then it holds every position it missed), and how many were recovered (a
+# reply with only what changed since N) rather than sent a full snapshot.
+# The daemon is pinned to CPU 0, bench/loadgen to CPU 1; a fresh daemon per run.
+#
+# usage: bench/run-storm.sh [RUNS [CONSOLES]]
+#   PARALLEL: handshakes loadgen keeps in flight at once [all of them]
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+runs=${1:-3} consoles=${2:-10000}
+units=${UNITS:-2000} agencies=${AGENCIES:-20} parallel=${PARALLEL:-$consoles}
+bench_build gpsrelayd loadgen
+bench_mapping "$units" "$agencies"
+
+alls=() p99s=()
+for ((r = 1; r <= runs; r++)); do
+    bench_start_gpsrelay 0 55301 58301
+    out=$(taskset -c 1 "$BENCH_BUILD/bench/loadgen" --proto gpsrelay --port 58301 \
+        --pub-port 55301 --rate "$units" --units "$units" --agencies "$agencies" \
+        --consoles "$consoles" --parallel "$parallel" --warmup 3 --duration 2 --storm \
+        2>>"$BENCH_DIR/lg.log")
+    bench_stop_gpsrelay
+    storm=$(grep '^storm' <<<"$out") result=$(grep '^result' <<<"$out")
+    alls+=("$(field "$storm" all_ms)") p99s+=("$(field "$storm" p99_ms)")
+    echo "run $r: $(field "$storm" rejoined)/$(field "$storm" dropped) rejoined" \
+        "($(field "$storm" failed) failed, $(field "$storm" recovered) recovered with since," \
+        "$(field "$storm" snapshot_positions) positions in the replies): all within" \
+        "${alls[-1]} ms, p50 $(field "$storm" p50_ms) ms, p99 ${p99s[-1]} ms; after it," \
+        "delivery p99 $(field "$result" p99_ms) ms"
+done
+echo "median of $runs runs: all $consoles consoles rejoined within $(median "${alls[@]}") ms" \
+    "(p99 $(median "${p99s[@]}") ms) after being dropped at once"
