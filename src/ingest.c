@@ -59,8 +59,13 @@ struct gr_ingest {
  * one line per interval, not a line per datagram (the counters have every one). */
 #define DROP_SUMMARY_MS 10000
 
-/* Reads finish before the next one starts, so one buffer serves every socket. */
-static char read_buf[GR_DATAGRAM_MAX];
+/* UDP sockets read with recvmmsg(2): libuv cuts the buffer into 64 KiB slots, one datagram
+ * each, and fills up to this many per system call (its own maximum is 20). */
+#define UDP_MMSG_SLOTS 20
+
+/* Reads are handled before the next one starts, so one buffer serves every socket: all of
+ * it for a UDP socket's recvmmsg, its first GR_DATAGRAM_MAX bytes for a TCP read. */
+static char read_buf[UDP_MMSG_SLOTS * GR_DATAGRAM_MAX];
 
 static void reject(enum gr_reason r)
 {
@@ -261,6 +266,13 @@ static struct batch batch_make(struct gr_ingest *in, const struct sockaddr *from
 /* ---- UDP ------------------------------------------------------------------------------ */
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(read_buf, GR_DATAGRAM_MAX);
+}
+
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
@@ -465,11 +477,11 @@ static void log_bound(const char *kind, uv_handle_t *h)
 static int start_udp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr *a)
 {
     uv_udp_t *h = &in->udp[in->n_udp++];
-    uv_udp_init(loop, h);
+    uv_udp_init_ex(loop, h, AF_UNSPEC | UV_UDP_RECVMMSG);
     h->data = in;
     int rc = uv_udp_bind(h, (const struct sockaddr *)&a->sa, 0);
     if (rc == 0)
-        rc = uv_udp_recv_start(h, on_alloc, on_datagram);
+        rc = uv_udp_recv_start(h, on_udp_alloc, on_datagram);
     if (rc < 0) {
         gr_error("ingest: cannot listen on udp %s: %s", a->text, uv_strerror(rc));
         return rc;

@@ -5,9 +5,9 @@
  * JSON by its first byte) -> identity -> assembler -> gr_hub_publish; every report that
  * does not make it is counted by reason in gr_stats.
  *
- * Fairness: libuv reads at most 32 datagrams, or 32 reads of one TCP connection, per
- * wake-up before it serves other handles, and one read is at most GR_DATAGRAM_MAX bytes,
- * so no sender holds the loop.
+ * Fairness: libuv makes at most 32 reads of a socket per wake-up before it serves other
+ * handles (for UDP, 32 recvmmsg calls of up to 20 datagrams each; for a TCP connection,
+ * 32 reads of at most GR_DATAGRAM_MAX bytes), so no sender holds the loop for long.
  */
 #ifndef GPSRELAY_INGEST_H
 #define GPSRELAY_INGEST_H
