@@ -8,9 +8,9 @@ GR_PID= MQ_PID=
 trap 'bench_cleanup' EXIT
 
 bench_cleanup() {
-    [ -n "$GR_PID" ] && kill "$GR_PID" 2>/dev/null
-    [ -n "$MQ_PID" ] && kill "$MQ_PID" 2>/dev/null
-    wait 2>/dev/null
+    [ -z "$GR_PID" ] || kill "$GR_PID" 2>/dev/null || true
+    [ -z "$MQ_PID" ] || kill "$MQ_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
     rm -rf "$BENCH_DIR"
 }
 

@@ -6,12 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5} seconds=${2:-5} devices=${3:-1000}
-build=build/bench-release
+build=${GR_BENCH_BUILD:-build/bench-release}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target gpsrelayd udp_flood >/dev/null
 
 dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 {
     echo "device_id,agency_id,label,source_addr"
     for ((i = 0; i < devices; i++)); do echo "BENCH-$i,bench,,"; done
