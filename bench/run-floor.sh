@@ -45,7 +45,8 @@ for ((r = 1; r <= runs; r++)); do
             --rate "$units" 2>>"$BENCH_DIR/lg.log" | grep '^result')
     fi
     curl -s 127.0.0.1:58201/metrics |
-        awk '/^gpsrelay_ingest_rejected_total/ && $2 > 0 { print "  rejected:", $0 }' >&2
+        awk '/^gpsrelay_ingest_rejected_total/ && $2 > 0 { print "  rejected:", $0 }
+             /^gpsrelay_(delivery_latency|loop_busy)_seconds_(bucket|count)/ { print "  daemon:", $0 }' >&2
     bench_stop_gpsrelay
     p50s+=("$(field "$line" p50_ms)") p99s+=("$(field "$line" p99_ms)")
     p999s+=("$(field "$line" p999_ms)") maxs+=("$(field "$line" max_ms)")

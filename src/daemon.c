@@ -44,16 +44,15 @@ struct daemon {
     uv_timer_t stale_timer;
     uv_timer_t watchdog; /* WATCHDOG=1 from the loop itself: a stuck loop gets restarted */
     uv_timer_t status;   /* STATUS= for systemctl status */
-    uv_check_t woke;     /* after each poll: the loop's work begins (gpsrelay_loop_busy) */
-    uv_prepare_t idle;   /* before each poll: it ends */
-    int64_t woke_ns;     /* when the current iteration's work began; 0 before the first */
+    uv_prepare_t turn;   /* before each poll: the last loop turn's work (gpsrelay_loop_busy) */
+    uint64_t turn_ns;    /* uv_hrtime() at the last prepare; 0 before the first */
+    uint64_t turn_idle;  /* uv_metrics_idle_time() then: time blocked in epoll_wait */
     bool stopping;
 };
 
 static void close_signals(struct daemon *d)
 {
-    uv_close((uv_handle_t *)&d->woke, NULL);
-    uv_close((uv_handle_t *)&d->idle, NULL);
+    uv_close((uv_handle_t *)&d->turn, NULL);
     uv_close((uv_handle_t *)&d->apply, NULL);
     uv_close((uv_handle_t *)&d->stale_timer, NULL);
     uv_close((uv_handle_t *)&d->watchdog, NULL);
@@ -271,17 +270,20 @@ static void on_stale_timer(uv_timer_t *t)
         gr_info("%zu units went stale (%zu stale in all)", n, gr_hub_stale_count(d->hub));
 }
 
-static void on_woke(uv_check_t *h)
+/*
+ * Once per loop turn, just before the loop blocks: the time since the previous turn less
+ * the time libuv spent blocked in epoll_wait is the work of one turn, I/O callbacks
+ * included (they run inside the poll phase, so timing check to prepare would miss them).
+ */
+static void on_turn(uv_prepare_t *h)
 {
     struct daemon *d = h->data;
-    d->woke_ns = gr_monotonic_ns();
-}
-
-static void on_idle(uv_prepare_t *h)
-{
-    struct daemon *d = h->data;
-    if (d->woke_ns != 0)
-        gr_histogram_observe(&gr_stats.loop_busy, (double)(gr_monotonic_ns() - d->woke_ns) / 1e9);
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(&d->loop);
+    if (d->turn_ns != 0)
+        gr_histogram_observe(&gr_stats.loop_busy,
+                             (double)((now - d->turn_ns) - (idle - d->turn_idle)) / 1e9);
+    d->turn_ns = now;
+    d->turn_idle = idle;
 }
 
 static void start_stale_timer(struct daemon *d)
@@ -447,6 +449,7 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
         gr_error("cannot create the event loop: %s", uv_strerror(rc));
         return GR_EXIT_FAILURE;
     }
+    uv_loop_configure(&d.loop, UV_METRICS_IDLE_TIME); /* for gpsrelay_loop_busy_seconds */
     gr_sd_init();
 
     struct gr_hub_options hopt = {.notify = gr_console_on_pending, .event = gr_console_on_event};
@@ -472,11 +475,9 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     uv_timer_init(&d.loop, &d.stale_timer);
     d.stale_timer.data = &d;
     start_stale_timer(&d);
-    uv_check_init(&d.loop, &d.woke);
-    uv_prepare_init(&d.loop, &d.idle);
-    d.woke.data = d.idle.data = &d;
-    uv_check_start(&d.woke, on_woke);
-    uv_prepare_start(&d.idle, on_idle);
+    uv_prepare_init(&d.loop, &d.turn);
+    d.turn.data = &d;
+    uv_prepare_start(&d.turn, on_turn);
     uv_timer_init(&d.loop, &d.watchdog);
     uint64_t watchdog_ms = gr_sd_watchdog_usec() / 2000; /* half the interval, in ms */
     if (watchdog_ms > 0)

@@ -516,9 +516,9 @@ struct gr_hub_update *gr_hub_update_begin(struct gr_hub *hub, struct gr_mapping 
     up->hub = hub;
     up->m = m;
     hub->update = up;
-    /* Room for a topic per device, plus agencies, now: rehashing is cheapest while the
-     * table is small (at the first load, empty) rather than halfway through a step. */
-    topics_grow(hub, hub->n_topics + n + n / 4);
+    /* Room for the new mapping's topics (one per device, plus agencies) now: at the first
+     * load the table is empty and growing it is free; later it grows only with the fleet. */
+    topics_grow(hub, n + n / 4);
     return up;
 }
 
