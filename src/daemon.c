@@ -3,6 +3,7 @@
  */
 #include "gpsrelay/daemon.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,6 +443,16 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     memset(&d, 0, sizeof(d));
     d.cfg = cfg;
     d.log_level_fixed = log_level_fixed;
+
+    /* Until the loop's signal handles exist, SIGTERM/SIGINT/SIGHUP wait (blocked) rather
+     * than kill the daemon with their default action: a stop or reload sent during
+     * start-up is then handled, once, by the loop. */
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    sigprocmask(SIG_BLOCK, &stop_signals, &previous);
     int status = GR_EXIT_FAILURE;
 
     int rc = uv_loop_init(&d.loop);
@@ -472,6 +483,7 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     start_signal(&d, &d.sigint, SIGINT);
     start_signal(&d, &d.sigterm, SIGTERM);
     start_signal(&d, &d.sighup, SIGHUP);
+    sigprocmask(SIG_SETMASK, &previous, NULL); /* a pending one is delivered now */
     uv_timer_init(&d.loop, &d.stale_timer);
     d.stale_timer.data = &d;
     start_stale_timer(&d);
@@ -500,6 +512,7 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     uv_run(&d.loop, UV_RUN_DEFAULT); /* close callbacks the second lws destroy queued */
 
 out:
+    sigprocmask(SIG_SETMASK, &previous, NULL); /* also when start-up failed before the loop */
     gr_ingest_free(d.ingest);
     gr_hub_free(d.hub);
     rc = uv_loop_close(&d.loop);
