@@ -527,8 +527,8 @@ struct gr_mapping *gr_pgmap_load_blocking(const char *conninfo, int connect_ms, 
     struct gr_mapping *m = NULL;
     PGconn *c = PQconnectdbParams(keywords, values, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        snprintf(err, errlen, "postgres: %.*s", c ? (int)strcspn(PQerrorMessage(c), "\n") : 13,
-                 c ? PQerrorMessage(c) : "out of memory");
+        const char *why = c != NULL ? PQerrorMessage(c) : "out of memory";
+        snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
         PQfinish(c);
         return NULL;
     }
