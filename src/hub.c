@@ -130,13 +130,7 @@ static void member_append(struct gr_member *m)
 static void member_prepend(struct gr_member *m)
 {
     struct gr_topic *t = m->topic;
-    m->prev = NULL;
-    m->next = t->head;
-    if (t->head)
-        t->head->prev = m;
-    else
-        t->tail = m;
-    t->head = m;
+    GR_LIST_PREPEND(t->head, t->tail, m, prev, next);
     t->n_members++;
 }
 
@@ -545,21 +539,6 @@ void gr_hub_update_cancel(struct gr_hub_update *up)
     update_free(up);
 }
 
-/* Swaps a replacement unit into old's place in the fresh list. */
-static void fresh_replace(struct gr_hub *hub, struct gr_unit *old, struct gr_unit *u)
-{
-    u->fresh_prev = old->fresh_prev;
-    u->fresh_next = old->fresh_next;
-    if (old->fresh_prev)
-        old->fresh_prev->fresh_next = u;
-    else
-        hub->fresh_head = u;
-    if (old->fresh_next)
-        old->fresh_next->fresh_prev = u;
-    else
-        hub->fresh_tail = u;
-}
-
 /*
  * Makes the prepared units the hub's, in one go. Work is proportional to the devices
  * (a pointer test each) plus the changes: kept units are not touched at all.
@@ -592,7 +571,7 @@ static void update_commit(struct gr_hub_update *up)
         bool fresh = old->pos != NULL && !old->stale;
         if (now != NULL) {
             if (fresh)
-                fresh_replace(hub, old, now);
+                GR_LIST_REPLACE(hub->fresh_head, hub->fresh_tail, old, now, fresh_prev, fresh_next);
             unit_carry_over(now, old);
         } else {
             if (fresh)
