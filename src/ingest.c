@@ -51,8 +51,7 @@ struct gr_ingest {
     uv_timer_t sweep;
     uv_timer_t summary; /* the drop summary: one log line per interval, not one per report */
     uint64_t summarized[GR_REASON_COUNT]; /* gr_stats.ingest_rejected at the last summary */
-    uint64_t summarized_not_allowed, summarized_rate_limited;
-    uint64_t receive_errors; /* UDP receive errors since the last summary */
+    uint64_t summarized_not_allowed, summarized_rate_limited, summarized_receive_errors;
 };
 
 /* Drops are logged as a summary this often, when there were any: a flood of bad input is
@@ -92,9 +91,8 @@ static void on_summary(uv_timer_t *t)
                  "not_allowed");
     summary_item(line, sizeof(line), gr_stats.ingest_rate_limited, &in->summarized_rate_limited,
                  "rate_limited");
-    uint64_t none = 0;
-    summary_item(line, sizeof(line), in->receive_errors, &none, "udp receive errors");
-    in->receive_errors = 0;
+    summary_item(line, sizeof(line), gr_stats.ingest_receive_errors, &in->summarized_receive_errors,
+                 "udp receive errors");
     size_t n = strlen(line);
     if (n > 0) {
         line[n - 1] = '\0'; /* the last comma */
@@ -284,7 +282,8 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 {
     if (nread < 0) {
         struct gr_ingest *in = h->data;
-        if (in->receive_errors++ == 0) /* the first of an interval; on_summary counts them */
+        /* The first of an interval is logged at once; on_summary counts the rest. */
+        if (gr_stats.ingest_receive_errors++ == in->summarized_receive_errors)
             gr_warn("ingest: udp receive error: %s", uv_strerror((int)nread));
         return;
     }

@@ -271,12 +271,18 @@ static void start_load(struct gr_pgmap *p)
     send_query(p, Q_LOAD, GR_PGMAP_QUERY);
 }
 
-/* Loads when one is wanted and nothing is in the way: connected and listening, no query in
+/* A load is wanted and nothing is in the way: connected and listening, no query in
  * flight, no build on the thread pool (so loads never overtake each other). */
+static bool may_load(const struct gr_pgmap *p)
+{
+    return p->load_wanted && p->state == PG_OPEN && p->query == Q_NONE && p->build == NULL &&
+           !p->stopping;
+}
+
+/* Loads GR_PGMAP_COALESCE_MS from now, so a burst of notifications makes one load. */
 static void maybe_load(struct gr_pgmap *p)
 {
-    if (p->load_wanted && p->state == PG_OPEN && p->query == Q_NONE && p->build == NULL &&
-        !p->stopping && !uv_is_active((uv_handle_t *)&p->coalesce))
+    if (may_load(p) && !uv_is_active((uv_handle_t *)&p->coalesce))
         uv_timer_start(&p->coalesce, on_coalesced, GR_PGMAP_COALESCE_MS, 0);
 }
 
@@ -446,7 +452,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 static void on_coalesced(uv_timer_t *t)
 {
     struct gr_pgmap *p = t->data;
-    if (p->load_wanted && p->state == PG_OPEN && p->query == Q_NONE && p->build == NULL)
+    if (may_load(p)) /* else maybe_load() runs again when what was in the way is done */
         start_load(p);
 }
 

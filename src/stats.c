@@ -100,6 +100,8 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
 
     family(f, "gpsrelay_ingest_datagrams_total", "counter", "UDP datagrams received.",
            gr_stats.ingest_datagrams);
+    family(f, "gpsrelay_ingest_receive_errors_total", "counter", "UDP reads that failed.",
+           gr_stats.ingest_receive_errors);
     family(f, "gpsrelay_ingest_reports_total", "counter", "Report lines received.",
            gr_stats.ingest_reports);
     labelled(f, "gpsrelay_ingest_rejected_total", "Reports or fixes not published, by reason.",

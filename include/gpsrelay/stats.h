@@ -94,8 +94,9 @@ static inline void gr_histogram_observe(struct gr_histogram *h, double seconds)
 }
 
 struct gr_stats {
-    uint64_t ingest_datagrams; /* UDP datagrams received */
-    uint64_t ingest_reports;   /* report lines seen */
+    uint64_t ingest_datagrams;      /* UDP datagrams received */
+    uint64_t ingest_receive_errors; /* UDP reads that failed (ICMP errors, ...) */
+    uint64_t ingest_reports;        /* report lines seen */
     uint64_t ingest_rejected[GR_REASON_COUNT];
     uint64_t ingest_no_checksum;      /* NMEA/TAIP sentences accepted without *hh */
     uint64_t ingest_spliced;          /* broken sentences cut off by a newer one on a line */
