@@ -11,26 +11,8 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "addr.h"
 #include "check.h"
-
-/* Either family, built from text; the test addresses are all valid. */
-static struct sockaddr_storage addr(const char *text, int port)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (strchr(text, ':') != NULL) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        CHECK_INT(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons((uint16_t)port);
-        CHECK_INT(inet_pton(AF_INET, text, &in->sin_addr), 1);
-    }
-    return ss;
-}
 
 /* The i-th of many distinct senders: 10.x.y.z, or 2001:db8::x:y for odd i. */
 static struct sockaddr_storage nth(unsigned i)

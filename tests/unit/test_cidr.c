@@ -8,25 +8,8 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include "addr.h"
 #include "check.h"
-
-static struct sockaddr_storage addr(const char *text)
-{
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (strchr(text, ':') != NULL) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(5000);
-        CHECK_INT(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(5000);
-        CHECK_INT(inet_pton(AF_INET, text, &in->sin_addr), 1);
-    }
-    return ss;
-}
 
 /* Parses text, which must be valid, and checks the result against family, prefix and
  * the network address written out as text. */
@@ -118,7 +101,7 @@ static bool in(const char *range, const char *address)
 {
     struct gr_cidr c;
     CHECK_INT(gr_cidr_parse(range, &c), 0);
-    struct sockaddr_storage ss = addr(address);
+    struct sockaddr_storage ss = addr(address, 5000);
     return gr_cidr_match(&c, (const struct sockaddr *)&ss);
 }
 
@@ -180,7 +163,7 @@ static void test_match(void)
     struct sockaddr_un un = {.sun_family = AF_UNIX};
     CHECK(!gr_cidr_match(&all, (const struct sockaddr *)&un));
     struct gr_cidr broken = {.family = AF_INET, .prefix = 200}; /* not from gr_cidr_parse */
-    struct sockaddr_storage a = addr("10.0.0.1");
+    struct sockaddr_storage a = addr("10.0.0.1", 5000);
     CHECK(!gr_cidr_match(&broken, (const struct sockaddr *)&a));
 }
 
