@@ -88,6 +88,7 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
 {
     struct daemon *d = ctx;
     g->consoles_connected = d->ws ? gr_ws_consoles(d->ws) : 0;
+    g->consoles_accept_waiting = d->ws ? gr_ws_accept_waiting(d->ws) : 0;
     g->channels_joined = gr_hub_sub_count(d->hub);
     g->mapping_devices = gr_hub_device_count(d->hub);
     g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;

@@ -125,6 +125,14 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            gr_stats.positions_published);
     family(f, "gpsrelay_ws_frames_sent_total", "counter", "WebSocket frames sent to consoles.",
            gr_stats.ws_frames_sent);
+    family(f, "gpsrelay_ws_accept_waiting_full_total", "counter",
+           "Times console listeners stopped accepting because ACCEPT_WAITING_MAX accepted "
+           "connections were waiting for their turn.",
+           gr_stats.accept_waiting_full);
+    family(f, "gpsrelay_ws_accept_errors_total", "counter",
+           "Console connections the kernel had but accept(2) could not take (descriptors, "
+           "memory).",
+           gr_stats.accept_errors);
     labelled(f, "gpsrelay_consoles_closed_total", "Consoles closed, by reason.", "reason",
              close_labels, gr_stats.consoles_closed, 0, GR_CLOSE_REASON_COUNT);
     labelled(f, "gpsrelay_consoles_refused_total",
@@ -140,6 +148,9 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            "Sources the rate limiter forgot to make room.", gr_stats.ingest_rate_evicted);
     family(f, "gpsrelay_consoles_connected", "gauge", "Consoles connected now.",
            g->consoles_connected);
+    family(f, "gpsrelay_ws_accept_waiting", "gauge",
+           "Console connections accepted and waiting for their turn to be served.",
+           g->consoles_accept_waiting);
     family(f, "gpsrelay_channels_joined", "gauge", "Channels joined now, over all consoles.",
            g->channels_joined);
     family(f, "gpsrelay_units_stale", "gauge", "Units with no position for stale_after.",

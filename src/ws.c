@@ -16,6 +16,7 @@
 
 #include <libwebsockets.h>
 
+#include "gpsrelay/acceptor.h"
 #include "gpsrelay/addrtable.h"
 #include "gpsrelay/buf.h"
 #include "gpsrelay/list.h"
@@ -42,6 +43,15 @@
 /* A console asked to close whose socket takes nothing gets this long to take its close
  * frame before it is dropped without one. */
 #define CLOSE_GRACE_MS 5000
+
+/* Connections handed to lws per loop turn; the rest wait, accepted, in the acceptor
+ * (acceptor.h: lws 4.1 keeps connections awaiting their request in one sorted list, whose
+ * cost grows with the square of how many are in it). */
+#define ADOPT_PER_TURN 256
+
+/* Accepted connections waiting for their turn, each holding a descriptor; past it,
+ * new ones wait in the kernel's accept queue. */
+#define ACCEPT_WAITING_MAX 16384
 
 /* A peer's address: IPv4 or IPv6 only, in 28 bytes rather than sockaddr_storage's 128
  * (this is per console, and idle consoles are meant to cost under 4 KiB). */
@@ -97,12 +107,13 @@ struct gr_ws {
     size_t n_conns;
     bool ready;
     bool stopping;
-    uv_timer_t grace;          /* shutdown: how long consoles get to take their close frame */
-    uv_timer_t sweep;          /* idle and slow consoles */
-    uint64_t idle_ms, slow_ms; /* 0: no limit */
-    struct gr_buf out;         /* one send buffer for all consoles, LWS_PRE headroom */
-    struct conn *dirty;        /* consoles with output since the last flush */
-    uv_check_t flush;          /* ...written at the end of each loop turn (on_flush) */
+    uv_timer_t grace;             /* shutdown: how long consoles get to take their close frame */
+    uv_timer_t sweep;             /* idle and slow consoles */
+    uint64_t idle_ms, slow_ms;    /* 0: no limit */
+    struct gr_buf out;            /* one send buffer for all consoles, LWS_PRE headroom */
+    struct conn *dirty;           /* consoles with output since the last flush */
+    uv_check_t flush;             /* ...written at the end of each loop turn (on_flush) */
+    struct gr_acceptor *acceptor; /* our listening sockets; lws adopts what they accept */
 };
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
@@ -663,6 +674,20 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+/* ---- accepting ------------------------------------------------------------------------------ */
+
+static void adopt(void *ctx, void *vhost, int fd)
+{
+    (void)ctx;
+    /* On failure lws has closed fd and logged why. */
+    lws_adopt_socket_vhost(vhost, fd);
+}
+
+size_t gr_ws_accept_waiting(const struct gr_ws *ws)
+{
+    return ws->acceptor ? gr_acceptor_waiting(ws->acceptor) : 0;
+}
+
 /* ---- the lws callback --------------------------------------------------------------------- */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -792,7 +817,9 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     ws->gauges_ctx = gauges_ctx;
     ws->longpoll = gr_longpoll_new(hub, longpoll_admit, ws);
     ws->per_source = gr_addrtable_new(GR_WS_SOURCES_MAX, sizeof(unsigned), false);
-    if (ws->longpoll == NULL || ws->per_source == NULL) {
+    if (ws->longpoll == NULL || ws->per_source == NULL ||
+        (ws->acceptor = gr_acceptor_new(loop, ADOPT_PER_TURN, ACCEPT_WAITING_MAX, adopt, ws)) ==
+            NULL) {
         gr_longpoll_free(ws->longpoll);
         gr_addrtable_free(ws->per_source);
         free(ws);
@@ -835,10 +862,8 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         struct lws_context_creation_info v;
         memset(&v, 0, sizeof(v));
         v.vhost_name = a->text;
-        v.iface = a->host;
-        v.port = a->port;
+        v.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* serves what the acceptor adopts into it */
         v.protocols = protocols;
-        v.options = a->sa.ss_family == AF_INET ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0;
         if (cfg->tls_cert != NULL) {
             /* HTTPS/WSS only on this port. HTTP/1.1 ALPN: lws would offer h2 and
              * WebSockets over h2, which consoles do not need (NOTES.md). */
@@ -851,12 +876,15 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         }
         struct lws_vhost *vh = lws_create_vhost(ws->ctx, &v);
         if (vh == NULL) {
-            gr_error("ws: cannot listen on %s (address in use, or not an address of this "
-                     "host)",
-                     a->text);
+            gr_error("ws: cannot serve %s (libwebsockets refused the vhost; TLS files?)", a->text);
             goto fail;
         }
-        gr_notice("ws: listening on %s port %d", a->host, lws_get_vhost_listen_port(vh));
+        int port = gr_acceptor_listen(ws->acceptor, (const struct sockaddr *)&a->sa, vh);
+        if (port < 0) {
+            gr_error("ws: cannot listen on %s: %s", a->text, strerror(-port));
+            goto fail;
+        }
+        gr_notice("ws: listening on %s port %d", a->host, port);
     }
     /* A missing folder is not fatal: positions matter more than the demo console, and the
      * folder is looked up per request, so building it later is enough. */
@@ -905,6 +933,7 @@ void gr_ws_stop(struct gr_ws *ws)
     if (ws->stopping)
         return;
     ws->stopping = true;
+    gr_acceptor_close(ws->acceptor);
     if (!uv_is_closing((uv_handle_t *)&ws->sweep))
         uv_close((uv_handle_t *)&ws->sweep, NULL);
     if (!uv_is_closing((uv_handle_t *)&ws->flush))
@@ -925,6 +954,7 @@ void gr_ws_free(struct gr_ws *ws)
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
+    gr_acceptor_free(ws->acceptor);
     gr_addrtable_free(ws->per_source);
     gr_buf_free(&ws->out);
     free(ws);

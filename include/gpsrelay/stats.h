@@ -106,6 +106,8 @@ struct gr_stats {
     uint64_t tcp_idle_closed;         /* ... closed after tcp_idle_timeout of silence */
     uint64_t positions_published;
     uint64_t ws_frames_sent;
+    uint64_t accept_waiting_full; /* times console listeners paused: the acceptor's FIFO full */
+    uint64_t accept_errors;       /* accept(2) failures (out of descriptors, memory) */
     uint64_t consoles_closed[GR_CLOSE_REASON_COUNT];
     uint64_t consoles_refused[GR_CONSOLE_REFUSAL_COUNT];
     uint64_t joins_refused[GR_JOIN_REFUSAL_COUNT];
@@ -129,6 +131,7 @@ struct gr_gauges {
     uint64_t units_stale;
     uint64_t tcp_connections;
     uint64_t consoles_connected;
+    uint64_t consoles_accept_waiting; /* accepted, waiting for a handshake slot */
     uint64_t channels_joined;
     uint64_t mapping_devices;
     uint64_t postgres_up; /* 1 while connected to PostgreSQL and listening */

@@ -4,8 +4,9 @@
  * Serves /socket/websocket?vsn=2.0.0 (Phoenix v2 framing, via phoenix.h), /healthz,
  * /readyz and /metrics; with static_dir, every other path outside /socket/ is a file of
  * that folder (GET and HEAD; "/" is index.html; nothing outside the folder; else 404).
- * One explicit vhost per listen_ws address, so a bind failure is reported instead of
- * lws's self-destroying context (NOTES.md).
+ * One explicit vhost per listen_ws address, fed by our own listening sockets
+ * (acceptor.h): bind failures are reported with their cause, and a reconnect storm is
+ * taken off the kernel's queue at once but handed to lws at a bounded pace.
  */
 #ifndef GPSRELAY_WS_H
 #define GPSRELAY_WS_H
@@ -71,6 +72,9 @@ void gr_ws_set_ready(struct gr_ws *ws, bool ready);
 void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg);
 
 size_t gr_ws_consoles(const struct gr_ws *ws);
+
+/* Connections accepted and waiting for their turn to be handed to lws (acceptor.h). */
+size_t gr_ws_accept_waiting(const struct gr_ws *ws);
 
 /*
  * Closes every console with 1001, waits for them (at most GR_WS_STOP_GRACE_MS), then

@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "../unit/check.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -418,6 +419,38 @@ static void test_idle_console(const char *binary)
     CHECK_INT(daemon_stop(&idle), 0);
 }
 
+/*
+ * Connections that never send a request (a slowloris, or a scanner) take no console's
+ * turn: with SILENT_CONNECTIONS of them open, a console still connects and joins at once.
+ */
+#define SILENT_CONNECTIONS 1000
+static void test_silent_connections(void)
+{
+    static int silent[SILENT_CONNECTIONS];
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)d.ws_port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < SILENT_CONNECTIONS; i++) {
+        silent[i] = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(silent[i] >= 0 && connect(silent[i], (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int fd = console();
+    json_t *resp = join(fd, "1", "agency:county-ems", NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(resp != NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (ms >= 3000)
+        fprintf(stderr, "console behind %d silent connections joined after %ld ms\n",
+                SILENT_CONNECTIONS, ms);
+    CHECK(ms < 3000); /* lws holds a silent connection for 10 s before it gives up on it */
+    json_decref(resp);
+    close(fd);
+    for (int i = 0; i < SILENT_CONNECTIONS; i++)
+        close(silent[i]);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -441,6 +474,7 @@ int main(int argc, char **argv)
     test_slow_console(); /* before the mapping change drops its units */
     test_mapping_change();
     test_stale();
+    test_silent_connections();
     CHECK_INT(daemon_stop(&d), 0);
     test_idle_console(argv[1]);
     return check_result("integration_consoles");

@@ -1,0 +1,219 @@
+/*
+ * acceptor.c - listeners that empty the kernel's accept queue every loop turn and hand
+ * connections on at a bounded pace (see acceptor.h for why).
+ */
+#include "gpsrelay/acceptor.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gpsrelay/log.h"
+#include "gpsrelay/stats.h"
+
+struct listener {
+    uv_poll_t poll;
+    int fd;
+    void *ctx;
+    struct gr_acceptor *acceptor;
+    bool paused; /* not polled: the waiting FIFO is full, or accept(2) is resting */
+};
+
+struct waiting {
+    int fd;
+    struct listener *from;
+};
+
+struct gr_acceptor {
+    uv_loop_t *loop;
+    gr_accept_fn fn;
+    void *ctx;
+    size_t per_turn, budget; /* hand-ons per loop turn, and what is left of this turn's */
+    struct waiting *fifo;    /* ring of max_waiting */
+    size_t max_waiting, head, n_waiting;
+    struct listener *listeners[GR_ACCEPT_LISTENERS_MAX];
+    size_t n_listeners;
+    uv_check_t hand_on; /* end of each turn: hands waiting connections to free slots */
+    uv_timer_t rest;    /* resumes listeners after an accept(2) failure */
+    bool closing;
+};
+
+static void hand_on(struct gr_acceptor *a, int fd, struct listener *from)
+{
+    a->budget--;
+    a->fn(a->ctx, from->ctx, fd);
+}
+
+static void pause_listener(struct listener *l)
+{
+    if (!l->paused)
+        uv_poll_stop(&l->poll);
+    l->paused = true;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void resume_listeners(struct gr_acceptor *a)
+{
+    for (size_t i = 0; i < a->n_listeners; i++) {
+        struct listener *l = a->listeners[i];
+        if (l->paused && !a->closing) {
+            uv_poll_start(&l->poll, UV_READABLE, on_readable);
+            l->paused = false;
+        }
+    }
+}
+
+static void on_rest_over(uv_timer_t *t)
+{
+    resume_listeners(t->data);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    struct listener *l = h->data;
+    struct gr_acceptor *a = l->acceptor;
+    for (int n = 0; n < GR_ACCEPT_BATCH; n++) {
+        if (a->n_waiting == a->max_waiting) {
+            gr_stats.accept_waiting_full++;
+            pause_listener(l); /* the kernel's queue holds the rest; resumed by drain() */
+            return;
+        }
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                return;
+            gr_stats.accept_errors++;
+            gr_warn("ws: accept: %s; not accepting for %d ms", strerror(errno), GR_ACCEPT_RETRY_MS);
+            for (size_t i = 0; i < a->n_listeners; i++)
+                pause_listener(a->listeners[i]);
+            uv_timer_start(&a->rest, on_rest_over, GR_ACCEPT_RETRY_MS, 0);
+            return;
+        }
+        int on = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+        if (a->budget > 0 && a->n_waiting == 0) {
+            hand_on(a, fd, l);
+            continue;
+        }
+        a->fifo[(a->head + a->n_waiting++) % a->max_waiting] = (struct waiting){fd, l};
+        uv_ref((uv_handle_t *)&a->hand_on); /* work pending: the loop must turn for it */
+    }
+}
+
+/* End of a loop turn: a new turn's worth of hand-ons, waiting connections first. */
+static void drain(uv_check_t *h)
+{
+    struct gr_acceptor *a = h->data;
+    bool had_full_fifo = a->n_waiting == a->max_waiting;
+    a->budget = a->per_turn;
+    while (a->n_waiting > 0 && a->budget > 0) {
+        struct waiting w = a->fifo[a->head];
+        a->head = (a->head + 1) % a->max_waiting;
+        a->n_waiting--;
+        hand_on(a, w.fd, w.from);
+    }
+    if (a->n_waiting == 0)
+        uv_unref((uv_handle_t *)&a->hand_on);
+    if (had_full_fifo && a->n_waiting < a->max_waiting && !uv_is_active((uv_handle_t *)&a->rest))
+        resume_listeners(a);
+}
+
+struct gr_acceptor *gr_acceptor_new(uv_loop_t *loop, size_t per_turn, size_t max_waiting,
+                                    gr_accept_fn fn, void *ctx)
+{
+    struct gr_acceptor *a = calloc(1, sizeof(*a));
+    if (a == NULL || per_turn == 0 || max_waiting == 0 ||
+        (a->fifo = calloc(max_waiting, sizeof(*a->fifo))) == NULL) {
+        free(a);
+        return NULL;
+    }
+    a->loop = loop;
+    a->fn = fn;
+    a->ctx = ctx;
+    a->per_turn = a->budget = per_turn;
+    a->max_waiting = max_waiting;
+    uv_check_init(loop, &a->hand_on);
+    a->hand_on.data = a;
+    uv_check_start(&a->hand_on, drain);
+    uv_unref((uv_handle_t *)&a->hand_on);
+    uv_timer_init(loop, &a->rest);
+    a->rest.data = a;
+    uv_unref((uv_handle_t *)&a->rest);
+    return a;
+}
+
+int gr_acceptor_listen(struct gr_acceptor *a, const struct sockaddr *sa, void *listener_ctx)
+{
+    if (a->n_listeners == GR_ACCEPT_LISTENERS_MAX)
+        return -ENOSPC;
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int on = 1;
+    struct sockaddr_storage bound;
+    socklen_t bound_len = sizeof(bound);
+    struct listener *l = NULL;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        (sa->sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+        bind(fd, sa, len) < 0 || listen(fd, GR_ACCEPT_BACKLOG) < 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &bound_len) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    if ((l = calloc(1, sizeof(*l))) == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    *l = (struct listener){.fd = fd, .ctx = listener_ctx, .acceptor = a};
+    uv_poll_init_socket(a->loop, &l->poll, fd);
+    l->poll.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    a->listeners[a->n_listeners++] = l;
+    return ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                             : ((struct sockaddr_in *)&bound)->sin_port);
+}
+
+size_t gr_acceptor_waiting(const struct gr_acceptor *a)
+{
+    return a->n_waiting;
+}
+
+static void listener_closed(uv_handle_t *h)
+{
+    struct listener *l = h->data;
+    close(l->fd);
+    free(l);
+}
+
+void gr_acceptor_close(struct gr_acceptor *a)
+{
+    if (a == NULL || a->closing)
+        return;
+    a->closing = true;
+    for (size_t i = 0; i < a->n_listeners; i++)
+        uv_close((uv_handle_t *)&a->listeners[i]->poll, listener_closed);
+    a->n_listeners = 0;
+    for (; a->n_waiting > 0; a->n_waiting--, a->head = (a->head + 1) % a->max_waiting)
+        close(a->fifo[a->head].fd);
+    uv_close((uv_handle_t *)&a->hand_on, NULL);
+    uv_close((uv_handle_t *)&a->rest, NULL);
+}
+
+void gr_acceptor_free(struct gr_acceptor *a)
+{
+    if (a == NULL)
+        return;
+    free(a->fifo);
+    free(a);
+}

@@ -1,0 +1,175 @@
+/*
+ * test_acceptor.c - the acceptor on real loopback sockets: connections are taken from
+ * the kernel at once and handed on in arrival order, at most per_turn per loop turn; a
+ * full FIFO leaves the rest in the kernel's queue; closing closes what still waits.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "gpsrelay/acceptor.h"
+#include "gpsrelay/stats.h"
+
+#define CLIENTS 6
+
+struct consumer {
+    int fds[CLIENTS];
+    int n;
+};
+
+static void take(void *ctx, void *listener_ctx, int fd)
+{
+    struct consumer *c = ctx;
+    CHECK(listener_ctx == &c->n);
+    CHECK(c->n < CLIENTS);
+    if (c->n < CLIENTS)
+        c->fds[c->n++] = fd;
+}
+
+static int client(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    return fd;
+}
+
+/* Turns the loop until nothing is ready: every queued connection has been looked at. */
+static void settle(uv_loop_t *loop)
+{
+    for (int i = 0; i < 20; i++)
+        uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* The peer of fd closed its end: reads see EOF or a reset. */
+static int peer_closed(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 1000) != 1)
+        return 0;
+    char b;
+    return recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
+static struct gr_acceptor *start(uv_loop_t *loop, size_t per_turn, size_t max_waiting,
+                                 struct consumer *c, int *port)
+{
+    uv_loop_init(loop);
+    struct gr_acceptor *a = gr_acceptor_new(loop, per_turn, max_waiting, take, c);
+    CHECK(a != NULL);
+    struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    *port = gr_acceptor_listen(a, (struct sockaddr *)&lo, &c->n);
+    CHECK(*port > 0);
+    return a;
+}
+
+static void stop(uv_loop_t *loop, struct gr_acceptor *a, struct consumer *c, int *clients,
+                 int n_clients)
+{
+    gr_acceptor_close(a);
+    settle(loop);
+    gr_acceptor_free(a);
+    CHECK_INT(uv_loop_close(loop), 0);
+    for (int i = 0; i < n_clients; i++)
+        close(clients[i]);
+    for (int i = 0; i < c->n; i++)
+        close(c->fds[i]);
+}
+
+static void test_paced_hand_on(void)
+{
+    uv_loop_t loop;
+    struct consumer c = {.n = 0};
+    int port;
+    struct gr_acceptor *a = start(&loop, 2, 3, &c, &port);
+
+    /* The same port again: the bind error comes back as such. */
+    struct sockaddr_in same = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
+                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_INT(gr_acceptor_listen(a, (struct sockaddr *)&same, NULL), -EADDRINUSE);
+
+    int clients[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        clients[i] = client(port);
+    /* One loop turn: two handed on at once, three accepted into the FIFO (full: the
+     * sixth stays with the kernel), and at the end of the turn two more from the FIFO. */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_INT(c.n, 4);
+    CHECK_INT(gr_acceptor_waiting(a), 1);
+    CHECK_INT(gr_stats.accept_waiting_full, 1);
+    /* The next turn: the listener was resumed and takes the sixth; both are handed on. */
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_INT(c.n, 6);
+    CHECK_INT(gr_acceptor_waiting(a), 0);
+    for (int i = 0; i < c.n; i++) {
+        /* In arrival order: c.fds[i] is the server end of clients[i]. */
+        char b = (char)('a' + i), got = 0;
+        CHECK(send(clients[i], &b, 1, 0) == 1);
+        CHECK(recv(c.fds[i], &got, 1, 0) == 1);
+        CHECK_INT(got, b);
+    }
+    stop(&loop, a, &c, clients, CLIENTS);
+}
+
+/* Closing closes the connections still waiting; handed-on ones are the consumer's. */
+static void test_close_waiting(void)
+{
+    uv_loop_t loop;
+    struct consumer c = {.n = 0};
+    int port;
+    struct gr_acceptor *a = start(&loop, 1, 8, &c, &port);
+    int clients[4];
+    for (int i = 0; i < 4; i++)
+        clients[i] = client(port);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_INT(c.n, 2);
+    CHECK_INT(gr_acceptor_waiting(a), 2);
+    gr_acceptor_close(a);
+    settle(&loop);
+    CHECK(!peer_closed(clients[0]));
+    CHECK(!peer_closed(clients[1]));
+    CHECK(peer_closed(clients[2]));
+    CHECK(peer_closed(clients[3]));
+    stop(&loop, a, &c, clients, 4);
+}
+
+/* An IPv6 listener is IPv6 only: an IPv4 one on the same port can stand beside it. */
+static void test_v6only(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct consumer c = {.n = 0};
+    struct gr_acceptor *a = gr_acceptor_new(&loop, 4, 4, take, &c);
+    struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
+    int port = gr_acceptor_listen(a, (struct sockaddr *)&any6, &c.n);
+    if (port == -EAFNOSUPPORT || port == -EADDRNOTAVAIL) {
+        fprintf(stderr, "no IPv6 here: v6only not checked\n");
+    } else {
+        CHECK(port > 0);
+        struct sockaddr_in any4 = {.sin_family = AF_INET,
+                                   .sin_port = htons((uint16_t)port),
+                                   .sin_addr.s_addr = htonl(INADDR_ANY)};
+        CHECK_INT(gr_acceptor_listen(a, (struct sockaddr *)&any4, &c.n), port);
+    }
+    gr_acceptor_close(a);
+    settle(&loop);
+    gr_acceptor_free(a);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    test_paced_hand_on();
+    test_close_waiting();
+    test_v6only();
+    return check_result("test_acceptor");
+}
