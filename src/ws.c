@@ -773,6 +773,15 @@ static const struct lws_protocols protocols[] = {
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
+/*
+ * No lws "validity" timers: idle consoles are found by our own sweep (idle_timeout, from
+ * Phoenix heartbeats). lws 4.1 would keep one timer per connection in a single sorted
+ * list and move it to the end on every frame received, walking the whole list: with
+ * 10,000 consoles that walk was the largest single cost of a reconnect storm.
+ */
+static const lws_retry_bo_t no_validity_timers = {.secs_since_valid_ping = 0,
+                                                  .secs_since_valid_hangup = 0};
+
 static void lws_log(int level, const char *line)
 {
     int prio = level & LLL_ERR ? LOG_ERR : level & LLL_WARN ? LOG_WARNING : LOG_DEBUG;
@@ -850,6 +859,7 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.user = ws;
     info.pcontext = &ws->ctx;
+    info.retry_and_idle_policy = &no_validity_timers;
     ws->ctx = lws_create_context(&info);
     if (ws->ctx == NULL) {
         gr_error("ws: cannot create the libwebsockets context (is libwebsockets-evlib-uv "
@@ -864,6 +874,7 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         v.vhost_name = a->text;
         v.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* serves what the acceptor adopts into it */
         v.protocols = protocols;
+        v.retry_and_idle_policy = &no_validity_timers;
         if (cfg->tls_cert != NULL) {
             /* HTTPS/WSS only on this port. HTTP/1.1 ALPN: lws would offer h2 and
              * WebSockets over h2, which consoles do not need (NOTES.md). */
