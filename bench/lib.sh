@@ -55,7 +55,7 @@ ingest_rate_limit 1000000
 max_connections_per_source 1000000
 CONF
     ulimit -n "$(ulimit -Hn)"
-    taskset -c "$1" "$BENCH_BUILD/gpsrelayd" -c "$BENCH_DIR/gpsrelay.conf" 2>>"$BENCH_DIR/gpsrelayd.log" &
+    taskset -c "$1" "${GR_BIN:-$BENCH_BUILD/gpsrelayd}" -c "$BENCH_DIR/gpsrelay.conf" 2>>"$BENCH_DIR/gpsrelayd.log" &
     GR_PID=$!
     for _ in $(seq 200); do
         curl -sf "127.0.0.1:$3/readyz" >/dev/null && return 0

@@ -98,6 +98,7 @@ static struct options {
     int heartbeat_s;
     int parallel;
     bool storm;
+    bool busy_poll; /* never sleep in epoll_wait: see --busy-poll */
 } opt = {
     .proto = PROTO_PHOENIX,
     .consoles = 1000,
@@ -217,6 +218,7 @@ static struct {
     uint64_t positions, frames, position_bytes, hb_replies, pushes_other;
     uint64_t snapshot_positions, recovered, not_recovered, refused;
     struct hist latency, hb_rtt, storm;
+    struct hist storm_connected, storm_upgraded; /* storm: when each step of the rejoins ended */
     uint64_t storm_start_us;
     int rejoined;
 } g;
@@ -680,6 +682,8 @@ static long decode(struct conn *c, const char *p, size_t n)
             return -1;
         at = (size_t)(head_end + 4 - p);
         c->state = ST_JOINING;
+        if (g.storm_start_us != 0)
+            hist_add(&g.storm_upgraded, wall_us() - g.storm_start_us);
         int rc =
             opt.proto == PROTO_PHOENIX ? phoenix_join(c, g.storm_start_us != 0) : mqtt_connect(c);
         if (rc < 0)
@@ -789,6 +793,8 @@ static void on_connected(struct conn *c)
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)conn_index(c)};
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+    if (g.storm_start_us != 0)
+        hist_add(&g.storm_connected, wall_us() - g.storm_start_us);
     if (opt.proto == PROTO_MQTT_TCP) {
         c->state = ST_JOINING;
         if (mqtt_connect(c) < 0)
@@ -817,7 +823,7 @@ static void pump_connects(void)
 static void poll_once(int timeout_ms)
 {
     struct epoll_event ev[EVENTS_MAX];
-    int n = epoll_wait(epfd, ev, EVENTS_MAX, timeout_ms);
+    int n = epoll_wait(epfd, ev, EVENTS_MAX, opt.busy_poll ? 0 : timeout_ms);
     for (int k = 0; k < n; k++) {
         struct conn *c = &conns[ev[k].data.u32];
         if (c->state == ST_DOWN)
@@ -1087,10 +1093,14 @@ static void storm(double *next_hb, long *hb_second)
            mono_s() < deadline)
         run_until(mono_s() + 0.01, next_hb, hb_second);
     printf("storm dropped=%d rejoined=%d failed=%d recovered=%" PRIu64 " not_recovered=%" PRIu64
-           " all_ms=%.1f p50_ms=%.1f p99_ms=%.1f snapshot_positions=%" PRIu64 "\n",
+           " all_ms=%.1f p50_ms=%.1f p99_ms=%.1f snapshot_positions=%" PRIu64
+           " connected_p50_ms=%.1f connected_max_ms=%.1f upgraded_p50_ms=%.1f"
+           " upgraded_max_ms=%.1f\n",
            dropped, g.rejoined, g.failed - failed_before, g.recovered, g.not_recovered,
            (double)g.storm.max / 1000.0, hist_ms(&g.storm, 0.50), hist_ms(&g.storm, 0.99),
-           g.snapshot_positions);
+           g.snapshot_positions, hist_ms(&g.storm_connected, 0.50),
+           (double)g.storm_connected.max / 1000.0, hist_ms(&g.storm_upgraded, 0.50),
+           (double)g.storm_upgraded.max / 1000.0);
 }
 
 static void usage(FILE *f)
@@ -1107,20 +1117,36 @@ static void usage(FILE *f)
                "  --warmup S [2]  --duration S [5]   measurement window after the warm-up\n"
                "  --heartbeat S     heartbeat period per console [30]\n"
                "  --parallel N      handshakes in flight at once [500]\n"
-               "  --storm           drop every console after the warm-up; time the rejoin\n");
+               "  --storm           drop every console after the warm-up; time the rejoin\n"
+               "  --busy-poll       never sleep in epoll_wait (see below)\n"
+               "\n"
+               "--busy-poll: consoles are on other machines in real use. On loopback a sleeping\n"
+               "receiver makes every server send() also wake it: an inter-processor interrupt\n"
+               "from the server's core, a VM exit on a virtual machine. A spinning receiver\n"
+               "needs no wake-up, so the server's core pays for less of the consoles' side\n"
+               "(their TCP receive still runs there). It costs the load generator a whole core.\n");
 }
 
 static int parse_options(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"proto", required_argument, NULL, 'P'},    {"port", required_argument, NULL, 'p'},
-        {"pub-port", required_argument, NULL, 'u'}, {"consoles", required_argument, NULL, 'm'},
-        {"agencies", required_argument, NULL, 'k'}, {"agency-prefix", required_argument, NULL, 'a'},
-        {"units", required_argument, NULL, 'U'},    {"rate", required_argument, NULL, 'r'},
-        {"format", required_argument, NULL, 'f'},   {"warmup", required_argument, NULL, 'w'},
-        {"duration", required_argument, NULL, 'd'}, {"heartbeat", required_argument, NULL, 'H'},
-        {"parallel", required_argument, NULL, 'j'}, {"storm", no_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"proto", required_argument, NULL, 'P'},
+        {"port", required_argument, NULL, 'p'},
+        {"pub-port", required_argument, NULL, 'u'},
+        {"consoles", required_argument, NULL, 'm'},
+        {"agencies", required_argument, NULL, 'k'},
+        {"agency-prefix", required_argument, NULL, 'a'},
+        {"units", required_argument, NULL, 'U'},
+        {"rate", required_argument, NULL, 'r'},
+        {"format", required_argument, NULL, 'f'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"duration", required_argument, NULL, 'd'},
+        {"heartbeat", required_argument, NULL, 'H'},
+        {"parallel", required_argument, NULL, 'j'},
+        {"storm", no_argument, NULL, 's'},
+        {"busy-poll", no_argument, NULL, 'B'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     for (int ch; (ch = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
         switch (ch) {
@@ -1172,6 +1198,9 @@ static int parse_options(int argc, char **argv)
             break;
         case 's':
             opt.storm = true;
+            break;
+        case 'B':
+            opt.busy_poll = true;
             break;
         case 'h':
             usage(stdout);

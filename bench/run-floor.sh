@@ -10,6 +10,7 @@
 #
 # usage: bench/run-floor.sh [RUNS [SECONDS]]
 #   PUBLISHER=sim: the modems are tools/gpsrelay-sim instead of loadgen's own publisher
+#   LOADGEN_ARGS: extra bench/loadgen options, e.g. --busy-poll (see loadgen --help)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 runs=${1:-3} seconds=${2:-10}
@@ -30,7 +31,7 @@ p50s=() p99s=() p999s=() maxs=()
 for ((r = 1; r <= runs; r++)); do
     bench_start_gpsrelay 0 55201 58201
     lg_args=(--proto gpsrelay --port 58201 --format nmea --consoles "$consoles"
-        --agencies "$agencies" --units "$units" --warmup "$warmup" --duration "$seconds")
+        --agencies "$agencies" --units "$units" --warmup "$warmup" --duration "$seconds" ${LOADGEN_ARGS:-})
     if [ "$publisher" = sim ]; then
         taskset -c 1 "$BENCH_BUILD/tools/gpsrelay-sim" "${sim_args[@]}" \
             --target 127.0.0.1:55201 >"$BENCH_DIR/sim.out" &

@@ -10,6 +10,7 @@
 #
 # usage: bench/run-storm.sh [RUNS [CONSOLES]]
 #   PARALLEL: handshakes loadgen keeps in flight at once [all of them]
+#   LOADGEN_ARGS: extra bench/loadgen options, e.g. --busy-poll (see loadgen --help)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 runs=${1:-3} consoles=${2:-10000}
@@ -22,10 +23,12 @@ for ((r = 1; r <= runs; r++)); do
     bench_start_gpsrelay 0 55301 58301
     out=$(taskset -c 1 "$BENCH_BUILD/bench/loadgen" --proto gpsrelay --port 58301 \
         --pub-port 55301 --rate "$rate" --units "$units" --agencies "$agencies" \
-        --consoles "$consoles" --parallel "$parallel" --warmup 3 --duration 2 --storm \
+        --consoles "$consoles" --parallel "$parallel" --warmup 3 --duration 2 --storm ${LOADGEN_ARGS:-} \
         2>>"$BENCH_DIR/lg.log")
     bench_stop_gpsrelay
     storm=$(grep '^storm' <<<"$out") result=$(grep '^result' <<<"$out")
+    echo "  connected p50 $(field "$storm" connected_p50_ms) max $(field "$storm" connected_max_ms)" \
+        "ms; upgraded p50 $(field "$storm" upgraded_p50_ms) max $(field "$storm" upgraded_max_ms) ms" >&2
     alls+=("$(field "$storm" all_ms)") p99s+=("$(field "$storm" p99_ms)")
     echo "run $r: $(field "$storm" rejoined)/$(field "$storm" dropped) rejoined" \
         "($(field "$storm" failed) failed, $(field "$storm" recovered) recovered with since," \
