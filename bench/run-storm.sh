@@ -17,6 +17,10 @@ runs=${1:-3} consoles=${2:-10000}
 units=${UNITS:-2000} agencies=${AGENCIES:-20} parallel=${PARALLEL:-$consoles} rate=${RATE:-200}
 bench_build gpsrelayd loadgen
 bench_mapping "$units" "$agencies"
+# The kernel caps every listen backlog at net.core.somaxconn: a storm larger than it within
+# one busy loop turn overflows the accept queue, and those consoles retry their SYN after
+# 1 s (then 3 s). Said here because it decides the tail.
+echo "net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)" >&2
 
 alls=() p99s=()
 for ((r = 1; r <= runs; r++)); do
@@ -25,6 +29,8 @@ for ((r = 1; r <= runs; r++)); do
         --pub-port 55301 --rate "$rate" --units "$units" --agencies "$agencies" \
         --consoles "$consoles" --parallel "$parallel" --warmup 3 --duration 2 --storm ${LOADGEN_ARGS:-} \
         2>>"$BENCH_DIR/lg.log")
+    echo "  daemon: longest loop turn $(metric 58301 gpsrelay_loop_busy_max_seconds) s;" \
+        "listeners paused $(metric 58301 gpsrelay_ws_accept_waiting_full_total) times" >&2
     bench_stop_gpsrelay
     storm=$(grep '^storm' <<<"$out") result=$(grep '^result' <<<"$out")
     echo "  connected p50 $(field "$storm" connected_p50_ms) max $(field "$storm" connected_max_ms)" \

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -149,8 +150,28 @@ struct gr_acceptor *gr_acceptor_new(uv_loop_t *loop, size_t per_turn, size_t max
     return a;
 }
 
+/* Says once if the kernel caps our backlog low (Debian's default is 4096). */
+static void check_somaxconn(void)
+{
+    static bool checked;
+    if (checked)
+        return;
+    checked = true;
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    long cap = 0;
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%ld", &cap) == 1 && cap < GR_ACCEPT_BACKLOG_ADVISED)
+        gr_warn("ws: net.core.somaxconn is %ld: no more console connections than that can wait "
+                "to be accepted, so a larger reconnect storm costs consoles 1-3 s of SYN "
+                "retries; set net.core.somaxconn = %d (sysctl.d)",
+                cap, GR_ACCEPT_BACKLOG);
+    fclose(f);
+}
+
 int gr_acceptor_listen(struct gr_acceptor *a, const struct sockaddr *sa, void *listener_ctx)
 {
+    check_somaxconn();
     if (a->n_listeners == GR_ACCEPT_LISTENERS_MAX)
         return -ENOSPC;
     socklen_t len =

@@ -23,8 +23,12 @@
 
 #include <uv.h>
 
-/* listen(2)'s backlog: the kernel caps it at net.core.somaxconn (4096 by default). */
-#define GR_ACCEPT_BACKLOG 65535
+/* listen(2)'s backlog: the kernel caps it at net.core.somaxconn (4096 by default). A
+ * 10,000-console storm measured with 4096 still overflowed it while the loop was busy
+ * writing positions (bench/RESULTS.md); below GR_ACCEPT_BACKLOG_ADVISED the first listen
+ * logs a warning saying so. */
+#define GR_ACCEPT_BACKLOG         65535
+#define GR_ACCEPT_BACKLOG_ADVISED 16384
 
 /* Connections taken from the kernel per listener per loop turn, so a flood of them
  * cannot hold the loop away from positions. */
