@@ -92,6 +92,7 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
     g->channels_joined = gr_hub_sub_count(d->hub);
     g->mapping_devices = gr_hub_device_count(d->hub);
     g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;
+    g->ingest_socket_drops = gr_ingest_socket_drops(d->ingest);
     g->units_stale = gr_hub_stale_count(d->hub);
     g->postgres_up = gr_pgmap_up(d->pgmap);
 }

@@ -4,6 +4,7 @@
 #include "gpsrelay/ingest.h"
 
 #include <errno.h>
+#include <linux/sock_diag.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,6 +53,7 @@ struct gr_ingest {
     uv_timer_t summary; /* the drop summary: one log line per interval, not one per report */
     uint64_t summarized[GR_REASON_COUNT]; /* gr_stats.ingest_rejected at the last summary */
     uint64_t summarized_not_allowed, summarized_rate_limited, summarized_receive_errors;
+    uint64_t summarized_socket_drops;
 };
 
 /* Drops are logged as a summary this often, when there were any: a flood of bad input is
@@ -93,6 +95,8 @@ static void on_summary(uv_timer_t *t)
                  "rate_limited");
     summary_item(line, sizeof(line), gr_stats.ingest_receive_errors, &in->summarized_receive_errors,
                  "udp receive errors");
+    summary_item(line, sizeof(line), gr_ingest_socket_drops(in), &in->summarized_socket_drops,
+                 "datagrams the kernel dropped (socket buffer full)");
     size_t n = strlen(line);
     if (n > 0) {
         line[n - 1] = '\0'; /* the last comma */
@@ -566,6 +570,21 @@ void gr_ingest_free(struct gr_ingest *in)
     gr_identity_free(in->ids);
     gr_ratelimit_free(in->rate);
     free(in);
+}
+
+uint64_t gr_ingest_socket_drops(const struct gr_ingest *in)
+{
+    uint64_t drops = 0;
+    for (size_t i = 0; in != NULL && i < in->n_udp; i++) {
+        uv_os_fd_t fd;
+        uint32_t meminfo[SK_MEMINFO_VARS];
+        socklen_t len = sizeof(meminfo);
+        if (uv_fileno((const uv_handle_t *)&in->udp[i], &fd) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) == 0 &&
+            len > SK_MEMINFO_DROPS * sizeof(uint32_t))
+            drops += meminfo[SK_MEMINFO_DROPS];
+    }
+    return drops;
 }
 
 size_t gr_ingest_tcp_connections(const struct gr_ingest *in)

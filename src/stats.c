@@ -102,6 +102,9 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            gr_stats.ingest_datagrams);
     family(f, "gpsrelay_ingest_receive_errors_total", "counter", "UDP reads that failed.",
            gr_stats.ingest_receive_errors);
+    family(f, "gpsrelay_ingest_socket_drops_total", "counter",
+           "UDP datagrams the kernel dropped because a socket's receive buffer was full.",
+           g->ingest_socket_drops);
     family(f, "gpsrelay_ingest_reports_total", "counter", "Report lines received.",
            gr_stats.ingest_reports);
     labelled(f, "gpsrelay_ingest_rejected_total", "Reports or fixes not published, by reason.",

@@ -45,4 +45,8 @@ void gr_ingest_free(struct gr_ingest *in);
 
 size_t gr_ingest_tcp_connections(const struct gr_ingest *in);
 
+/* Datagrams the kernel dropped because a UDP socket's receive buffer was full (the loop
+ * fell behind): read from the sockets themselves (SO_MEMINFO), so they are counted too. */
+uint64_t gr_ingest_socket_drops(const struct gr_ingest *in);
+
 #endif

@@ -130,6 +130,7 @@ extern struct gr_stats gr_stats;
 struct gr_gauges {
     uint64_t units_stale;
     uint64_t tcp_connections;
+    uint64_t ingest_socket_drops; /* a counter, read from the kernel (gr_ingest_socket_drops) */
     uint64_t consoles_connected;
     uint64_t consoles_accept_waiting; /* accepted, waiting for a handshake slot */
     uint64_t channels_joined;

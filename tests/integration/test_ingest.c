@@ -2,7 +2,8 @@
  * test_ingest.c - every way a modem reaches the real gpsrelayd (SPEC section 4): RMC+GGA
  * merged into one fix, TCP streams (split lines, a hang-up mid-line, an endless line,
  * idle modems), identity by $DEVID / $PCPTI / source address, TAIP with ;ID=, JSON with
- * attrs, IPv6, and the acceptance filters, each drop counted on /metrics.
+ * attrs, IPv6, and the acceptance filters, each drop counted on /metrics, datagrams the
+ * kernel drops when the loop falls behind included.
  *
  * Usage: itest_ingest /path/to/gpsrelayd
  */
@@ -11,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +439,38 @@ static void test_tcp_idle(const char *binary)
     CHECK_INT(daemon_stop(&d), 0);
 }
 
+/*
+ * Datagrams the kernel drops while the loop cannot read (here: the daemon stopped with
+ * SIGSTOP, its socket buffer overflowing) are counted: received plus dropped is all sent.
+ */
+#define FLOOD_DATAGRAMS 20000
+static void test_socket_drops(const char *binary)
+{
+    struct gr_daemon d;
+    if (daemon_start(&d, binary, NULL, CSV) != 0) {
+        CHECK(false);
+        return;
+    }
+    long long before = http_metric(d.ws_port, "gpsrelay_ingest_datagrams_total");
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_ingest_socket_drops_total"), 0);
+    CHECK_INT(daemon_signal(&d, SIGSTOP), 0);
+    static const char report[] = "AMB-12,$GPRMC,000000.00,V,,,,,,,,,N*71\r\n";
+    for (int i = 0; i < FLOOD_DATAGRAMS; i++)
+        CHECK_INT(udp_send(d.udp_port, report, sizeof(report) - 1), 0);
+    CHECK_INT(daemon_signal(&d, SIGCONT), 0);
+    long long received = 0, dropped = 0;
+    for (int waited = 0; waited < WAIT_MS; waited += 50) {
+        received = http_metric(d.ws_port, "gpsrelay_ingest_datagrams_total") - before;
+        dropped = http_metric(d.ws_port, "gpsrelay_ingest_socket_drops_total");
+        if (received + dropped >= FLOOD_DATAGRAMS)
+            break;
+        usleep(50 * 1000);
+    }
+    CHECK(dropped > 0);
+    CHECK_INT(received + dropped, FLOOD_DATAGRAMS);
+    CHECK_INT(daemon_stop(&d), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -471,5 +505,6 @@ int main(int argc, char **argv)
     close(console_fd);
     CHECK_INT(daemon_stop(&daemon_), 0);
     test_tcp_idle(argv[1]);
+    test_socket_drops(argv[1]);
     return check_result("integration_ingest");
 }
