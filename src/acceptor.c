@@ -38,7 +38,7 @@ struct gr_acceptor {
     size_t max_waiting, head, n_waiting;
     struct listener *listeners[GR_ACCEPT_LISTENERS_MAX];
     size_t n_listeners;
-    uv_check_t hand_on; /* end of each turn: hands waiting connections to free slots */
+    uv_check_t hand_on; /* end of each turn: a new budget, spent on waiting ones first */
     uv_timer_t rest;    /* resumes listeners after an accept(2) failure */
     bool closing;
 };
@@ -144,9 +144,8 @@ struct gr_acceptor *gr_acceptor_new(uv_loop_t *loop, size_t per_turn, size_t max
     a->hand_on.data = a;
     uv_check_start(&a->hand_on, drain);
     uv_unref((uv_handle_t *)&a->hand_on);
-    uv_timer_init(loop, &a->rest);
+    uv_timer_init(loop, &a->rest); /* referenced: while it runs, connections wait on it */
     a->rest.data = a;
-    uv_unref((uv_handle_t *)&a->rest);
     return a;
 }
 
@@ -182,7 +181,6 @@ int gr_acceptor_listen(struct gr_acceptor *a, const struct sockaddr *sa, void *l
     int on = 1;
     struct sockaddr_storage bound;
     socklen_t bound_len = sizeof(bound);
-    struct listener *l = NULL;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
         (sa->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
@@ -192,7 +190,8 @@ int gr_acceptor_listen(struct gr_acceptor *a, const struct sockaddr *sa, void *l
         close(fd);
         return err;
     }
-    if ((l = calloc(1, sizeof(*l))) == NULL) {
+    struct listener *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
         close(fd);
         return -ENOMEM;
     }

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -142,6 +143,34 @@ static void test_close_waiting(void)
     stop(&loop, a, &c, clients, 4);
 }
 
+/* Out of descriptors: accept(2) fails, the failure is counted, the listeners rest for
+ * GR_ACCEPT_RETRY_MS instead of spinning, then take the connection that waited. */
+static void test_out_of_descriptors(void)
+{
+    uv_loop_t loop;
+    struct consumer c = {.n = 0};
+    int port;
+    struct gr_acceptor *a = start(&loop, 8, 8, &c, &port);
+    int clients[1] = {client(port)};
+    struct rlimit saved, tight;
+    getrlimit(RLIMIT_NOFILE, &saved);
+    tight = saved;
+    tight.rlim_cur = (rlim_t)clients[0] + 1; /* no descriptor above the client's is free */
+    setrlimit(RLIMIT_NOFILE, &tight);
+    uint64_t errors = gr_stats.accept_errors;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    setrlimit(RLIMIT_NOFILE, &saved);
+    CHECK_INT(gr_stats.accept_errors, errors + 1);
+    CHECK_INT(c.n, 0);
+    uv_run(&loop, UV_RUN_NOWAIT); /* resting: the connection is left alone */
+    CHECK_INT(c.n, 0);
+    CHECK_INT(gr_stats.accept_errors, errors + 1);
+    uv_run(&loop, UV_RUN_ONCE); /* the rest timer */
+    settle(&loop);
+    CHECK_INT(c.n, 1);
+    stop(&loop, a, &c, clients, 1);
+}
+
 /* An IPv6 listener is IPv6 only: an IPv4 one on the same port can stand beside it. */
 static void test_v6only(void)
 {
@@ -170,6 +199,7 @@ int main(void)
 {
     test_paced_hand_on();
     test_close_waiting();
+    test_out_of_descriptors();
     test_v6only();
     return check_result("test_acceptor");
 }
