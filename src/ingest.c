@@ -96,7 +96,7 @@ static void on_summary(uv_timer_t *t)
     summary_item(line, sizeof(line), gr_stats.ingest_receive_errors, &in->summarized_receive_errors,
                  "udp receive errors");
     summary_item(line, sizeof(line), gr_ingest_socket_drops(in), &in->summarized_socket_drops,
-                 "datagrams the kernel dropped (socket buffer full)");
+                 "datagrams at a full socket buffer (the kernel's)");
     size_t n = strlen(line);
     if (n > 0) {
         line[n - 1] = '\0'; /* the last comma */

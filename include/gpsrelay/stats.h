@@ -132,7 +132,7 @@ struct gr_gauges {
     uint64_t tcp_connections;
     uint64_t ingest_socket_drops; /* a counter, read from the kernel (gr_ingest_socket_drops) */
     uint64_t consoles_connected;
-    uint64_t consoles_accept_waiting; /* accepted, waiting for a handshake slot */
+    uint64_t consoles_accept_waiting; /* accepted, waiting for their turn (acceptor.h) */
     uint64_t channels_joined;
     uint64_t mapping_devices;
     uint64_t postgres_up; /* 1 while connected to PostgreSQL and listening */
