@@ -41,6 +41,20 @@ bench_mapping() {
     } >"$BENCH_DIR/devices.csv"
 }
 
+# bench_wait NAME LOG PROBE...: runs PROBE every 50 ms until it succeeds, at most 10 s;
+# then says NAME never became ready and shows its LOG.
+bench_wait() {
+    local name=$1 log=$2
+    shift 2
+    for _ in $(seq 200); do
+        "$@" && return 0
+        sleep 0.05
+    done
+    echo "$name did not become ready" >&2
+    cat "$log" >&2
+    return 1
+}
+
 # bench_start_gpsrelay CPU UDP_PORT WS_PORT: a fresh daemon pinned to CPU (a cpu list for
 # taskset), loopback only, auth none, limits lifted for the load generator: every console
 # comes from 127.0.0.x and every report from one UDP source.
@@ -57,13 +71,7 @@ CONF
     ulimit -n "$(ulimit -Hn)"
     taskset -c "$1" "${GR_BIN:-$BENCH_BUILD/gpsrelayd}" -c "$BENCH_DIR/gpsrelay.conf" 2>>"$BENCH_DIR/gpsrelayd.log" &
     GR_PID=$!
-    for _ in $(seq 200); do
-        curl -sf "127.0.0.1:$3/readyz" >/dev/null && return 0
-        sleep 0.05
-    done
-    echo "gpsrelayd did not become ready" >&2
-    cat "$BENCH_DIR/gpsrelayd.log" >&2
-    return 1
+    bench_wait gpsrelayd "$BENCH_DIR/gpsrelayd.log" curl -sf -o /dev/null "127.0.0.1:$3/readyz"
 }
 
 bench_stop_gpsrelay() {
@@ -93,14 +101,10 @@ CONF
     ulimit -n "$(ulimit -Hn)"
     taskset -c "$1" mosquitto -c "$BENCH_DIR/mosquitto.conf" 2>>"$BENCH_DIR/mosquitto.log" &
     MQ_PID=$!
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$3") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "mosquitto did not start" >&2
-    cat "$BENCH_DIR/mosquitto.log" >&2
-    return 1
+    bench_wait mosquitto "$BENCH_DIR/mosquitto.log" tcp_open "$3"
 }
+
+tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 bench_stop_mosquitto() {
     kill -TERM "$MQ_PID" 2>/dev/null

@@ -20,8 +20,7 @@ struct listener {
     uv_poll_t poll;
     int fd;
     void *ctx;
-    struct gr_acceptor *acceptor;
-    bool paused; /* not polled: the waiting FIFO is full, or accept(2) is resting */
+    struct gr_acceptor *acceptor; /* not polled while its FIFO is full or accept(2) rests */
 };
 
 struct waiting {
@@ -49,23 +48,14 @@ static void hand_on(struct gr_acceptor *a, int fd, struct listener *from)
     a->fn(a->ctx, from->ctx, fd);
 }
 
-static void pause_listener(struct listener *l)
-{
-    if (!l->paused)
-        uv_poll_stop(&l->poll);
-    l->paused = true;
-}
-
 static void on_readable(uv_poll_t *h, int status, int events);
 
 static void resume_listeners(struct gr_acceptor *a)
 {
     for (size_t i = 0; i < a->n_listeners; i++) {
         struct listener *l = a->listeners[i];
-        if (l->paused && !a->closing) {
+        if (!uv_is_active((uv_handle_t *)&l->poll) && !a->closing)
             uv_poll_start(&l->poll, UV_READABLE, on_readable);
-            l->paused = false;
-        }
     }
 }
 
@@ -83,7 +73,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
     for (int n = 0; n < GR_ACCEPT_BATCH; n++) {
         if (a->n_waiting == a->max_waiting) {
             gr_stats.accept_waiting_full++;
-            pause_listener(l); /* the kernel's queue holds the rest; resumed by drain() */
+            uv_poll_stop(&l->poll); /* the kernel's queue holds the rest; drain() resumes */
             return;
         }
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -93,7 +83,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
             gr_stats.accept_errors++;
             gr_warn("ws: accept: %s; not accepting for %d ms", strerror(errno), GR_ACCEPT_RETRY_MS);
             for (size_t i = 0; i < a->n_listeners; i++)
-                pause_listener(a->listeners[i]);
+                uv_poll_stop(&a->listeners[i]->poll);
             uv_timer_start(&a->rest, on_rest_over, GR_ACCEPT_RETRY_MS, 0);
             return;
         }

@@ -51,6 +51,17 @@ static inline void fuzz_poison(void *s, size_t n, int byte)
     memset(s, byte, n);
 }
 
+/* fix.h's optional fields: only the known flags, and each one set holds a number. */
+static inline void fuzz_check_fix_fields(const struct gr_fix *f)
+{
+    FUZZ_CHECK((f->fields & ~(unsigned)(GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP |
+                                        GR_FIX_SATS)) == 0);
+    FUZZ_CHECK(!(f->fields & GR_FIX_SPEED) || fuzz_finite(f->speed));
+    FUZZ_CHECK(!(f->fields & GR_FIX_COURSE) || fuzz_finite(f->course));
+    FUZZ_CHECK(!(f->fields & GR_FIX_ALT) || fuzz_finite(f->alt));
+    FUZZ_CHECK(!(f->fields & GR_FIX_HDOP) || fuzz_finite(f->hdop));
+}
+
 /*
  * What sentence.h promises about a GR_OK sentence decoded from p[0..len). Values may be
  * out of range (filters reject those later); they must not be garbage.
@@ -61,8 +72,7 @@ static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *
     FUZZ_CHECK(memchr(s->talker, '\0', sizeof(s->talker)) != NULL);
     FUZZ_CHECK(
         (s->has & ~(unsigned)(GR_HAS_TIME | GR_HAS_DATE | GR_HAS_POSITION | GR_HAS_VALIDITY)) == 0);
-    FUZZ_CHECK((s->fix.fields & ~(unsigned)(GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT |
-                                            GR_FIX_HDOP | GR_FIX_SATS)) == 0);
+    fuzz_check_fix_fields(&s->fix);
     /* "UTC milliseconds since midnight"; second 60 is a leap second. */
     if (s->has & GR_HAS_TIME) {
         FUZZ_CHECK(s->time_of_day_ms >= 0 && s->time_of_day_ms < 86401000);
@@ -75,18 +85,6 @@ static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *
     }
     if (s->has & GR_HAS_POSITION) {
         FUZZ_CHECK(fuzz_finite(s->fix.lat) && fuzz_finite(s->fix.lon));
-    }
-    if (s->fix.fields & GR_FIX_SPEED) {
-        FUZZ_CHECK(fuzz_finite(s->fix.speed));
-    }
-    if (s->fix.fields & GR_FIX_COURSE) {
-        FUZZ_CHECK(fuzz_finite(s->fix.course));
-    }
-    if (s->fix.fields & GR_FIX_ALT) {
-        FUZZ_CHECK(fuzz_finite(s->fix.alt));
-    }
-    if (s->fix.fields & GR_FIX_HDOP) {
-        FUZZ_CHECK(fuzz_finite(s->fix.hdop));
     }
     FUZZ_CHECK(s->fix.time_ms == 0);  /* "fix.time_ms is 0: the assembler sets it" */
     FUZZ_CHECK(s->fix.attrs == NULL); /* attrs come only with JSON reports */

@@ -68,12 +68,7 @@ static void check_fix(const struct gr_fix *f, int tod_ms)
 {
     FUZZ_CHECK(fuzz_finite(f->lat) && fuzz_finite(f->lon));
     FUZZ_CHECK(f->src == GR_SRC_NMEA || f->src == GR_SRC_TAIP);
-    FUZZ_CHECK((f->fields & ~(unsigned)(GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP |
-                                        GR_FIX_SATS)) == 0);
-    FUZZ_CHECK(!(f->fields & GR_FIX_SPEED) || fuzz_finite(f->speed));
-    FUZZ_CHECK(!(f->fields & GR_FIX_COURSE) || fuzz_finite(f->course));
-    FUZZ_CHECK(!(f->fields & GR_FIX_ALT) || fuzz_finite(f->alt));
-    FUZZ_CHECK(!(f->fields & GR_FIX_HDOP) || fuzz_finite(f->hdop));
+    fuzz_check_fix_fields(f);
     FUZZ_CHECK(f->attrs == NULL);
     /*
      * The date is the sentence's, the device's last one moved on a day, or the receive

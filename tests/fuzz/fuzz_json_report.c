@@ -15,12 +15,7 @@ static void check_fix(const struct gr_json_report *rep)
 
     FUZZ_CHECK(f->valid && f->src == GR_SRC_JSON); /* "valid true; src GR_SRC_JSON" */
     FUZZ_CHECK(fuzz_finite(f->lat) && fuzz_finite(f->lon));
-    FUZZ_CHECK((f->fields & ~(unsigned)(GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP |
-                                        GR_FIX_SATS)) == 0);
-    FUZZ_CHECK(!(f->fields & GR_FIX_SPEED) || fuzz_finite(f->speed));
-    FUZZ_CHECK(!(f->fields & GR_FIX_COURSE) || fuzz_finite(f->course));
-    FUZZ_CHECK(!(f->fields & GR_FIX_ALT) || fuzz_finite(f->alt));
-    FUZZ_CHECK(!(f->fields & GR_FIX_HDOP) || fuzz_finite(f->hdop));
+    fuzz_check_fix_fields(f);
     /* fix.h: attrs is "borrowed from the decoder's output; NULL when none". */
     FUZZ_CHECK(f->attrs == NULL || (f->attrs == rep->attrs && f->attrs_len == rep->attrs_len));
 }
