@@ -46,7 +46,7 @@
 
 /* ---- Time and socket primitives ------------------------------------------------------- */
 
-static int64_t now_ms(void)
+int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -20,6 +20,9 @@
 
 #include <jansson.h>
 
+/* Milliseconds on CLOCK_MONOTONIC, for timing what the daemon does. */
+int64_t now_ms(void);
+
 /* ---- The daemon under test ------------------------------------------------------------ */
 
 #define GR_NOTIFY_LOG_MAX 8192 /* every notify datagram received, for assertions after stop */

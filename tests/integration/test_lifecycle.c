@@ -36,13 +36,6 @@ static const char CSV[] = "device_id,agency_id,label,source_addr\nAMB-12,county-
 static const char CSV2[] = "device_id,agency_id,label,source_addr\nAMB-12,county-ems,,\n"
                            "AMB-14,county-ems,Medic 14,\n";
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void write_in_dir(const char *name, const char *text)
 {
     char path[160];

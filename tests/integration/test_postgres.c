@@ -35,13 +35,6 @@ static struct gr_daemon d;
 static int64_t next_ms;
 static double next_lat = 40.71;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Runs pg_cluster.sh CMD pgdir [args], with the SQL (if any) on psql's command line. */
 static int cluster(const char *cmd, const char *sql)
 {
