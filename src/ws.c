@@ -114,8 +114,7 @@ struct gr_ws {
     uint64_t idle_ms, slow_ms;    /* 0: no limit */
     struct gr_buf out;            /* one send buffer for all consoles, LWS_PRE headroom */
     struct conn *dirty;           /* consoles with output since the last flush */
-    uv_check_t flush;             /* ...written right after the I/O callbacks (on_flush) */
-    uv_prepare_t flush_early;     /* ...and before the loop blocks (on_flush_early) */
+    uv_prepare_t flush;           /* ...written before the loop next blocks (on_flush) */
     struct gr_acceptor *acceptor; /* our listening sockets; lws adopts what they accept */
 };
 
@@ -626,13 +625,19 @@ static int conn_writeable(struct conn *c)
 }
 
 /*
- * Writes what is pending straight to sockets with room, outside lws's WRITEABLE callback.
- * lws 4.1 allows that on HTTP/1 WebSocket connections as long as nothing of theirs is
- * buffered (lws_partial_buffered), which is checked first; a socket with a backlog, or a
- * close to send, waits for WRITEABLE as before.
+ * Once per loop turn, just before the loop blocks: everything published since the last
+ * flush goes out, whoever published it. I/O callbacks (most positions) ran just before
+ * this, and so did timers and idle handles (stale units, a mapping applied in steps); a
+ * flush after the poll instead left the latter waiting for whatever woke the loop next.
+ *
+ * Writes straight to sockets with room, outside lws's WRITEABLE callback. lws 4.1 allows
+ * that on HTTP/1 WebSocket connections as long as nothing of theirs is buffered
+ * (lws_partial_buffered), which is checked first; a socket with a backlog, or a close to
+ * send, waits for WRITEABLE as before.
  */
-static void flush_dirty(struct gr_ws *ws)
+static void on_flush(uv_prepare_t *h)
 {
+    struct gr_ws *ws = h->data;
     struct conn *c;
     while ((c = ws->dirty) != NULL) {
         GR_LIST_REMOVE(ws->dirty, c, dirty_prev, dirty_next);
@@ -644,20 +649,6 @@ static void flush_dirty(struct gr_ws *ws)
         if (conn_writeable(c) < 0)
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }
-}
-
-/* Right after the I/O callbacks, which publish most positions: one flush per turn for
- * everything they published. */
-static void on_flush(uv_check_t *h)
-{
-    flush_dirty(h->data);
-}
-
-/* Before the loop blocks: what timers and idle handles published (stale units, a mapping
- * applied in steps) would otherwise wait for whatever wakes the loop next. */
-static void on_flush_early(uv_prepare_t *h)
-{
-    flush_dirty(h->data);
 }
 
 /*
@@ -857,14 +848,10 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     uv_timer_init(loop, &ws->sweep);
     ws->sweep.data = ws;
     uv_timer_start(&ws->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    uv_check_init(loop, &ws->flush);
+    uv_prepare_init(loop, &ws->flush);
     ws->flush.data = ws;
-    uv_check_start(&ws->flush, on_flush);
+    uv_prepare_start(&ws->flush, on_flush);
     uv_unref((uv_handle_t *)&ws->flush);
-    uv_prepare_init(loop, &ws->flush_early);
-    ws->flush_early.data = ws;
-    uv_prepare_start(&ws->flush_early, on_flush_early);
-    uv_unref((uv_handle_t *)&ws->flush_early);
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 
@@ -968,8 +955,6 @@ void gr_ws_stop(struct gr_ws *ws)
         uv_close((uv_handle_t *)&ws->sweep, NULL);
     if (!uv_is_closing((uv_handle_t *)&ws->flush))
         uv_close((uv_handle_t *)&ws->flush, NULL);
-    if (!uv_is_closing((uv_handle_t *)&ws->flush_early))
-        uv_close((uv_handle_t *)&ws->flush_early, NULL);
     ws->ready = false;
     for (struct conn *c = ws->conns; c; c = c->next)
         conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_SHUTDOWN);
