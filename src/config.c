@@ -9,7 +9,6 @@
 #include "gpsrelay/config.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -19,6 +18,7 @@
 
 #include <libpq-fe.h>
 
+#include "gpsrelay/file.h"
 #include "gpsrelay/log.h"
 
 /* Longest line, without its newline; longer is an error rather than a silent cut. */
@@ -357,26 +357,25 @@ static const struct gr_directive *find_directive(const char *name)
     return NULL;
 }
 
-/* One line without its newline into buf (GR_CONFIG_LINE_MAX + 1 bytes) as a string.
- * Returns 1, 0 at end of file, or -1. */
-static int read_line(struct gr_cfg_parse *p, FILE *f, char *buf)
+/* The next line of the text [*pos, end), without its newline, into buf (GR_CONFIG_LINE_MAX
+ * + 1 bytes) as a string; *pos moves past it. Returns 1, 0 at the end of the text, or -1. */
+static int read_line(struct gr_cfg_parse *p, const char **pos, const char *end, char *buf)
 {
+    const char *s = *pos;
     size_t n = 0;
-    int c;
 
-    while ((c = getc(f)) != EOF && c != '\n') {
+    if (s == end)
+        return 0;
+    for (; s < end && *s != '\n'; s++) {
         if (n == GR_CONFIG_LINE_MAX)
             return fail(p, "line longer than %d bytes", GR_CONFIG_LINE_MAX);
-        if (c == '\0')
+        if (*s == '\0')
             return fail(p, "NUL byte in line");
-        buf[n++] = (char)c;
-    }
-    if (ferror(f)) {
-        p->line = 0;
-        return fail(p, "read error: %s", strerror(errno));
+        buf[n++] = *s;
     }
     buf[n] = '\0';
-    return c != EOF || n > 0;
+    *pos = s < end ? s + 1 : s;
+    return 1;
 }
 
 /*
@@ -426,13 +425,14 @@ static int split_words(struct gr_cfg_parse *p, char *s, char **words)
     }
 }
 
-static int parse_file(struct gr_cfg_parse *p, FILE *f)
+static int parse_file(struct gr_cfg_parse *p, const char *text, size_t len)
 {
     int first_line[GR_N_DIRECTIVES] = {0}; /* where each directive was first seen */
     char buf[GR_CONFIG_LINE_MAX + 1], *words[GR_CONFIG_WORDS];
+    const char *pos = text;
     int rc, n;
 
-    for (p->line = 1; (rc = read_line(p, f, buf)) > 0; p->line++) {
+    for (p->line = 1; (rc = read_line(p, &pos, text + len, buf)) > 0; p->line++) {
         n = split_words(p, buf, words);
         if (n < 0)
             return -1;
@@ -507,7 +507,8 @@ static int validate(struct gr_cfg_parse *p)
 int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen)
 {
     struct gr_cfg_parse p = {.cfg = out, .path = path, .err = err, .errlen = errlen};
-    FILE *f;
+    char *text;
+    size_t len;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -522,13 +523,12 @@ int gr_config_load(const char *path, struct gr_config *out, char *err, size_t er
             goto fail;
     }
 
-    f = fopen(path, "r");
-    if (f == NULL) {
-        fail(&p, "cannot open: %s", strerror(errno));
+    /* Not a regular file (a FIFO would hold a reload until someone writes to it), or over
+     * GR_CONFIG_FILE_MAX: refused, with the reason in err. */
+    if (gr_file_read(path, GR_CONFIG_FILE_MAX, &text, &len, err, errlen) < 0)
         goto fail;
-    }
-    rc = parse_file(&p, f);
-    fclose(f);
+    rc = parse_file(&p, text, len);
+    free(text);
     if (rc < 0 || validate(&p) < 0)
         goto fail;
     return 0;

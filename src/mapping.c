@@ -13,6 +13,7 @@
  */
 #include "gpsrelay/mapping.h"
 
+#include "gpsrelay/file.h"
 #include "gpsrelay/log.h"
 
 #include <arpa/inet.h>
@@ -32,9 +33,6 @@
 
 /* A large fleet with mutual aid is tens of thousands of rows; a million is a runaway. */
 #define GR_MAPPING_ROWS_MAX 1000000
-
-/* A million rows of ids, a long label and an IPv6 address stay well under this. */
-#define GR_MAPPING_BYTES_MAX (256u << 20)
 
 /* Arena block size: a few hundred rows of copied strings per malloc. */
 #define GR_MAPPING_BLOCK_SIZE (16u * 1024)
@@ -91,48 +89,6 @@ __attribute__((format(printf, 2, 3))) static int fail(struct gr_csv *c, const ch
     else if (c->errlen > 0)
         vsnprintf(c->err, c->errlen, fmt, ap);
     va_end(ap);
-    return -1;
-}
-
-/* The file into a new buffer, NUL-terminated. */
-static int read_file(struct gr_csv *c, char **out, size_t *out_len)
-{
-    FILE *f = fopen(c->path, "rb");
-    char *buf = NULL, *grown;
-    size_t len = 0, cap = 0, got;
-
-    if (f == NULL)
-        return fail(c, "cannot open: %s", strerror(errno));
-    do {
-        if (len == cap) {
-            if (cap == GR_MAPPING_BYTES_MAX) {
-                fail(c, "larger than %u MiB", GR_MAPPING_BYTES_MAX >> 20);
-                goto fail;
-            }
-            cap = cap == 0 ? 64 * 1024 : cap * 2;
-            grown = realloc(buf, cap + 1);
-            if (grown == NULL) {
-                fail(c, "out of memory");
-                goto fail;
-            }
-            buf = grown;
-        }
-        got = fread(buf + len, 1, cap - len, f);
-        len += got;
-    } while (got > 0);
-    if (ferror(f)) {
-        fail(c, "read error: %s", strerror(errno));
-        goto fail;
-    }
-    fclose(f);
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    return 0;
-
-fail:
-    free(buf);
-    fclose(f);
     return -1;
 }
 
@@ -516,7 +472,9 @@ int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, si
     b = gr_mapping_builder_new();
     if (b == NULL)
         return fail(&c, "out of memory");
-    if (read_file(&c, &b->m->text, &len) < 0)
+    /* Refuses a FIFO (which would hold the reader until a writer came) and anything over
+     * GR_MAPPING_FILE_MAX, with file.h's "path: why". */
+    if (gr_file_read(path, GR_MAPPING_FILE_MAX, &b->m->text, &len, err, errlen) < 0)
         goto fail;
     text = b->m->text;
 

@@ -29,6 +29,10 @@ enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
 #define GR_ORIGINS_MAX      32     /* allowed_origin directives */
 #define GR_ORIGIN_LEN_MAX   256    /* an Origin header is scheme://host[:port] */
 #define GR_INGEST_ALLOW_MAX 256    /* ingest_allow directives */
+/* Largest configuration file read: every directive at its bound, with comments, is tens
+ * of KiB; a file larger than this is a mistake (a log or a disk image under the name), and
+ * reading it would hold the event loop on a reload. */
+#define GR_CONFIG_FILE_MAX (1u << 20)
 
 struct gr_config {
     char *path; /* the file this came from */
@@ -68,6 +72,8 @@ struct gr_config {
  * Reads and validates path into *out (zeroed first). On failure returns -1, *out holds
  * nothing to free, and err holds "file:line: what is wrong" (or "file: ..." for a
  * problem with the whole file). Returns 0 on success; free with gr_config_free().
+ * path must be a regular file of at most GR_CONFIG_FILE_MAX bytes (file.h): a FIFO, a
+ * device or a directory is refused at once, never waited on.
  */
 int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen);
 

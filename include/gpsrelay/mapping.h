@@ -15,6 +15,10 @@
 #define GR_AGENCY_ID_MAX 64
 #define GR_LABEL_MAX     128
 
+/* Largest CSV file read (mapping_file, mapping_cache): a million rows of ids, a long label
+ * and an IPv6 address stay well under this. */
+#define GR_MAPPING_FILE_MAX (256u << 20)
+
 struct gr_device {
     const char *id;
     const char *label;     /* "" when none */
@@ -31,7 +35,9 @@ struct gr_mapping;
  * Loads a CSV file: header "device_id,agency_id,label,source_addr" required, one row per
  * device-agency pair. Returns 0 and a new mapping in *out, or -1 with "file:line: ..." in
  * err. Duplicate pairs, a device given two different source addresses or labels, and two
- * devices with one source address are errors.
+ * devices with one source address are errors. path must be a regular file of at most
+ * GR_MAPPING_FILE_MAX bytes (file.h): a FIFO or a device is refused at once, never waited
+ * on. Logs nothing: safe on libuv's thread pool, where the daemon reloads it.
  */
 int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, size_t errlen);
 

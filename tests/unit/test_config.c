@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -373,6 +374,48 @@ static void test_postgres_directives(void)
                 ": mapping_cache keeps the last mapping read from postgres: set postgres");
 }
 
+/* The file itself is refused, at once, with its path: what is not a regular file (a FIFO
+ * with no writer would hold the reader forever) and what is over GR_CONFIG_FILE_MAX. */
+static void test_file_refusals(void)
+{
+    struct gr_config cfg;
+    char path[PATH_MAX + 32], err[512], expect[PATH_MAX + 512];
+
+    snprintf(path, sizeof(path), "%s/fifo.conf", scratch);
+    CHECK_INT(mkfifo(path, 0600), 0);
+    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: is not a regular file (a FIFO)", path);
+    CHECK_STR(err, expect);
+    CHECK(cfg.path == NULL);
+    unlink(path);
+
+    CHECK_INT(gr_config_load(scratch, &cfg, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: is not a regular file (a directory)", scratch);
+    CHECK_STR(err, expect);
+
+    CHECK_INT(gr_config_load("/dev/null", &cfg, err, sizeof(err)), -1);
+    CHECK_STR(err, "/dev/null: is not a regular file (a character device)");
+
+    /* A sparse file: its size is what counts, and nothing of it is read. Exactly at the
+     * bound it is read (and refused for its content: NUL bytes), one byte over it is not. */
+    put(GOOD_BASE "auth none\n");
+    CHECK_INT(truncate(conf_path, GR_CONFIG_FILE_MAX), 0);
+    CHECK_INT(gr_config_load(conf_path, &cfg, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s:5: NUL byte in line", conf_path);
+    CHECK_STR(err, expect);
+    CHECK_INT(truncate(conf_path, GR_CONFIG_FILE_MAX + 1), 0);
+    CHECK_INT(gr_config_load(conf_path, &cfg, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: is %u bytes, more than the limit of %u", conf_path,
+             GR_CONFIG_FILE_MAX + 1, GR_CONFIG_FILE_MAX);
+    CHECK_STR(err, expect);
+    CHECK(cfg.path == NULL);
+
+    snprintf(path, sizeof(path), "%s/missing.conf", scratch);
+    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory", path);
+    CHECK_STR(err, expect);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof(scratch), "%s/test_config.XXXXXX", argc > 1 ? argv[1] : "/tmp");
@@ -390,6 +433,7 @@ int main(int argc, char **argv)
     test_value_errors();
     test_validation_errors();
     test_postgres_directives();
+    test_file_refusals();
 
     unlink(conf_path);
     rmdir(scratch);

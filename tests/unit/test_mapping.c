@@ -579,6 +579,39 @@ static void test_save_csv_errors(void)
     gr_mapping_free(m);
 }
 
+/* The file itself is refused, at once, naming it: a FIFO with no writer (which would hold
+ * the reader until one came), a directory, a device, and a file over GR_MAPPING_FILE_MAX. */
+static void test_file_refusals(void)
+{
+    struct gr_mapping *m = (struct gr_mapping *)&m; /* anything but NULL */
+    char path[PATH_MAX + 32], err[PATH_MAX + 256], expect[PATH_MAX + 256];
+
+    snprintf(path, sizeof(path), "%s/fifo.csv", scratch);
+    CHECK_INT(mkfifo(path, 0600), 0);
+    CHECK_INT(gr_mapping_load_csv(path, &m, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: is not a regular file (a FIFO)", path);
+    CHECK_STR(err, expect);
+    CHECK(m == NULL);
+    unlink(path);
+
+    CHECK_INT(gr_mapping_load_csv(scratch, &m, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: is not a regular file (a directory)", scratch);
+    CHECK_STR(err, expect);
+
+    CHECK_INT(gr_mapping_load_csv("/dev/zero", &m, err, sizeof(err)), -1);
+    CHECK_STR(err, "/dev/zero: is not a regular file (a character device)");
+
+    /* Sparse: its size is refused without a byte of it being read. */
+    put(HEADER);
+    CHECK_INT(truncate(csv_path, (off_t)GR_MAPPING_FILE_MAX + 1), 0);
+    CHECK_INT(gr_mapping_load_csv(csv_path, &m, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect), "%s: is %u bytes, more than the limit of %u", csv_path,
+             GR_MAPPING_FILE_MAX + 1, GR_MAPPING_FILE_MAX);
+    CHECK_STR(err, expect);
+    CHECK(m == NULL);
+    put(HEADER);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof(scratch), "%s/test_mapping.XXXXXX", argc > 1 ? argv[1] : "/tmp");
@@ -598,6 +631,7 @@ int main(int argc, char **argv)
     test_save_csv();
     test_save_csv_errors();
     test_csv_line_break();
+    test_file_refusals();
 
     unlink(csv_path);
     rmdir(scratch);

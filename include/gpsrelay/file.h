@@ -1,0 +1,25 @@
+/*
+ * file.h - reading a whole configuration-type file (the configuration, a CSV mapping, the
+ * mapping cache) without ever waiting for something that is not a disk.
+ *
+ * A FIFO with no writer, a terminal or a device would hold open(2) or read(2) for as long
+ * as it likes; a file of gigabytes would be slurped whole. So the file is opened with
+ * O_NONBLOCK (a FIFO opens at once), refused unless fstat on that same descriptor says it
+ * is a regular file, and refused when it holds more than the caller's bound.
+ */
+#ifndef GPSRELAY_FILE_H
+#define GPSRELAY_FILE_H
+
+#include <stddef.h>
+
+/*
+ * Reads the regular file at path, at most max bytes (a named bound, far below SIZE_MAX),
+ * into a new buffer: *out_len bytes and a NUL after them; free() it. Returns 0; or -1 with
+ * *out NULL and "path: why" in err: cannot open, "is not a regular file (a FIFO)" (or a
+ * directory, a device...), "is N bytes, more than the limit of max", a read error, out of
+ * memory. Does not log and touches no global state: safe on libuv's thread pool.
+ */
+int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char *err,
+                 size_t errlen);
+
+#endif

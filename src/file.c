@@ -1,0 +1,117 @@
+/*
+ * file.c - reading a whole configuration-type file without blocking on what is not a disk.
+ * See file.h.
+ */
+#include "gpsrelay/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gpsrelay/log.h"
+
+__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, const char *path,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gr_file_verror(err, errlen, path, 0, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* What a file that is not regular is, for the refusal. */
+static const char *kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
+
+int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char *err,
+                 size_t errlen)
+{
+    struct stat st;
+    char *buf = NULL, *grown;
+    size_t len = 0, cap;
+    int fd, rc = -1;
+
+    *out = NULL;
+    *out_len = 0;
+    /* O_NONBLOCK: opening a FIFO with no writer returns at once (it is refused below);
+     * without it, open(2) waits for a writer, forever. O_NOCTTY: a terminal named here
+     * must not become our controlling terminal. */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    /* fstat on this very descriptor: what is checked is what is read, even if the path is
+     * replaced meanwhile. */
+    if (fstat(fd, &st) < 0) {
+        fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail(err, errlen, path, "is not a regular file (%s)", kind(st.st_mode));
+        goto out;
+    }
+    if ((unsigned long long)st.st_size > max) {
+        fail(err, errlen, path, "is %lld bytes, more than the limit of %zu", (long long)st.st_size,
+             max);
+        goto out;
+    }
+
+    /* One byte more than fstat said, so that reading to the end takes no second allocation
+     * and a file that grew since is noticed; it may grow up to max, and no further. */
+    cap = (size_t)st.st_size + 1;
+    buf = malloc(cap + 1);
+    if (buf == NULL) {
+        fail(err, errlen, path, "out of memory");
+        goto out;
+    }
+    for (;;) {
+        if (len == cap) {
+            if (len > max) {
+                fail(err, errlen, path, "grew past the limit of %zu bytes while being read", max);
+                goto out;
+            }
+            cap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
+            grown = realloc(buf, cap + 1);
+            if (grown == NULL) {
+                fail(err, errlen, path, "out of memory");
+                goto out;
+            }
+            buf = grown;
+        }
+        ssize_t got = read(fd, buf + len, cap - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            fail(err, errlen, path, "cannot read: %s", strerror(errno));
+            goto out;
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
