@@ -9,6 +9,8 @@
 
 int gr_buf_append(struct gr_buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return 0; /* memcpy(dst, NULL, 0) is undefined behaviour */
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
         while (cap < b->len + n)

@@ -10,24 +10,30 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "gpsrelay/addrtable.h"
 #include "gpsrelay/buf.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/phoenix.h"
+#include "gpsrelay/siphash.h"
 #include "gpsrelay/stats.h"
-#include "gpsrelay/token.h"
-#include "gpsrelay/ws.h"
 
 #define TOKEN_BYTES 16 /* 128 random bits: a session token cannot be guessed */
 #define TOKEN_HEX   (2 * TOKEN_BYTES)
 #define BUCKETS     1024         /* session table; a power of two */
 #define ANSWER_SOFT (256 * 1024) /* a poll's answer closes once past this many bytes */
+#define SOURCES_MAX 65536        /* peer addresses whose sessions are counted at once */
+/* A deferred poll's connection lives this long: its window, then time to answer. */
+#define POLL_DEADLINE_S (GR_LONGPOLL_WINDOW_MS / 1000 + GR_LONGPOLL_ANSWER_S)
 
 struct session {
     char token[TOKEN_HEX + 1];
     struct gr_longpoll *lp;
     struct gr_console *console;
-    struct gr_longpoll_request *poll; /* the GET waiting for frames, or NULL */
+    uint64_t identity;                /* who opened it (identity_of) */
+    union gr_peer peer;               /* counted in lp->per_source while it lives */
+    struct gr_longpoll_request *poll; /* the GET waiting for frames, or NULL; that request
+                                       * clears it when it goes */
     uint64_t poll_started_ms;
     uint64_t last_poll_ms;            /* when the last poll was answered */
     bool dead;                        /* the channel layer asked for it to be closed... */
@@ -39,8 +45,9 @@ struct session {
 struct gr_longpoll_request {
     struct gr_longpoll *lp;
     struct lws *wsi;
-    struct session *session;
-    bool too_big; /* a POST body over GR_LONGPOLL_BODY_MAX */
+    char session[TOKEN_HEX + 1]; /* the session's token, looked up on each use; "" none */
+    uint64_t identity;           /* of the token that made this request */
+    bool too_big;                /* a POST body over GR_LONGPOLL_BODY_MAX */
     struct gr_buf body;
 };
 
@@ -51,17 +58,54 @@ struct gr_longpoll {
     struct session *buckets[BUCKETS];
     struct session *sessions;
     size_t n_sessions;
+    struct gr_addrtable *per_source; /* sessions per peer address (unsigned) */
+    unsigned max_per_source;
+    uint64_t identity_key[2]; /* drawn at start: identities cannot be precomputed */
 };
 
-struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx)
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx,
+                                    unsigned max_per_source)
 {
     struct gr_longpoll *lp = calloc(1, sizeof(*lp));
-    if (lp != NULL) {
-        lp->hub = hub;
-        lp->admit = admit;
-        lp->admit_ctx = ctx;
+    if (lp == NULL)
+        return NULL;
+    lp->per_source = gr_addrtable_new(SOURCES_MAX, sizeof(unsigned), false);
+    if (lp->per_source == NULL ||
+        getrandom(lp->identity_key, sizeof(lp->identity_key), 0) != sizeof(lp->identity_key)) {
+        gr_addrtable_free(lp->per_source);
+        free(lp);
+        return NULL;
     }
+    lp->hub = hub;
+    lp->admit = admit;
+    lp->admit_ctx = ctx;
+    lp->max_per_source = max_per_source;
     return lp;
+}
+
+void gr_longpoll_set_max_per_source(struct gr_longpoll *lp, unsigned max_per_source)
+{
+    lp->max_per_source = max_per_source;
+}
+
+/*
+ * Who a request speaks for: a keyed hash of its token's sub and agencies, so a session
+ * opened with one token cannot be used with another (a fresh token of the same console,
+ * with a later exp, is the same identity). Without auth everyone is one identity.
+ */
+static uint64_t identity_of(const struct gr_longpoll *lp, const struct gr_token *claims)
+{
+    if (claims == NULL)
+        return 0;
+    unsigned char text[GR_TOKEN_SUB_MAX + 1 + GR_TOKEN_AGENCIES_MAX * (GR_AGENCY_ID_MAX + 1)];
+    size_t n = strlen(claims->sub) + 1;
+    memcpy(text, claims->sub, n); /* each string with its NUL: no two lists look alike */
+    for (size_t i = 0; i < claims->n_agencies; i++) {
+        size_t len = strlen(claims->agencies[i]) + 1;
+        memcpy(text + n, claims->agencies[i], len);
+        n += len;
+    }
+    return gr_siphash13(lp->identity_key[0], lp->identity_key[1], text, n);
 }
 
 size_t gr_longpoll_sessions(const struct gr_longpoll *lp)
@@ -91,14 +135,32 @@ static void session_wake(void *transport)
 {
     struct session *s = transport;
     if (s->poll != NULL)
-        lws_callback_on_writable(s->poll->wsi);
+        gr_http_want_write(s->poll->wsi);
 }
 
-static struct session *session_new(struct gr_longpoll *lp, uint64_t now_ms)
+/* Sessions now held by peer's address. */
+static unsigned *source_count(struct gr_longpoll *lp, const union gr_peer *peer, bool create)
+{
+    return create ? gr_addrtable_touch(lp->per_source, &peer->sa, NULL)
+                  : gr_addrtable_get(lp->per_source, &peer->sa);
+}
+
+/* A new session for peer, or NULL with the HTTP status to refuse with in *status. */
+static struct session *session_new(struct gr_longpoll *lp, const union gr_peer *peer,
+                                   uint64_t identity, uint64_t now_ms, int *status)
 {
     unsigned char raw[TOKEN_BYTES];
-    if (lp->n_sessions >= GR_LONGPOLL_SESSIONS_MAX ||
-        getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+    *status = 503;
+    unsigned *count = source_count(lp, peer, false);
+    if (count != NULL && *count >= lp->max_per_source) {
+        gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
+        return NULL;
+    }
+    if (lp->n_sessions >= GR_LONGPOLL_SESSIONS_MAX) {
+        gr_stats.consoles_refused[GR_REFUSED_SESSIONS_FULL]++;
+        return NULL;
+    }
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
         return NULL;
     struct session *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -111,6 +173,10 @@ static struct session *session_new(struct gr_longpoll *lp, uint64_t now_ms)
     for (size_t i = 0; i < TOKEN_BYTES; i++)
         snprintf(s->token + 2 * i, 3, "%02x", raw[i]);
     s->lp = lp;
+    s->identity = identity;
+    s->peer = *peer;
+    if ((count = source_count(lp, peer, true)) != NULL)
+        (*count)++;
     s->last_poll_ms = now_ms;
     size_t b = bucket_of(s->token);
     s->bucket_next = lp->buckets[b];
@@ -130,8 +196,11 @@ static void session_free(struct session *s, enum gr_close_reason reason)
         }
     GR_LIST_REMOVE(lp->sessions, s, prev, next);
     lp->n_sessions--;
-    if (s->poll != NULL)
-        s->poll->session = NULL;
+    unsigned *count = source_count(lp, &s->peer, false);
+    if (count != NULL && --*count == 0)
+        gr_addrtable_remove(lp->per_source, &s->peer.sa);
+    if (s->poll != NULL) /* its poll no longer finds it: answer it now (410) */
+        gr_http_want_write(s->poll->wsi);
     gr_stats.consoles_closed[reason]++;
     gr_console_free(s->console);
     free(s);
@@ -143,17 +212,25 @@ void gr_longpoll_free(struct gr_longpoll *lp)
         return;
     while (lp->sessions)
         session_free(lp->sessions, GR_CLOSE_SHUTDOWN);
+    gr_addrtable_free(lp->per_source);
     free(lp);
 }
 
 /* ---- requests ----------------------------------------------------------------------------- */
+
+/* The request's session, if it still exists and speaks for the same identity. */
+static struct session *request_session(const struct gr_longpoll_request *req)
+{
+    struct session *s = req->session[0] ? session_find(req->lp, req->session) : NULL;
+    return s != NULL && s->identity == req->identity ? s : NULL;
+}
 
 static void request_free(struct gr_longpoll_request **reqp, uint64_t now_ms)
 {
     struct gr_longpoll_request *req = *reqp;
     if (req == NULL)
         return;
-    struct session *s = req->session;
+    struct session *s = req->session[0] ? session_find(req->lp, req->session) : NULL;
     if (s != NULL && s->poll == req) {
         s->poll = NULL;
         s->last_poll_ms = now_ms;
@@ -205,38 +282,56 @@ int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll
 
     char arg[GR_HTTP_ARG_MAX];
     const char *vsn = gr_http_arg(wsi, "vsn", false, arg);
-    if (vsn == NULL || strcmp(vsn, "2.0.0") != 0)
+    if (vsn == NULL || strcmp(vsn, "2.0.0") != 0) {
+        gr_stats.consoles_refused[GR_REFUSED_BAD_VSN]++;
         return answer(reqp, 403, NULL, NULL, now_ms);
+    }
 
-    int refused = lp->admit(lp->admit_ctx, wsi, NULL);
+    struct gr_token claims;
+    bool authed = false;
+    int refused = lp->admit(lp->admit_ctx, wsi, &claims, &authed);
     if (refused)
         return answer(reqp, refused, NULL, NULL, now_ms);
+    req->identity = identity_of(lp, authed ? &claims : NULL);
 
     /* The session token is the LAST token= argument: a console may also send its auth
      * token under that name, and the Phoenix client appends the session's after it. */
     const char *token = gr_http_arg(wsi, "token", true, arg);
     struct session *s = token ? session_find(lp, token) : NULL;
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) {
-        req->session = s; /* answered when the body is in */
+    if (s != NULL && s->identity != req->identity) {
+        /* Someone else's session id: as good as unknown to this token (a GET gets a
+         * session of its own), and counted, since only a leaked id gets here. */
+        gr_stats.consoles_refused[GR_REFUSED_SESSION_IDENTITY]++;
+        s = NULL;
+    }
+    if (gr_http_is_post(wsi)) { /* answered when the body is in */
+        if (s != NULL)
+            memcpy(req->session, s->token, sizeof(req->session));
+        gr_http_set_deadline(wsi, GR_LONGPOLL_BODY_S);
         return 0;
     }
     if (s == NULL || s->dead) {
-        s = session_new(lp, now_ms);
+        union gr_peer peer;
+        int status;
+        if (!gr_http_peer(wsi, &peer))
+            return -1; /* the connection is going */
+        s = session_new(lp, &peer, req->identity, now_ms, &status);
         if (s == NULL)
-            return answer(reqp, 503, NULL, &no_messages, now_ms);
-        if ((refused = lp->admit(lp->admit_ctx, wsi, s->console)) != 0) {
+            return answer(reqp, status, NULL, &no_messages, now_ms);
+        if (authed && gr_console_set_auth(s->console, &claims) < 0) {
             session_free(s, GR_CLOSE_PEER);
-            return answer(reqp, refused, NULL, NULL, now_ms);
+            return answer(reqp, 503, NULL, NULL, now_ms);
         }
         return answer(reqp, 410, s, &no_messages, now_ms);
     }
     if (s->poll != NULL) /* one poll at a time: the older one is answered now */
-        lws_callback_on_writable(s->poll->wsi);
+        gr_http_want_write(s->poll->wsi);
     s->poll = req;
     s->poll_started_ms = now_ms;
-    req->session = s;
+    memcpy(req->session, s->token, sizeof(req->session));
+    gr_http_set_deadline(wsi, POLL_DEADLINE_S);
     if (gr_console_has_output(s->console))
-        lws_callback_on_writable(wsi);
+        gr_http_want_write(wsi);
     return 0;
 }
 
@@ -252,9 +347,11 @@ int gr_longpoll_body(struct gr_longpoll_request *req, const void *in, size_t len
 int gr_longpoll_body_done(struct gr_longpoll_request **reqp, uint64_t now_ms)
 {
     struct gr_longpoll_request *req = *reqp;
-    struct session *s = req->session;
     if (req->too_big)
         return answer(reqp, 413, NULL, NULL, now_ms);
+    /* Looked up now, not when the request began: the sweep may have ended the session
+     * while the body was arriving. */
+    struct session *s = request_session(req);
     if (s == NULL || s->dead)
         return answer(reqp, 410, NULL, NULL, now_ms);
 
@@ -280,7 +377,7 @@ int gr_longpoll_body_done(struct gr_longpoll_request **reqp, uint64_t now_ms)
 
 int gr_longpoll_writeable(struct gr_longpoll_request **reqp, uint64_t now_ms)
 {
-    struct session *s = (*reqp)->session;
+    struct session *s = request_session(*reqp);
     if (s == NULL || s->poll != *reqp)
         return answer(reqp, 410, NULL, &no_messages, now_ms);
 
@@ -326,8 +423,8 @@ void gr_longpoll_sweep(struct gr_longpoll *lp, uint64_t now_ms, int64_t now_s)
             s->dead_reason = GR_CLOSE_EXPIRED;
         }
         if (s->poll != NULL) {
-            if (now_ms - s->poll_started_ms >= GR_LONGPOLL_WINDOW_MS)
-                lws_callback_on_writable(s->poll->wsi); /* nothing came: answer 204 */
+            if (s->dead || now_ms - s->poll_started_ms >= GR_LONGPOLL_WINDOW_MS)
+                gr_http_want_write(s->poll->wsi); /* nothing came: answer 204 */
         } else if (s->dead) {
             session_free(s, s->dead_reason);
         } else if (now_ms - s->last_poll_ms >= GR_LONGPOLL_SESSION_MS) {

@@ -5,11 +5,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -19,6 +22,7 @@
 #include "gpsrelay/acceptor.h"
 #include "gpsrelay/addrtable.h"
 #include "gpsrelay/buf.h"
+#include "gpsrelay/http.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/longpoll.h"
@@ -40,6 +44,10 @@
 /* How often consoles are checked for idle_timeout and slow_timeout: one timer for all. */
 #define SWEEP_MS 1000
 
+/* Consoles the sweep closes per loop turn; the rest wait for the next turn. About 50 ms
+ * of lws's closing work on these machines (a close measured at about 0.13 ms). */
+#define SWEEP_CLOSES_PER_TURN 384
+
 /* A console asked to close whose socket takes nothing gets this long to take its close
  * frame before it is dropped without one. */
 #define CLOSE_GRACE_MS 5000
@@ -51,17 +59,12 @@
  * 256 per turn, with its longest loop turn 0.3-0.5 s instead of 0.2 s (bench/RESULTS.md). */
 #define ADOPT_PER_TURN GR_ACCEPT_BATCH
 
+/* The warning about refused early connections comes at most this often. */
+#define EARLY_WARN_MS 10000
+
 /* Accepted connections waiting for their turn, each holding a descriptor; past it,
  * new ones wait in the kernel's accept queue. */
 #define ACCEPT_WAITING_MAX 16384
-
-/* A peer's address: IPv4 or IPv6 only, in 28 bytes rather than sockaddr_storage's 128
- * (this is per console, and idle consoles are meant to cost under 4 KiB). */
-union peer {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-};
 
 /* One WebSocket console connection. */
 struct conn {
@@ -72,12 +75,13 @@ struct conn {
     uint64_t close_at_ms; /* uv_now() when a close was asked for */
     struct gr_ws *ws;
     struct gr_console *console;
-    union peer peer;             /* for the per-source connection count */
+    union gr_peer peer;          /* for the per-source connection count */
     struct gr_buf rx;            /* a message arriving in fragments */
     int close_code;              /* non-zero: close with this at the next writeable */
     enum gr_close_reason reason; /* counted when the connection ends */
     struct conn *prev, *next;
-    bool dirty; /* on ws->dirty: has output for the end of this loop turn */
+    bool dirty;  /* on ws->dirty: has output for the end of this loop turn */
+    bool killed; /* lws was told to drop it (LWS_TO_KILL_ASYNC) */
     struct conn *dirty_prev, *dirty_next;
 };
 
@@ -101,6 +105,10 @@ struct gr_ws {
     const unsigned char *key;    /* HS256 key; NULL: auth none */
     size_t key_len;
     struct gr_addrtable *per_source; /* consoles connected per source address */
+    struct gr_addrtable *early;      /* connections before their first request, per source */
+    int fd_ceiling;                  /* descriptors from here up are kept for the rest */
+    uint64_t refused_since_warning;  /* early connections refused since the last warning */
+    uint64_t warned_ms;
     struct gr_hub *hub;
     struct gr_longpoll *longpoll;
     gr_gauges_fn gauges;
@@ -111,6 +119,7 @@ struct gr_ws {
     bool stopping;
     uv_timer_t grace;             /* shutdown: how long consoles get to take their close frame */
     uv_timer_t sweep;             /* idle and slow consoles */
+    bool sweep_resumed;           /* this sweep goes on where the last turn's stopped */
     uint64_t idle_ms, slow_ms;    /* 0: no limit */
     struct gr_buf out;            /* one send buffer for all consoles, LWS_PRE headroom */
     struct conn *dirty;           /* consoles with output since the last flush */
@@ -118,27 +127,75 @@ struct gr_ws {
     struct gr_acceptor *acceptor; /* our listening sockets; lws adopts what they accept */
 };
 
-/* ---- HTTP ----------------------------------------------------------------------------- */
+/* ---- connections before their first request ------------------------------------------ */
 
-int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
-                  size_t len)
+/*
+ * A connection from accept until its first request arrives (or it closes without one),
+ * counted per source address: a host holding silent connections (slowloris) holds at most
+ * max_connections_per_source of them, and cannot fill lws's list of connections awaiting
+ * a request, whose bulk expiry stalls the loop. It rides on the wsi as lws's opaque user
+ * data: ws.c sets it in adopt() and frees it at LWS_CALLBACK_WSI_DESTROY, or in adopt()
+ * when lws never made a wsi of the descriptor.
+ */
+struct early {
+    union gr_peer peer;
+    bool counted;  /* still counted in ws->early */
+    bool adopting; /* inside lws_adopt_*: WSI_DESTROY leaves the freeing to adopt() */
+};
+
+/* The early connection's count given back, once: its first request came, or it went. */
+static void early_done(struct gr_ws *ws, struct early *e)
 {
-    unsigned char hdr[LWS_PRE + 512];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-
-    struct gr_buf b = gr_buf_make(LWS_PRE);
-    int rc = -1;
-    if (gr_buf_append(&b, body, len) == 0 &&
-        lws_write(wsi, (unsigned char *)gr_buf_data(&b), len, LWS_WRITE_HTTP_FINAL) == (int)len)
-        rc = lws_http_transaction_completed(wsi) ? -1 : 0;
-    gr_buf_free(&b);
-    return rc;
+    if (e == NULL || !e->counted)
+        return;
+    e->counted = false;
+    unsigned *count = gr_addrtable_get(ws->early, &e->peer.sa);
+    if (count != NULL && --*count == 0)
+        gr_addrtable_remove(ws->early, &e->peer.sa);
 }
+
+/* A refused connection: counted, and a warning at most every EARLY_WARN_MS. */
+static void early_refuse(struct gr_ws *ws, int fd, enum gr_console_refusal why)
+{
+    close(fd);
+    gr_stats.consoles_refused[why]++;
+    ws->refused_since_warning++;
+    uint64_t now = uv_now(ws->grace.loop);
+    if (ws->warned_ms == 0 || now - ws->warned_ms >= EARLY_WARN_MS) {
+        gr_warn("ws: refused %" PRIu64 " console connection(s) in the last %d s (%s; see "
+                "gpsrelay_consoles_refused_total)",
+                ws->refused_since_warning, EARLY_WARN_MS / 1000,
+                why == GR_REFUSED_DESCRIPTORS ? "descriptors kept in reserve"
+                                              : "per-source limit, before any request");
+        ws->refused_since_warning = 0;
+        ws->warned_ms = now;
+    }
+}
+
+/* LWS_CALLBACK_WSI_DESTROY: the early record of a connection that never sent a request. */
+static void early_free(struct gr_ws *ws, struct lws *wsi)
+{
+    struct early *e = lws_get_opaque_user_data(wsi);
+    if (e == NULL)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    early_done(ws, e);
+    if (!e->adopting) /* else adopt() frees it when lws returns */
+        free(e);
+}
+
+/* The first request of a connection: it is no longer early. */
+static void early_request(struct gr_ws *ws, struct lws *wsi)
+{
+    struct early *e = lws_get_opaque_user_data(wsi);
+    if (e == NULL)
+        return;
+    lws_set_opaque_user_data(wsi, NULL);
+    early_done(ws, e);
+    free(e);
+}
+
+/* ---- HTTP ----------------------------------------------------------------------------- */
 
 static int serve_metrics(struct gr_ws *ws, struct lws *wsi)
 {
@@ -172,6 +229,11 @@ static int serve_metrics(struct gr_ws *ws, struct lws *wsi)
 
 /* Read and written per writeable callback for one download. */
 #define STATIC_CHUNK (16 * 1024)
+
+/* A download whose client took nothing for this long is cut; each chunk it takes starts
+ * the count again, so a large file over a slow link is not (lws's own limit is 5 s from
+ * the request, whatever the progress). */
+#define STATIC_STALL_S 30
 
 /* Longest request path served from static_dir; longer ones get 404. */
 #define STATIC_PATH_MAX 512
@@ -309,6 +371,7 @@ static int serve_static(struct gr_ws *ws, struct lws *wsi, struct pss *pss, cons
     }
     pss->file->fd = fd;
     pss->file->left = st.st_size;
+    gr_http_set_deadline(wsi, STATIC_STALL_S);
     lws_callback_on_writable(wsi);
     return 0;
 }
@@ -332,6 +395,7 @@ static int static_writeable(struct lws *wsi, struct pss *pss)
         return -1;
     }
     if (!last) {
+        gr_http_set_deadline(wsi, STATIC_STALL_S); /* it took the last chunk: progress */
         lws_callback_on_writable(wsi);
         return 0;
     }
@@ -339,8 +403,33 @@ static int static_writeable(struct lws *wsi, struct pss *pss)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/*
+ * A request that a proxy in front and lws could frame differently (request smuggling):
+ * two Content-Length headers (lws 4.1 serves one of them), or Content-Length together
+ * with Transfer-Encoding (lws lets Content-Length win; RFC 9112 says the opposite).
+ */
+static bool ambiguous_length(struct lws *wsi)
+{
+    char v[32];
+    return lws_hdr_copy_fragment(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) >= 0 ||
+           (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+            lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0);
+}
+
+/* Refuses an ambiguous request with 400 and closes the connection: what follows on it
+ * cannot be trusted to be the next request. */
+static int refuse_ambiguous(struct lws *wsi)
+{
+    gr_stats.consoles_refused[GR_REFUSED_BAD_REQUEST]++;
+    gr_http_reply(wsi, HTTP_STATUS_BAD_REQUEST, "text/plain", "ambiguous message length\n", 25);
+    return -1;
+}
+
 static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const char *path)
 {
+    early_request(ws, wsi);
+    if (ambiguous_length(wsi))
+        return refuse_ambiguous(wsi);
     if (strcmp(path, "/healthz") == 0)
         return gr_http_reply(wsi, 200, "text/plain", "ok\n", 3);
     if (strcmp(path, "/readyz") == 0)
@@ -358,35 +447,8 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
     return gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
 }
 
-/*
- * Decides whether an upgrade may proceed: only /socket/websocket with vsn=2.0.0, and not
- * while stopping. Refusals get an HTTP status and no upgrade.
- */
-const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
-{
-    size_t n = strlen(name);
-    const char *found = NULL;
-    char frag[GR_HTTP_ARG_MAX];
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
-         i++) {
-        if (strncmp(frag, name, n) == 0 && frag[n] == '=') {
-            strcpy(buf, frag + n + 1);
-            found = buf;
-            if (!last)
-                break;
-        }
-    }
-    return found;
-}
-
-static bool peer_address(struct lws *wsi, union peer *out)
-{
-    socklen_t len = sizeof(*out);
-    return getpeername(lws_get_socket_fd(wsi), &out->sa, &len) == 0;
-}
-
 /* Consoles now connected from the sender of wsi's request. */
-static unsigned *source_count(struct gr_ws *ws, const union peer *peer, bool create)
+static unsigned *source_count(struct gr_ws *ws, const union gr_peer *peer, bool create)
 {
     return create ? gr_addrtable_touch(ws->per_source, &peer->sa, NULL)
                   : gr_addrtable_get(ws->per_source, &peer->sa);
@@ -463,6 +525,11 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
 {
     char path[64], arg[GR_HTTP_ARG_MAX];
     const char *vsn;
+    early_request(ws, wsi);
+    if (ambiguous_length(wsi)) {
+        gr_stats.consoles_refused[GR_REFUSED_BAD_REQUEST]++;
+        return refuse(wsi, HTTP_STATUS_BAD_REQUEST);
+    }
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
         strcmp(path, "/socket/websocket") != 0)
         return refuse(wsi, HTTP_STATUS_NOT_FOUND);
@@ -477,8 +544,8 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
     struct gr_token claims;
     if (admit(ws, wsi, &claims) >= 0)
         return refuse(wsi, HTTP_STATUS_FORBIDDEN);
-    union peer peer;
-    unsigned *count = peer_address(wsi, &peer) ? source_count(ws, &peer, false) : NULL;
+    union gr_peer peer;
+    unsigned *count = gr_http_peer(wsi, &peer) ? source_count(ws, &peer, false) : NULL;
     if (count != NULL && *count >= (unsigned)ws->cfg->max_connections_per_source) {
         gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
         return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
@@ -525,7 +592,7 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi, const struct gr_
         free(c);
         return NULL;
     }
-    if (peer_address(wsi, &c->peer)) {
+    if (gr_http_peer(wsi, &c->peer)) {
         unsigned *count = source_count(ws, &c->peer, true);
         if (count != NULL)
             (*count)++;
@@ -663,20 +730,38 @@ static void on_sweep(uv_timer_t *t)
     struct gr_ws *ws = t->data;
     uint64_t now = uv_now(t->loop);
     int64_t now_s = time(NULL);
-    gr_longpoll_sweep(ws->longpoll, now, now_s);
+    if (!ws->sweep_resumed)
+        gr_longpoll_sweep(ws->longpoll, now, now_s);
+    ws->sweep_resumed = false;
+    size_t closes = 0;
     for (struct conn *c = ws->conns; c; c = c->next) {
+        if (closes == SWEEP_CLOSES_PER_TURN) {
+            /* The rest on the next loop turn, so that positions and health checks get
+             * through in between (19,600 idle consoles closed at once stalled for 2.6 s). */
+            ws->sweep_resumed = true;
+            uv_timer_start(&ws->sweep, on_sweep, 0, SWEEP_MS);
+            return;
+        }
         if (c->close_code == 0 && now_s - GR_TOKEN_SKEW_S > gr_console_expires(c->console)) {
             conn_close(c, GR_WS_POLICY, GR_CLOSE_EXPIRED);
         } else if (c->close_code != 0) {
-            if (now - c->close_at_ms >= CLOSE_GRACE_MS)
+            if (now - c->close_at_ms >= CLOSE_GRACE_MS && !c->killed) {
+                c->killed = true;
                 lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            } else {
+                continue;
+            }
         } else if (ws->slow_ms && now - c->waiting_ms >= ws->slow_ms &&
                    gr_console_has_output(c->console)) {
             conn_close(c, GR_WS_POLICY, GR_CLOSE_SLOW);
+            c->killed = true;
             lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         } else if (ws->idle_ms && now - c->last_rx_ms >= ws->idle_ms) {
             conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_IDLE);
+        } else {
+            continue;
         }
+        closes++;
     }
 }
 
@@ -684,9 +769,41 @@ static void on_sweep(uv_timer_t *t)
 
 static void adopt(void *ctx, void *vhost, int fd)
 {
-    (void)ctx;
-    /* On failure lws has closed fd and logged why. */
-    lws_adopt_socket_vhost(vhost, fd);
+    struct gr_ws *ws = ctx;
+    if (fd >= ws->fd_ceiling) {
+        early_refuse(ws, fd, GR_REFUSED_DESCRIPTORS);
+        return;
+    }
+    struct early *e = calloc(1, sizeof(*e));
+    socklen_t len = sizeof(union gr_peer);
+    if (e == NULL || getpeername(fd, &e->peer.sa, &len) < 0) {
+        free(e);
+        close(fd);
+        return;
+    }
+    unsigned *count = gr_addrtable_touch(ws->early, &e->peer.sa, NULL);
+    if (count != NULL && *count >= (unsigned)ws->cfg->max_connections_per_source) {
+        free(e);
+        early_refuse(ws, fd, GR_REFUSED_PER_SOURCE);
+        return;
+    }
+    if (count != NULL) {
+        (*count)++;
+        e->counted = true;
+    }
+    lws_adopt_desc_t info;
+    memset(&info, 0, sizeof(info));
+    info.vh = vhost;
+    info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
+    info.fd.sockfd = fd;
+    info.opaque = e;
+    e->adopting = true;
+    struct lws *wsi = lws_adopt_descriptor_vhost_via_info(&info); /* closes fd on failure */
+    e->adopting = false;
+    if (wsi == NULL) {
+        early_done(ws, e);
+        free(e);
+    }
 }
 
 size_t gr_ws_accept_waiting(const struct gr_ws *ws)
@@ -732,6 +849,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pss->claims = malloc(sizeof(*pss->claims));
         return pss->claims == NULL || admit(ws, wsi, pss->claims) >= 0;
     case LWS_CALLBACK_WSI_DESTROY:
+        early_free(ws, wsi);
         if (pss != NULL) { /* an upgrade that never got to ESTABLISHED */
             free(pss->claims);
             pss->claims = NULL;
@@ -799,14 +917,12 @@ static void lws_log(int level, const char *line)
 
 /* LongPoll's admission: the same checks as a WebSocket upgrade, on every request (a
  * session outlives no token); a new session takes the token's claims. */
-static int longpoll_admit(void *ctx, struct lws *wsi, struct gr_console *console)
+static int longpoll_admit(void *ctx, struct lws *wsi, struct gr_token *claims, bool *authed)
 {
     struct gr_ws *ws = ctx;
-    struct gr_token claims;
-    if (admit(ws, wsi, &claims) >= 0)
+    if (admit(ws, wsi, claims) >= 0)
         return HTTP_STATUS_FORBIDDEN;
-    if (console != NULL && ws->key != NULL && gr_console_set_auth(console, &claims) < 0)
-        return HTTP_STATUS_SERVICE_UNAVAILABLE;
+    *authed = ws->key != NULL;
     return 0;
 }
 
@@ -830,13 +946,21 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     ws->hub = hub;
     ws->gauges = gauges;
     ws->gauges_ctx = gauges_ctx;
-    ws->longpoll = gr_longpoll_new(hub, longpoll_admit, ws);
+    ws->longpoll =
+        gr_longpoll_new(hub, longpoll_admit, ws, (unsigned)cfg->max_connections_per_source);
     ws->per_source = gr_addrtable_new(GR_WS_SOURCES_MAX, sizeof(unsigned), false);
-    if (ws->longpoll == NULL || ws->per_source == NULL ||
+    ws->early = gr_addrtable_new(GR_WS_SOURCES_MAX, sizeof(unsigned), false);
+    struct rlimit nofile;
+    ws->fd_ceiling = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+                             nofile.rlim_cur < INT_MAX
+                         ? (int)nofile.rlim_cur - GR_WS_FD_RESERVE
+                         : INT_MAX;
+    if (ws->longpoll == NULL || ws->per_source == NULL || ws->early == NULL ||
         (ws->acceptor = gr_acceptor_new(loop, ADOPT_PER_TURN, ACCEPT_WAITING_MAX, adopt, ws)) ==
             NULL) {
         gr_longpoll_free(ws->longpoll);
         gr_addrtable_free(ws->per_source);
+        gr_addrtable_free(ws->early);
         free(ws);
         return -ENOMEM;
     }
@@ -922,6 +1046,7 @@ fail:
 void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg)
 {
     ws->cfg = cfg;
+    gr_longpoll_set_max_per_source(ws->longpoll, (unsigned)cfg->max_connections_per_source);
     ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
     ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
 }
@@ -973,6 +1098,7 @@ void gr_ws_free(struct gr_ws *ws)
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
     gr_acceptor_free(ws->acceptor);
     gr_addrtable_free(ws->per_source);
+    gr_addrtable_free(ws->early);
     gr_buf_free(&ws->out);
     free(ws);
 }

@@ -23,12 +23,15 @@ static inline struct gr_buf gr_buf_make(size_t head)
     return b;
 }
 
+/* The data; a buffer that never held any gives an empty string, not NULL + head. */
 static inline char *gr_buf_data(const struct gr_buf *b)
 {
-    return b->mem + b->head;
+    static char none[1];
+    return b->mem != NULL ? b->mem + b->head : none;
 }
 
-/* Appends n bytes, growing as needed. Returns 0 or -ENOMEM (then b is unchanged). */
+/* Appends n bytes, growing as needed; p may be NULL when n is 0 (an empty WebSocket frame
+ * or HTTP body, as lws passes them). Returns 0 or -ENOMEM (then b is unchanged). */
 int gr_buf_append(struct gr_buf *b, const void *p, size_t n);
 int gr_buf_puts(struct gr_buf *b, const char *s);
 

@@ -14,35 +14,63 @@
  * request (vsn) gets HTTP 403 and {"status":403}. A session dies GR_LONGPOLL_SESSION_MS
  * after its last poll ended.
  *
- * Only ws.c calls this: it owns the lws callback and routes /socket/longpoll here.
+ * Only ws.c calls this: it owns the lws callback and routes /socket/longpoll here. The
+ * requests themselves are reached through http.h only, so the console fuzzer drives this
+ * module without sockets.
+ *
+ * Lifetimes (who may free what, and how the other side learns of it):
+ *   - The module owns its sessions. A session dies from the sweep (no poll for
+ *     GR_LONGPOLL_SESSION_MS, a malformed POST, its token's exp) or gr_longpoll_free(),
+ *     between any two callbacks of a request that refers to it.
+ *   - lws owns the requests: each lives in its connection's per-session data (*reqp),
+ *     from gr_longpoll_http() until it is answered or the connection closes, and is freed
+ *     by the call that answers it or by gr_longpoll_done().
+ *   - A request refers to its session by the session's token, never by pointer, and looks
+ *     it up again on every use: a session gone meanwhile is simply not found (410).
+ *   - A session points to the one poll waiting on it (its GET); the request clears that
+ *     pointer when it goes, and a dying session wakes that poll so it is answered at once.
+ *   - A session serves only the identity that opened it (its token's sub and agencies):
+ *     its id travels in URLs and logs, so knowing it must not be enough.
  */
 #ifndef GPSRELAY_LONGPOLL_H
 #define GPSRELAY_LONGPOLL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include <libwebsockets.h>
-
 #include "gpsrelay/hub.h"
+#include "gpsrelay/http.h"
+#include "gpsrelay/token.h"
 
 #define GR_LONGPOLL_WINDOW_MS    10000 /* a poll with nothing to say is answered 204 after this */
 #define GR_LONGPOLL_SESSION_MS   15000 /* a session with no poll for this long is gone */
 #define GR_LONGPOLL_BODY_MAX     (64 * 1024) /* POST bodies, like WebSocket frames */
 #define GR_LONGPOLL_SESSIONS_MAX 10000       /* sessions at once; more get status 503 */
+#define GR_LONGPOLL_BODY_S       10 /* a POST body must be in within this (lws's default: 5 s) */
+#define GR_LONGPOLL_ANSWER_S     5  /* a poll's answer, once due, must be taken within this */
 
 struct gr_longpoll;
 struct gr_longpoll_request; /* one HTTP request in flight, kept in the lws per-session data */
 struct gr_console;
 
 /*
- * Admission of every LongPoll request (Origin, token): returns 0, or the HTTP status to
- * refuse with. console is the new session's console when one is being created (it takes
- * the token's claims), else NULL.
+ * Admission of every LongPoll request (Origin, token): returns 0, with the token's claims
+ * in *claims and *authed true when auth is on (false and *claims untouched when it is
+ * off), or the HTTP status to refuse with.
  */
-typedef int (*gr_longpoll_admit_fn)(void *ctx, struct lws *wsi, struct gr_console *console);
+typedef int (*gr_longpoll_admit_fn)(void *ctx, struct lws *wsi, struct gr_token *claims,
+                                    bool *authed);
 
-struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx);
+/*
+ * Sessions on hub; every request is admitted by admit(ctx, ...). max_per_source: sessions
+ * one peer address may hold at once (max_connections_per_source); more get status 503.
+ */
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx,
+                                    unsigned max_per_source);
+
+/* A reloaded max_connections_per_source, for sessions made from now on. */
+void gr_longpoll_set_max_per_source(struct gr_longpoll *lp, unsigned max_per_source);
 
 /* Ends every session and frees everything; call once lws has let go of its requests. */
 void gr_longpoll_free(struct gr_longpoll *lp);

@@ -52,6 +52,11 @@ enum gr_join_refusal {
     X(BAD_ORIGIN, "bad_origin")       /* Origin not in allowed_origin */                           \
     X(PER_SOURCE, "per_source_limit") /* max_connections_per_source reached */                     \
     X(STOPPING, "stopping")           /* the daemon is shutting down */                            \
+    X(SESSIONS_FULL, "sessions_full") /* GR_LONGPOLL_SESSIONS_MAX LongPoll sessions at once */     \
+    X(DESCRIPTORS, "descriptors")     /* into the last GR_WS_FD_RESERVE descriptors */             \
+    X(SESSION_IDENTITY, "session_identity") /* a LongPoll session id presented by another token */ \
+    X(BAD_REQUEST, "bad_request") /* a request smuggling risk: two Content-Length, or one          \
+                                   * with Transfer-Encoding (HTTP 400) */                          \
     X(TOKEN_MISSING, "token_missing")                                                              \
     X(TOKEN_MALFORMED, "token_malformed")                                                          \
     X(TOKEN_BAD_ALG, "token_bad_alg")                                                              \

@@ -23,26 +23,13 @@
 #define GR_WS_FRAME_MAX     (64 * 1024) /* larger console frames are closed with 1009 (SPEC) */
 #define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
 #define GR_WS_SOURCES_MAX   65536       /* source addresses whose consoles are counted at once */
+/* Descriptors console connections never take (the top of RLIMIT_NOFILE): what PostgreSQL
+ * reconnects, file reads, modem TCP connections and the accept path need in a flood. A
+ * connection that would use one is closed at once and counted (reason "descriptors"). */
+#define GR_WS_FD_RESERVE 64
 
 struct gr_ws;
 struct lws;
-
-/*
- * Answers an HTTP request with status, a content type and a body, and completes the
- * transaction. Returns what the lws callback must return (-1: close the connection).
- */
-int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const char *body,
-                  size_t len);
-
-/* Longest query argument read, name included: a token and then some. */
-#define GR_HTTP_ARG_MAX 4160
-
-/*
- * The value of query argument name ("vsn"), copied into buf (GR_HTTP_ARG_MAX bytes), or
- * NULL. last: take the last occurrence instead of the first. lws's own lookup stops at
- * the first argument longer than the caller's buffer, so a token before vsn would hide it.
- */
-const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf);
 
 /* Fills the gauges of /metrics from whoever owns them (the daemon). */
 typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);

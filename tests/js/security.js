@@ -19,20 +19,7 @@ const tls = require("node:tls");
 const { Daemon, rmc, check, report, WAIT_MS } = require("./daemon");
 
 const [, , BINARY, CTL] = process.argv;
-const SECRET = crypto.randomBytes(32).toString("hex"); // 64 bytes of key as text
-const now = () => Math.floor(Date.now() / 1000);
-const b64url = (buf) => Buffer.from(buf).toString("base64url");
-
-function mint(claims, { alg = "HS256", key = SECRET, header = null, signature = null } = {}) {
-    const h = b64url(JSON.stringify(header || { alg, typ: "JWT" }));
-    const p = b64url(JSON.stringify(claims));
-    const hash = { HS256: "sha256", HS512: "sha512" }[alg];
-    const sig = signature !== null ? signature
-        : hash ? b64url(crypto.createHmac(hash, key).update(`${h}.${p}`).digest()) : "";
-    return `${h}.${p}.${sig}`;
-}
-
-const claims = (agencies, extra = {}) => ({ agencies, exp: now() + 3600, sub: "test", ...extra });
+const { SECRET, now, b64url, mint, claims } = require("./token");
 
 // Opens a raw WebSocket; resolves {status, ws, protocol} (status 101 when it opened).
 function connect(daemon, { token, origin, protocols, from, scheme = "ws" } = {}) {
