@@ -33,6 +33,31 @@ CREATE TABLE IF NOT EXISTS devices (
                                                   WHEN 4 THEN 32 ELSE 128 END)
 );
 
+-- gpsrelayd takes an IPv4-mapped IPv6 address (::ffff:10.0.0.7) as the IPv4 address
+-- (a dual-stack socket reports IPv4 senders so), but inet holds two different values, so
+-- UNIQUE would let two devices share one sender. Added apart from CREATE TABLE so that it
+-- reaches tables made by an older schema.sql too: NOT VALID first (existing rows are not
+-- checked), then VALIDATE, which warns instead of failing when a row already breaks it;
+-- the daemon leaves such an address to neither device (gpsrelay_mapping_rows_rejected_total)
+-- until it is fixed and this file applied again.
+DO $$
+BEGIN
+    BEGIN
+        ALTER TABLE devices ADD CONSTRAINT devices_source_addr_not_v4_mapped
+            CHECK (NOT (family(source_addr) = 6 AND source_addr <<= '::ffff:0.0.0.0/96'))
+            NOT VALID;
+    EXCEPTION WHEN duplicate_object THEN
+        NULL; -- added by an earlier run
+    END;
+    BEGIN
+        ALTER TABLE devices VALIDATE CONSTRAINT devices_source_addr_not_v4_mapped;
+    EXCEPTION WHEN check_violation THEN
+        RAISE WARNING 'devices: some source_addr is an IPv4-mapped IPv6 address (::ffff:a.b.c.d); '
+            'write it as a.b.c.d and apply schema.sql again';
+    END;
+END;
+$$;
+
 CREATE TABLE IF NOT EXISTS device_agencies (
     device_id text NOT NULL REFERENCES devices ON DELETE CASCADE,
     agency_id text NOT NULL REFERENCES agencies ON DELETE CASCADE,

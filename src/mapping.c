@@ -78,6 +78,10 @@ struct gr_csv {
     int line; /* 0 while the problem is with the whole file; the row number otherwise */
     char *err;
     size_t errlen;
+    /* Set: a conflict between rows is not an error; what is left out is reported here
+     * (gr_mapping_builder_finish_skipping). */
+    void (*skipped)(void *ctx, const char *why);
+    void *skipped_ctx;
 };
 
 __attribute__((format(printf, 2, 3))) static int fail(struct gr_csv *c, const char *fmt, ...)
@@ -352,14 +356,12 @@ static int conflict(struct gr_csv *c, const struct gr_row *a, const struct gr_ro
                 early->device, early->line);
 }
 
-/* Groups the rows (sorted here) into devices; m->agencies stays parallel to rows. */
+/* Groups the rows (sorted by cmp_rows) into devices; m->agencies stays parallel to rows. */
 static int build(struct gr_csv *c, struct gr_mapping *m, struct gr_row *rows, size_t n)
 {
     const struct gr_row *first = NULL; /* the first row of the current device's run */
     struct gr_device *d = NULL;
 
-    if (n > 0) /* rows may be NULL then, and qsort wants a pointer */
-        qsort(rows, n, sizeof(*rows), cmp_rows);
     /* n + 1: an empty mapping still gets arrays, so lookups need no special case. */
     m->agencies = malloc((n + 1) * sizeof(*m->agencies));
     m->devices = calloc(n + 1, sizeof(*m->devices));
@@ -406,6 +408,114 @@ static int build(struct gr_csv *c, struct gr_mapping *m, struct gr_row *rows, si
     return 0;
 }
 
+__attribute__((format(printf, 2, 3))) static void skip(struct gr_csv *c, const char *fmt, ...)
+{
+    char why[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    c->skipped(c->skipped_ctx, why);
+}
+
+/* The end of the run of rows of rows[i]'s device, in rows sorted by cmp_rows. */
+static size_t device_end(const struct gr_row *rows, size_t i, size_t n)
+{
+    size_t j = i + 1;
+
+    while (j < n && strcmp(rows[j].device, rows[i].device) == 0)
+        j++;
+    return j;
+}
+
+static const char *addr_text(const struct gr_row *r, char buf[INET6_ADDRSTRLEN])
+{
+    return inet_ntop(r->family, r->addr, buf, INET6_ADDRSTRLEN) != NULL ? buf : "?";
+}
+
+static int cmp_row_addr(const void *a, const void *b)
+{
+    const struct gr_row *x = *(const struct gr_row *const *)a;
+    const struct gr_row *y = *(const struct gr_row *const *)b;
+
+    if (x->family != y->family)
+        return x->family < y->family ? -1 : 1;
+    return memcmp(x->addr, y->addr, sizeof(x->addr));
+}
+
+/*
+ * Leaves out of the sorted rows what build() would refuse, reporting each to c->skipped,
+ * so that one bad row cannot refuse a whole mapping. A repeated device-agency pair and a
+ * row giving its device another label than the device's first row are dropped. A device
+ * whose rows disagree on its source_addr, and every device sharing a source_addr with
+ * another, lose it: a position from that address is then attributed to no device rather
+ * than maybe the wrong one (the device keeps its agencies and its reports by id). *n
+ * becomes the rows kept. Returns 0, or -1 when out of memory.
+ */
+static int skip_conflicts(struct gr_csv *c, struct gr_row *rows, size_t *n)
+{
+    char a1[INET6_ADDRSTRLEN];
+    size_t kept = 0, n_addr = 0;
+
+    for (size_t i = 0, end; i < *n; i = end) {
+        size_t first = kept;
+        bool two_addrs = false;
+        end = device_end(rows, i, *n);
+        for (size_t j = i; j < end; j++) {
+            const struct gr_row *r = &rows[j];
+            if (j > i && strcmp(r->agency, rows[kept - 1].agency) == 0) {
+                skip(c, "device \"%s\", agency \"%s\": a duplicate row; left out", r->device,
+                     r->agency);
+                continue;
+            }
+            if (j > i && strcmp(r->label, rows[first].label) != 0) {
+                skip(c,
+                     "device \"%s\", agency \"%s\": another label than in its other rows; "
+                     "left out",
+                     r->device, r->agency);
+                continue;
+            }
+            two_addrs |= j > i && !same_addr(r, &rows[first]);
+            rows[kept++] = *r;
+        }
+        if (two_addrs) {
+            skip(c, "device \"%s\": rows with different source_addr values; it keeps none",
+                 rows[first].device);
+            for (size_t j = first; j < kept; j++)
+                rows[j].has_addr = false;
+        }
+        n_addr += rows[first].has_addr;
+    }
+    *n = kept;
+    if (n_addr < 2)
+        return 0;
+
+    /* Each device's first row, by address: devices sharing one are neighbours. */
+    const struct gr_row **by_addr = malloc(n_addr * sizeof(*by_addr));
+    if (by_addr == NULL)
+        return fail(c, "out of memory");
+    n_addr = 0;
+    for (size_t i = 0; i < kept; i = device_end(rows, i, kept))
+        if (rows[i].has_addr)
+            by_addr[n_addr++] = &rows[i];
+    qsort(by_addr, n_addr, sizeof(*by_addr), cmp_row_addr);
+    for (size_t i = 0, end; i < n_addr; i = end) {
+        for (end = i + 1; end < n_addr && cmp_row_addr(&by_addr[i], &by_addr[end]) == 0; end++)
+            ;
+        for (size_t j = i; j < end && end - i > 1; j++) {
+            skip(c, "device \"%s\": source_addr %s is also device \"%s\"'s; neither keeps it",
+                 by_addr[j]->device, addr_text(by_addr[j], a1),
+                 by_addr[j == i ? i + 1 : i]->device);
+            /* has_addr only: the comparisons read family and addr, which stay. */
+            size_t at = (size_t)(by_addr[j] - rows);
+            for (size_t k = at, stop = device_end(rows, at, kept); k < stop; k++)
+                rows[k].has_addr = false;
+        }
+    }
+    free(by_addr);
+    return 0;
+}
+
 struct gr_mapping_builder *gr_mapping_builder_new(void)
 {
     struct gr_mapping_builder *b = calloc(1, sizeof(*b));
@@ -445,7 +555,10 @@ static struct gr_mapping *finish(struct gr_mapping_builder *b, struct gr_csv *c)
 {
     struct gr_mapping *m = b->m;
 
-    if (build(c, m, b->rows, b->n_rows) < 0) {
+    if (b->n_rows > 0) /* rows may be NULL then, and qsort wants a pointer */
+        qsort(b->rows, b->n_rows, sizeof(*b->rows), cmp_rows);
+    if ((c->skipped != NULL && skip_conflicts(c, b->rows, &b->n_rows) < 0) ||
+        build(c, m, b->rows, b->n_rows) < 0) {
         gr_mapping_builder_free(b);
         return NULL;
     }
@@ -457,6 +570,15 @@ static struct gr_mapping *finish(struct gr_mapping_builder *b, struct gr_csv *c)
 struct gr_mapping *gr_mapping_builder_finish(struct gr_mapping_builder *b, char *err, size_t errlen)
 {
     struct gr_csv c = {.err = err, .errlen = errlen};
+
+    return finish(b, &c);
+}
+
+struct gr_mapping *gr_mapping_builder_finish_skipping(struct gr_mapping_builder *b,
+                                                      void (*skipped)(void *ctx, const char *why),
+                                                      void *ctx, char *err, size_t errlen)
+{
+    struct gr_csv c = {.err = err, .errlen = errlen, .skipped = skipped, .skipped_ctx = ctx};
 
     return finish(b, &c);
 }

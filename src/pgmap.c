@@ -3,7 +3,8 @@
  *
  * States: IDLE (no connection; the timer counts down the backoff), CONNECTING
  * (PQconnectPoll steps; the timer is the connect timeout), OPEN (connected; `query` says
- * which statement is in flight, if any). libpq never blocks here: the connection is
+ * which statement is in flight, if any; the timer is GR_PGMAP_QUERY_MS of silence while one
+ * is, else GR_PGMAP_PROBE_MS until the liveness probe). libpq never blocks here: the connection is
  * non-blocking, every read is PQconsumeInput after the poll said readable, every write is
  * PQflush, re-armed for writable while it returns 1. Connection strings need no name
  * lookup (config.c refuses those), so PQconnectStart does not block either.
@@ -28,13 +29,28 @@ static const char *const conn_keywords[] = {
 #define CONN_DEFAULTS "gpsrelayd", "1", "10", "5", "3", "20000"
 
 enum pg_state { PG_IDLE, PG_CONNECTING, PG_OPEN };
-enum pg_query { Q_NONE, Q_LISTEN, Q_LOAD };
+enum pg_query { Q_NONE, Q_LISTEN, Q_LOAD, Q_PROBE };
+
+static const char *const query_names[] = {"no query", "LISTEN", "mapping query", "probe"};
+
+/* Our session: the server's own bound on our statements, then changes notified from the
+ * commit of this query on. One message (the simple protocol runs both), one round trip. */
+#define PG_STR(x)  #x
+#define PG_XSTR(x) PG_STR(x)
+#define SESSION_SETUP                                                                              \
+    "SET statement_timeout = " PG_XSTR(GR_PGMAP_STATEMENT_MS) "; LISTEN gpsrelay_mapping"
 
 /* A poll handle outlives its socket by a loop turn (uv_close is asynchronous), so each
  * socket gets its own, freed by its close callback. */
 struct pg_poll {
     uv_poll_t handle;
     struct gr_pgmap *owner;
+};
+
+/* Rows a load left out: all counted, the first GR_PGMAP_REJECTS_LOGGED kept for the log. */
+struct pg_rejects {
+    size_t n;
+    char why[GR_PGMAP_REJECTS_LOGGED][512];
 };
 
 /* One load on the thread pool: rows in, mapping out. */
@@ -47,6 +63,7 @@ struct pg_build {
     int64_t started_ms;
     char err[512];
     char cache_err[512];
+    struct pg_rejects rejects;
 };
 
 struct gr_pgmap {
@@ -68,7 +85,7 @@ struct gr_pgmap {
     bool up;
     bool said_down; /* a failure was logged as a warning; later ones go to info */
     unsigned backoff_ms;
-    uv_timer_t timer;    /* backoff (IDLE) or connect timeout (CONNECTING) */
+    uv_timer_t timer;    /* backoff, connect timeout, query timeout or probe: see the top */
     uv_timer_t coalesce; /* GR_PGMAP_COALESCE_MS after a notification */
     bool stopping;
     int open_handles; /* the two timers, until their close callbacks ran */
@@ -80,7 +97,9 @@ static void fail(struct gr_pgmap *p, const char *what);
 
 /* ---- building a mapping from rows ------------------------------------------------------- */
 
-struct gr_mapping *gr_pgmap_build(const struct pg_result *res, char *err, size_t errlen)
+struct gr_mapping *gr_pgmap_build(const struct pg_result *res,
+                                  void (*rejected)(void *ctx, const char *why), void *ctx,
+                                  char *err, size_t errlen)
 {
     const PGresult *r = (const PGresult *)res;
     if (PQnfields(r) != 4) {
@@ -98,19 +117,38 @@ struct gr_mapping *gr_pgmap_build(const struct pg_result *res, char *err, size_t
         const char *addr = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3);
         if (gr_mapping_builder_add(b, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
                                    addr, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "row %d (device \"%.64s\", agency \"%.64s\"): %s", i + 1,
+            /* The builder is as it was: the row is left out, the rest goes on. */
+            char line[640];
+            snprintf(line, sizeof(line), "device \"%.64s\", agency \"%.64s\": %s; row left out",
                      PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), why);
-            gr_mapping_builder_free(b);
-            return NULL;
+            rejected(ctx, line);
         }
     }
-    return gr_mapping_builder_finish(b, err, errlen);
+    return gr_mapping_builder_finish_skipping(b, rejected, ctx, err, errlen);
+}
+
+static void add_reject(void *ctx, const char *why)
+{
+    struct pg_rejects *rj = ctx;
+    if (rj->n < GR_PGMAP_REJECTS_LOGGED)
+        snprintf(rj->why[rj->n], sizeof(rj->why[rj->n]), "%s", why);
+    rj->n++;
+}
+
+/* Warns about the rows a load left out: the first few, then how many in all. */
+static void log_rejects(const struct pg_rejects *rj)
+{
+    for (size_t i = 0; i < rj->n && i < GR_PGMAP_REJECTS_LOGGED; i++)
+        gr_warn("postgres: mapping row: %s", rj->why[i]);
+    if (rj->n > GR_PGMAP_REJECTS_LOGGED)
+        gr_warn("postgres: %zu more mapping rows left out or changed",
+                rj->n - GR_PGMAP_REJECTS_LOGGED);
 }
 
 static void build_work(uv_work_t *w)
 {
     struct pg_build *job = w->data;
-    job->m = gr_pgmap_build(job->rows, job->err, sizeof(job->err));
+    job->m = gr_pgmap_build(job->rows, add_reject, &job->rejects, job->err, sizeof(job->err));
     PQclear(job->rows);
     job->rows = NULL;
     /* The cache is written here, off the loop: it is an fsync'd file of every row. */
@@ -185,7 +223,7 @@ static void close_conn(struct gr_pgmap *p)
     p->up = false;
 }
 
-static void on_retry(uv_timer_t *t);
+static void on_timer(uv_timer_t *t);
 static void connect_now(struct gr_pgmap *p);
 
 /* One line of a libpq message: they end in newlines and may run to several lines. */
@@ -208,20 +246,38 @@ static void fail(struct gr_pgmap *p, const char *what)
     gr_stats.postgres_failures++;
     close_conn(p);
     p->state = PG_IDLE;
-    uv_timer_start(&p->timer, on_retry, p->backoff_ms, 0);
+    uv_timer_start(&p->timer, on_timer, p->backoff_ms, 0);
     p->backoff_ms =
         p->backoff_ms >= GR_PGMAP_BACKOFF_MAX_MS / 2 ? GR_PGMAP_BACKOFF_MAX_MS : p->backoff_ms * 2;
     if (p->failed != NULL)
         p->failed(p->ctx);
 }
 
-static void on_retry(uv_timer_t *t)
+static void send_query(struct gr_pgmap *p, enum pg_query q, const char *sql);
+
+static void on_timer(uv_timer_t *t)
 {
     struct gr_pgmap *p = t->data;
-    if (p->state == PG_IDLE)
+    if (p->state == PG_IDLE) {
         connect_now(p);
-    else if (p->state == PG_CONNECTING)
+    } else if (p->state == PG_CONNECTING) {
         fail(p, "connection attempt timed out");
+    } else if (p->query != Q_NONE) {
+        char what[128];
+        snprintf(what, sizeof(what), "no answer to the %s for %d ms: server hung or cut off",
+                 query_names[p->query], GR_PGMAP_QUERY_MS);
+        gr_stats.postgres_timeouts++;
+        fail(p, what);
+    } else {
+        send_query(p, Q_PROBE, "SELECT 1");
+    }
+}
+
+/* While OPEN: the silence allowed from now on (any byte from the server restarts it). */
+static void arm_silence_timer(struct gr_pgmap *p)
+{
+    uv_timer_start(&p->timer, on_timer, p->query != Q_NONE ? GR_PGMAP_QUERY_MS : GR_PGMAP_PROBE_MS,
+                   0);
 }
 
 /* Server notices and warnings ("terminating connection due to administrator command")
@@ -246,7 +302,7 @@ static void connect_now(struct gr_pgmap *p)
     }
     PQsetNoticeProcessor(p->conn, on_notice, NULL);
     p->state = PG_CONNECTING;
-    uv_timer_start(&p->timer, on_retry, GR_PGMAP_CONNECT_MS, 0);
+    uv_timer_start(&p->timer, on_timer, GR_PGMAP_CONNECT_MS, 0);
     /* libpq's documented start: as if PQconnectPoll had said PGRES_POLLING_WRITING. */
     if (watch(p, UV_WRITABLE, true) < 0)
         fail(p, "cannot watch the connection's socket");
@@ -254,13 +310,15 @@ static void connect_now(struct gr_pgmap *p)
 
 /* ---- queries ---------------------------------------------------------------------------- */
 
+/* The simple protocol: SESSION_SETUP is two statements. No query takes parameters. */
 static void send_query(struct gr_pgmap *p, enum pg_query q, const char *sql)
 {
-    if (!PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 0)) {
+    if (!PQsendQuery(p->conn, sql)) {
         fail(p, PQerrorMessage(p->conn));
         return;
     }
     p->query = q;
+    arm_silence_timer(p);
     flush_and_watch(p);
 }
 
@@ -301,8 +359,11 @@ static void on_build_done(uv_work_t *w, int status)
     } else {
         if (job->cache_path != NULL && job->cache_err[0] != '\0')
             gr_warn("mapping_cache: %s", job->cache_err);
-        gr_info("postgres: %zu devices loaded in %lld ms", gr_mapping_count(job->m),
-                (long long)((int64_t)(uv_hrtime() / 1000000) - job->started_ms));
+        log_rejects(&job->rejects);
+        gr_stats.mapping_rows_rejected += job->rejects.n;
+        gr_info("postgres: %zu devices loaded in %lld ms (%zu rows left out or changed)",
+                gr_mapping_count(job->m),
+                (long long)((int64_t)(uv_hrtime() / 1000000) - job->started_ms), job->rejects.n);
         gr_stats.mapping_loads++;
         p->backoff_ms = 0;
         p->loaded(p->ctx, job->m);
@@ -366,13 +427,12 @@ static void on_result(struct gr_pgmap *p, PGresult *r)
         p->rows = r;
         return;
     }
-    if ((q == Q_LISTEN && st == PGRES_COMMAND_OK)) {
+    if ((q == Q_LISTEN && st == PGRES_COMMAND_OK) || (q == Q_PROBE && st == PGRES_TUPLES_OK)) {
         PQclear(r);
         return;
     }
     char what[512];
-    snprintf(what, sizeof(what), "%s failed: %s", q == Q_LISTEN ? "LISTEN" : "mapping query",
-             PQresultErrorMessage(r));
+    snprintf(what, sizeof(what), "%s failed: %s", query_names[q], PQresultErrorMessage(r));
     PQclear(r);
     fail(p, what);
 }
@@ -387,7 +447,7 @@ static void connected(struct gr_pgmap *p)
     p->state = PG_OPEN;
     gr_info("postgres: connected to %s:%s, database %s", PQhost(p->conn), PQport(p->conn),
             PQdb(p->conn));
-    send_query(p, Q_LISTEN, "LISTEN gpsrelay_mapping");
+    send_query(p, Q_LISTEN, SESSION_SETUP);
 }
 
 static void on_connect_step(struct gr_pgmap *p)
@@ -431,8 +491,13 @@ static void on_open_events(struct gr_pgmap *p, int events)
         return;
     }
     flush_and_watch(p);
-    if (p->state == PG_OPEN)
-        maybe_load(p);
+    if (p->state != PG_OPEN)
+        return;
+    /* The server spoke (an answer, a notification): it is alive; the silence counts anew,
+     * as a query's bound if one is in flight, else as the wait for the next probe. */
+    if (events & UV_READABLE)
+        arm_silence_timer(p);
+    maybe_load(p);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -544,9 +609,12 @@ struct gr_mapping *gr_pgmap_load_blocking(const char *conninfo, int connect_ms, 
                  (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
     } else {
         char why[512];
-        m = gr_pgmap_build(r, why, sizeof(why));
+        struct pg_rejects rejects = {0};
+        m = gr_pgmap_build(r, add_reject, &rejects, why, sizeof(why));
         if (m == NULL)
             snprintf(err, errlen, "postgres: mapping refused: %s", why);
+        else
+            log_rejects(&rejects);
     }
     PQclear(r);
     PQfinish(c);

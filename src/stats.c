@@ -165,11 +165,18 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "gpsrelay_mapping_load_failures_total", "counter",
            "Mappings refused (a bad row, a conflict); the one in force stayed.",
            gr_stats.mapping_load_failures);
+    family(f, "gpsrelay_mapping_rows_rejected_total", "counter",
+           "Rows from PostgreSQL a load left out, or whose device lost a source_addr it shares; "
+           "counted at every load while they stay.",
+           gr_stats.mapping_rows_rejected);
     family(f, "gpsrelay_postgres_up", "gauge",
            "1 while connected to PostgreSQL and listening for mapping changes.", g->postgres_up);
     family(f, "gpsrelay_postgres_failures_total", "counter",
            "PostgreSQL connection attempts that failed and connections lost.",
            gr_stats.postgres_failures);
+    family(f, "gpsrelay_postgres_timeouts_total", "counter",
+           "PostgreSQL connections dropped because a query got no answer in time (a hung server).",
+           gr_stats.postgres_timeouts);
     family(f, "gpsrelay_postgres_notifications_total", "counter",
            "Mapping change notifications received from PostgreSQL.",
            gr_stats.postgres_notifications);

@@ -71,6 +71,20 @@ int gr_mapping_builder_add(struct gr_mapping_builder *b, const char *device_id,
 struct gr_mapping *gr_mapping_builder_finish(struct gr_mapping_builder *b, char *err,
                                              size_t errlen);
 
+/*
+ * Takes b, like gr_mapping_builder_finish, for a source where one bad row must not refuse
+ * the whole mapping (PostgreSQL: every later change would be frozen behind it). Conflicts
+ * leave rows out instead: a duplicate device-agency pair, a row with another label than
+ * its device's other rows; a device whose rows give two source addresses, and every
+ * device sharing a source address with another (10.0.0.7 and ::ffff:10.0.0.7 are one),
+ * lose it, so no position from that address goes to either. Each is reported to
+ * skipped(ctx, why), why borrowed for the call. Returns the mapping, or NULL with err only
+ * when out of memory.
+ */
+struct gr_mapping *gr_mapping_builder_finish_skipping(struct gr_mapping_builder *b,
+                                                      void (*skipped)(void *ctx, const char *why),
+                                                      void *ctx, char *err, size_t errlen);
+
 /* Frees an unfinished builder; NULL is fine. */
 void gr_mapping_builder_free(struct gr_mapping_builder *b);
 

@@ -6,10 +6,11 @@
  * connect, LISTEN gpsrelay_mapping, then load every row; each notification (coalesced
  * over GR_PGMAP_COALESCE_MS, never more than one load in flight) loads every row again.
  * The loop only moves protocol bytes: rows become a struct gr_mapping on libuv's thread
- * pool, where the mapping cache is written too. Nothing that fails (connecting, a query,
- * a row the mapping refuses) touches the mapping in force. A lost connection is made again
- * after a capped exponential backoff and followed by a full load, since notifications sent
- * while disconnected are lost.
+ * pool, where the mapping cache is written too. Nothing that fails (connecting, a query)
+ * touches the mapping in force; a row the mapping refuses is left out of it, counted
+ * (gpsrelay_mapping_rows_rejected_total) and logged. A lost, or silent, connection is made
+ * again after a capped exponential backoff and followed by a full load, since
+ * notifications sent while disconnected are lost.
  */
 #ifndef GPSRELAY_PGMAP_H
 #define GPSRELAY_PGMAP_H
@@ -32,6 +33,26 @@ struct pg_result; /* libpq's PGresult */
 #define GR_PGMAP_CONNECT_MS     10000 /* a connection attempt that takes longer fails */
 #define GR_PGMAP_BACKOFF_MIN_MS 250   /* first retry after a failure; doubles per failure */
 #define GR_PGMAP_BACKOFF_MAX_MS 30000 /* ...up to this */
+
+/*
+ * A server that stops answering (a stopped or wedged postgres process, whose kernel still
+ * accepts, ACKs and answers keepalives) is noticed by these. A query in flight that gets no
+ * byte of its answer for GR_PGMAP_QUERY_MS fails the connection (gpsrelay_postgres_up 0,
+ * gpsrelay_postgres_timeouts_total); the bound is on silence, not on the whole answer, so a
+ * large mapping arriving slowly is not cut off. An idle connection gets no traffic at all
+ * (LISTEN is silent), so after GR_PGMAP_PROBE_MS without a byte from the server a
+ * `SELECT 1` probes it under the same bound: a hung server is noticed within
+ * PROBE + QUERY = 25 s while idle, as the keepalives notice a vanished one.
+ */
+#define GR_PGMAP_QUERY_MS 10000
+#define GR_PGMAP_PROBE_MS 15000
+/* The session's statement_timeout: the server cancels a statement of ours that runs this
+ * long, freeing its backend from a query we gave up on (a backend waiting on a lock does
+ * not notice that we closed). Far above what a full load of the largest fleet needs. */
+#define GR_PGMAP_STATEMENT_MS 60000
+
+/* Rows a load could not take as they are are all counted; this many are logged per load. */
+#define GR_PGMAP_REJECTS_LOGGED 8
 
 struct gr_pgmap_options {
     const char *conninfo;   /* libpq connection string (config: no DNS lookup needed) */
@@ -62,9 +83,16 @@ void gr_pgmap_stop(struct gr_pgmap *p);
 
 /*
  * The mapping in res, a result of GR_PGMAP_QUERY, with the checks of a CSV row for each
- * row. Returns it, or NULL with "row N: ..." in err. Safe on any thread.
+ * row. One bad row does not refuse the whole mapping (that would freeze every later change
+ * and keep a start without cache from ever becoming ready): a row the checks refuse or that
+ * conflicts with another is left out, and devices sharing a source_addr all lose it
+ * (gr_mapping_builder_finish_skipping); each is reported to rejected(ctx, why), why
+ * borrowed for the call. Returns the mapping, or NULL with the reason in err (the result's
+ * shape, out of memory). Safe on any thread; rejected runs on the caller's.
  */
-struct gr_mapping *gr_pgmap_build(const struct pg_result *res, char *err, size_t errlen);
+struct gr_mapping *gr_pgmap_build(const struct pg_result *res,
+                                  void (*rejected)(void *ctx, const char *why), void *ctx,
+                                  char *err, size_t errlen);
 
 /*
  * For `gpsrelayd -t`: connects and loads once, blocking (at most connect_ms to connect).

@@ -121,7 +121,9 @@ struct gr_stats {
     uint64_t ingest_rate_evicted;    /* sources forgotten by the rate limiter to make room */
     uint64_t mapping_loads;          /* mappings loaded and handed to the hub */
     uint64_t mapping_load_failures;  /* mappings refused (a bad row, a conflict) */
+    uint64_t mapping_rows_rejected;  /* PostgreSQL rows left out of (or changed in) a load */
     uint64_t postgres_failures;      /* connection attempts failed, connections lost */
+    uint64_t postgres_timeouts;      /* ...of which: a query unanswered for GR_PGMAP_QUERY_MS */
     uint64_t postgres_notifications; /* gpsrelay_mapping notifications received */
     uint64_t positions_conflated;    /* positions replaced by a newer one of their unit before a
                                         console took them (counted per console) */

@@ -8,6 +8,9 @@
 #   pg_cluster.sh start DIR       start it again (same port)
 #   pg_cluster.sh start-local DIR start it on its unix socket only: no TCP clients
 #   pg_cluster.sh stop DIR        fast shutdown: clients are disconnected
+#   pg_cluster.sh freeze DIR      SIGSTOP the postmaster and every process it forked: a
+#                                 hung server whose kernel still accepts and ACKs
+#   pg_cluster.sh thaw DIR        SIGCONT them (stop and destroy thaw first, too)
 #   pg_cluster.sh psql DIR ARGS   psql on it, ON_ERROR_STOP, no psqlrc
 #   pg_cluster.sh destroy DIR     stop it if running and remove DIR
 set -u
@@ -16,7 +19,7 @@ PGBIN=/usr/lib/postgresql/15/bin
 cmd=${1:-}
 D=${2:-}
 if [ -z "$cmd" ] || [ -z "$D" ]; then
-    echo "usage: $0 init|start|stop|psql|destroy DIR [psql args]" >&2
+    echo "usage: $0 init|start|start-local|stop|freeze|thaw|psql|destroy DIR [psql args]" >&2
     exit 64
 fi
 shift 2
@@ -41,6 +44,24 @@ start() {
     }
 }
 
+# The postmaster's pid: the first line of postmaster.pid, while the cluster runs.
+postmaster() {
+    [ -f "$D/data/postmaster.pid" ] && head -n 1 "$D/data/postmaster.pid"
+}
+
+# Signals the postmaster and its children (backends, checkpointer, ...). The postmaster
+# goes first when stopping, so it forks no new child meanwhile, and last when continuing.
+freeze() {
+    pm=$(postmaster) || return 1
+    kill -STOP "$pm" || return 1
+    for child in $(pgrep -P "$pm"); do kill -STOP "$child"; done
+}
+thaw() {
+    pm=$(postmaster) || return 0 # not running: nothing is stopped
+    for child in $(pgrep -P "$pm"); do kill -CONT "$child"; done
+    kill -CONT "$pm"
+}
+
 case $cmd in
 init)
     mkdir -m 0755 "$D" || exit 1
@@ -58,13 +79,19 @@ init)
     ;;
 start) start ;;
 start-local) start "''" ;;
-stop) as_pg "$PGBIN/pg_ctl" -D "$D/data" -m fast -w stop >/dev/null ;;
+stop)
+    thaw
+    as_pg "$PGBIN/pg_ctl" -D "$D/data" -m fast -w stop >/dev/null
+    ;;
+freeze) freeze ;;
+thaw) thaw ;;
 psql)
     "$PGBIN/psql" -X -q -h "$D" -p "$(cat "$D/port")" -U postgres -d postgres \
         -v ON_ERROR_STOP=1 "$@"
     ;;
 destroy)
     if [ -f "$D/data/postmaster.pid" ]; then
+        thaw
         as_pg "$PGBIN/pg_ctl" -D "$D/data" -m immediate -w stop >/dev/null 2>&1
     fi
     rm -rf "$D"

@@ -149,6 +149,31 @@ refuse "network as source_addr" "INSERT INTO devices (id, source_addr) VALUES ('
 refuse "label with a line break" "INSERT INTO devices (id, label) VALUES ('X', E'a\nb')"
 refuse "duplicate source_addr" "INSERT INTO devices (id, source_addr) VALUES ('X', '10.0.0.1'),
     ('Y', '10.0.0.1')"
+# The daemon takes ::ffff:10.0.0.1 as 10.0.0.1: as a second device's address, the same one.
+refuse "IPv4-mapped IPv6 source_addr" "INSERT INTO devices (id, source_addr) VALUES
+    ('X', '::ffff:10.0.0.1')"
+value "IPv6 source_addr accepted" "INSERT INTO devices (id, source_addr) VALUES ('X', '2001:db8::1')
+    RETURNING host(source_addr)" "2001:db8::1"
+psql_run -c "DELETE FROM devices WHERE id = 'X'" >/dev/null 2>&1
+
+# A table from before the constraint, already holding such a row: the schema still applies
+# (with a warning), the constraint guards new rows, and is validated once the row is fixed.
+psql_run -c "ALTER TABLE devices DROP CONSTRAINT devices_source_addr_not_v4_mapped;
+    INSERT INTO devices (id, source_addr) VALUES ('M', '::ffff:10.0.0.9')" >/dev/null 2>&1
+if psql_run -f "$SCHEMA" >"$D/apply-mapped.out" 2>&1 &&
+    grep -q 'WARNING:  devices: some source_addr is an IPv4-mapped' "$D/apply-mapped.out"; then
+    ok "schema applies over a mapped address, warning"
+else
+    cat "$D/apply-mapped.out"
+    not_ok "schema applies over a mapped address, warning"
+fi
+refuse "new IPv4-mapped source_addr after that" "INSERT INTO devices (id, source_addr) VALUES
+    ('X', '::ffff:10.0.0.1')"
+psql_run -c "UPDATE devices SET source_addr = '10.0.0.9' WHERE id = 'M'" >/dev/null 2>&1
+psql_run -f "$SCHEMA" >/dev/null 2>&1
+value "constraint validated once the row is fixed" "SELECT convalidated FROM pg_constraint
+    WHERE conname = 'devices_source_addr_not_v4_mapped'" t
+psql_run -c "DELETE FROM devices WHERE id = 'M'" >/dev/null 2>&1
 
 # The schema survives a third run with data in it.
 psql_run -c "INSERT INTO agencies (id) VALUES ('keep')" >/dev/null 2>&1
