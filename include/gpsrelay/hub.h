@@ -144,6 +144,11 @@ const char *gr_topic_json_name(const struct gr_topic *t);
  * Subscribes owner to topic t with its cursors at the present, and returns the
  * subscription (NULL on ENOMEM). From now on notify(owner) is called when something for
  * t arrives while nothing of t was pending for this subscription.
+ *
+ * Lifetimes: the owner holds the subscription and must end it (gr_sub_free) before the
+ * owner itself goes; the hub calls notify and event callbacks only for subscriptions not
+ * yet ended, and never from inside gr_sub_free. A subscription holds its topic, so
+ * gr_sub_topic() stays valid until gr_sub_free() even if the mapping drops every unit.
  */
 struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner);
 

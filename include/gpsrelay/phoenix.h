@@ -5,6 +5,12 @@
  * owes. The transport (WebSocket now, LongPoll later) feeds it received frames and, when
  * woken, pulls outgoing frames until none is left. Frames are JSON arrays
  * [join_ref, ref, topic, event, payload]; join_ref and ref are echoed as received.
+ *
+ * Lifetimes: the transport owns the console and frees it (gr_console_free) from its own
+ * close path, never from inside a call into the console. The console owns its channels,
+ * their hub subscriptions (ended in gr_console_free, see gr_sub_new) and its queued
+ * frames; it keeps the transport pointer given to gr_console_new only to pass it to wake,
+ * which is never called after gr_console_free.
  */
 #ifndef GPSRELAY_PHOENIX_H
 #define GPSRELAY_PHOENIX_H

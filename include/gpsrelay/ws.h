@@ -7,6 +7,19 @@
  * One explicit vhost per listen_ws address, fed by our own listening sockets
  * (acceptor.h): bind failures are reported with their cause, and a reconnect storm is
  * taken off the kernel's queue at once but handed to lws at a bounded pace.
+ *
+ * Lifetimes on the console side (the pairs one callback chain can reach after another
+ * freed one of them):
+ *   - connection and console: lws owns the connection (wsi); ws.c's console record for it
+ *     lives from LWS_CALLBACK_ESTABLISHED to LWS_CALLBACK_CLOSED, which frees it, clears
+ *     the pointer in the connection's per-session data and unlinks it from every list
+ *     (consoles, output pending) the timers walk. ws.c never frees a connection itself:
+ *     it asks lws to (LWS_TO_KILL_ASYNC), which happens outside the caller's chain.
+ *   - connection before its first request: a record on the wsi (lws opaque user data)
+ *     counted per source, freed at the first request or at LWS_CALLBACK_WSI_DESTROY.
+ *   - LongPoll request and session: see longpoll.h (the request holds the session's
+ *     token, never a pointer).
+ *   - console and subscriptions: see phoenix.h and hub.h (gr_sub_new).
  */
 #ifndef GPSRELAY_WS_H
 #define GPSRELAY_WS_H
