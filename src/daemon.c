@@ -24,6 +24,24 @@
 #include "gpsrelay/token.h"
 #include "gpsrelay/ws.h"
 
+struct daemon;
+
+/*
+ * A CSV file read and parsed on libuv's thread pool, as PostgreSQL rows are built (pgmap.c):
+ * a million-row mapping_file (66 MB) took 0.8 s to read, parse and sort (gpsrelayd -t),
+ * and the disk under it may be slow, so none of that runs on the loop. One at a time
+ * (d->csv_read); a SIGHUP meanwhile reads the file again once this one is back, so reads
+ * never overtake each other.
+ */
+struct csv_read {
+    uv_work_t work;
+    struct daemon *d;
+    char *path;           /* a copy: a reload may free the configuration that named it */
+    bool cache;           /* mapping_cache at start (PostgreSQL down), else mapping_file */
+    struct gr_mapping *m; /* the result, or NULL with err */
+    char err[512];
+};
+
 struct daemon {
     uv_loop_t loop;
     const struct gr_config *cfg; /* in force: the caller's, or owned_cfg after a reload */
@@ -39,6 +57,8 @@ struct daemon {
     bool listening;                  /* every listener is bound */
     bool ready;                      /* ...and a mapping is in force: /readyz, READY=1 */
     bool cache_tried;                /* mapping_cache was read at start */
+    struct csv_read *csv_read;       /* a CSV file being read on the thread pool, or NULL */
+    bool csv_reload_wanted;          /* a SIGHUP came meanwhile: read mapping_file again */
     unsigned char *key;              /* HS256 secret with auth jwt, else NULL */
     size_t key_len;
     uv_signal_t sigint, sigterm, sighup;
@@ -77,6 +97,9 @@ static void daemon_stop(struct daemon *d)
     d->update = NULL;
     gr_mapping_free(d->next_mapping);
     d->next_mapping = NULL;
+    /* A read still queued is dropped; one running finishes, and its result is freed. */
+    if (d->csv_read != NULL)
+        uv_cancel((uv_req_t *)&d->csv_read->work);
     if (d->ingest)
         gr_ingest_stop(d->ingest);
     if (d->ws)
@@ -116,6 +139,16 @@ static void maybe_ready(struct daemon *d)
 
 static void on_apply(uv_idle_t *h);
 
+/* A mapping was put in force, whatever its source (CSV at start or on SIGHUP, PostgreSQL,
+ * mapping_cache): the one place gpsrelay_mapping_loads_total counts. */
+static void mapping_in_force(struct daemon *d)
+{
+    gr_stats.mapping_loads++;
+    if (d->ws != NULL)
+        gr_ws_reauthorize(d->ws);
+    maybe_ready(d);
+}
+
 /* Puts m in force over the next loop turns; one update at a time, the newest waiting. */
 static void apply_mapping(struct daemon *d, struct gr_mapping *m)
 {
@@ -148,9 +181,7 @@ static void on_apply(uv_idle_t *h)
         gr_error("mapping: out of memory applying a new mapping; the previous one stays");
     } else {
         gr_notice("mapping: %zu devices in force", gr_hub_device_count(d->hub));
-        if (d->ws != NULL)
-            gr_ws_reauthorize(d->ws);
-        maybe_ready(d);
+        mapping_in_force(d);
     }
     struct gr_mapping *next = d->next_mapping;
     d->next_mapping = NULL;
@@ -158,7 +189,8 @@ static void on_apply(uv_idle_t *h)
         apply_mapping(d, next);
 }
 
-/* The CSV file of mapping_file or mapping_cache, or NULL (logged). */
+/* The CSV file of mapping_file or mapping_cache, or NULL (logged). Blocks: only for the
+ * start, before the loop serves anything; a running daemon reads with read_csv_async. */
 static struct gr_mapping *read_csv(const char *path)
 {
     char err[512];
@@ -168,6 +200,72 @@ static struct gr_mapping *read_csv(const char *path)
         return NULL;
     }
     return m;
+}
+
+static void csv_read_work(uv_work_t *w)
+{
+    struct csv_read *job = w->data;
+    gr_mapping_load_csv(job->path, &job->m, job->err, sizeof(job->err));
+}
+
+static void read_csv_async(struct daemon *d, const char *path, bool cache);
+
+static void csv_read_done(uv_work_t *w, int status)
+{
+    struct csv_read *job = w->data;
+    struct daemon *d = job->d;
+    d->csv_read = NULL;
+    if (d->stopping || status != 0) {
+        gr_mapping_free(job->m);
+    } else if (job->m == NULL) {
+        gr_stats.mapping_load_failures++;
+        gr_error("%s", job->err);
+        if (job->cache)
+            gr_warn("no usable mapping_cache: not ready until PostgreSQL answers");
+        else
+            gr_warn("mapping: reload failed; the previous mapping stays in force");
+    } else if (job->cache && (gr_hub_mapping(d->hub) != NULL || d->update != NULL)) {
+        gr_mapping_free(job->m); /* PostgreSQL answered while the cache was being read */
+    } else {
+        if (job->cache)
+            gr_warn("PostgreSQL is unreachable: starting with the cached mapping from %s (%zu "
+                    "devices); changes made since it was written arrive when the database does",
+                    job->path, gr_mapping_count(job->m));
+        apply_mapping(d, job->m);
+    }
+    free(job->path);
+    free(job);
+    if (!d->stopping && d->csv_reload_wanted) {
+        d->csv_reload_wanted = false;
+        read_csv_async(d, d->cfg->mapping_file, false);
+    }
+}
+
+/* Reads path on the thread pool and applies it when back; failures are logged. */
+static void read_csv_async(struct daemon *d, const char *path, bool cache)
+{
+    if (d->csv_read != NULL) {
+        d->csv_reload_wanted = true;
+        return;
+    }
+    struct csv_read *job = calloc(1, sizeof(*job));
+    if (job == NULL || (job->path = strdup(path)) == NULL) {
+        free(job);
+        gr_error("mapping: out of memory reading %s; the previous mapping stays", path);
+        return;
+    }
+    job->d = d;
+    job->cache = cache;
+    job->work.data = job;
+    int rc = uv_queue_work(&d->loop, &job->work, csv_read_work, csv_read_done);
+    if (rc < 0) {
+        gr_error("mapping: cannot queue the reading of %s: %s; the previous mapping stays", path,
+                 uv_strerror(rc));
+        free(job->path);
+        free(job);
+        return;
+    }
+    d->csv_read = job;
 }
 
 static void on_pg_loaded(void *ctx, struct gr_mapping *m)
@@ -186,15 +284,7 @@ static void on_pg_failed(void *ctx)
         gr_warn("no mapping yet and no mapping_cache: not ready until PostgreSQL answers");
         return;
     }
-    struct gr_mapping *m = read_csv(d->cfg->mapping_cache);
-    if (m == NULL) {
-        gr_warn("no usable mapping_cache: not ready until PostgreSQL answers");
-        return;
-    }
-    gr_warn("PostgreSQL is unreachable: starting with the cached mapping from %s (%zu devices); "
-            "changes made since it was written arrive when the database does",
-            d->cfg->mapping_cache, gr_mapping_count(m));
-    apply_mapping(d, m);
+    read_csv_async(d, d->cfg->mapping_cache, true);
 }
 
 /* The mapping at start: the CSV file at once (a bad one stops the start), or PostgreSQL
@@ -211,6 +301,7 @@ static int start_mapping(struct daemon *d)
         }
         gr_notice("mapping: %zu devices from %s", gr_hub_device_count(d->hub),
                   d->cfg->mapping_file);
+        mapping_in_force(d);
         return 0;
     }
     struct gr_pgmap_options opt = {
@@ -380,6 +471,7 @@ static int reload_config(struct daemon *d)
         rc = -1;
     }
     if (rc < 0) {
+        gr_stats.config_reload_failures++;
         gr_error("reload: %s; the running configuration stays", err);
         gr_config_free(fresh);
         free(fresh);
@@ -407,7 +499,11 @@ static void on_signal(uv_signal_t *h, int signum)
     struct daemon *d = h->data;
     if (signum == SIGHUP) {
         /* systemd 252 has no Type=notify-reload: say RELOADING/READY ourselves. The
-         * mapping file is small and read rarely; a failed reload keeps the old one. */
+         * configuration is read here, on the loop: a regular file of at most
+         * GR_CONFIG_FILE_MAX bytes, microseconds from the page cache (a FIFO or a device
+         * is refused at once, never waited on). The mapping, up to GR_MAPPING_FILE_MAX
+         * bytes to parse and sort, is read on the thread pool and put in force when it is
+         * back. A failed reload keeps the old one of each. */
         char reloading[64];
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -416,15 +512,10 @@ static void on_signal(uv_signal_t *h, int signum)
                      (unsigned long long)ts.tv_nsec / 1000);
         gr_sd_notify(reloading);
         reload_config(d); /* the mapping is re-read either way */
-        if (d->pgmap != NULL) {
+        if (d->pgmap != NULL)
             gr_pgmap_reload(d->pgmap);
-        } else {
-            struct gr_mapping *m = read_csv(d->cfg->mapping_file);
-            if (m != NULL)
-                apply_mapping(d, m);
-            else
-                gr_warn("mapping: reload failed; the previous mapping stays in force");
-        }
+        else
+            read_csv_async(d, d->cfg->mapping_file, false);
         send_status(d, d->ready ? "READY=1\n" : "");
         return;
     }

@@ -364,7 +364,6 @@ static void on_build_done(uv_work_t *w, int status)
         gr_info("postgres: %zu devices loaded in %lld ms (%zu rows left out or changed)",
                 gr_mapping_count(job->m),
                 (long long)((int64_t)(uv_hrtime() / 1000000) - job->started_ms), job->rejects.n);
-        gr_stats.mapping_loads++;
         p->backoff_ms = 0;
         p->loaded(p->ctx, job->m);
     }

@@ -163,8 +163,12 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "gpsrelay_mapping_loads_total", "counter", "Mappings loaded and put in force.",
            gr_stats.mapping_loads);
     family(f, "gpsrelay_mapping_load_failures_total", "counter",
-           "Mappings refused (a bad row, a conflict); the one in force stayed.",
+           "Mappings refused (a bad row, a conflict, a file not regular or too large); the one "
+           "in force stayed.",
            gr_stats.mapping_load_failures);
+    family(f, "gpsrelay_config_reload_failures_total", "counter",
+           "Reloads whose configuration file was refused; the running configuration stayed.",
+           gr_stats.config_reload_failures);
     family(f, "gpsrelay_mapping_rows_rejected_total", "counter",
            "Rows from PostgreSQL a load left out, or whose device lost a source_addr it shares; "
            "counted at every load while they stay.",

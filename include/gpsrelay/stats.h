@@ -119,8 +119,9 @@ struct gr_stats {
     uint64_t ingest_not_allowed;     /* reports from outside ingest_allow */
     uint64_t ingest_rate_limited;    /* reports over ingest_rate_limit */
     uint64_t ingest_rate_evicted;    /* sources forgotten by the rate limiter to make room */
-    uint64_t mapping_loads;          /* mappings loaded and handed to the hub */
-    uint64_t mapping_load_failures;  /* mappings refused (a bad row, a conflict) */
+    uint64_t mapping_loads;          /* mappings put in force, from any source (daemon.c) */
+    uint64_t mapping_load_failures;  /* mappings refused (a bad row, a conflict, a bad file) */
+    uint64_t config_reload_failures; /* SIGHUPs whose configuration was refused */
     uint64_t mapping_rows_rejected;  /* PostgreSQL rows left out of (or changed in) a load */
     uint64_t postgres_failures;      /* connection attempts failed, connections lost */
     uint64_t postgres_timeouts;      /* ...of which: a query unanswered for GR_PGMAP_QUERY_MS */
