@@ -691,16 +691,21 @@ int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err,
 {
     struct gr_csv c = {.path = path, .err = err, .errlen = errlen};
     size_t len = strlen(path);
-    char *tmp = malloc(len + sizeof(".XXXXXX"));
+    char *tmp = malloc(len + sizeof(GR_MAPPING_TMP_SUFFIX));
     FILE *f;
     int fd;
 
     if (tmp == NULL)
         return fail(&c, "out of memory");
-    /* Same directory, so rename() is atomic; mkostemp's 0600 suits a daemon's cache. */
+    /* Same directory, so rename() is atomic. One fixed name, not mkostemp's random one: a
+     * write cut short (the daemon killed between open and rename) leaves this one file,
+     * which the next write truncates and reuses, where random names left one more file per
+     * kill, forever. O_NOFOLLOW: a symlink planted under the name is refused, not written
+     * through. 0600: the cache is the daemon's own. One writer per path at a time
+     * (mapping.h), so nobody else is writing this file. */
     memcpy(tmp, path, len);
-    memcpy(tmp + len, ".XXXXXX", sizeof(".XXXXXX"));
-    fd = mkostemp(tmp, O_CLOEXEC);
+    memcpy(tmp + len, GR_MAPPING_TMP_SUFFIX, sizeof(GR_MAPPING_TMP_SUFFIX));
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         fail(&c, "cannot create a temporary file: %s", strerror(errno));
         free(tmp);

@@ -412,7 +412,12 @@ static void on_result(struct gr_pgmap *p, PGresult *r)
             if (p->said_down)
                 gr_notice("postgres: connected again; loading the whole mapping");
             p->said_down = false;
-            start_load(p);
+            /* The previous connection's build may still be on the thread pool: this load
+             * waits for it (on_build_done calls maybe_load), so two builds never write
+             * mapping_cache at once, nor put their mappings in force out of order. */
+            p->load_wanted = true;
+            if (may_load(p))
+                start_load(p);
         } else if (q == Q_LOAD && p->rows != NULL) {
             load_done(p);
         } else if (q == Q_LOAD) {

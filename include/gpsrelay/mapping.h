@@ -88,11 +88,17 @@ struct gr_mapping *gr_mapping_builder_finish_skipping(struct gr_mapping_builder 
 /* Frees an unfinished builder; NULL is fine. */
 void gr_mapping_builder_free(struct gr_mapping_builder *b);
 
+/* The temporary file gr_mapping_save_csv writes before renaming it over path. */
+#define GR_MAPPING_TMP_SUFFIX ".tmp"
+
 /*
  * Writes m (borrowed) to path as CSV that gr_mapping_load_csv reads back to the same
- * mapping, atomically: a temporary file in the same directory, fsync, rename, fsync of the
- * directory. Readers see the old file or the new one, never a part. Returns 0, or -1 with
- * "path: ..." in err and no temporary file left behind.
+ * mapping, atomically: path GR_MAPPING_TMP_SUFFIX in the same directory, fsync, rename,
+ * fsync of the directory. Readers see the old file or the new one, never a part. Returns
+ * 0, or -1 with "path: ..." in err and no temporary file left behind. A process killed
+ * mid-write leaves that one temporary file, which the next write reuses: leftovers never
+ * pile up. The name is fixed, so at most one write per path may run at a time: the
+ * daemon's only writer, pgmap.c, has at most one build on the thread pool.
  */
 int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err, size_t errlen);
 

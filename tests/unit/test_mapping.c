@@ -579,6 +579,54 @@ static void test_save_csv_errors(void)
     gr_mapping_free(m);
 }
 
+/* What a write killed between open and rename left behind: one file under the fixed
+ * temporary name, which the next write reuses (so kills cannot pile files up); and a
+ * symlink planted under that name is refused, not written through. */
+static void test_save_csv_leftovers(void)
+{
+    char path[PATH_MAX + 32], tmp[PATH_MAX + 64], victim[PATH_MAX + 32];
+    char err[PATH_MAX + 256] = "", expect[PATH_MAX + 256], text[64] = "";
+    struct gr_mapping *m = load(HEADER "E-7,city-fire,Engine 7,10.20.0.7\n");
+
+    if (m == NULL)
+        return;
+    snprintf(path, sizeof(path), "%s/cache.csv", scratch);
+    snprintf(tmp, sizeof(tmp), "%s" GR_MAPPING_TMP_SUFFIX, path);
+    for (int kill = 0; kill < 3; kill++) {
+        FILE *f = fopen(tmp, "w"); /* longer than the mapping: truncated, not overwritten */
+        CHECK(f != NULL);
+        if (f != NULL) {
+            fputs(HEADER "half-written,row,of a much longer mapping than the one saved next", f);
+            fclose(f);
+        }
+        check_save_load(m, path); /* the cache and nothing else: the leftover was reused */
+    }
+
+    snprintf(victim, sizeof(victim), "%s/victim", scratch);
+    FILE *f = fopen(victim, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs("untouched", f);
+        fclose(f);
+    }
+    CHECK_INT(symlink(victim, tmp), 0);
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -1);
+    snprintf(expect, sizeof(expect),
+             "%s: cannot create a temporary file: Too many levels of symbolic links", path);
+    CHECK_STR(err, expect);
+    f = fopen(victim, "r");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        CHECK(fgets(text, sizeof(text), f) != NULL);
+        fclose(f);
+    }
+    CHECK_STR(text, "untouched");
+    unlink(tmp);
+    unlink(victim);
+    unlink(path);
+    gr_mapping_free(m);
+}
+
 /* The file itself is refused, at once, naming it: a FIFO with no writer (which would hold
  * the reader until one came), a directory, a device, and a file over GR_MAPPING_FILE_MAX. */
 static void test_file_refusals(void)
@@ -632,6 +680,7 @@ int main(int argc, char **argv)
     test_save_csv_errors();
     test_csv_line_break();
     test_file_refusals();
+    test_save_csv_leftovers();
 
     unlink(csv_path);
     rmdir(scratch);
