@@ -11,7 +11,8 @@
  * CONSOLES WebSocket-like consoles take frames and are drained as ws.c does. Time advances
  * in steps of up to 25.5 s, so the 10 s poll window, the 15 s session lifetime, the 20 s
  * staleness and token expiry are all reached; positions are published, units go stale,
- * the mapping changes and everything is reauthorized.
+ * the mapping changes (at once, or a device per step) and everything is reauthorized,
+ * max_connections_per_source is reloaded, and bursts of one frame fill a console's queue.
  *
  * Checks, besides the recorder's (http.h contract) and the sanitizers':
  *   - a session never answers another identity's request: every answer naming a session
@@ -139,7 +140,9 @@ struct ws_console {
 static struct world {
     struct gr_hub *hub;
     struct gr_longpoll *lp;
-    uint64_t now_ms; /* uv_now(): starts at 1 s, as a loop's clock does */
+    struct gr_hub_update *update; /* a mapping being applied in steps, or NULL */
+    unsigned max_per_source;      /* the largest set in this input */
+    uint64_t now_ms;              /* uv_now(): starts at 1 s, as a loop's clock does */
     struct lws *conn[CONNS];
     struct gr_longpoll_request *req[CONNS]; /* each connection's per-session data */
     struct ws_console ws[CONSOLES];
@@ -662,14 +665,69 @@ static void op_stale(void)
     gr_hub_check_stale(w.hub, wall_ms());
 }
 
-/* A mapping reload, and the reauthorization the daemon does right after it. */
-static void op_mapping(void)
+static void reauthorize_all(void)
 {
-    FUZZ_CHECK(gr_hub_set_mapping(w.hub, mapping_build(take() % N_MAPPINGS)) == 0);
     gr_longpoll_reauthorize(w.lp);
     for (size_t i = 0; i < CONSOLES; i++)
         if (w.ws[i].c != NULL)
             gr_console_reauthorize(w.ws[i].c);
+}
+
+/* A mapping reload at once (a CSV), and the reauthorization the daemon does right after.
+ * It cancels an update in progress (hub.h). */
+static void op_mapping(void)
+{
+    w.update = NULL;
+    FUZZ_CHECK(gr_hub_set_mapping(w.hub, mapping_build(take() % N_MAPPINGS)) == 0);
+    reauthorize_all();
+}
+
+/* A large mapping applied in steps (PostgreSQL): begins one, or prepares one more device
+ * of the one in progress; joins, positions and polls go on in between. */
+static void op_mapping_step(void)
+{
+    uint8_t b = take();
+    if (w.update == NULL) {
+        w.update = gr_hub_update_begin(w.hub, mapping_build(b % N_MAPPINGS));
+        FUZZ_CHECK(w.update != NULL);
+        return;
+    }
+    int rc = gr_hub_update_step(w.update, 1);
+    FUZZ_CHECK(rc == 0 || rc == 1);
+    if (rc == 0) { /* committed and freed */
+        w.update = NULL;
+        reauthorize_all();
+    }
+}
+
+/* A reload of max_connections_per_source, for sessions made from now on. */
+static void op_max_per_source(void)
+{
+    unsigned max = 1 + take() % MAX_PER_SOURCE;
+    gr_longpoll_set_max_per_source(w.lp, max);
+    if (max > w.max_per_source)
+        w.max_per_source = max;
+}
+
+/*
+ * The same Phoenix frame many times in a row, to a POST body (newline-delimited) or a
+ * WebSocket console: enough to fill GR_CONSOLE_CONTROL_MAX replies, which no other
+ * operation can within an input's length.
+ */
+static void op_burst(void)
+{
+    uint8_t target = take(), count = take();
+    char frame[256];
+    size_t len = canned_frame(frame, sizeof(frame) - 1);
+    frame[len++] = '\n';
+    for (int n = 0; n <= count % 160; n++) {
+        if (target & 0x80) {
+            struct ws_console *ws = &w.ws[target % CONSOLES];
+            ws_receive(ws, frame, len - 1);
+        } else if (body_target(target % CONNS) != NULL) {
+            conn_result(target % CONNS, gr_longpoll_body(w.req[target % CONNS], frame, len));
+        }
+    }
 }
 
 /* ---- the input --------------------------------------------------------------------------- */
@@ -685,9 +743,10 @@ static void op_post(void)
 }
 
 static void (*const ops[])(void) = {
-    op_get,     op_post,   op_body_raw, op_body_frame, op_body_done, op_writeable,
-    op_service, op_close,  op_time,     op_sweep,      op_publish,   op_stale,
-    op_mapping, op_ws_new, op_ws_raw,   op_ws_frame,   op_ws_drain,  op_ws_free,
+    op_get,          op_post,           op_body_raw, op_body_frame, op_body_done, op_writeable,
+    op_service,      op_close,          op_time,     op_sweep,      op_publish,   op_stale,
+    op_mapping,      op_ws_new,         op_ws_raw,   op_ws_frame,   op_ws_drain,  op_ws_free,
+    op_mapping_step, op_max_per_source, op_burst,
 };
 #define N_OPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -728,7 +787,8 @@ static void setup(void)
     w.hub = gr_hub_new(&opt);
     FUZZ_CHECK(w.hub != NULL);
     FUZZ_CHECK(gr_hub_set_mapping(w.hub, mapping_build(0)) == 0);
-    w.lp = gr_longpoll_new(w.hub, admit, NULL, MAX_PER_SOURCE);
+    w.max_per_source = MAX_PER_SOURCE;
+    w.lp = gr_longpoll_new(w.hub, admit, NULL, w.max_per_source);
     FUZZ_CHECK(w.lp != NULL);
 }
 
@@ -745,6 +805,8 @@ static void teardown(void)
     for (size_t i = 0; i < CONSOLES; i++)
         ws_free(&w.ws[i]);
     FUZZ_CHECK(gr_hub_sub_count(w.hub) == 0); /* "every subscription must have been released" */
+    if (w.update != NULL)
+        gr_hub_update_cancel(w.update);
     gr_hub_free(w.hub);
 }
 
@@ -758,7 +820,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_conns();
         check_consoles();
         FUZZ_CHECK(gr_longpoll_sessions(w.lp) <= GR_LONGPOLL_SESSIONS_MAX);
-        FUZZ_CHECK(gr_longpoll_sessions(w.lp) <= SOURCES * MAX_PER_SOURCE);
+        FUZZ_CHECK(gr_longpoll_sessions(w.lp) <= SOURCES * w.max_per_source);
     }
     teardown();
     return 0;
