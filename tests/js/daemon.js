@@ -53,9 +53,10 @@ class Daemon {
         return d;
     }
 
-    async start(scheme = "http") {
-        this.child = spawn(this.binary, ["-c", path.join(this.dir, "gpsrelay.conf")],
-            { stdio: ["ignore", "inherit", "inherit"] });
+    // wrap: a command that execs the daemon (["prlimit", "--nofile=300:300", "--"]).
+    async start(scheme = "http", wrap = []) {
+        const argv = [...wrap, this.binary, "-c", path.join(this.dir, "gpsrelay.conf")];
+        this.child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "inherit", "inherit"] });
         this.exited = new Promise((resolve) => this.child.on("exit", (code, signal) => {
             if (signal) console.error(`gpsrelayd killed by ${signal}`);
             resolve(code);

@@ -231,6 +231,43 @@ async function testSilentConnections(d, limit) {
     await Promise.all(closed.map((p) => Promise.race([p, new Promise((r) => setTimeout(r, 100))])));
 }
 
+// A console flood from many addresses under a low descriptor limit: the last
+// GR_WS_FD_RESERVE (64) descriptors are never taken by a console connection, so the
+// flood is refused (counted), a console already connected keeps receiving positions, and
+// the daemon serves again once the flood is gone.
+async function testDescriptorReserve() {
+    const d = await Daemon.create(BINARY, CSV, "auth none\ningest_rate_limit 100000\n");
+    await d.start("http", ["prlimit", "--nofile=256:256", "--"]);
+    try {
+        const WebSocket = require("ws");
+        const ws = new WebSocket(`ws://127.0.0.1:${d.ports.ws}/socket/websocket?vsn=2.0.0`);
+        const frames = [];
+        ws.on("message", (m) => frames.push(String(m)));
+        await new Promise((res, rej) => { ws.on("open", res); ws.on("error", rej); });
+        ws.send('["1","1","agency:county-ems","phx_join",{}]');
+        check(await until(() => frames.some((f) => f.includes("phx_reply"))), "console joined");
+        const flood = [];
+        for (let i = 0; i < 300; i++) {
+            const s = await dial(d.ports.ws, `127.0.0.${50 + (i % 10)}`).catch(() => null);
+            if (s) { s.on("error", () => {}); flood.push(s); }
+        }
+        console.error(`flood: ${flood.length} connected`);
+        await d.send(rmc("AMB-12", 40.71, -74.0));
+        check(await until(() => frames.some((f) => f.includes("AMB-12"))),
+            "the connected console still gets positions during the flood");
+        flood.forEach((s) => s.destroy());
+        console.error("flood gone");
+        check(await until(async () =>
+            await d.metric('gpsrelay_consoles_refused_total{reason="descriptors"}') > 0),
+        "the flood reached the reserve and was refused there, counted");
+        check(await until(() => alive(d).catch(() => false)), "served again after the flood");
+        ws.close();
+    } finally {
+        check(await d.stop() === 0, "daemon (256 descriptors) exits 0");
+        d.cleanup();
+    }
+}
+
 async function main() {
     const limit = 8;
     const open = await Daemon.create(BINARY, CSV,
@@ -250,6 +287,7 @@ async function main() {
             ["testSessionIdentity", () => testSessionIdentity(jwt)],
             ["testQuietPoll", () => testQuietPoll(open)],
             ["testSlowDownload", () => testSlowDownload(open)],
+            ["testDescriptorReserve", () => testDescriptorReserve()],
         ]) {
             if (process.env.HOSTILE_ONLY && process.env.HOSTILE_ONLY !== name) continue;
             console.error(`== ${name}`);
