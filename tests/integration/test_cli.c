@@ -190,6 +190,25 @@ static void test_check_mode(void)
     run(&r, (const char *[]){"-c", conf_path(), NULL});
     CHECK_INT(r.status, 78);
 
+    /* A FIFO where the mapping or the configuration should be: refused at once (exit 78,
+     * "not a regular file"), where opening it used to wait for a writer, forever. */
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/devices.csv", dir);
+    CHECK_INT(unlink(fifo), 0);
+    CHECK_INT(mkfifo(fifo, 0600), 0);
+    run(&r, (const char *[]){"-t", "-c", conf_path(), NULL});
+    CHECK_INT(r.status, 78);
+    CHECK(strstr(r.out, "devices.csv: is not a regular file (a FIFO)") != NULL);
+    run(&r, (const char *[]){"-c", conf_path(), NULL});
+    CHECK_INT(r.status, 78);
+    CHECK_INT(unlink(fifo), 0);
+    snprintf(fifo, sizeof fifo, "%s/fifo.conf", dir);
+    CHECK_INT(mkfifo(fifo, 0600), 0);
+    run(&r, (const char *[]){"-t", "-c", fifo, NULL});
+    CHECK_INT(r.status, 78);
+    CHECK(strstr(r.out, "fifo.conf: is not a regular file (a FIFO)") != NULL);
+    CHECK_INT(unlink(fifo), 0);
+
     /* A missing file. */
     run(&r, (const char *[]){"-t", "-c", "/nonexistent/gpsrelay.conf", NULL});
     CHECK_INT(r.status, 78);
