@@ -336,6 +336,12 @@ static const struct gr_directive gr_directives[] = {
     {"ingest_allow", set_cidr, GR_OFF(ingest_allow), GR_OFF(n_ingest_allow), GR_MULTI, NULL},
     {"ingest_rate_limit", set_count, GR_OFF(ingest_rate_limit), 0, 0, "50"},
     {"max_connections_per_source", set_count, GR_OFF(max_connections_per_source), 0, 0, "512"},
+    /* A modem needs one connection. 16 leaves room for the ones it leaves behind: one that
+     * loses coverage never says goodbye, so its old connection stays open until
+     * tcp_idle_timeout while it reconnects; and for a few modems behind one NAT'd router.
+     * One host cannot lock out the rest (GR_TCP_CONN_MAX is 10,000); fleets behind one
+     * carrier NAT address raise it. */
+    {"tcp_max_per_source", set_count, GR_OFF(tcp_max_per_source), 0, 0, "16"},
     {"log_level", set_log_level, GR_OFF(log_level), 0, 0, "info"},
     {"max_future_skew", set_seconds, GR_OFF(max_future_skew), 0, 0, "300"},
     {"max_speed", set_speed, GR_OFF(max_speed), 0, 0, "150"},

@@ -5,10 +5,14 @@
 
 #include <errno.h>
 #include <linux/sock_diag.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "gpsrelay/addrtable.h"
 #include "gpsrelay/assemble.h"
 #include "gpsrelay/clock.h"
 #include "gpsrelay/identity.h"
@@ -31,11 +35,26 @@ struct tcp_conn {
     uv_tcp_t handle;
     struct gr_ingest *in;
     struct sockaddr_storage peer;
-    uint64_t last_read_ms; /* uv_now() of the last read */
-    size_t len;            /* bytes of an unfinished line in buf */
-    bool discarding;       /* the unfinished line grew past its limit: skip to its end */
-    struct tcp_conn *prev, *next;
+    uint64_t last_read_ms;        /* uv_now() of the last read */
+    size_t len;                   /* bytes of an unfinished line in buf */
+    bool discarding;              /* the unfinished line grew past its limit: skip to its end */
+    bool retiring;                /* done with: waits in in->retiring for its turn to be closed */
+    struct tcp_conn *prev, *next; /* in in->conns while open, then in in->retiring */
     char buf[GR_JSON_LINE_MAX];
+};
+
+/*
+ * A listen_tcp socket. We accept(2) ourselves rather than through uv_listen(): libuv
+ * retries a failing accept in a loop inside one callback until it succeeds (EMFILE and
+ * ENFILE it sheds, silently, by closing its spare descriptor and accepting and closing
+ * every waiting connection), so a lasting failure would hold the loop and we could not
+ * count what was lost. Here a failure is counted and the listeners rest, and one loop
+ * turn takes at most TCP_ACCEPT_BATCH connections from each.
+ */
+struct tcp_listener {
+    uv_poll_t poll;
+    int fd;
+    struct gr_ingest *in;
 };
 
 struct gr_ingest {
@@ -45,16 +64,29 @@ struct gr_ingest {
     struct gr_ratelimit *rate; /* ingest_rate_limit per source address */
     size_t n_udp, n_tcp;
     uv_udp_t udp[GR_LISTEN_MAX];
-    uv_tcp_t tcp[GR_LISTEN_MAX];
-    struct tcp_conn *conns;
-    size_t n_conns;
-    uint64_t idle_ms; /* 0: modems may stay silent forever */
+    struct tcp_listener tcp[GR_LISTEN_MAX];
+    struct tcp_conn *conns;                    /* open, newest first */
+    struct tcp_conn *retiring, *retiring_tail; /* to be closed, oldest first (on_close_turn) */
+    size_t n_conns;    /* open, retiring or closing: each holds a descriptor */
+    size_t conn_limit; /* GR_TCP_CONN_MAX, or less: the descriptor share (set_conn_limit) */
+    enum gr_tcp_refusal conn_limit_reason;
+    struct gr_addrtable *per_source; /* open connections per source address (unsigned) */
+    uv_idle_t closer;                /* active while connections wait to be closed */
+    uv_timer_t accept_rest;          /* resumes the listeners after accept(2) failed */
+    bool stopping;
+    bool refusing[GR_TCP_REFUSAL_COUNT]; /* a refusal episode: warned at its start */
+    uint64_t idle_ms;                    /* 0: modems may stay silent forever */
     uv_timer_t sweep;
     uv_timer_t summary; /* the drop summary: one log line per interval, not one per report */
     uint64_t summarized[GR_REASON_COUNT]; /* gr_stats.ingest_rejected at the last summary */
     uint64_t summarized_not_allowed, summarized_rate_limited, summarized_receive_errors;
     uint64_t summarized_socket_drops;
+    uint64_t summarized_tcp_refused[GR_TCP_REFUSAL_COUNT], summarized_tcp_accept_errors;
 };
+
+#define GR_LABEL(name, label) label,
+static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
+#undef GR_LABEL
 
 /* Drops are logged as a summary this often, when there were any: a flood of bad input is
  * one line per interval, not a line per datagram (the counters have every one). */
@@ -97,10 +129,28 @@ static void on_summary(uv_timer_t *t)
                  "udp receive errors");
     summary_item(line, sizeof(line), gr_ingest_socket_drops(in), &in->summarized_socket_drops,
                  "datagrams at a full socket buffer (the kernel's)");
+    bool episode_over[GR_TCP_REFUSAL_COUNT];
+    for (int r = 0; r < GR_TCP_REFUSAL_COUNT; r++) {
+        char label[96];
+        snprintf(label, sizeof(label), "tcp connections refused (%s)", tcp_refusal_labels[r]);
+        episode_over[r] =
+            in->refusing[r] && gr_stats.tcp_refused[r] == in->summarized_tcp_refused[r];
+        summary_item(line, sizeof(line), gr_stats.tcp_refused[r], &in->summarized_tcp_refused[r],
+                     label);
+    }
+    summary_item(line, sizeof(line), gr_stats.tcp_accept_errors, &in->summarized_tcp_accept_errors,
+                 "tcp accept errors");
     size_t n = strlen(line);
     if (n > 0) {
         line[n - 1] = '\0'; /* the last comma */
         gr_info("ingest: dropped in the last %d s:%s", DROP_SUMMARY_MS / 1000, line);
+    }
+    for (int r = 0; r < GR_TCP_REFUSAL_COUNT; r++) {
+        if (episode_over[r]) {
+            in->refusing[r] = false;
+            gr_notice("ingest: no modem tcp connection refused (%s) in the last %d s",
+                      tcp_refusal_labels[r], DROP_SUMMARY_MS / 1000);
+        }
     }
 }
 
@@ -310,19 +360,69 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
 /* ---- TCP ------------------------------------------------------------------------------ */
 
+/* Connections closed per loop turn. close(2) of a TCP socket is most of what letting a
+ * modem go costs (it sends the FIN; on loopback it also runs the peer's side): 10,000
+ * modems hanging up at once made one loop turn of about 200 ms when each was closed as its
+ * EOF was read. A batch of 256 is a few milliseconds; the rest wait for the next turns. */
+#define TCP_CLOSE_BATCH 256
+
+/* Connections taken from each listener per loop turn (accept4, then epoll_ctl to read
+ * it): about a millisecond's worth. More wait in the kernel's queue (TCP_BACKLOG). */
+#define TCP_ACCEPT_BATCH 256
+
+static void close_once(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
-    struct gr_ingest *in = c->in;
-    GR_LIST_REMOVE(in->conns, c, prev, next);
-    in->n_conns--;
+    c->in->n_conns--;
     free(c);
 }
 
-static void conn_close(struct tcp_conn *c)
+static void on_close_turn(uv_idle_t *h)
 {
-    if (!uv_is_closing((uv_handle_t *)&c->handle))
+    struct gr_ingest *in = h->data;
+    for (int n = 0; n < TCP_CLOSE_BATCH && in->retiring != NULL; n++) {
+        struct tcp_conn *c = in->retiring;
+        GR_LIST_UNLINK(in->retiring, in->retiring_tail, c, prev, next);
         uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+    }
+    if (in->retiring == NULL) {
+        uv_idle_stop(h);
+        if (in->stopping)
+            close_once((uv_handle_t *)h);
+    }
+}
+
+/* Forgets one of peer's open connections. */
+static void source_release(struct gr_ingest *in, const struct sockaddr *peer)
+{
+    unsigned *held = gr_addrtable_get(in->per_source, peer);
+    if (held != NULL && --*held == 0)
+        gr_addrtable_remove(in->per_source, peer);
+}
+
+/*
+ * Done with c: it reads no more and no longer counts against its source (a modem may
+ * connect again at once), and it is closed in a later loop turn, at most TCP_CLOSE_BATCH
+ * a turn, so thousands let go at once (a client exiting, the idle sweep, a stop) are
+ * spread over turns. It holds its descriptor, and counts in n_conns, until then.
+ */
+static void conn_retire(struct tcp_conn *c)
+{
+    struct gr_ingest *in = c->in;
+    if (c->retiring)
+        return;
+    c->retiring = true;
+    uv_read_stop((uv_stream_t *)&c->handle);
+    source_release(in, (const struct sockaddr *)&c->peer);
+    GR_LIST_REMOVE(in->conns, c, prev, next);
+    GR_LIST_APPEND(in->retiring, in->retiring_tail, c, prev, next);
+    uv_idle_start(&in->closer, on_close_turn);
 }
 
 /* Keeps the unfinished end of a read for the next one, within its line limit. */
@@ -370,7 +470,7 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         batch_flush(&b);
         if (nread != UV_EOF)
             gr_debug("ingest: tcp modem read error: %s", uv_strerror((int)nread));
-        conn_close(c);
+        conn_retire(c);
         return;
     }
     c->last_read_ms = uv_now(s->loop);
@@ -395,49 +495,135 @@ static void free_unlinked(uv_handle_t *h)
     free(h); /* the handle is the first member of its struct tcp_conn */
 }
 
-static void on_tcp_connection(uv_stream_t *server, int status)
+/* The limit a new connection from peer would go over, or -1 when it may stay. */
+static int over_limit(struct gr_ingest *in, const struct sockaddr *peer)
 {
-    struct gr_ingest *in = server->data;
-    if (status < 0) {
-        gr_warn("ingest: tcp accept error: %s", uv_strerror(status));
+    const unsigned *held = gr_addrtable_get(in->per_source, peer);
+    if (held != NULL && *held >= (unsigned)in->cfg->tcp_max_per_source)
+        return GR_TCP_REFUSED_PER_SOURCE;
+    if (in->n_conns >= in->conn_limit)
+        return (int)in->conn_limit_reason;
+    return -1;
+}
+
+/* Closes a connection over a limit at once: counted, and logged once per episode (its
+ * start here; on_summary counts the rest and says when it is over). */
+static void refuse(struct gr_ingest *in, int fd, const struct sockaddr *peer,
+                   enum gr_tcp_refusal why)
+{
+    close(fd);
+    gr_stats.tcp_refused[why]++;
+    if (in->refusing[why])
+        return;
+    in->refusing[why] = true;
+    char host[64] = "?";
+    uv_ip_name(peer, host, sizeof(host));
+    if (why == GR_TCP_REFUSED_PER_SOURCE)
+        gr_warn("ingest: %s has tcp_max_per_source (%d) modem tcp connections open; refusing "
+                "more from it (gpsrelay_tcp_refused_total, summarized every %d s)",
+                host, in->cfg->tcp_max_per_source, DROP_SUMMARY_MS / 1000);
+    else
+        gr_warn("ingest: %zu modem tcp connections hold descriptors, the most %s allows; "
+                "refusing more, from %s first (gpsrelay_tcp_refused_total, summarized every "
+                "%d s)",
+                in->n_conns,
+                why == GR_TCP_REFUSED_DESCRIPTORS ? "RLIMIT_NOFILE" : "GR_TCP_CONN_MAX", host,
+                DROP_SUMMARY_MS / 1000);
+}
+
+/* A connection accept(2) just returned: fd is ours, to keep or to close. */
+static void conn_admit(struct gr_ingest *in, uv_loop_t *loop, int fd,
+                       const struct sockaddr_storage *peer)
+{
+    const struct sockaddr *from = (const struct sockaddr *)peer;
+    if (!source_allowed(in, from)) {
+        gr_stats.ingest_not_allowed++;
+        close(fd);
+        return;
+    }
+    int why = over_limit(in, from);
+    if (why >= 0) {
+        refuse(in, fd, from, (enum gr_tcp_refusal)why);
         return;
     }
     struct tcp_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return; /* libuv tries again on the next wake-up */
-    c->in = in;
-    uv_tcp_init(server->loop, &c->handle);
-    if (uv_accept(server, (uv_stream_t *)&c->handle) < 0) {
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    uv_tcp_init(loop, &c->handle);
+    if (uv_tcp_open(&c->handle, fd) < 0) {
+        close(fd);
         uv_close((uv_handle_t *)&c->handle, free_unlinked);
         return;
     }
+    /* Never evicts: an entry lives while its source has a connection open, and the table
+     * has room for GR_TCP_CONN_MAX. NULL only for a family that is neither IPv4 nor 6. */
+    unsigned *held = gr_addrtable_touch(in->per_source, from, NULL);
+    if (held != NULL)
+        (*held)++;
+    c->in = in;
+    c->peer = *peer;
+    c->last_read_ms = uv_now(loop);
     GR_LIST_PUSH(in->conns, c, prev, next);
     in->n_conns++;
-    if (in->n_conns > GR_TCP_CONN_MAX) {
-        gr_stats.tcp_refused++;
-        conn_close(c);
-        return;
-    }
-    int len = sizeof(c->peer);
-    uv_tcp_getpeername(&c->handle, (struct sockaddr *)&c->peer, &len);
-    if (!source_allowed(in, (struct sockaddr *)&c->peer)) {
-        gr_stats.ingest_not_allowed++;
-        conn_close(c);
-        return;
-    }
-    c->last_read_ms = uv_now(server->loop);
     gr_stats.tcp_accepted++;
     uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_tcp_read);
+}
+
+static void on_tcp_acceptable(uv_poll_t *h, int status, int events);
+
+static void on_accept_rest_over(uv_timer_t *t)
+{
+    struct gr_ingest *in = t->data;
+    for (size_t i = 0; i < in->n_tcp; i++)
+        uv_poll_start(&in->tcp[i].poll, UV_READABLE, on_tcp_acceptable);
+}
+
+/* accept(2) failed (out of descriptors or memory): every listener rests rather than
+ * retry at once, and the connections wait in the kernel's queue. No spare descriptor of
+ * our own: libuv keeps one for its listeners already, and the descriptor share
+ * (GR_TCP_FD_RESERVE) is what keeps modems from using them all. */
+static void accept_failed(struct gr_ingest *in, int err)
+{
+    /* The first of an interval is logged at once; on_summary counts the rest. */
+    if (gr_stats.tcp_accept_errors++ == in->summarized_tcp_accept_errors)
+        gr_warn("ingest: tcp accept: %s; not accepting modems for %d ms", strerror(err),
+                GR_TCP_ACCEPT_REST_MS);
+    for (size_t i = 0; i < in->n_tcp; i++)
+        uv_poll_stop(&in->tcp[i].poll);
+    uv_timer_start(&in->accept_rest, on_accept_rest_over, GR_TCP_ACCEPT_REST_MS, 0);
+}
+
+static void on_tcp_acceptable(uv_poll_t *h, int status, int events)
+{
+    (void)status; /* an error shows in accept(2) below */
+    (void)events;
+    struct tcp_listener *l = h->data;
+    for (int n = 0; n < TCP_ACCEPT_BATCH; n++) {
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            conn_admit(l->in, h->loop, fd, &peer);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return;
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+            accept_failed(l->in, errno);
+            return;
+        }
+    }
 }
 
 static void on_sweep(uv_timer_t *t)
 {
     struct gr_ingest *in = t->data;
     uint64_t now = uv_now(t->loop);
-    for (struct tcp_conn *c = in->conns; c; c = c->next) {
-        if (now - c->last_read_ms >= in->idle_ms && !uv_is_closing((uv_handle_t *)&c->handle)) {
+    for (struct tcp_conn *c = in->conns, *next; c; c = next) {
+        next = c->next; /* retiring moves c to another list */
+        if (now - c->last_read_ms >= in->idle_ms) {
             gr_stats.tcp_idle_closed++;
-            conn_close(c);
+            conn_retire(c);
         }
     }
 }
@@ -464,13 +650,12 @@ void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg)
     start_sweep(in);
 }
 
-static void log_bound(const char *kind, uv_handle_t *h)
+static void log_bound(const char *kind, int fd)
 {
     struct sockaddr_storage bound;
-    int len = sizeof(bound);
+    socklen_t len = sizeof(bound);
     char host[64] = "?";
-    int rc = h->type == UV_UDP ? uv_udp_getsockname((uv_udp_t *)h, (struct sockaddr *)&bound, &len)
-                               : uv_tcp_getsockname((uv_tcp_t *)h, (struct sockaddr *)&bound, &len);
+    int rc = getsockname(fd, (struct sockaddr *)&bound, &len);
     if (rc == 0)
         uv_ip_name((struct sockaddr *)&bound, host, sizeof(host));
     gr_notice("ingest: listening on %s %s port %d", kind, host,
@@ -489,27 +674,68 @@ static int start_udp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr
         gr_error("ingest: cannot listen on udp %s: %s", a->text, uv_strerror(rc));
         return rc;
     }
-    log_bound("udp", (uv_handle_t *)h);
+    uv_os_fd_t fd = -1;
+    uv_fileno((const uv_handle_t *)h, &fd);
+    log_bound("udp", fd);
     return 0;
 }
 
 /* Pending connections the kernel may queue while the loop is busy. */
 #define TCP_BACKLOG 511
 
+/* The same socket options uv_tcp_bind() sets: SO_REUSEADDR, and [::] takes IPv4 modems
+ * too (IPV6_V6ONLY off). */
 static int start_tcp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr *a)
 {
-    uv_tcp_t *h = &in->tcp[in->n_tcp++];
-    uv_tcp_init(loop, h);
-    h->data = in;
-    int rc = uv_tcp_bind(h, (const struct sockaddr *)&a->sa, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)h, TCP_BACKLOG, on_tcp_connection);
-    if (rc < 0) {
-        gr_error("ingest: cannot listen on tcp %s: %s", a->text, uv_strerror(rc));
-        return rc;
+    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int on = 1, off = 0;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        (sa->sa_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) < 0) ||
+        bind(fd, sa, len) < 0 || listen(fd, TCP_BACKLOG) < 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        gr_error("ingest: cannot listen on tcp %s: %s", a->text, strerror(err));
+        return -err;
     }
-    log_bound("tcp", (uv_handle_t *)h);
+    struct tcp_listener *l = &in->tcp[in->n_tcp++];
+    l->fd = fd;
+    l->in = in;
+    uv_poll_init_socket(loop, &l->poll, fd);
+    l->poll.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_tcp_acceptable);
+    log_bound("tcp", fd);
     return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct tcp_listener *l = h->data;
+    close(l->fd);
+}
+
+/* Modem connections may hold at most their share of RLIMIT_NOFILE (ingest.h). */
+static void set_conn_limit(struct gr_ingest *in)
+{
+    struct rlimit nofile;
+    in->conn_limit = GR_TCP_CONN_MAX;
+    in->conn_limit_reason = GR_TCP_REFUSED_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY)
+        return;
+    rlim_t share =
+        nofile.rlim_cur > GR_TCP_FD_RESERVE ? (nofile.rlim_cur - GR_TCP_FD_RESERVE) / 2 : 0;
+    if (share >= GR_TCP_CONN_MAX)
+        return;
+    in->conn_limit = (size_t)share;
+    in->conn_limit_reason = GR_TCP_REFUSED_DESCRIPTORS;
+    if (in->cfg->n_listen_tcp > 0)
+        gr_notice("ingest: at most %zu modem tcp connections: half of RLIMIT_NOFILE (%llu) after "
+                  "%d reserved, the rest for consoles (raise LimitNOFILE= for more)",
+                  in->conn_limit, (unsigned long long)nofile.rlim_cur, GR_TCP_FD_RESERVE);
 }
 
 int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
@@ -527,12 +753,18 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     uv_timer_init(loop, &in->summary);
     in->summary.data = in;
     uv_timer_start(&in->summary, on_summary, DROP_SUMMARY_MS, DROP_SUMMARY_MS);
+    uv_idle_init(loop, &in->closer);
+    in->closer.data = in;
+    uv_timer_init(loop, &in->accept_rest);
+    in->accept_rest.data = in;
+    set_conn_limit(in);
     in->ids = gr_identity_new(GR_IDENTITY_MAX);
     /* Bursts of a second's worth: a modem sending RMC+GGA+VTG per cycle, or a backlog
      * after a cell outage, is not cut off at once. */
     in->rate =
         gr_ratelimit_new(GR_RATELIMIT_SOURCES, cfg->ingest_rate_limit, cfg->ingest_rate_limit);
-    int rc = in->ids && in->rate ? 0 : -ENOMEM;
+    in->per_source = gr_addrtable_new(GR_TCP_CONN_MAX, sizeof(unsigned), false);
+    int rc = in->ids && in->rate && in->per_source ? 0 : -ENOMEM;
 
     for (size_t i = 0; rc == 0 && i < cfg->n_listen_udp; i++)
         rc = start_udp(in, loop, &cfg->listen_udp[i]);
@@ -545,20 +777,21 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     return rc;
 }
 
-static void close_once(uv_handle_t *h)
-{
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
+/* Modem connections close over the next loop turns (on_close_turn), then the closer. */
 void gr_ingest_stop(struct gr_ingest *in)
 {
+    if (in->stopping)
+        return;
+    in->stopping = true;
     for (size_t i = 0; i < in->n_udp; i++)
         close_once((uv_handle_t *)&in->udp[i]);
     for (size_t i = 0; i < in->n_tcp; i++)
-        close_once((uv_handle_t *)&in->tcp[i]);
-    for (struct tcp_conn *c = in->conns; c; c = c->next)
-        conn_close(c);
+        uv_close((uv_handle_t *)&in->tcp[i].poll, on_listener_closed);
+    while (in->conns != NULL)
+        conn_retire(in->conns);
+    if (in->retiring == NULL)
+        close_once((uv_handle_t *)&in->closer);
+    close_once((uv_handle_t *)&in->accept_rest);
     close_once((uv_handle_t *)&in->sweep);
     close_once((uv_handle_t *)&in->summary);
 }
@@ -569,6 +802,7 @@ void gr_ingest_free(struct gr_ingest *in)
         return;
     gr_identity_free(in->ids);
     gr_ratelimit_free(in->rate);
+    gr_addrtable_free(in->per_source);
     free(in);
 }
 

@@ -48,6 +48,7 @@ static const char *const close_labels[] = {GR_CLOSE_REASONS(GR_LABEL)};
 static const char *const join_labels[] = {GR_JOIN_REFUSALS(GR_LABEL)};
 static const char *const refusal_labels[] = {GR_CONSOLE_REFUSALS(GR_LABEL)};
 static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
+static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
 #undef GR_LABEL
 
 /* Writes one metric family: HELP, TYPE and an unlabelled sample. */
@@ -117,8 +118,13 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            "Remembered sender ids forgotten to make room.", gr_stats.ingest_identity_evicted);
     family(f, "gpsrelay_tcp_accepted_total", "counter", "Modem TCP connections accepted.",
            gr_stats.tcp_accepted);
-    family(f, "gpsrelay_tcp_refused_total", "counter",
-           "Modem TCP connections refused at the connection limit.", gr_stats.tcp_refused);
+    labelled(f, "gpsrelay_tcp_refused_total",
+             "Modem TCP connections closed as soon as they were accepted, by the limit hit.",
+             "reason", tcp_refusal_labels, gr_stats.tcp_refused, 0, GR_TCP_REFUSAL_COUNT);
+    family(f, "gpsrelay_tcp_accept_errors_total", "counter",
+           "Times accept(2) failed on a listen_tcp socket (out of descriptors, memory); each "
+           "pauses accepting modems for 100 ms.",
+           gr_stats.tcp_accept_errors);
     family(f, "gpsrelay_tcp_idle_closed_total", "counter",
            "Modem TCP connections closed after tcp_idle_timeout of silence.",
            gr_stats.tcp_idle_closed);

@@ -57,6 +57,7 @@ struct gr_config {
     size_t n_ingest_allow;
     int ingest_rate_limit;          /* reports per second per source address */
     int max_connections_per_source; /* consoles from one address at once */
+    int tcp_max_per_source;         /* modem TCP connections from one address at once */
     int log_level;                  /* LOG_* */
     int max_future_skew;            /* seconds */
     int max_speed;                  /* metres per second a unit may plausibly move between fixes */

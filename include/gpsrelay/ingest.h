@@ -23,6 +23,27 @@
 #define GR_TCP_CONN_MAX 10000 /* modem TCP connections at once; more are refused, counted */
 #define GR_BATCH_UNITS  64    /* units with fixes in flight within one payload */
 
+/*
+ * Descriptors: modem TCP connections may hold at most half of what RLIMIT_NOFILE leaves
+ * after GR_TCP_FD_RESERVE (read at start, after main() raised the soft limit to the hard
+ * one), so however many modems connect, consoles, /healthz and /metrics keep the other
+ * half. The reserve covers what the daemon holds whatever its load: listeners (3 kinds x
+ * GR_LISTEN_MAX), the loop's epoll, signal, timer and async descriptors, libuv's spare
+ * descriptor for EMFILE, PostgreSQL, the notify socket, files being read.
+ * With systemd's default hard limit (524,288) GR_TCP_CONN_MAX binds first; with 1,024 the
+ * share is 480.
+ */
+#define GR_TCP_FD_RESERVE 64
+
+/* After accept(2) failed on a listen_tcp socket (out of descriptors or memory), the
+ * listeners rest this long rather than retry at once; connections wait in the kernel's
+ * queue meanwhile. Counted in gr_stats.tcp_accept_errors. */
+#define GR_TCP_ACCEPT_REST_MS 100
+
+/* Per-source limits (tcp_max_per_source) and both totals are checked as a connection is
+ * accepted; one over any of them is closed at once and counted by reason in
+ * gr_stats.tcp_refused. A limit lowered by a reload leaves open connections open. */
+
 struct gr_ingest;
 
 /*
@@ -36,13 +57,15 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
 /* Stops receiving: closes listeners and modem connections; the loop finishes closing. */
 void gr_ingest_stop(struct gr_ingest *in);
 
-/* A reloaded configuration: ingest_allow, ingest_rate_limit and tcp_idle_timeout take
- * effect at once; listeners stay as they are. cfg is borrowed from now on. */
+/* A reloaded configuration: ingest_allow, ingest_rate_limit, tcp_idle_timeout and
+ * tcp_max_per_source take effect at once; listeners stay as they are. cfg is borrowed
+ * from now on. */
 void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg);
 
 /* Frees everything once the loop has run the close callbacks. NULL is fine. */
 void gr_ingest_free(struct gr_ingest *in);
 
+/* Modem TCP connections holding a descriptor: open, or waiting for their turn to close. */
 size_t gr_ingest_tcp_connections(const struct gr_ingest *in);
 
 /* Datagrams the kernel dropped because a UDP socket's receive buffer was full (the loop

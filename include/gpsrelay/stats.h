@@ -71,6 +71,20 @@ enum gr_console_refusal {
         GR_CONSOLE_REFUSAL_COUNT
 };
 
+/* Why a modem's TCP connection was closed as soon as it was accepted; the `reason` label of
+ * gpsrelay_tcp_refused_total. */
+#define GR_TCP_REFUSALS(X)                                                                         \
+    X(PER_SOURCE, "per_source_limit")  /* tcp_max_per_source from its address already */           \
+    X(CONNECTIONS, "connection_limit") /* GR_TCP_CONN_MAX modem connections open */                \
+    X(DESCRIPTORS, "descriptor_limit") /* their share of RLIMIT_NOFILE in use (ingest.h) */
+
+enum gr_tcp_refusal {
+#define GR_TCP_REFUSAL_ENUM(name, label) GR_TCP_REFUSED_##name,
+    GR_TCP_REFUSALS(GR_TCP_REFUSAL_ENUM)
+#undef GR_TCP_REFUSAL_ENUM
+        GR_TCP_REFUSAL_COUNT
+};
+
 /*
  * A Prometheus histogram of seconds over fixed bucket bounds (ascending, +Inf implied).
  * Observing is a short linear scan: the bounds are few and small values, the common ones,
@@ -107,8 +121,9 @@ struct gr_stats {
     uint64_t ingest_spliced;          /* broken sentences cut off by a newer one on a line */
     uint64_t ingest_identity_evicted; /* remembered sender ids forgotten to make room */
     uint64_t tcp_accepted;            /* modem TCP connections accepted */
-    uint64_t tcp_refused;             /* ... refused at GR_TCP_CONN_MAX */
-    uint64_t tcp_idle_closed;         /* ... closed after tcp_idle_timeout of silence */
+    uint64_t tcp_refused[GR_TCP_REFUSAL_COUNT]; /* ... closed at once, by reason */
+    uint64_t tcp_accept_errors; /* accept(2) failures on listen_tcp (out of descriptors, ...) */
+    uint64_t tcp_idle_closed;   /* ... closed after tcp_idle_timeout of silence */
     uint64_t positions_published;
     uint64_t ws_frames_sent;
     uint64_t accept_waiting_full; /* times console listeners paused: the acceptor's FIFO full */
