@@ -172,8 +172,8 @@ static void early_refuse(struct gr_ws *ws, int fd, enum gr_console_refusal why)
     }
 }
 
-/* LWS_CALLBACK_WSI_DESTROY: the early record of a connection that never sent a request. */
-static void early_free(struct gr_ws *ws, struct lws *wsi)
+/* The end of a connection's early life: its first request came, or lws destroys it. */
+static void early_end(struct gr_ws *ws, struct lws *wsi)
 {
     struct early *e = lws_get_opaque_user_data(wsi);
     if (e == NULL)
@@ -182,17 +182,6 @@ static void early_free(struct gr_ws *ws, struct lws *wsi)
     early_done(ws, e);
     if (!e->adopting) /* else adopt() frees it when lws returns */
         free(e);
-}
-
-/* The first request of a connection: it is no longer early. */
-static void early_request(struct gr_ws *ws, struct lws *wsi)
-{
-    struct early *e = lws_get_opaque_user_data(wsi);
-    if (e == NULL)
-        return;
-    lws_set_opaque_user_data(wsi, NULL);
-    early_done(ws, e);
-    free(e);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
@@ -298,7 +287,7 @@ static int static_open(const char *dir, const char *name)
     if (root < 0)
         return -errno;
     struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, /* a FIFO must not block */
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
     };
     int fd = (int)syscall(SYS_openat2, root, name, &how, sizeof(how));
@@ -429,7 +418,7 @@ static int refuse_ambiguous(struct lws *wsi)
 
 static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const char *path)
 {
-    early_request(ws, wsi);
+    early_end(ws, wsi);
     if (ambiguous_length(wsi))
         return refuse_ambiguous(wsi);
     if (strcmp(path, "/healthz") == 0)
@@ -527,7 +516,7 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
 {
     char path[64], arg[GR_HTTP_ARG_MAX];
     const char *vsn;
-    early_request(ws, wsi);
+    early_end(ws, wsi);
     if (ambiguous_length(wsi)) {
         gr_stats.consoles_refused[GR_REFUSED_BAD_REQUEST]++;
         return refuse(wsi, HTTP_STATUS_BAD_REQUEST);
@@ -851,7 +840,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         pss->claims = malloc(sizeof(*pss->claims));
         return pss->claims == NULL || admit(ws, wsi, pss->claims) >= 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        early_free(ws, wsi);
+        early_end(ws, wsi);
         if (pss != NULL) { /* an upgrade that never got to ESTABLISHED */
             free(pss->claims);
             pss->claims = NULL;

@@ -162,6 +162,16 @@ async function testSlowDownload(d) {
     check(whole, `a download paused for 6 s arrives whole (${got} of ${size} bytes)`);
 }
 
+// A FIFO in static_dir is not a file to serve: 404 at once, never a loop waiting for a
+// writer.
+async function testStaticFifo(d) {
+    require("node:child_process").execFileSync("mkfifo", [path.join(d.dir, "www", "pipe.html")]);
+    const started = Date.now();
+    const r = await request(d, get("/pipe.html"));
+    check(r.status === 404, `a FIFO under static_dir: 404 (got ${r.status} after ${Date.now() - started} ms)`);
+    check(await alive(d), "daemon alive after a FIFO under static_dir");
+}
+
 // LongPoll sessions per source address are limited like WebSocket consoles.
 async function testSessionsPerSource(d, limit) {
     const tokens = [];
@@ -287,6 +297,7 @@ async function main() {
             ["testSessionIdentity", () => testSessionIdentity(jwt)],
             ["testQuietPoll", () => testQuietPoll(open)],
             ["testSlowDownload", () => testSlowDownload(open)],
+            ["testStaticFifo", () => testStaticFifo(open)],
             ["testDescriptorReserve", () => testDescriptorReserve()],
         ]) {
             if (process.env.HOSTILE_ONLY && process.env.HOSTILE_ONLY !== name) continue;
