@@ -48,13 +48,17 @@
 #include "gpsrelay/token.h"
 #include "http_recorder.h"
 
-#define CONNS           8   /* LongPoll connections at once */
-#define CONSOLES        4   /* WebSocket consoles at once */
-#define OPS_MAX         256 /* operations per input: an execution stays well under a millisecond */
-#define DRAIN_MAX       64  /* frames one WebSocket writeable callback takes */
-#define SESSIONS_KNOWN  32  /* session tokens remembered from answers, newest first */
-#define MAX_PER_SOURCE  3   /* max_connections_per_source: small, so the limit is hit */
-#define SOURCES         2   /* distinct peer addresses (see peer_of) */
+#define CONNS     8   /* LongPoll connections at once */
+#define CONSOLES  4   /* WebSocket consoles at once */
+#define OPS_MAX   256 /* operations per input: an execution stays under a millisecond */
+#define DRAIN_MAX 64  /* frames one WebSocket writeable callback takes */
+#define BURST_MAX 160 /* frames of one burst: past GR_CONSOLE_CONTROL_MAX */
+#define BURSTS_BUDGET                                                                              \
+    320                    /* burst frames per input: a few overflows, and no input that           \
+                            * is all bursts runs 16,000 frames (30 executions/s) */
+#define SESSIONS_KNOWN  32 /* session tokens remembered from answers, newest first */
+#define MAX_PER_SOURCE  3  /* max_connections_per_source: small, so the limit is hit */
+#define SOURCES         2  /* distinct peer addresses (see peer_of) */
 #define STALE_AFTER_MS  20000
 #define START_S         1795458001LL /* 2026-11-23T18:20:01Z: the wall clock at every start */
 #define EXP_FAR         (START_S + 86400)
@@ -142,6 +146,7 @@ static struct world {
     struct gr_longpoll *lp;
     struct gr_hub_update *update; /* a mapping being applied in steps, or NULL */
     unsigned max_per_source;      /* the largest set in this input */
+    unsigned burst_frames_left;   /* of BURSTS_BUDGET */
     uint64_t now_ms;              /* uv_now(): starts at 1 s, as a loop's clock does */
     struct lws *conn[CONNS];
     struct gr_longpoll_request *req[CONNS]; /* each connection's per-session data */
@@ -720,7 +725,8 @@ static void op_burst(void)
     char frame[256];
     size_t len = canned_frame(frame, sizeof(frame) - 1);
     frame[len++] = '\n';
-    for (int n = 0; n <= count % 160; n++) {
+    for (int n = 0; n <= count % BURST_MAX && w.burst_frames_left > 0; n++) {
+        w.burst_frames_left--;
         if (target & 0x80) {
             struct ws_console *ws = &w.ws[target % CONSOLES];
             ws_receive(ws, frame, len - 1);
@@ -788,6 +794,7 @@ static void setup(void)
     FUZZ_CHECK(w.hub != NULL);
     FUZZ_CHECK(gr_hub_set_mapping(w.hub, mapping_build(0)) == 0);
     w.max_per_source = MAX_PER_SOURCE;
+    w.burst_frames_left = BURSTS_BUDGET;
     w.lp = gr_longpoll_new(w.hub, admit, NULL, w.max_per_source);
     FUZZ_CHECK(w.lp != NULL);
 }
