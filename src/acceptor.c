@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "gpsrelay/log.h"
-#include "gpsrelay/stats.h"
 
 struct listener {
     uv_poll_t poll;
@@ -30,11 +29,12 @@ struct waiting {
 
 struct gr_acceptor {
     uv_loop_t *loop;
+    struct gr_acceptor_config cfg;
     gr_accept_fn fn;
     void *ctx;
-    size_t per_turn, budget; /* hand-ons per loop turn, and what is left of this turn's */
-    struct waiting *fifo;    /* ring of max_waiting */
-    size_t max_waiting, head, n_waiting;
+    size_t budget;        /* what is left of this turn's cfg.per_turn hand-ons */
+    struct waiting *fifo; /* ring of cfg.max_waiting */
+    size_t head, n_waiting;
     struct listener *listeners[GR_ACCEPT_LISTENERS_MAX];
     size_t n_listeners;
     uv_check_t hand_on; /* end of each turn: a new budget, spent on waiting ones first */
@@ -71,8 +71,9 @@ static void on_readable(uv_poll_t *h, int status, int events)
     struct listener *l = h->data;
     struct gr_acceptor *a = l->acceptor;
     for (int n = 0; n < GR_ACCEPT_BATCH; n++) {
-        if (a->n_waiting == a->max_waiting) {
-            gr_stats.accept_waiting_full++;
+        if (a->n_waiting == a->cfg.max_waiting) {
+            if (a->cfg.waiting_full != NULL)
+                (*a->cfg.waiting_full)++;
             uv_poll_stop(&l->poll); /* the kernel's queue holds the rest; drain() resumes */
             return;
         }
@@ -80,8 +81,14 @@ static void on_readable(uv_poll_t *h, int status, int events)
         if (fd < 0) {
             if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
                 return;
-            gr_stats.accept_errors++;
-            gr_warn("ws: accept: %s; not accepting for %d ms", strerror(errno), GR_ACCEPT_RETRY_MS);
+            int err = errno;
+            if (a->cfg.errors != NULL)
+                (*a->cfg.errors)++;
+            if (a->cfg.on_error != NULL)
+                a->cfg.on_error(a->ctx, err);
+            else
+                gr_warn("%s: accept: %s; not accepting for %d ms", a->cfg.name, strerror(err),
+                        GR_ACCEPT_RETRY_MS);
             for (size_t i = 0; i < a->n_listeners; i++)
                 uv_poll_stop(&a->listeners[i]->poll);
             uv_timer_start(&a->rest, on_rest_over, GR_ACCEPT_RETRY_MS, 0);
@@ -93,7 +100,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
             hand_on(a, fd, l);
             continue;
         }
-        a->fifo[(a->head + a->n_waiting++) % a->max_waiting] = (struct waiting){fd, l};
+        a->fifo[(a->head + a->n_waiting++) % a->cfg.max_waiting] = (struct waiting){fd, l};
         uv_ref((uv_handle_t *)&a->hand_on); /* work pending: the loop must turn for it */
     }
 }
@@ -102,34 +109,35 @@ static void on_readable(uv_poll_t *h, int status, int events)
 static void drain(uv_check_t *h)
 {
     struct gr_acceptor *a = h->data;
-    bool had_full_fifo = a->n_waiting == a->max_waiting;
-    a->budget = a->per_turn;
+    bool had_full_fifo = a->n_waiting == a->cfg.max_waiting;
+    a->budget = a->cfg.per_turn;
     while (a->n_waiting > 0 && a->budget > 0) {
         struct waiting w = a->fifo[a->head];
-        a->head = (a->head + 1) % a->max_waiting;
+        a->head = (a->head + 1) % a->cfg.max_waiting;
         a->n_waiting--;
         hand_on(a, w.fd, w.from);
     }
     if (a->n_waiting == 0)
         uv_unref((uv_handle_t *)&a->hand_on);
-    if (had_full_fifo && a->n_waiting < a->max_waiting && !uv_is_active((uv_handle_t *)&a->rest))
+    if (had_full_fifo && a->n_waiting < a->cfg.max_waiting &&
+        !uv_is_active((uv_handle_t *)&a->rest))
         resume_listeners(a);
 }
 
-struct gr_acceptor *gr_acceptor_new(uv_loop_t *loop, size_t per_turn, size_t max_waiting,
+struct gr_acceptor *gr_acceptor_new(uv_loop_t *loop, const struct gr_acceptor_config *cfg,
                                     gr_accept_fn fn, void *ctx)
 {
     struct gr_acceptor *a = calloc(1, sizeof(*a));
-    if (a == NULL || per_turn == 0 || max_waiting == 0 ||
-        (a->fifo = calloc(max_waiting, sizeof(*a->fifo))) == NULL) {
+    if (a == NULL || cfg->per_turn == 0 || cfg->max_waiting == 0 ||
+        (a->fifo = calloc(cfg->max_waiting, sizeof(*a->fifo))) == NULL) {
         free(a);
         return NULL;
     }
     a->loop = loop;
+    a->cfg = *cfg;
     a->fn = fn;
     a->ctx = ctx;
-    a->per_turn = a->budget = per_turn;
-    a->max_waiting = max_waiting;
+    a->budget = cfg->per_turn;
     uv_check_init(loop, &a->hand_on);
     a->hand_on.data = a;
     uv_check_start(&a->hand_on, drain);
@@ -139,7 +147,8 @@ struct gr_acceptor *gr_acceptor_new(uv_loop_t *loop, size_t per_turn, size_t max
     return a;
 }
 
-/* Says once if the kernel caps our backlog low (Debian's default is 4096). */
+/* Says once if the kernel caps our backlog low (Debian's default is 4096). Once per
+ * process, whichever acceptor listens first: the cap is the whole system's. */
 static void check_somaxconn(void)
 {
     static bool checked;
@@ -168,12 +177,12 @@ int gr_acceptor_listen(struct gr_acceptor *a, const struct sockaddr *sa, void *l
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    int on = 1;
+    int on = 1, v6only = !a->cfg.dual_stack;
     struct sockaddr_storage bound;
     socklen_t bound_len = sizeof(bound);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
         (sa->sa_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0) ||
         bind(fd, sa, len) < 0 || listen(fd, GR_ACCEPT_BACKLOG) < 0 ||
         getsockname(fd, (struct sockaddr *)&bound, &bound_len) < 0) {
         int err = -errno;
@@ -214,7 +223,7 @@ void gr_acceptor_close(struct gr_acceptor *a)
     for (size_t i = 0; i < a->n_listeners; i++)
         uv_close((uv_handle_t *)&a->listeners[i]->poll, listener_closed);
     a->n_listeners = 0;
-    for (; a->n_waiting > 0; a->n_waiting--, a->head = (a->head + 1) % a->max_waiting)
+    for (; a->n_waiting > 0; a->n_waiting--, a->head = (a->head + 1) % a->cfg.max_waiting)
         close(a->fifo[a->head].fd);
     uv_close((uv_handle_t *)&a->hand_on, NULL);
     uv_close((uv_handle_t *)&a->rest, NULL);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gpsrelay/acceptor.h"
 #include "gpsrelay/addrtable.h"
 #include "gpsrelay/assemble.h"
 #include "gpsrelay/clock.h"
@@ -43,28 +44,15 @@ struct tcp_conn {
     char buf[GR_JSON_LINE_MAX];
 };
 
-/*
- * A listen_tcp socket. We accept(2) ourselves rather than through uv_listen(): libuv
- * retries a failing accept in a loop inside one callback until it succeeds (EMFILE and
- * ENFILE it sheds, silently, by closing its spare descriptor and accepting and closing
- * every waiting connection), so a lasting failure would hold the loop and we could not
- * count what was lost. Here a failure is counted and the listeners rest, and one loop
- * turn takes at most TCP_ACCEPT_BATCH connections from each.
- */
-struct tcp_listener {
-    uv_poll_t poll;
-    int fd;
-    struct gr_ingest *in;
-};
-
 struct gr_ingest {
+    uv_loop_t *loop;
     struct gr_hub *hub;
     const struct gr_config *cfg; /* borrowed: ingest_allow */
     struct gr_identity *ids;
     struct gr_ratelimit *rate; /* ingest_rate_limit per source address */
-    size_t n_udp, n_tcp;
+    size_t n_udp;
     uv_udp_t udp[GR_LISTEN_MAX];
-    struct tcp_listener tcp[GR_LISTEN_MAX];
+    struct gr_acceptor *acceptor;              /* every listen_tcp socket; NULL without any */
     struct tcp_conn *conns;                    /* open, newest first */
     struct tcp_conn *retiring, *retiring_tail; /* to be closed, oldest first (on_close_turn) */
     size_t n_conns;    /* open, retiring or closing: each holds a descriptor */
@@ -72,7 +60,6 @@ struct gr_ingest {
     enum gr_tcp_refusal conn_limit_reason;
     struct gr_addrtable *per_source; /* open connections per source address (unsigned) */
     uv_idle_t closer;                /* active while connections wait to be closed */
-    uv_timer_t accept_rest;          /* resumes the listeners after accept(2) failed */
     bool stopping;
     bool refusing[GR_TCP_REFUSAL_COUNT]; /* a refusal episode: warned at its start */
     uint64_t idle_ms;                    /* 0: modems may stay silent forever */
@@ -366,9 +353,16 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
  * EOF was read. A batch of 256 is a few milliseconds; the rest wait for the next turns. */
 #define TCP_CLOSE_BATCH 256
 
-/* Connections taken from each listener per loop turn (accept4, then epoll_ctl to read
- * it): about a millisecond's worth. More wait in the kernel's queue (TCP_BACKLOG). */
-#define TCP_ACCEPT_BATCH 256
+/* Connections handed to conn_admit per loop turn (getpeername, then a uv_tcp_t and
+ * epoll_ctl to read it, or a close over a limit): about a millisecond's worth. */
+#define TCP_ACCEPT_PER_TURN 256
+
+/* Accepted modem connections the acceptor may keep waiting for their turn. Few: each holds
+ * a descriptor outside the modems' share (conn_admit counts it only when its turn comes),
+ * so a flood would take them from the consoles' half; and modems, unlike consoles, cost
+ * little to admit, so the FIFO has no storm to smooth. The kernel's queue holds the rest
+ * at no descriptor's cost, as it did when ingest accepted by itself. */
+#define TCP_ACCEPT_WAITING_MAX 16
 
 static void close_once(uv_handle_t *h)
 {
@@ -531,9 +525,8 @@ static void refuse(struct gr_ingest *in, int fd, const struct sockaddr *peer,
                 DROP_SUMMARY_MS / 1000);
 }
 
-/* A connection accept(2) just returned: fd is ours, to keep or to close. */
-static void conn_admit(struct gr_ingest *in, uv_loop_t *loop, int fd,
-                       const struct sockaddr_storage *peer)
+/* A connection accept(2) returned from peer: fd is ours, to keep or to close. */
+static void conn_admit(struct gr_ingest *in, int fd, const struct sockaddr_storage *peer)
 {
     const struct sockaddr *from = (const struct sockaddr *)peer;
     if (!source_allowed(in, from)) {
@@ -551,7 +544,7 @@ static void conn_admit(struct gr_ingest *in, uv_loop_t *loop, int fd,
         close(fd);
         return;
     }
-    uv_tcp_init(loop, &c->handle);
+    uv_tcp_init(in->loop, &c->handle);
     if (uv_tcp_open(&c->handle, fd) < 0) {
         close(fd);
         uv_close((uv_handle_t *)&c->handle, free_unlinked);
@@ -564,55 +557,37 @@ static void conn_admit(struct gr_ingest *in, uv_loop_t *loop, int fd,
         (*held)++;
     c->in = in;
     c->peer = *peer;
-    c->last_read_ms = uv_now(loop);
+    c->last_read_ms = uv_now(in->loop);
     GR_LIST_PUSH(in->conns, c, prev, next);
     in->n_conns++;
     gr_stats.tcp_accepted++;
     uv_read_start((uv_stream_t *)&c->handle, on_alloc, on_tcp_read);
 }
 
-static void on_tcp_acceptable(uv_poll_t *h, int status, int events);
-
-static void on_accept_rest_over(uv_timer_t *t)
+/* The acceptor's hand-on (a gr_accept_fn): a modem connection, in arrival order. */
+static void on_tcp_accepted(void *ctx, void *listener_ctx, int fd)
 {
-    struct gr_ingest *in = t->data;
-    for (size_t i = 0; i < in->n_tcp; i++)
-        uv_poll_start(&in->tcp[i].poll, UV_READABLE, on_tcp_acceptable);
-}
-
-/* accept(2) failed (out of descriptors or memory): every listener rests rather than
- * retry at once, and the connections wait in the kernel's queue. No spare descriptor of
- * our own: libuv keeps one for its listeners already, and the descriptor share
- * (GR_TCP_FD_RESERVE) is what keeps modems from using them all. */
-static void accept_failed(struct gr_ingest *in, int err)
-{
-    /* The first of an interval is logged at once; on_summary counts the rest. */
-    if (gr_stats.tcp_accept_errors++ == in->summarized_tcp_accept_errors)
-        gr_warn("ingest: tcp accept: %s; not accepting modems for %d ms", strerror(err),
-                GR_TCP_ACCEPT_REST_MS);
-    for (size_t i = 0; i < in->n_tcp; i++)
-        uv_poll_stop(&in->tcp[i].poll);
-    uv_timer_start(&in->accept_rest, on_accept_rest_over, GR_TCP_ACCEPT_REST_MS, 0);
-}
-
-static void on_tcp_acceptable(uv_poll_t *h, int status, int events)
-{
-    (void)status; /* an error shows in accept(2) below */
-    (void)events;
-    struct tcp_listener *l = h->data;
-    for (int n = 0; n < TCP_ACCEPT_BATCH; n++) {
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        int fd = accept4(l->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            conn_admit(l->in, h->loop, fd, &peer);
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return;
-        } else if (errno != EINTR && errno != ECONNABORTED) {
-            accept_failed(l->in, errno);
-            return;
-        }
+    (void)listener_ctx;
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0) {
+        close(fd); /* reset while it waited: nothing to admit */
+        return;
     }
+    conn_admit(ctx, fd, &peer);
+}
+
+/* accept(2) failed (out of descriptors or memory), counted in gr_stats.tcp_accept_errors,
+ * and the acceptor rests GR_ACCEPT_RETRY_MS while connections wait in the kernel's queue.
+ * The first of a summary interval is logged at once; on_summary counts the rest. No spare
+ * descriptor of our own: the descriptor share (GR_TCP_FD_RESERVE) is what keeps modems
+ * from using them all. */
+static void on_tcp_accept_error(void *ctx, int err)
+{
+    struct gr_ingest *in = ctx;
+    if (gr_stats.tcp_accept_errors == in->summarized_tcp_accept_errors + 1)
+        gr_warn("ingest: tcp accept: %s; not accepting modems for %d ms", strerror(err),
+                GR_ACCEPT_RETRY_MS);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -650,16 +625,11 @@ void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg)
     start_sweep(in);
 }
 
-static void log_bound(const char *kind, int fd)
+static void log_listening(const char *kind, const struct sockaddr *sa, int port)
 {
-    struct sockaddr_storage bound;
-    socklen_t len = sizeof(bound);
     char host[64] = "?";
-    int rc = getsockname(fd, (struct sockaddr *)&bound, &len);
-    if (rc == 0)
-        uv_ip_name((struct sockaddr *)&bound, host, sizeof(host));
-    gr_notice("ingest: listening on %s %s port %d", kind, host,
-              rc == 0 ? ntohs(((struct sockaddr_in *)&bound)->sin_port) : 0);
+    uv_ip_name(sa, host, sizeof(host));
+    gr_notice("ingest: listening on %s %s port %d", kind, host, port);
 }
 
 static int start_udp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr *a)
@@ -674,48 +644,38 @@ static int start_udp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr
         gr_error("ingest: cannot listen on udp %s: %s", a->text, uv_strerror(rc));
         return rc;
     }
-    uv_os_fd_t fd = -1;
-    uv_fileno((const uv_handle_t *)h, &fd);
-    log_bound("udp", fd);
+    struct sockaddr_storage bound = a->sa;
+    int len = sizeof(bound);
+    uv_udp_getsockname(h, (struct sockaddr *)&bound, &len); /* the kernel's port for :0 */
+    log_listening("udp", (struct sockaddr *)&bound,
+                  ntohs(((struct sockaddr_in *)&bound)->sin_port)); /* same place in v6 */
     return 0;
 }
 
-/* Pending connections the kernel may queue while the loop is busy. */
-#define TCP_BACKLOG 511
-
-/* The same socket options uv_tcp_bind() sets: SO_REUSEADDR, and [::] takes IPv4 modems
- * too (IPV6_V6ONLY off). */
-static int start_tcp(struct gr_ingest *in, uv_loop_t *loop, const struct gr_addr *a)
+/* Every listen_tcp socket listens through one acceptor (acceptor.h). [::] takes IPv4
+ * modems too (IPV6_V6ONLY off), as it did when libuv's uv_tcp_bind() made the socket. */
+static int start_tcp(struct gr_ingest *in, const struct gr_addr *a)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&a->sa;
-    socklen_t len =
-        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    int on = 1, off = 0;
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
-        (sa->sa_family == AF_INET6 &&
-         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)) < 0) ||
-        bind(fd, sa, len) < 0 || listen(fd, TCP_BACKLOG) < 0) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        gr_error("ingest: cannot listen on tcp %s: %s", a->text, strerror(err));
-        return -err;
+    static const struct gr_acceptor_config modems = {
+        .name = "ingest",
+        .per_turn = TCP_ACCEPT_PER_TURN,
+        .max_waiting = TCP_ACCEPT_WAITING_MAX,
+        .dual_stack = true,
+        .errors = &gr_stats.tcp_accept_errors,
+        .waiting_full = NULL, /* with so few waiting, pausing is the pacing, not news */
+        .on_error = on_tcp_accept_error,
+    };
+    if (in->acceptor == NULL)
+        in->acceptor = gr_acceptor_new(in->loop, &modems, on_tcp_accepted, in);
+    int port = in->acceptor != NULL
+                   ? gr_acceptor_listen(in->acceptor, (const struct sockaddr *)&a->sa, NULL)
+                   : -ENOMEM;
+    if (port < 0) {
+        gr_error("ingest: cannot listen on tcp %s: %s", a->text, strerror(-port));
+        return port;
     }
-    struct tcp_listener *l = &in->tcp[in->n_tcp++];
-    l->fd = fd;
-    l->in = in;
-    uv_poll_init_socket(loop, &l->poll, fd);
-    l->poll.data = l;
-    uv_poll_start(&l->poll, UV_READABLE, on_tcp_acceptable);
-    log_bound("tcp", fd);
+    log_listening("tcp", (const struct sockaddr *)&a->sa, port);
     return 0;
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    struct tcp_listener *l = h->data;
-    close(l->fd);
 }
 
 /* Modem connections may hold at most their share of RLIMIT_NOFILE (ingest.h). */
@@ -745,6 +705,7 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     if (in == NULL)
         return -ENOMEM;
     *out = in;
+    in->loop = loop;
     in->hub = hub;
     in->cfg = cfg;
     in->idle_ms = (uint64_t)cfg->tcp_idle_timeout * 1000;
@@ -755,8 +716,6 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     uv_timer_start(&in->summary, on_summary, DROP_SUMMARY_MS, DROP_SUMMARY_MS);
     uv_idle_init(loop, &in->closer);
     in->closer.data = in;
-    uv_timer_init(loop, &in->accept_rest);
-    in->accept_rest.data = in;
     set_conn_limit(in);
     in->ids = gr_identity_new(GR_IDENTITY_MAX);
     /* Bursts of a second's worth: a modem sending RMC+GGA+VTG per cycle, or a backlog
@@ -769,7 +728,7 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     for (size_t i = 0; rc == 0 && i < cfg->n_listen_udp; i++)
         rc = start_udp(in, loop, &cfg->listen_udp[i]);
     for (size_t i = 0; rc == 0 && i < cfg->n_listen_tcp; i++)
-        rc = start_tcp(in, loop, &cfg->listen_tcp[i]);
+        rc = start_tcp(in, &cfg->listen_tcp[i]);
     if (rc == 0)
         start_sweep(in);
     if (rc < 0)
@@ -785,13 +744,11 @@ void gr_ingest_stop(struct gr_ingest *in)
     in->stopping = true;
     for (size_t i = 0; i < in->n_udp; i++)
         close_once((uv_handle_t *)&in->udp[i]);
-    for (size_t i = 0; i < in->n_tcp; i++)
-        uv_close((uv_handle_t *)&in->tcp[i].poll, on_listener_closed);
+    gr_acceptor_close(in->acceptor);
     while (in->conns != NULL)
         conn_retire(in->conns);
     if (in->retiring == NULL)
         close_once((uv_handle_t *)&in->closer);
-    close_once((uv_handle_t *)&in->accept_rest);
     close_once((uv_handle_t *)&in->sweep);
     close_once((uv_handle_t *)&in->summary);
 }
@@ -800,6 +757,7 @@ void gr_ingest_free(struct gr_ingest *in)
 {
     if (in == NULL)
         return;
+    gr_acceptor_free(in->acceptor);
     gr_identity_free(in->ids);
     gr_ratelimit_free(in->rate);
     gr_addrtable_free(in->per_source);

@@ -946,9 +946,16 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
                              nofile.rlim_cur < INT_MAX
                          ? (int)nofile.rlim_cur - GR_WS_FD_RESERVE
                          : INT_MAX;
+    static const struct gr_acceptor_config consoles = {
+        .name = "ws",
+        .per_turn = ADOPT_PER_TURN,
+        .max_waiting = ACCEPT_WAITING_MAX,
+        .dual_stack = false, /* [::] and 0.0.0.0 may both be listen_ws */
+        .errors = &gr_stats.accept_errors,
+        .waiting_full = &gr_stats.accept_waiting_full,
+    };
     if (ws->longpoll == NULL || ws->per_source == NULL || ws->early == NULL ||
-        (ws->acceptor = gr_acceptor_new(loop, ADOPT_PER_TURN, ACCEPT_WAITING_MAX, adopt, ws)) ==
-            NULL) {
+        (ws->acceptor = gr_acceptor_new(loop, &consoles, adopt, ws)) == NULL) {
         gr_longpoll_free(ws->longpoll);
         gr_addrtable_free(ws->per_source);
         gr_addrtable_free(ws->early);

@@ -35,10 +35,9 @@
  */
 #define GR_TCP_FD_RESERVE 64
 
-/* After accept(2) failed on a listen_tcp socket (out of descriptors or memory), the
- * listeners rest this long rather than retry at once; connections wait in the kernel's
- * queue meanwhile. Counted in gr_stats.tcp_accept_errors. */
-#define GR_TCP_ACCEPT_REST_MS 100
+/* listen_tcp sockets are accepted by a gr_acceptor (acceptor.h): after accept(2) fails
+ * (out of descriptors or memory) they rest GR_ACCEPT_RETRY_MS while connections wait in
+ * the kernel's queue; each failure counts in gr_stats.tcp_accept_errors. */
 
 /* Per-source limits (tcp_max_per_source) and both totals are checked as a connection is
  * accepted; one over any of them is closed at once and counted by reason in

@@ -1,12 +1,14 @@
 /*
  * test_acceptor.c - the acceptor on real loopback sockets: connections are taken from
  * the kernel at once and handed on in arrival order, at most per_turn per loop turn; a
- * full FIFO leaves the rest in the kernel's queue; closing closes what still waits.
+ * full FIFO leaves the rest in the kernel's queue; closing closes what still waits; the
+ * config decides where failures are counted and told, and whether [::] takes IPv4.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -60,16 +62,33 @@ static int peer_closed(int fd)
     return recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
 }
 
-static struct gr_acceptor *start(uv_loop_t *loop, size_t per_turn, size_t max_waiting,
-                                 struct consumer *c, int *port)
+/* As the consoles' acceptor counts (ws.c), with a pace of our own. */
+static struct gr_acceptor_config paced(size_t per_turn, size_t max_waiting)
+{
+    return (struct gr_acceptor_config){.name = "test",
+                                       .per_turn = per_turn,
+                                       .max_waiting = max_waiting,
+                                       .errors = &gr_stats.accept_errors,
+                                       .waiting_full = &gr_stats.accept_waiting_full};
+}
+
+static struct gr_acceptor *start_with(uv_loop_t *loop, const struct gr_acceptor_config *cfg,
+                                      struct consumer *c, int *port)
 {
     uv_loop_init(loop);
-    struct gr_acceptor *a = gr_acceptor_new(loop, per_turn, max_waiting, take, c);
+    struct gr_acceptor *a = gr_acceptor_new(loop, cfg, take, c);
     CHECK(a != NULL);
     struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     *port = gr_acceptor_listen(a, (struct sockaddr *)&lo, &c->n);
     CHECK(*port > 0);
     return a;
+}
+
+static struct gr_acceptor *start(uv_loop_t *loop, size_t per_turn, size_t max_waiting,
+                                 struct consumer *c, int *port)
+{
+    struct gr_acceptor_config cfg = paced(per_turn, max_waiting);
+    return start_with(loop, &cfg, c, port);
 }
 
 static void stop(uv_loop_t *loop, struct gr_acceptor *a, struct consumer *c, int *clients,
@@ -143,56 +162,120 @@ static void test_close_waiting(void)
     stop(&loop, a, &c, clients, 4);
 }
 
+/* Each failure told to on_error, with its errno; ctx is the acceptor's. */
+static int told_errors, told_errno;
+
+static void told(void *ctx, int err)
+{
+    struct consumer *c = ctx;
+    CHECK_INT(c->n, 0); /* the consumer's, before anything was handed on */
+    told_errors++;
+    told_errno = err;
+}
+
 /* Out of descriptors: accept(2) fails, the failure is counted, the listeners rest for
  * GR_ACCEPT_RETRY_MS instead of spinning, then take the connection that waited. */
-static void test_out_of_descriptors(void)
+static void out_of_descriptors(const struct gr_acceptor_config *cfg, uint64_t *counter)
 {
     uv_loop_t loop;
     struct consumer c = {.n = 0};
     int port;
-    struct gr_acceptor *a = start(&loop, 8, 8, &c, &port);
+    struct gr_acceptor *a = start_with(&loop, cfg, &c, &port);
     int clients[1] = {client(port)};
     struct rlimit saved, tight;
     getrlimit(RLIMIT_NOFILE, &saved);
     tight = saved;
     tight.rlim_cur = (rlim_t)clients[0] + 1; /* no descriptor above the client's is free */
     setrlimit(RLIMIT_NOFILE, &tight);
-    uint64_t errors = gr_stats.accept_errors;
+    uint64_t errors = *counter;
     uv_run(&loop, UV_RUN_NOWAIT);
     setrlimit(RLIMIT_NOFILE, &saved);
-    CHECK_INT(gr_stats.accept_errors, errors + 1);
+    CHECK_INT(*counter, errors + 1);
     CHECK_INT(c.n, 0);
     uv_run(&loop, UV_RUN_NOWAIT); /* resting: the connection is left alone */
     CHECK_INT(c.n, 0);
-    CHECK_INT(gr_stats.accept_errors, errors + 1);
+    CHECK_INT(*counter, errors + 1);
     uv_run(&loop, UV_RUN_ONCE); /* the rest timer */
     settle(&loop);
     CHECK_INT(c.n, 1);
     stop(&loop, a, &c, clients, 1);
 }
 
-/* An IPv6 listener is IPv6 only: an IPv4 one on the same port can stand beside it. */
-static void test_v6only(void)
+static void test_out_of_descriptors(void)
+{
+    struct gr_acceptor_config cfg = paced(8, 8);
+    told_errors = 0;
+    out_of_descriptors(&cfg, &gr_stats.accept_errors);
+    CHECK_INT(told_errors, 0); /* no on_error: logged by the acceptor */
+}
+
+/* Another user's counters and on_error: the failure goes there and is told, with its
+ * errno; the consoles' counters do not move. */
+static void test_own_counters(void)
+{
+    uint64_t errors = 0, waiting_full = 0;
+    uint64_t consoles_errors = gr_stats.accept_errors;
+    uint64_t consoles_full = gr_stats.accept_waiting_full;
+    struct gr_acceptor_config cfg = {.name = "ingest",
+                                     .per_turn = 8,
+                                     .max_waiting = 8,
+                                     .errors = &errors,
+                                     .waiting_full = &waiting_full,
+                                     .on_error = told};
+    told_errors = 0;
+    out_of_descriptors(&cfg, &errors);
+    CHECK_INT(told_errors, 1);
+    CHECK_INT(told_errno, EMFILE);
+
+    /* A full FIFO counts there too (paced as in test_paced_hand_on). */
+    uv_loop_t loop;
+    struct consumer c = {.n = 0};
+    int port;
+    cfg.per_turn = 2;
+    cfg.max_waiting = 3;
+    struct gr_acceptor *a = start_with(&loop, &cfg, &c, &port);
+    int clients[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        clients[i] = client(port);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_INT(c.n, 4);
+    CHECK_INT(waiting_full, 1);
+    stop(&loop, a, &c, clients, CLIENTS);
+    CHECK_INT(gr_stats.accept_errors, consoles_errors);
+    CHECK_INT(gr_stats.accept_waiting_full, consoles_full);
+}
+
+/*
+ * [::]: without dual_stack an IPv6 listener is IPv6 only, so an IPv4 one on the same port
+ * can stand beside it (the consoles' listen_ws); with dual_stack it takes IPv4 connections
+ * itself and the IPv4 address is taken (listen_tcp [::]:PORT and its IPv4 modems). An IPv4
+ * client gets through either way.
+ */
+static void any_address(bool dual_stack)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct consumer c = {.n = 0};
-    struct gr_acceptor *a = gr_acceptor_new(&loop, 4, 4, take, &c);
+    struct gr_acceptor_config cfg = paced(4, 4);
+    cfg.dual_stack = dual_stack;
+    struct gr_acceptor *a = gr_acceptor_new(&loop, &cfg, take, &c);
     struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
     int port = gr_acceptor_listen(a, (struct sockaddr *)&any6, &c.n);
+    int clients[1] = {-1};
     if (port == -EAFNOSUPPORT || port == -EADDRNOTAVAIL) {
-        fprintf(stderr, "no IPv6 here: v6only not checked\n");
+        fprintf(stderr, "no IPv6 here: [::] not checked\n");
     } else {
         CHECK(port > 0);
         struct sockaddr_in any4 = {.sin_family = AF_INET,
                                    .sin_port = htons((uint16_t)port),
                                    .sin_addr.s_addr = htonl(INADDR_ANY)};
-        CHECK_INT(gr_acceptor_listen(a, (struct sockaddr *)&any4, &c.n), port);
+        CHECK_INT(gr_acceptor_listen(a, (struct sockaddr *)&any4, &c.n),
+                  dual_stack ? -EADDRINUSE : port);
+        clients[0] = client(port);
+        settle(&loop);
+        CHECK_INT(c.n, 1);
     }
-    gr_acceptor_close(a);
-    settle(&loop);
-    gr_acceptor_free(a);
-    CHECK_INT(uv_loop_close(&loop), 0);
+    stop(&loop, a, &c, clients, clients[0] >= 0 ? 1 : 0);
 }
 
 int main(void)
@@ -200,6 +283,8 @@ int main(void)
     test_paced_hand_on();
     test_close_waiting();
     test_out_of_descriptors();
-    test_v6only();
+    test_own_counters();
+    any_address(false);
+    any_address(true);
     return check_result("test_acceptor");
 }
