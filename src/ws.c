@@ -106,6 +106,8 @@ struct gr_ws {
     size_t key_len;
     struct gr_addrtable *per_source; /* consoles connected per source address */
     struct gr_addrtable *early;      /* connections before their first request, per source */
+    struct early *earlies;           /* every early record (struct early) */
+    bool adopt_made_wsi;             /* LWS_CALLBACK_WSI_CREATE came during adopt() */
     int fd_ceiling;                  /* descriptors from here up are kept for the rest */
     uint64_t refused_since_warning;  /* early connections refused since the last warning */
     uint64_t warned_ms;
@@ -133,15 +135,28 @@ struct gr_ws {
  * A connection from accept until its first request arrives (or it closes without one),
  * counted per source address: a host holding silent connections (slowloris) holds at most
  * max_connections_per_source of them, and cannot fill lws's list of connections awaiting
- * a request, whose bulk expiry stalls the loop. It rides on the wsi as lws's opaque user
- * data: ws.c sets it in adopt() and frees it at LWS_CALLBACK_WSI_DESTROY, or in adopt()
- * when lws never made a wsi of the descriptor.
+ * a request, whose bulk expiry stalls the loop.
+ *
+ * The record is on ws->earlies (ws owns it; gr_ws_free frees what is left) and rides on
+ * the wsi as lws's opaque user data. It goes at the first request or at
+ * LWS_CALLBACK_WSI_DESTROY (early_end). When lws refuses to adopt a descriptor it may
+ * still have made a wsi, and on a libuv loop that wsi is destroyed only later (its handle
+ * closes asynchronously; a TLS port given plain HTTP does this): so adopt() frees the
+ * record only when no wsi was made or it was destroyed during the call.
  */
 struct early {
     union gr_peer peer;
-    bool counted;  /* still counted in ws->early */
-    bool adopting; /* inside lws_adopt_*: WSI_DESTROY leaves the freeing to adopt() */
+    bool counted;   /* still counted in ws->early */
+    bool adopting;  /* inside lws_adopt_*: early_end leaves the freeing to adopt() */
+    bool destroyed; /* ...and its wsi was destroyed meanwhile */
+    struct early *prev, *next;
 };
+
+static void early_free(struct gr_ws *ws, struct early *e)
+{
+    GR_LIST_REMOVE(ws->earlies, e, prev, next);
+    free(e);
+}
 
 /* The early connection's count given back, once: its first request came, or it went. */
 static void early_done(struct gr_ws *ws, struct early *e)
@@ -180,8 +195,10 @@ static void early_end(struct gr_ws *ws, struct lws *wsi)
         return;
     lws_set_opaque_user_data(wsi, NULL);
     early_done(ws, e);
-    if (!e->adopting) /* else adopt() frees it when lws returns */
-        free(e);
+    if (e->adopting)
+        e->destroyed = true; /* adopt() frees it when lws returns */
+    else
+        early_free(ws, e);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------- */
@@ -782,6 +799,7 @@ static void adopt(void *ctx, void *vhost, int fd)
         (*count)++;
         e->counted = true;
     }
+    GR_LIST_PUSH(ws->earlies, e, prev, next);
     lws_adopt_desc_t info;
     memset(&info, 0, sizeof(info));
     info.vh = vhost;
@@ -789,11 +807,13 @@ static void adopt(void *ctx, void *vhost, int fd)
     info.fd.sockfd = fd;
     info.opaque = e;
     e->adopting = true;
+    ws->adopt_made_wsi = false;
     struct lws *wsi = lws_adopt_descriptor_vhost_via_info(&info); /* closes fd on failure */
     e->adopting = false;
     if (wsi == NULL) {
         early_done(ws, e);
-        free(e);
+        if (e->destroyed || !ws->adopt_made_wsi)
+            early_free(ws, e); /* else its wsi is destroyed later: early_end */
     }
 }
 
@@ -839,6 +859,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         pss->claims = malloc(sizeof(*pss->claims));
         return pss->claims == NULL || admit(ws, wsi, pss->claims) >= 0;
+    case LWS_CALLBACK_WSI_CREATE:
+        ws->adopt_made_wsi = true;
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         early_end(ws, wsi);
         if (pss != NULL) { /* an upgrade that never got to ESTABLISHED */
@@ -1095,6 +1118,8 @@ void gr_ws_free(struct gr_ws *ws)
         lws_context_destroy(ws->ctx);
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
     gr_acceptor_free(ws->acceptor);
+    while (ws->earlies != NULL) /* records of wsi lws never destroyed (out of memory) */
+        early_free(ws, ws->earlies);
     gr_addrtable_free(ws->per_source);
     gr_addrtable_free(ws->early);
     gr_buf_free(&ws->out);
