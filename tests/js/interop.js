@@ -1,6 +1,7 @@
 // interop.js - the official phoenix npm client (1.8.16), unchanged, against the real
 // gpsrelayd: WebSocket and LongPoll transports, join, positions pushes, leave, and a
-// daemon restart that the client rides out (1001, reconnect, rejoin with `since`).
+// daemon restart that the client rides out (1001, reconnect, rejoin with `since`), and a
+// LongPoll console on a quiet topic that keeps its session.
 //
 // usage: node interop.js /path/to/gpsrelayd
 "use strict";
@@ -49,6 +50,28 @@ async function transportRoundTrip(daemon, transport, name) {
     socket.disconnect();
 }
 
+// A LongPoll console on a quiet topic: its polls are answered 204 after their 10 s window
+// (lws used to cut them at 5 s, and the client saw an error and reconnected every 5 s), so
+// 12 s pass without an error, a close or a second open, and then a position arrives.
+async function quietLongPoll(daemon) {
+    const socket = new Socket(`ws://127.0.0.1:${daemon.ports.ws}/socket`,
+        { transport: LongPoll, longpollerTimeout: 20000, heartbeatIntervalMs: 30000 });
+    const events = { open: 0, error: 0, close: 0 };
+    socket.onOpen(() => events.open++);
+    socket.onError(() => events.error++);
+    socket.onClose(() => events.close++);
+    socket.connect();
+    const channel = socket.channel("agency:county-ems", {});
+    await joined(channel);
+    await new Promise((r) => setTimeout(r, 12000));
+    check(events.open === 1 && events.error === 0 && events.close === 0,
+        `quiet longpoll: no error, close or reconnect in 12 s (${JSON.stringify(events)})`);
+    const got = nextPosition(channel, "AMB-12");
+    await daemon.send(rmc("AMB-12", 40.7129, -74.006));
+    check((await got).device === "AMB-12", "quiet longpoll: a position after the quiet");
+    socket.disconnect();
+}
+
 // The daemon restarts under a connected console: it closes with 1001, the client
 // reconnects and rejoins with `since` from its params function, and positions flow again.
 async function restart(daemon) {
@@ -85,6 +108,7 @@ async function main() {
     try {
         await transportRoundTrip(daemon, WebSocket, "websocket");
         await transportRoundTrip(daemon, LongPoll, "longpoll");
+        await quietLongPoll(daemon);
         await restart(daemon);
     } catch (e) {
         check(false, e.message);
