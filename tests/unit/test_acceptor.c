@@ -246,10 +246,12 @@ static void test_own_counters(void)
 }
 
 /*
- * [::]: without dual_stack an IPv6 listener is IPv6 only, so an IPv4 one on the same port
- * can stand beside it (the consoles' listen_ws); with dual_stack it takes IPv4 connections
- * itself and the IPv4 address is taken (listen_tcp [::]:PORT and its IPv4 modems). An IPv4
- * client gets through either way.
+ * [::]: without dual_stack an IPv6 listener is IPv6 only, so it can stand beside an IPv4
+ * one on the same port (the consoles' listen_ws); with dual_stack it takes IPv4
+ * connections itself and the IPv4 address is its own (listen_tcp [::]:PORT and its IPv4
+ * modems). An IPv4 client gets through either way. The port is picked where both
+ * families are checked (the IPv4 listener first, or the dual-stack one), so it cannot
+ * collide with some other IPv4 socket on this machine.
  */
 static void any_address(bool dual_stack)
 {
@@ -259,18 +261,21 @@ static void any_address(bool dual_stack)
     struct gr_acceptor_config cfg = paced(4, 4);
     cfg.dual_stack = dual_stack;
     struct gr_acceptor *a = gr_acceptor_new(&loop, &cfg, take, &c);
+    struct sockaddr_in any4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
     struct sockaddr_in6 any6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT};
-    int port = gr_acceptor_listen(a, (struct sockaddr *)&any6, &c.n);
+    int port = dual_stack ? gr_acceptor_listen(a, (struct sockaddr *)&any6, &c.n)
+                          : gr_acceptor_listen(a, (struct sockaddr *)&any4, &c.n);
     int clients[1] = {-1};
-    if (port == -EAFNOSUPPORT || port == -EADDRNOTAVAIL) {
+    CHECK(port > 0 || port == -EAFNOSUPPORT || port == -EADDRNOTAVAIL);
+    any4.sin_port = any6.sin6_port = htons((uint16_t)port);
+    int second = port <= 0    ? port
+                 : dual_stack ? gr_acceptor_listen(a, (struct sockaddr *)&any4, &c.n)
+                              : gr_acceptor_listen(a, (struct sockaddr *)&any6, &c.n);
+    if (port == -EAFNOSUPPORT || port == -EADDRNOTAVAIL || second == -EAFNOSUPPORT ||
+        second == -EADDRNOTAVAIL) {
         fprintf(stderr, "no IPv6 here: [::] not checked\n");
     } else {
-        CHECK(port > 0);
-        struct sockaddr_in any4 = {.sin_family = AF_INET,
-                                   .sin_port = htons((uint16_t)port),
-                                   .sin_addr.s_addr = htonl(INADDR_ANY)};
-        CHECK_INT(gr_acceptor_listen(a, (struct sockaddr *)&any4, &c.n),
-                  dual_stack ? -EADDRINUSE : port);
+        CHECK_INT(second, dual_stack ? -EADDRINUSE : port);
         clients[0] = client(port);
         settle(&loop);
         CHECK_INT(c.n, 1);
