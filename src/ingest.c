@@ -580,7 +580,7 @@ static void on_tcp_accepted(void *ctx, void *listener_ctx, int fd)
 /* accept(2) failed (out of descriptors or memory), counted in gr_stats.tcp_accept_errors,
  * and the acceptor rests GR_ACCEPT_RETRY_MS while connections wait in the kernel's queue.
  * The first of a summary interval is logged at once; on_summary counts the rest. No spare
- * descriptor of our own: the descriptor share (GR_TCP_FD_RESERVE) is what keeps modems
+ * descriptor of our own: the descriptor share (GR_FD_RESERVE) is what keeps modems
  * from using them all. */
 static void on_tcp_accept_error(void *ctx, int err)
 {
@@ -686,8 +686,7 @@ static void set_conn_limit(struct gr_ingest *in)
     in->conn_limit_reason = GR_TCP_REFUSED_CONNECTIONS;
     if (getrlimit(RLIMIT_NOFILE, &nofile) != 0 || nofile.rlim_cur == RLIM_INFINITY)
         return;
-    rlim_t share =
-        nofile.rlim_cur > GR_TCP_FD_RESERVE ? (nofile.rlim_cur - GR_TCP_FD_RESERVE) / 2 : 0;
+    rlim_t share = nofile.rlim_cur > GR_FD_RESERVE ? (nofile.rlim_cur - GR_FD_RESERVE) / 2 : 0;
     if (share >= GR_TCP_CONN_MAX)
         return;
     in->conn_limit = (size_t)share;
@@ -695,7 +694,7 @@ static void set_conn_limit(struct gr_ingest *in)
     if (in->cfg->n_listen_tcp > 0)
         gr_notice("ingest: at most %zu modem tcp connections: half of RLIMIT_NOFILE (%llu) after "
                   "%d reserved, the rest for consoles (raise LimitNOFILE= for more)",
-                  in->conn_limit, (unsigned long long)nofile.rlim_cur, GR_TCP_FD_RESERVE);
+                  in->conn_limit, (unsigned long long)nofile.rlim_cur, GR_FD_RESERVE);
 }
 
 int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,

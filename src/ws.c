@@ -967,7 +967,7 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     struct rlimit nofile;
     ws->fd_ceiling = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
                              nofile.rlim_cur < INT_MAX
-                         ? (int)nofile.rlim_cur - GR_WS_FD_RESERVE
+                         ? (int)nofile.rlim_cur - GR_FD_RESERVE
                          : INT_MAX;
     static const struct gr_acceptor_config consoles = {
         .name = "ws",

@@ -48,6 +48,15 @@
  * this long rather than spin on a queue they cannot empty. */
 #define GR_ACCEPT_RETRY_MS 100
 
+/*
+ * The top of RLIMIT_NOFILE that no accepted connection may take, for what the daemon holds
+ * whatever its load: listeners (3 kinds x GR_LISTEN_MAX), the loop's epoll, signal, timer
+ * and async descriptors, libuv's spare descriptor for EMFILE, PostgreSQL and its
+ * reconnects, the notify socket, files being read. Consoles stop below it; modems hold at
+ * most half of what it leaves (ingest.h).
+ */
+#define GR_FD_RESERVE 64
+
 #define GR_ACCEPT_LISTENERS_MAX 16 /* listening addresses per acceptor (GR_LISTEN_MAX) */
 
 struct gr_acceptor;

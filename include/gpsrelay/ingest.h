@@ -25,15 +25,11 @@
 
 /*
  * Descriptors: modem TCP connections may hold at most half of what RLIMIT_NOFILE leaves
- * after GR_TCP_FD_RESERVE (read at start, after main() raised the soft limit to the hard
- * one), so however many modems connect, consoles, /healthz and /metrics keep the other
- * half. The reserve covers what the daemon holds whatever its load: listeners (3 kinds x
- * GR_LISTEN_MAX), the loop's epoll, signal, timer and async descriptors, libuv's spare
- * descriptor for EMFILE, PostgreSQL, the notify socket, files being read.
- * With systemd's default hard limit (524,288) GR_TCP_CONN_MAX binds first; with 1,024 the
- * share is 480.
+ * after GR_FD_RESERVE (acceptor.h; read at start, after main() raised the soft limit to
+ * the hard one), so however many modems connect, consoles, /healthz and /metrics keep the
+ * other half. With systemd's default hard limit (524,288) GR_TCP_CONN_MAX binds first;
+ * with 1,024 the share is 480.
  */
-#define GR_TCP_FD_RESERVE 64
 
 /* listen_tcp sockets are accepted by a gr_acceptor (acceptor.h): after accept(2) fails
  * (out of descriptors or memory) they rest GR_ACCEPT_RETRY_MS while connections wait in

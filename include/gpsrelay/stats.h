@@ -53,7 +53,7 @@ enum gr_join_refusal {
     X(PER_SOURCE, "per_source_limit") /* max_connections_per_source reached */                     \
     X(STOPPING, "stopping")           /* the daemon is shutting down */                            \
     X(SESSIONS_FULL, "sessions_full") /* GR_LONGPOLL_SESSIONS_MAX LongPoll sessions at once */     \
-    X(DESCRIPTORS, "descriptors")     /* into the last GR_WS_FD_RESERVE descriptors */             \
+    X(DESCRIPTORS, "descriptors")     /* into the last GR_FD_RESERVE descriptors */                \
     X(SESSION_IDENTITY, "session_identity") /* a LongPoll session id presented by another token */ \
     X(BAD_REQUEST, "bad_request") /* a request smuggling risk: two Content-Length, or one          \
                                    * with Transfer-Encoding (HTTP 400) */                          \

@@ -36,10 +36,9 @@
 #define GR_WS_FRAME_MAX     (64 * 1024) /* larger console frames are closed with 1009 (SPEC) */
 #define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
 #define GR_WS_SOURCES_MAX   65536       /* source addresses whose consoles are counted at once */
-/* Descriptors console connections never take (the top of RLIMIT_NOFILE): what PostgreSQL
- * reconnects, file reads, modem TCP connections and the accept path need in a flood. A
- * connection that would use one is closed at once and counted (reason "descriptors"). */
-#define GR_WS_FD_RESERVE 64
+/* Console connections never take the last GR_FD_RESERVE descriptors (acceptor.h): one
+ * that would is closed at once and counted (gpsrelay_consoles_refused_total, reason
+ * "descriptors"). */
 
 struct gr_ws;
 struct lws;

@@ -200,7 +200,7 @@ static void test_per_source(const char *binary)
 }
 
 /* The daemon's RLIMIT_NOFILE in test_descriptors, and the modems' share of it
- * ((NOFILE - GR_TCP_FD_RESERVE) / 2, ingest.h). */
+ * ((NOFILE - GR_FD_RESERVE) / 2, ingest.h and acceptor.h). */
 #define NOFILE      256
 #define TCP_SHARE   ((NOFILE - 64) / 2)
 #define FLOOD_CONNS 400 /* past the share, and past NOFILE itself */

@@ -242,7 +242,7 @@ async function testSilentConnections(d, limit) {
 }
 
 // A console flood from many addresses under a low descriptor limit: the last
-// GR_WS_FD_RESERVE (64) descriptors are never taken by a console connection, so the
+// GR_FD_RESERVE (64) descriptors are never taken by a console connection, so the
 // flood is refused (counted), a console already connected keeps receiving positions, and
 // the daemon serves again once the flood is gone.
 async function testDescriptorReserve() {
