@@ -40,6 +40,25 @@ static const char *kind(mode_t mode)
     return "a special file";
 }
 
+int gr_file_open_regular(const char *path, struct stat *st, char *err, size_t errlen)
+{
+    /* O_NONBLOCK: opening a FIFO with no writer returns at once (it is refused below);
+     * without it, open(2) waits for a writer, forever. O_NOCTTY: a terminal named here
+     * must not become our controlling terminal. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    if (fstat(fd, st) < 0) {
+        fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+    } else if (!S_ISREG(st->st_mode)) {
+        fail(err, errlen, path, "is not a regular file (%s)", kind(st->st_mode));
+    } else {
+        return fd;
+    }
+    close(fd);
+    return -1;
+}
+
 int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char *err,
                  size_t errlen)
 {
@@ -50,22 +69,8 @@ int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char
 
     *out = NULL;
     *out_len = 0;
-    /* O_NONBLOCK: opening a FIFO with no writer returns at once (it is refused below);
-     * without it, open(2) waits for a writer, forever. O_NOCTTY: a terminal named here
-     * must not become our controlling terminal. */
-    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    /* fstat on this very descriptor: what is checked is what is read, even if the path is
-     * replaced meanwhile. */
-    if (fstat(fd, &st) < 0) {
-        fail(err, errlen, path, "cannot stat: %s", strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fail(err, errlen, path, "is not a regular file (%s)", kind(st.st_mode));
-        goto out;
-    }
+    if ((fd = gr_file_open_regular(path, &st, err, errlen)) < 0)
+        return -1;
     if ((unsigned long long)st.st_size > max) {
         fail(err, errlen, path, "is %lld bytes, more than the limit of %zu", (long long)st.st_size,
              max);

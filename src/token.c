@@ -20,7 +20,6 @@
 #include "gpsrelay/token.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -32,6 +31,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "gpsrelay/file.h"
 
 #define GR_HS256_LEN 32 /* SHA-256 output: the only signature length HS256 has */
 
@@ -492,20 +493,8 @@ int gr_token_load_secret(const char *path, unsigned char **key, size_t *key_len,
 
     *key = NULL;
     *key_len = 0;
-    /* O_NONBLOCK: opening a FIFO for reading must not hang the caller; it is refused as
-     * not regular below. fstat on this very descriptor: what is checked is what is read. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    if (fstat(fd, &st) < 0) {
-        fail(err, errlen, path, "cannot stat: %s", strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fail(err, errlen, path, "is %s, not a regular file",
-             S_ISDIR(st.st_mode) ? "a directory" : "a special file");
-        goto out;
-    }
+    if ((fd = gr_file_open_regular(path, &st, err, errlen)) < 0)
+        return -1;
     /* The key signs every console's access to police and EMS positions: anyone who can
      * read it can mint tokens, anyone who can write it can lock consoles out. */
     if ((st.st_mode & 007) != 0) {

@@ -11,6 +11,15 @@
 #define GPSRELAY_FILE_H
 
 #include <stddef.h>
+#include <sys/stat.h>
+
+/*
+ * Opens path for reading without waiting for anything that is not a disk, and refuses it
+ * unless fstat on that very descriptor says it is a regular file (what is checked is what
+ * is read, even if the path is replaced meanwhile). Returns the descriptor, with its stat
+ * in *st; or -1 with "path: why" in err ("is not a regular file (a FIFO)", ...).
+ */
+int gr_file_open_regular(const char *path, struct stat *st, char *err, size_t errlen);
 
 /*
  * Reads the regular file at path, at most max bytes (a named bound, far below SIZE_MAX),

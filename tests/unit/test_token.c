@@ -799,11 +799,11 @@ static void test_secret(void)
     /* Not regular files: a directory, a FIFO (which must not block the open). */
     CHECK_INT(mkdir(dir, 0700), 0);
     CHECK(load(dir, &len, err, sizeof(err)) == NULL);
-    snprintf(want, sizeof(want), "%s: is a directory, not a regular file", dir);
+    snprintf(want, sizeof(want), "%s: is not a regular file (a directory)", dir);
     CHECK_STR(err, want);
     CHECK_INT(mkfifo(fifo, 0600), 0);
     CHECK(load(fifo, &len, err, sizeof(err)) == NULL);
-    snprintf(want, sizeof(want), "%s: is a special file, not a regular file", fifo);
+    snprintf(want, sizeof(want), "%s: is not a regular file (a FIFO)", fifo);
     CHECK_STR(err, want);
 
     /* Missing. */
