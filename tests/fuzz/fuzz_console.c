@@ -48,17 +48,15 @@
 #include "gpsrelay/token.h"
 #include "http_recorder.h"
 
-#define CONNS     8   /* LongPoll connections at once */
-#define CONSOLES  4   /* WebSocket consoles at once */
-#define OPS_MAX   256 /* operations per input: an execution stays under a millisecond */
-#define DRAIN_MAX 64  /* frames one WebSocket writeable callback takes */
-#define BURST_MAX 160 /* frames of one burst: past GR_CONSOLE_CONTROL_MAX */
-#define BURSTS_BUDGET                                                                              \
-    320                    /* burst frames per input: a few overflows, and no input that           \
-                            * is all bursts runs 16,000 frames (30 executions/s) */
-#define SESSIONS_KNOWN  32 /* session tokens remembered from answers, newest first */
-#define MAX_PER_SOURCE  3  /* max_connections_per_source: small, so the limit is hit */
-#define SOURCES         2  /* distinct peer addresses (see peer_of) */
+#define CONNS           8   /* LongPoll connections at once */
+#define CONSOLES        4   /* WebSocket consoles at once */
+#define OPS_MAX         256 /* operations per input: an execution stays under a millisecond */
+#define DRAIN_MAX       64  /* frames one WebSocket writeable callback takes */
+#define BURST_MAX       160 /* frames of one burst: past GR_CONSOLE_CONTROL_MAX */
+#define BURSTS_BUDGET   320 /* burst frames per input (an input of bursts ran 16,000) */
+#define SESSIONS_KNOWN  32  /* session tokens remembered from answers, newest first */
+#define MAX_PER_SOURCE  3   /* max_connections_per_source: small, so the limit is hit */
+#define SOURCES         2   /* distinct peer addresses (see peer_of) */
 #define STALE_AFTER_MS  20000
 #define START_S         1795458001LL /* 2026-11-23T18:20:01Z: the wall clock at every start */
 #define EXP_FAR         (START_S + 86400)
