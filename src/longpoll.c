@@ -145,12 +145,11 @@ static unsigned *source_count(struct gr_longpoll *lp, const union gr_peer *peer,
                   : gr_addrtable_get(lp->per_source, &peer->sa);
 }
 
-/* A new session for peer, or NULL with the HTTP status to refuse with in *status. */
+/* A new session for peer, or NULL (refused, counted; or out of memory): answer 503. */
 static struct session *session_new(struct gr_longpoll *lp, const union gr_peer *peer,
-                                   uint64_t identity, uint64_t now_ms, int *status)
+                                   uint64_t identity, uint64_t now_ms)
 {
     unsigned char raw[TOKEN_BYTES];
-    *status = 503;
     unsigned *count = source_count(lp, peer, false);
     if (count != NULL && *count >= lp->max_per_source) {
         gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
@@ -312,12 +311,11 @@ int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll
     }
     if (s == NULL || s->dead) {
         union gr_peer peer;
-        int status;
         if (!gr_http_peer(wsi, &peer))
             return -1; /* the connection is going */
-        s = session_new(lp, &peer, req->identity, now_ms, &status);
+        s = session_new(lp, &peer, req->identity, now_ms);
         if (s == NULL)
-            return answer(reqp, status, NULL, &no_messages, now_ms);
+            return answer(reqp, 503, NULL, &no_messages, now_ms);
         if (authed && gr_console_set_auth(s->console, &claims) < 0) {
             session_free(s, GR_CLOSE_PEER);
             return answer(reqp, 503, NULL, NULL, now_ms);
