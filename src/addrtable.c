@@ -287,3 +287,25 @@ size_t gr_addrtable_count(const struct gr_addrtable *t)
 {
     return t->count;
 }
+
+unsigned gr_addrtable_held(struct gr_addrtable *t, const struct sockaddr *sa)
+{
+    const unsigned *n = gr_addrtable_get(t, sa);
+    return n != NULL ? *n : 0;
+}
+
+bool gr_addrtable_hold(struct gr_addrtable *t, const struct sockaddr *sa)
+{
+    unsigned *n = gr_addrtable_touch(t, sa, NULL);
+    if (n == NULL)
+        return false;
+    (*n)++;
+    return true;
+}
+
+void gr_addrtable_release(struct gr_addrtable *t, const struct sockaddr *sa)
+{
+    unsigned *n = gr_addrtable_get(t, sa);
+    if (n != NULL && --*n == 0)
+        gr_addrtable_remove(t, sa);
+}

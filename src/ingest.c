@@ -392,14 +392,6 @@ static void on_close_turn(uv_idle_t *h)
     }
 }
 
-/* Forgets one of peer's open connections. */
-static void source_release(struct gr_ingest *in, const struct sockaddr *peer)
-{
-    unsigned *held = gr_addrtable_get(in->per_source, peer);
-    if (held != NULL && --*held == 0)
-        gr_addrtable_remove(in->per_source, peer);
-}
-
 /*
  * Done with c: it reads no more and no longer counts against its source (a modem may
  * connect again at once), and it is closed in a later loop turn, at most TCP_CLOSE_BATCH
@@ -413,7 +405,7 @@ static void conn_retire(struct tcp_conn *c)
         return;
     c->retiring = true;
     uv_read_stop((uv_stream_t *)&c->handle);
-    source_release(in, (const struct sockaddr *)&c->peer);
+    gr_addrtable_release(in->per_source, (const struct sockaddr *)&c->peer);
     GR_LIST_REMOVE(in->conns, c, prev, next);
     GR_LIST_APPEND(in->retiring, in->retiring_tail, c, prev, next);
     uv_idle_start(&in->closer, on_close_turn);
@@ -492,8 +484,7 @@ static void free_unlinked(uv_handle_t *h)
 /* The limit a new connection from peer would go over, or -1 when it may stay. */
 static int over_limit(struct gr_ingest *in, const struct sockaddr *peer)
 {
-    const unsigned *held = gr_addrtable_get(in->per_source, peer);
-    if (held != NULL && *held >= (unsigned)in->cfg->tcp_max_per_source)
+    if (gr_addrtable_held(in->per_source, peer) >= (unsigned)in->cfg->tcp_max_per_source)
         return GR_TCP_REFUSED_PER_SOURCE;
     if (in->n_conns >= in->conn_limit)
         return (int)in->conn_limit_reason;
@@ -552,9 +543,7 @@ static void conn_admit(struct gr_ingest *in, int fd, const struct sockaddr_stora
     }
     /* Never evicts: an entry lives while its source has a connection open, and the table
      * has room for GR_TCP_CONN_MAX. NULL only for a family that is neither IPv4 nor 6. */
-    unsigned *held = gr_addrtable_touch(in->per_source, from, NULL);
-    if (held != NULL)
-        (*held)++;
+    gr_addrtable_hold(in->per_source, from);
     c->in = in;
     c->peer = *peer;
     c->last_read_ms = uv_now(in->loop);

@@ -138,20 +138,12 @@ static void session_wake(void *transport)
         gr_http_want_write(s->poll->wsi);
 }
 
-/* Sessions now held by peer's address. */
-static unsigned *source_count(struct gr_longpoll *lp, const union gr_peer *peer, bool create)
-{
-    return create ? gr_addrtable_touch(lp->per_source, &peer->sa, NULL)
-                  : gr_addrtable_get(lp->per_source, &peer->sa);
-}
-
 /* A new session for peer, or NULL (refused, counted; or out of memory): answer 503. */
 static struct session *session_new(struct gr_longpoll *lp, const union gr_peer *peer,
                                    uint64_t identity, uint64_t now_ms)
 {
     unsigned char raw[TOKEN_BYTES];
-    unsigned *count = source_count(lp, peer, false);
-    if (count != NULL && *count >= lp->max_per_source) {
+    if (gr_addrtable_held(lp->per_source, &peer->sa) >= lp->max_per_source) {
         gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
         return NULL;
     }
@@ -174,8 +166,7 @@ static struct session *session_new(struct gr_longpoll *lp, const union gr_peer *
     s->lp = lp;
     s->identity = identity;
     s->peer = *peer;
-    if ((count = source_count(lp, peer, true)) != NULL)
-        (*count)++;
+    gr_addrtable_hold(lp->per_source, &peer->sa);
     s->last_poll_ms = now_ms;
     size_t b = bucket_of(s->token);
     s->bucket_next = lp->buckets[b];
@@ -195,9 +186,7 @@ static void session_free(struct session *s, enum gr_close_reason reason)
         }
     GR_LIST_REMOVE(lp->sessions, s, prev, next);
     lp->n_sessions--;
-    unsigned *count = source_count(lp, &s->peer, false);
-    if (count != NULL && --*count == 0)
-        gr_addrtable_remove(lp->per_source, &s->peer.sa);
+    gr_addrtable_release(lp->per_source, &s->peer.sa);
     if (s->poll != NULL) /* its poll no longer finds it: answer it now (410) */
         gr_http_want_write(s->poll->wsi);
     gr_stats.consoles_closed[reason]++;

@@ -164,9 +164,7 @@ static void early_done(struct gr_ws *ws, struct early *e)
     if (e == NULL || !e->counted)
         return;
     e->counted = false;
-    unsigned *count = gr_addrtable_get(ws->early, &e->peer.sa);
-    if (count != NULL && --*count == 0)
-        gr_addrtable_remove(ws->early, &e->peer.sa);
+    gr_addrtable_release(ws->early, &e->peer.sa);
 }
 
 /* A refused connection: counted, and a warning at most every EARLY_WARN_MS. */
@@ -455,13 +453,6 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
     return gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
 }
 
-/* Consoles now connected from the sender of wsi's request. */
-static unsigned *source_count(struct gr_ws *ws, const union gr_peer *peer, bool create)
-{
-    return create ? gr_addrtable_touch(ws->per_source, &peer->sa, NULL)
-                  : gr_addrtable_get(ws->per_source, &peer->sa);
-}
-
 /*
  * The console's token: the first token= query argument (LongPoll appends its session
  * token as a later one), else the Phoenix authToken subprotocol. Returns its length, 0
@@ -553,8 +544,8 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
     if (admit(ws, wsi, &claims) >= 0)
         return refuse(wsi, HTTP_STATUS_FORBIDDEN);
     union gr_peer peer;
-    unsigned *count = gr_http_peer(wsi, &peer) ? source_count(ws, &peer, false) : NULL;
-    if (count != NULL && *count >= (unsigned)ws->cfg->max_connections_per_source) {
+    if (gr_http_peer(wsi, &peer) && gr_addrtable_held(ws->per_source, &peer.sa) >=
+                                        (unsigned)ws->cfg->max_connections_per_source) {
         gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
         return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
     }
@@ -600,11 +591,8 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi, const struct gr_
         free(c);
         return NULL;
     }
-    if (gr_http_peer(wsi, &c->peer)) {
-        unsigned *count = source_count(ws, &c->peer, true);
-        if (count != NULL)
-            (*count)++;
-    }
+    if (gr_http_peer(wsi, &c->peer))
+        gr_addrtable_hold(ws->per_source, &c->peer.sa);
     if (claims != NULL) /* tokens never appear in logs; who it is for does */
         gr_info("ws: console for %s connected", claims->sub[0] ? claims->sub : "(no sub)");
     c->wsi = wsi;
@@ -624,9 +612,7 @@ static void conn_free(struct conn *c)
         GR_LIST_REMOVE(ws->dirty, c, dirty_prev, dirty_next);
     GR_LIST_REMOVE(ws->conns, c, prev, next);
     ws->n_conns--;
-    unsigned *count = source_count(ws, &c->peer, false);
-    if (count != NULL && --*count == 0)
-        gr_addrtable_remove(ws->per_source, &c->peer.sa);
+    gr_addrtable_release(ws->per_source, &c->peer.sa);
     gr_stats.consoles_closed[c->reason]++;
     gr_console_free(c->console);
     gr_buf_free(&c->rx);
@@ -789,16 +775,13 @@ static void adopt(void *ctx, void *vhost, int fd)
         close(fd);
         return;
     }
-    unsigned *count = gr_addrtable_touch(ws->early, &e->peer.sa, NULL);
-    if (count != NULL && *count >= (unsigned)ws->cfg->max_connections_per_source) {
+    if (gr_addrtable_held(ws->early, &e->peer.sa) >=
+        (unsigned)ws->cfg->max_connections_per_source) {
         free(e);
         early_refuse(ws, fd, GR_REFUSED_PER_SOURCE);
         return;
     }
-    if (count != NULL) {
-        (*count)++;
-        e->counted = true;
-    }
+    e->counted = gr_addrtable_hold(ws->early, &e->peer.sa);
     GR_LIST_PUSH(ws->earlies, e, prev, next);
     lws_adopt_desc_t info;
     memset(&info, 0, sizeof(info));

@@ -39,4 +39,15 @@ void gr_addrtable_remove(struct gr_addrtable *t, const struct sockaddr *sa);
 
 size_t gr_addrtable_count(const struct gr_addrtable *t);
 
+/*
+ * What each address holds (connections, sessions), in a table made with value_size
+ * sizeof(unsigned): how many sa holds now (0 when absent); one more (false, and nothing
+ * counted, when sa is neither IPv4 nor IPv6); one fewer, the entry forgotten at 0. A table
+ * of counts should have room for every address that can hold one, or an eviction forgets a
+ * count (the table stays consistent; that source just starts again from 0).
+ */
+unsigned gr_addrtable_held(struct gr_addrtable *t, const struct sockaddr *sa);
+bool gr_addrtable_hold(struct gr_addrtable *t, const struct sockaddr *sa);
+void gr_addrtable_release(struct gr_addrtable *t, const struct sockaddr *sa);
+
 #endif

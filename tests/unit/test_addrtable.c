@@ -77,6 +77,33 @@ static void test_basics(void)
     gr_addrtable_free(NULL);
 }
 
+/* Counts of what each address holds: up, down, and the entry gone at zero. */
+static void test_held(void)
+{
+    struct gr_addrtable *t = gr_addrtable_new(8, sizeof(unsigned), false);
+    struct sockaddr_storage a = addr("192.0.2.7", 5000), b = addr("192.0.2.7", 6000);
+    struct sockaddr_storage mapped = addr("::ffff:192.0.2.7", 1), other = addr("2001:db8::1", 1);
+
+    CHECK_INT(gr_addrtable_held(t, SA(a)), 0);
+    CHECK(gr_addrtable_hold(t, SA(a)));
+    CHECK(gr_addrtable_hold(t, SA(b))); /* without port: the same address */
+    CHECK(gr_addrtable_hold(t, SA(other)));
+    CHECK_INT(gr_addrtable_held(t, SA(mapped)), 2);
+    CHECK_INT(gr_addrtable_count(t), 2);
+    gr_addrtable_release(t, SA(mapped));
+    CHECK_INT(gr_addrtable_held(t, SA(a)), 1);
+    gr_addrtable_release(t, SA(a));
+    CHECK_INT(gr_addrtable_held(t, SA(a)), 0);
+    CHECK_INT(gr_addrtable_count(t), 1); /* forgotten at zero */
+    gr_addrtable_release(t, SA(a));      /* absent: nothing happens */
+    CHECK_INT(gr_addrtable_count(t), 1);
+
+    struct sockaddr unix_sa = {.sa_family = AF_UNIX};
+    CHECK(!gr_addrtable_hold(t, &unix_sa));
+    CHECK_INT(gr_addrtable_held(t, &unix_sa), 0);
+    gr_addrtable_free(t);
+}
+
 static void test_keys(void)
 {
     struct gr_addrtable *by_port = gr_addrtable_new(16, sizeof(int), true);
@@ -306,6 +333,7 @@ static void test_against_model(void)
 int main(void)
 {
     test_basics();
+    test_held();
     test_keys();
     test_eviction_order();
     test_spray();
