@@ -71,10 +71,6 @@ struct gr_ingest {
     uint64_t summarized_tcp_refused[GR_TCP_REFUSAL_COUNT], summarized_tcp_accept_errors;
 };
 
-#define GR_LABEL(name, label) label,
-static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
-#undef GR_LABEL
-
 /* Drops are logged as a summary this often, when there were any: a flood of bad input is
  * one line per interval, not a line per datagram (the counters have every one). */
 #define DROP_SUMMARY_MS 10000
@@ -119,7 +115,7 @@ static void on_summary(uv_timer_t *t)
     bool episode_over[GR_TCP_REFUSAL_COUNT];
     for (int r = 0; r < GR_TCP_REFUSAL_COUNT; r++) {
         char label[96];
-        snprintf(label, sizeof(label), "tcp connections refused (%s)", tcp_refusal_labels[r]);
+        snprintf(label, sizeof(label), "tcp connections refused (%s)", gr_tcp_refusal_label(r));
         episode_over[r] =
             in->refusing[r] && gr_stats.tcp_refused[r] == in->summarized_tcp_refused[r];
         summary_item(line, sizeof(line), gr_stats.tcp_refused[r], &in->summarized_tcp_refused[r],
@@ -136,7 +132,7 @@ static void on_summary(uv_timer_t *t)
         if (episode_over[r]) {
             in->refusing[r] = false;
             gr_notice("ingest: no modem tcp connection refused (%s) in the last %d s",
-                      tcp_refusal_labels[r], DROP_SUMMARY_MS / 1000);
+                      gr_tcp_refusal_label(r), DROP_SUMMARY_MS / 1000);
         }
     }
 }

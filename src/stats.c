@@ -51,6 +51,11 @@ static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
 static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
 #undef GR_LABEL
 
+const char *gr_tcp_refusal_label(enum gr_tcp_refusal r)
+{
+    return tcp_refusal_labels[r];
+}
+
 /* Writes one metric family: HELP, TYPE and an unlabelled sample. */
 static void family(FILE *f, const char *name, const char *type, const char *help, uint64_t value)
 {

@@ -24,20 +24,17 @@
 #define GR_BATCH_UNITS  64    /* units with fixes in flight within one payload */
 
 /*
- * Descriptors: modem TCP connections may hold at most half of what RLIMIT_NOFILE leaves
- * after GR_FD_RESERVE (acceptor.h; read at start, after main() raised the soft limit to
- * the hard one), so however many modems connect, consoles, /healthz and /metrics keep the
- * other half. With systemd's default hard limit (524,288) GR_TCP_CONN_MAX binds first;
- * with 1,024 the share is 480.
+ * Modem TCP connections (listen_tcp) are accepted by a gr_acceptor (acceptor.h): after
+ * accept(2) fails (out of descriptors or memory) every listener rests GR_ACCEPT_RETRY_MS
+ * and the connections wait in the kernel's queue (gr_stats.tcp_accept_errors). Each new
+ * connection is checked against tcp_max_per_source, GR_TCP_CONN_MAX, and the modems'
+ * share of descriptors: half of what RLIMIT_NOFILE leaves after GR_FD_RESERVE (read at
+ * start, after main() raised the soft limit to the hard one), so however many modems
+ * connect, consoles, /healthz and /metrics keep the other half (with systemd's default hard
+ * limit of 524,288 GR_TCP_CONN_MAX binds first; with 1,024 the share is 480). One over any
+ * of them is closed at once and counted by reason (gr_stats.tcp_refused). A limit lowered
+ * by a reload leaves open connections open.
  */
-
-/* listen_tcp sockets are accepted by a gr_acceptor (acceptor.h): after accept(2) fails
- * (out of descriptors or memory) they rest GR_ACCEPT_RETRY_MS while connections wait in
- * the kernel's queue; each failure counts in gr_stats.tcp_accept_errors. */
-
-/* Per-source limits (tcp_max_per_source) and both totals are checked as a connection is
- * accepted; one over any of them is closed at once and counted by reason in
- * gr_stats.tcp_refused. A limit lowered by a reload leaves open connections open. */
 
 struct gr_ingest;
 

@@ -85,6 +85,9 @@ enum gr_tcp_refusal {
         GR_TCP_REFUSAL_COUNT
 };
 
+/* The `reason` label of r ("per_source_limit"), for logs that name it as /metrics does. */
+const char *gr_tcp_refusal_label(enum gr_tcp_refusal r);
+
 /*
  * A Prometheus histogram of seconds over fixed bucket bounds (ascending, +Inf implied).
  * Observing is a short linear scan: the bounds are few and small values, the common ones,
