@@ -166,8 +166,8 @@ fail:;
     return -1;
 }
 
-/* A port that was free on 127.0.0.1 a moment ago (bind port 0, read it back). */
-static int free_port(int type)
+/* Bind port 0, read it back. */
+int free_loopback_port(int type)
 {
     int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -1327,8 +1327,8 @@ int daemon_start_ex(struct gr_daemon *d, const char *binary, const char *extra_c
         return -1;
     }
 
-    d->udp_port = free_port(SOCK_DGRAM);
-    d->ws_port = free_port(SOCK_STREAM);
+    d->udp_port = free_loopback_port(SOCK_DGRAM);
+    d->ws_port = free_loopback_port(SOCK_STREAM);
     if (d->udp_port <= 0 || d->ws_port <= 0) {
         fprintf(stderr, "harness: no free loopback port\n");
         goto fail;
@@ -1394,6 +1394,21 @@ fail:
     teardown(d, true);
     d->pid = 0;
     return -1;
+}
+
+long http_metric_wait(int port, const char *sample, long long want, int timeout_ms)
+{
+    int64_t t0 = now_ms();
+    long long v;
+    while ((v = http_metric(port, sample)) != want) {
+        if (now_ms() - t0 >= timeout_ms) {
+            fprintf(stderr, "%s did not become %lld within %d ms (it is %lld)\n", sample, want,
+                    timeout_ms, v);
+            return -1;
+        }
+        poll(NULL, 0, METRIC_POLL_MS);
+    }
+    return (long)(now_ms() - t0);
 }
 
 long long http_metric(int port, const char *sample)

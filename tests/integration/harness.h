@@ -175,6 +175,16 @@ json_t *ws_recv_json(int fd, int timeout_ms);
 /* The value of one sample of GET /metrics ("name{labels}" exactly), or -1 when absent. */
 long long http_metric(int port, const char *sample);
 
+/*
+ * Waits until that sample equals want, looking every METRIC_POLL_MS for at most
+ * timeout_ms. Returns how many ms it took, or -1 (reported on stderr with the value it has).
+ */
+#define METRIC_POLL_MS 20
+long http_metric_wait(int port, const char *sample, long long want, int timeout_ms);
+
+/* A port that was free on 127.0.0.1 a moment ago (SOCK_STREAM or SOCK_DGRAM), or -1. */
+int free_loopback_port(int type);
+
 /* ---- Phoenix Channels v2 (JSON array frames) ------------------------------------------ */
 
 /*

@@ -31,19 +31,6 @@ static const char CSV[] = "device_id,agency_id,label,source_addr\n"
                           "TCP-2,county-ems,TCP unit on another address,\n"
                           "UDP-1,county-ems,UDP unit,\n";
 
-static int free_tcp_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, len) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 /* A TCP connection from src (a 127.0.0.x address) to 127.0.0.1:port, or -1. */
 static int tcp_from(const char *src, int port)
 {
@@ -72,17 +59,6 @@ static bool hung_up(int fd, int timeout_ms)
 }
 
 /* Waits until sample on /metrics reads want; returns the last value read. */
-static long long wait_metric(int port, const char *sample, long long want)
-{
-    int64_t deadline = now_ms() + WAIT_MS;
-    long long v;
-    while ((v = http_metric(port, sample)) != want && now_ms() < deadline)
-        poll(NULL, 0, 20);
-    if (v != want)
-        fprintf(stderr, "%s is %lld after %d ms, not %lld\n", sample, v, WAIT_MS, want);
-    return v;
-}
-
 /* A console joined to TOPIC, or -1. */
 static int console(int ws_port)
 {
@@ -152,7 +128,7 @@ static int raise_per_source(const struct gr_daemon *d, int limit)
 static void test_per_source(const char *binary)
 {
     struct gr_daemon d;
-    int port = free_tcp_port();
+    int port = free_loopback_port(SOCK_STREAM);
     char extra[128];
     snprintf(extra, sizeof extra, "listen_tcp 127.0.0.1:%d\ntcp_max_per_source %d\n", port,
              PER_SOURCE);
@@ -166,8 +142,8 @@ static void test_per_source(const char *binary)
     int fds[PER_SOURCE + PER_SOURCE_EXTRA + 1];
     for (int i = 0; i < PER_SOURCE + PER_SOURCE_EXTRA; i++)
         fds[i] = tcp_from("127.0.0.1", port);
-    CHECK_INT(wait_metric(d.ws_port, REFUSED_PER_SOURCE, PER_SOURCE_EXTRA), PER_SOURCE_EXTRA);
-    CHECK_INT(wait_metric(d.ws_port, "gpsrelay_tcp_connections", PER_SOURCE), PER_SOURCE);
+    CHECK(http_metric_wait(d.ws_port, REFUSED_PER_SOURCE, PER_SOURCE_EXTRA, WAIT_MS) >= 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_tcp_connections", PER_SOURCE, WAIT_MS) >= 0);
     int closed = 0;
     for (int i = 0; i < PER_SOURCE + PER_SOURCE_EXTRA; i++)
         closed += fds[i] >= 0 && hung_up(fds[i], i < PER_SOURCE ? 0 : WAIT_MS);
@@ -186,7 +162,7 @@ static void test_per_source(const char *binary)
     CHECK_INT(daemon_signal(&d, SIGHUP), 0);
     CHECK_INT(daemon_notify_wait(&d, "READY=1", WAIT_MS), 0);
     fds[PER_SOURCE + PER_SOURCE_EXTRA] = tcp_from("127.0.0.1", port);
-    CHECK_INT(wait_metric(d.ws_port, "gpsrelay_tcp_connections", PER_SOURCE + 2), PER_SOURCE + 2);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_tcp_connections", PER_SOURCE + 2, WAIT_MS) >= 0);
     CHECK_INT(http_metric(d.ws_port, REFUSED_PER_SOURCE), PER_SOURCE_EXTRA);
 
     for (int i = 0; i <= PER_SOURCE + PER_SOURCE_EXTRA; i++)
@@ -229,7 +205,7 @@ static void test_descriptors(const char *binary)
     CHECK(nofile.rlim_cur > FLOOD_CONNS + 64);
 
     struct gr_daemon d;
-    int port = free_tcp_port();
+    int port = free_loopback_port(SOCK_STREAM);
     char extra[128];
     snprintf(extra, sizeof extra, "listen_tcp 127.0.0.1:%d\ntcp_max_per_source %d\n", port,
              FLOOD_CONNS);
@@ -243,9 +219,8 @@ static void test_descriptors(const char *binary)
     for (int i = 0; i < FLOOD_CONNS; i++)
         connected += (flood[i] = tcp_from("127.0.0.1", port)) >= 0;
     CHECK_INT(connected, FLOOD_CONNS);
-    CHECK_INT(wait_metric(d.ws_port, "gpsrelay_tcp_refused_total{reason=\"descriptor_limit\"}",
-                          FLOOD_CONNS - TCP_SHARE),
-              FLOOD_CONNS - TCP_SHARE);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_tcp_refused_total{reason=\"descriptor_limit\"}",
+                           FLOOD_CONNS - TCP_SHARE, WAIT_MS) >= 0);
     CHECK_INT(http_metric(d.ws_port, "gpsrelay_tcp_connections"), TCP_SHARE);
 
     char body[64];
@@ -258,7 +233,7 @@ static void test_descriptors(const char *binary)
     for (int i = 0; i < FLOOD_CONNS; i++)
         if (flood[i] >= 0)
             close(flood[i]);
-    CHECK_INT(wait_metric(d.ws_port, "gpsrelay_tcp_connections", 0), 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_tcp_connections", 0, WAIT_MS) >= 0);
     if (con >= 0)
         close(con);
     CHECK_INT(daemon_stop(&d), 0);

@@ -27,7 +27,6 @@
 #define WAIT_MS       5000  /* generous: the daemon runs under ASan in CI */
 #define LIVE_MS       1000  /* SPEC: a change applies within a second */
 #define RECONNECT_MS  40000 /* backoff doubles to 30 s: an outage of a few s needs < 8 s */
-#define POLL_MS       50    /* between looks at /metrics while waiting for a state */
 #define BURST_DEVICES 10000
 /* pgmap.h's bounds for a hung server: GR_PGMAP_QUERY_MS of silence fails a query in flight,
  * and an idle connection is probed after GR_PGMAP_PROBE_MS. */
@@ -63,21 +62,6 @@ static int cluster(const char *cmd, const char *sql)
 static int psql(const char *sql)
 {
     return cluster("psql", sql);
-}
-
-/* Waits until GET /metrics shows sample == value; returns the ms it took, or -1. */
-static long wait_metric(const char *sample, long long value, int timeout_ms)
-{
-    int64_t t0 = now_ms();
-    do {
-        if (http_metric(d.ws_port, sample) == value)
-            return (long)(now_ms() - t0);
-        struct timespec ts = {0, POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    } while (now_ms() - t0 < timeout_ms);
-    fprintf(stderr, "%s did not become %lld within %d ms (it is %lld)\n", sample, value, timeout_ms,
-            http_metric(d.ws_port, sample));
-    return -1;
 }
 
 static int console_join(const char *topic, json_t **response)
@@ -241,7 +225,7 @@ static void test_live_changes(void)
              BURST_DEVICES, BURST_DEVICES);
     int64_t t0 = now_ms();
     CHECK_INT(psql(sql), 0);
-    ms = wait_metric("gpsrelay_mapping_devices", 3 + BURST_DEVICES, WAIT_MS);
+    ms = http_metric_wait(d.ws_port, "gpsrelay_mapping_devices", 3 + BURST_DEVICES, WAIT_MS);
     printf("%d devices in one transaction applied %ld ms after psql returned (%lld ms in all)\n",
            BURST_DEVICES, ms, (long long)(now_ms() - t0));
     CHECK(ms >= 0 && ms <= LIVE_MS);
@@ -256,7 +240,7 @@ static void test_outage(void)
     int a1 = console_join("agency:a1", NULL);
     positions_arrive(a1, "agency:a1", "D2", 5);
     CHECK_INT(cluster("stop", NULL), 0);
-    CHECK(wait_metric("gpsrelay_postgres_up", 0, WAIT_MS) >= 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_postgres_up", 0, WAIT_MS) >= 0);
     positions_arrive(a1, "agency:a1", "D2", 10);
 
     /* PostgreSQL back on its unix socket only: psql changes the mapping, the daemon (TCP)
@@ -272,7 +256,7 @@ static void test_outage(void)
     long ms = wait_event(a1, "agency:a1", "unit_added", "D5", RECONNECT_MS);
     printf("change made while cut off seen %ld ms after PostgreSQL came back\n", ms);
     CHECK(ms >= 0);
-    CHECK(wait_metric("gpsrelay_postgres_up", 1, WAIT_MS) >= 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_postgres_up", 1, WAIT_MS) >= 0);
     CHECK(http_metric(d.ws_port, "gpsrelay_postgres_failures_total") >= 1);
     positions_arrive(a1, "agency:a1", "D5", 3);
     close(a1);
@@ -293,7 +277,7 @@ static void test_hung_server(void)
     CHECK_INT(cluster("freeze", NULL), 0);
     int64_t t0 = now_ms();
     positions_arrive(a1, "agency:a1", "D2", 5);
-    long ms = wait_metric("gpsrelay_postgres_up", 0, PROBE_MS + QUERY_MS + WAIT_MS);
+    long ms = http_metric_wait(d.ws_port, "gpsrelay_postgres_up", 0, PROBE_MS + QUERY_MS + WAIT_MS);
     printf("idle connection to a stopped server noticed after %lld ms\n",
            (long long)(now_ms() - t0));
     CHECK(ms >= 0);
@@ -302,7 +286,7 @@ static void test_hung_server(void)
     positions_arrive(a1, "agency:a1", "D2", 5);
     CHECK_INT(cluster("thaw", NULL), 0);
     t0 = now_ms();
-    CHECK(wait_metric("gpsrelay_postgres_up", 1, RECONNECT_MS) >= 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_postgres_up", 1, RECONNECT_MS) >= 0);
     printf("reconnected %lld ms after the server ran again\n", (long long)(now_ms() - t0));
 
     /* A reload while it is stopped: the load query waits for an answer that never comes. */
@@ -310,14 +294,14 @@ static void test_hung_server(void)
     CHECK_INT(daemon_signal(&d, SIGHUP), 0);
     t0 = now_ms();
     positions_arrive(a1, "agency:a1", "D2", 5);
-    ms = wait_metric("gpsrelay_postgres_up", 0, QUERY_MS + WAIT_MS);
+    ms = http_metric_wait(d.ws_port, "gpsrelay_postgres_up", 0, QUERY_MS + WAIT_MS);
     printf("load from a stopped server given up after %lld ms\n", (long long)(now_ms() - t0));
     CHECK(ms >= 0);
     CHECK_INT(http_metric(d.ws_port, "gpsrelay_postgres_timeouts_total"), timeouts + 2);
     CHECK_INT(http_get(d.ws_port, "/readyz", body, sizeof body, WAIT_MS), 200);
     positions_arrive(a1, "agency:a1", "D2", 5);
     CHECK_INT(cluster("thaw", NULL), 0);
-    CHECK(wait_metric("gpsrelay_postgres_up", 1, RECONNECT_MS) >= 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_postgres_up", 1, RECONNECT_MS) >= 0);
 
     CHECK_INT(psql("INSERT INTO devices (id) VALUES ('D6');"
                    "INSERT INTO device_agencies VALUES ('D6', 'a1');"),
@@ -360,8 +344,8 @@ static void test_conflicting_rows(void)
 
     /* 127.0.0.1 is nobody's now: its fix without an id is refused, not given to D7 or D8. */
     send_fix_without_id();
-    CHECK(wait_metric("gpsrelay_ingest_rejected_total{reason=\"unknown_device\"}", unknown + 1,
-                      WAIT_MS) >= 0);
+    CHECK(http_metric_wait(d.ws_port, "gpsrelay_ingest_rejected_total{reason=\"unknown_device\"}",
+                           unknown + 1, WAIT_MS) >= 0);
     CHECK(http_metric(d.ws_port, "gpsrelay_mapping_rows_rejected_total") >= rejected + 4);
     close(a1);
 }

@@ -281,24 +281,10 @@ static size_t check_track(const char *device, json_t *positions, bool json_forma
 
 /* ---- one run -------------------------------------------------------------------------- */
 
-static int free_tcp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static void run_one(const struct run *r, const char *csv)
 {
     fprintf(stderr, "--- %s\n", r->name);
-    int tcp_port = free_tcp_port();
+    int tcp_port = free_loopback_port(SOCK_STREAM);
     CHECK(tcp_port > 0);
     char extra[128];
     /* One source address stands in for many modems: lift the per-source limit. */
