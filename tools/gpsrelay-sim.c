@@ -45,7 +45,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "gpsrelay/nmea.h" /* gr_civil_from_days */
+#include "gpsrelay/calendar.h"
 
 #define SIM_EXIT_USAGE 64 /* sysexits EX_USAGE, as gpsrelayd and gpsrelayctl */
 

@@ -20,10 +20,4 @@
  */
 enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out);
 
-/* Days from 1970-01-01 to the given proleptic Gregorian date (month 1-12, day 1-31). */
-int64_t gr_days_from_civil(int year, int month, int day);
-
-/* The date of a day count since 1970-01-01: year, month 1-12, day 1-31. */
-void gr_civil_from_days(int64_t days, int *year, int *month, int *day);
-
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "gpsrelay/assemble.h"
-#include "gpsrelay/nmea.h"
+#include "gpsrelay/calendar.h"
 
 #define DAY_MS      (86400LL * 1000)
 #define HALF_DAY_MS (DAY_MS / 2)

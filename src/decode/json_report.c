@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "gpsrelay/json_report.h"
-#include "gpsrelay/nmea.h"
+#include "gpsrelay/calendar.h"
 
 #define MS_PER_SECOND   1000
 #define SECONDS_PER_DAY 86400

@@ -21,7 +21,7 @@
  *       return si + "." + (b64(hmac.new(key, si.encode(), md).digest()) if sig else "")
  *
  * Tokens whose size is the point (64 and 65 agencies, exactly GR_TOKEN_MAX bytes) are
- * signed at run time by sign() below, which shares no code with src/token.c (OpenSSL's
+ * signed at run time by sign() below, which shares no code with src/console/token.c (OpenSSL's
  * EVP_EncodeBlock for base64) and is itself checked against the Python-made VALID.
  */
 #include <errno.h>
@@ -205,7 +205,7 @@ static enum gr_token_error verify(const char *jwt)
     return verify_key(jwt, KEY);
 }
 
-/* base64url through OpenSSL's standard base64, translated: independent of src/token.c. */
+/* base64url through OpenSSL's standard base64, translated: independent of src/console/token.c. */
 static char *b64url(const char *s, size_t n)
 {
     char *out = malloc(4 * ((n + 2) / 3) + 1);

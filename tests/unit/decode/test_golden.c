@@ -71,6 +71,7 @@
 
 #include "check.h"
 #include "gpsrelay/assemble.h"
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/nmea.h"
 
 #define LAT_LON_EPS 1e-7

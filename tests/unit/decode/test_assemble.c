@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "gpsrelay/assemble.h"
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/nmea.h"
 
 /* 1852/3600: knots to m/s. */

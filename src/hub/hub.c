@@ -16,7 +16,7 @@
 
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
-#include "gpsrelay/nmea.h"
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/siphash.h"
 #include "gpsrelay/stats.h"

@@ -1,0 +1,33 @@
+/*
+ * calendar.c - proleptic Gregorian dates <-> days since 1970-01-01, for the decoders
+ * (NMEA dates, GPS week rollover, ISO 8601 in JSON) and the position encoder.
+ */
+#include "gpsrelay/calendar.h"
+
+/*
+ * Howard Hinnant's days_from_civil (http://howardhinnant.github.io/date_algorithms.html):
+ * counts in 400-year eras starting on March 1st, so the leap day is the last of the year.
+ */
+int64_t gr_days_from_civil(int year, int month, int day)
+{
+    int64_t y = (int64_t)year - (month <= 2);
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;                                                 /* [0, 399] */
+    int64_t doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1; /* [0, 365] */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;                         /* [0, 146096] */
+    return era * 146097 + doe - 719468;
+}
+
+/* The inverse: the date of a day count since 1970-01-01, by the same eras. */
+void gr_civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;                                      /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                    /* [0, 11] */
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
