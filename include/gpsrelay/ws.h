@@ -30,21 +30,17 @@
 #include <uv.h>
 
 #include "gpsrelay/config.h"
+#include "gpsrelay/endpoints.h"
 #include "gpsrelay/hub.h"
-#include "gpsrelay/stats.h"
 
-#define GR_WS_FRAME_MAX     (64 * 1024) /* larger console frames are closed with 1009 (SPEC) */
-#define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
-#define GR_WS_SOURCES_MAX   65536       /* source addresses whose consoles are counted at once */
+/* Larger console messages are closed with 1009 (docs/protocol.md). */
+#define GR_WS_FRAME_MAX     (64 * 1024)
+#define GR_WS_STOP_GRACE_MS 1000 /* time consoles get to take their 1001 close frame */
 /* Console connections never take the last GR_FD_RESERVE descriptors (acceptor.h): one
  * that would is closed at once and counted (gpsrelay_consoles_refused_total, reason
  * "descriptors"). */
 
 struct gr_ws;
-struct lws;
-
-/* Fills the gauges of /metrics from whoever owns them (the daemon). */
-typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);
 
 /*
  * Creates the lws context on loop and binds every cfg->listen_ws (HTTPS/WSS only when
