@@ -230,7 +230,7 @@ static bool device_in_agency(const struct gr_device *d, const char *agency)
     return false;
 }
 
-/* SPEC section 5: agency:<id> for the token's agencies, device:<id> for their units. */
+/* docs/protocol.md: agency:<id> for the token's agencies, device:<id> for their units. */
 static bool may_see_topic(enum identity id, const char *topic)
 {
     if (id == ID_NOBODY)
