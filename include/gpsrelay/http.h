@@ -1,9 +1,11 @@
 /*
- * http.h - the few things the console transports need from an HTTP request: its query
- * arguments and method, its peer, a reply, a wake-up for a deferred answer, a deadline.
+ * http.h - the few things the console side needs from an HTTP request: its query
+ * arguments, method and headers, its peer, a reply or a refusal, a wake-up for a deferred
+ * answer, a deadline. Everything generic about HTTP on lws is here; what one endpoint
+ * serves is in its own file (static.c, endpoints.c, longpoll.c, ws.c).
  *
  * Implemented over libwebsockets by http.c; the console fuzzer (tests/fuzz) links a
- * recorder in its place, so the LongPoll logic runs without sockets. A struct lws is
+ * recorder in its place, so the LongPoll logic and admission run without sockets. A struct lws is
  * only a handle here: valid from the request's LWS_CALLBACK_HTTP until lws reports its
  * connection closed (LWS_CALLBACK_CLOSED_HTTP), never dereferenced outside http.c.
  */
@@ -41,6 +43,34 @@ int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const 
  * the first argument longer than the caller's buffer, so a token before vsn would hide it.
  */
 const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf);
+
+/*
+ * Copies the request's Origin header (origin) or Sec-WebSocket-Protocol header
+ * (subprotocols) NUL-terminated into buf (cap bytes). Returns its length, 0 when the
+ * request has none, or <0 when it does not fit.
+ */
+int gr_http_origin(struct lws *wsi, char *buf, size_t cap);
+int gr_http_subprotocols(struct lws *wsi, char *buf, size_t cap);
+
+/*
+ * Whether the request's length is one that a proxy in front and lws could read
+ * differently (request smuggling): two Content-Length headers (lws 4.1 serves one of
+ * them), or any Transfer-Encoding (lws lets Content-Length win over it, RFC 9112 says the
+ * opposite, and lws 4.1 does not decode a chunked request body). No console sends either:
+ * browsers and the phoenix client post with a Content-Length.
+ */
+bool gr_http_ambiguous_length(struct lws *wsi);
+
+/*
+ * Refuses a request with status and lws's own short body, and closes the connection
+ * (for refusals during a WebSocket upgrade, where no reply of ours can be written yet).
+ * Returns what the lws callback must return (non-zero).
+ */
+int gr_http_refuse(struct lws *wsi, unsigned int status);
+
+/* Completes a transaction whose answer was written piecewise (a download). Returns what
+ * the lws callback must return (-1: close). */
+int gr_http_completed(struct lws *wsi);
 
 /* Whether the request is a POST (its body follows in pieces). */
 bool gr_http_is_post(struct lws *wsi);

@@ -15,8 +15,9 @@
  * after its last poll ended.
  *
  * Only ws.c calls this: it owns the lws callback and routes /socket/longpoll here. The
- * requests themselves are reached through http.h only, so the console fuzzer drives this
- * module without sockets.
+ * requests themselves are reached through http.h only (no libwebsockets.h, no ws.h), so
+ * the console fuzzer drives this module without sockets. Who may open a session is
+ * admission.h's, the same as for a WebSocket console.
  *
  * Lifetimes (who may free what, and how the other side learns of it):
  *   - The module owns its sessions. A session dies from the sweep (no poll for
@@ -39,9 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gpsrelay/hub.h"
 #include "gpsrelay/http.h"
-#include "gpsrelay/token.h"
 
 #define GR_LONGPOLL_WINDOW_MS    10000 /* a poll with nothing to say is answered 204 after this */
 #define GR_LONGPOLL_SESSION_MS   15000 /* a session with no poll for this long is gone */
@@ -50,27 +49,18 @@
 #define GR_LONGPOLL_BODY_S       10 /* a POST body must be in within this (lws's default: 5 s) */
 #define GR_LONGPOLL_ANSWER_S     5  /* a poll's answer, once due, must be taken within this */
 
+struct gr_admission;
+struct gr_hub;
 struct gr_longpoll;
 struct gr_longpoll_request; /* one HTTP request in flight, kept in the lws per-session data */
-struct gr_console;
 
 /*
- * Admission of every LongPoll request (Origin, token): returns 0, with the token's claims
- * in *claims and *authed true when auth is on (false and *claims untouched when it is
- * off), or the HTTP status to refuse with.
+ * Sessions on hub. admission (admission.h) checks every request (Origin, token) and
+ * counts sessions per source (kind GR_ADMIT_LONGPOLL): one peer address holds at most
+ * max_connections_per_source sessions at once, more get status 503. Both are borrowed and
+ * must outlive the module.
  */
-typedef int (*gr_longpoll_admit_fn)(void *ctx, struct lws *wsi, struct gr_token *claims,
-                                    bool *authed);
-
-/*
- * Sessions on hub; every request is admitted by admit(ctx, ...). max_per_source: sessions
- * one peer address may hold at once (max_connections_per_source); more get status 503.
- */
-struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx,
-                                    unsigned max_per_source);
-
-/* A reloaded max_connections_per_source, for sessions made from now on. */
-void gr_longpoll_set_max_per_source(struct gr_longpoll *lp, unsigned max_per_source);
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, struct gr_admission *admission);
 
 /* Ends every session and frees everything; call once lws has let go of its requests. */
 void gr_longpoll_free(struct gr_longpoll *lp);

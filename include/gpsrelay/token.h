@@ -1,5 +1,5 @@
 /*
- * token.h - console tokens (SPEC section 6): JWT signed with HS256, nothing else.
+ * token.h - console tokens (docs/protocol.md): JWT signed with HS256, nothing else.
  *
  * Verified with OpenSSL's HMAC and jansson (Debian's libwebsockets has no JOSE built in).
  * The header's alg must be exactly "HS256": "none", RS256, HS512 and anything else are
@@ -21,7 +21,7 @@
 #define GR_TOKEN_SKEW_S                                                                            \
     30                         /* clock skew tolerated: exp is honoured this late, and             \
                                 * an iat up to this far in the future is accepted */
-#define GR_TOKEN_SECRET_MIN 32 /* bytes of HS256 key required (SPEC section 3) */
+#define GR_TOKEN_SECRET_MIN 32 /* bytes of HS256 key required (docs/configuration.md) */
 #define GR_TOKEN_SECRET_MAX 4096
 
 struct gr_token {
@@ -32,25 +32,19 @@ struct gr_token {
     char agencies[GR_TOKEN_AGENCIES_MAX][GR_AGENCY_ID_MAX + 1]; /* sorted, unique */
 };
 
-/* Why a token was refused; the `reason` label of the auth refusal counter. */
-#define GR_TOKEN_ERRORS(X)                                                                         \
-    X(OK, "ok")                                                                                    \
-    X(MISSING, "missing")             /* no token where one is required */                         \
-    X(MALFORMED, "malformed")         /* not three base64url parts of JSON objects, too long */    \
-    X(BAD_ALG, "bad_alg")             /* alg other than HS256, none included */                    \
-    X(BAD_SIGNATURE, "bad_signature") /* HMAC mismatch */                                          \
-    X(EXPIRED, "expired")             /* exp + GR_TOKEN_SKEW_S is past */                          \
-    X(BAD_CLAIMS, "bad_claims")       /* exp or agencies missing or of the wrong type, an          \
-                                       * agency id that is no valid id, iat in the future */
-
+/* Why a token was refused; admission.c counts each under its own reason of
+ * gpsrelay_consoles_refused_total (token_missing, token_malformed, ...). */
 enum gr_token_error {
-#define GR_TOKEN_ENUM(name, label) GR_TOKEN_##name,
-    GR_TOKEN_ERRORS(GR_TOKEN_ENUM)
-#undef GR_TOKEN_ENUM
-        GR_TOKEN_ERROR_COUNT
+    GR_TOKEN_OK,
+    GR_TOKEN_MISSING,       /* no token where one is required */
+    GR_TOKEN_MALFORMED,     /* not three base64url parts of JSON objects, too long */
+    GR_TOKEN_BAD_ALG,       /* alg other than HS256, none included */
+    GR_TOKEN_BAD_SIGNATURE, /* HMAC mismatch */
+    GR_TOKEN_EXPIRED,       /* exp + GR_TOKEN_SKEW_S is past */
+    GR_TOKEN_BAD_CLAIMS,    /* exp or agencies missing or of the wrong type, an agency id
+                             * that is no valid id, iat in the future */
+    GR_TOKEN_ERROR_COUNT
 };
-
-const char *gr_token_error_label(enum gr_token_error e);
 
 /*
  * Verifies jwt[0..len) with key at now_s and fills *out. Returns GR_TOKEN_OK or the

@@ -1,12 +1,19 @@
 /*
- * ws.h - the console side: HTTP and WebSocket on libwebsockets, on the daemon's loop.
+ * ws.h - the console server: libwebsockets on the daemon's loop, the requests it routes,
+ * and the WebSocket transport.
  *
- * Serves /socket/websocket?vsn=2.0.0 (Phoenix v2 framing, via phoenix.h), /healthz,
- * /readyz and /metrics; with static_dir, every other path outside /socket/ is a file of
- * that folder (GET and HEAD; "/" is index.html; nothing outside the folder; else 404).
- * One explicit vhost per listen_ws address, fed by our own listening sockets
- * (acceptor.h): bind failures are reported with their cause, and a reconnect storm is
- * taken off the kernel's queue at once but handed to lws at a bounded pace.
+ * ws.c owns the lws context, one explicit vhost per listen_ws address fed by our own
+ * listening sockets (acceptor.h: bind failures are reported with their cause, and a
+ * reconnect storm is taken off the kernel's queue at once but handed to lws at a bounded
+ * pace), the connections before their first request, the routing of each request, and
+ * the WebSocket consoles at /socket/websocket?vsn=2.0.0 (Phoenix v2 framing, phoenix.h):
+ * upgrade, frames in, frames out, idle and slow consoles. Everything else a request may
+ * reach has its own file:
+ *   - /socket/longpoll: longpoll.c (longpoll.h);
+ *   - /healthz, /readyz, /metrics: endpoints.c (endpoints.h);
+ *   - with static_dir, every other path outside /socket/: static.c (static.h);
+ *   - Origin, token and per-source limits of both transports: admission.c (admission.h);
+ *   - generic HTTP on lws (query arguments, headers, replies): http.c (http.h).
  *
  * Lifetimes on the console side (the pairs one callback chain can reach after another
  * freed one of them):
@@ -30,21 +37,17 @@
 #include <uv.h>
 
 #include "gpsrelay/config.h"
+#include "gpsrelay/endpoints.h"
 #include "gpsrelay/hub.h"
-#include "gpsrelay/stats.h"
 
-#define GR_WS_FRAME_MAX     (64 * 1024) /* larger console frames are closed with 1009 (SPEC) */
-#define GR_WS_STOP_GRACE_MS 1000        /* time consoles get to take their 1001 close frame */
-#define GR_WS_SOURCES_MAX   65536       /* source addresses whose consoles are counted at once */
+/* Larger console messages are closed with 1009 (docs/protocol.md). */
+#define GR_WS_FRAME_MAX     (64 * 1024)
+#define GR_WS_STOP_GRACE_MS 1000 /* time consoles get to take their 1001 close frame */
 /* Console connections never take the last GR_FD_RESERVE descriptors (acceptor.h): one
  * that would is closed at once and counted (gpsrelay_consoles_refused_total, reason
  * "descriptors"). */
 
 struct gr_ws;
-struct lws;
-
-/* Fills the gauges of /metrics from whoever owns them (the daemon). */
-typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);
 
 /*
  * Creates the lws context on loop and binds every cfg->listen_ws (HTTPS/WSS only when

@@ -54,6 +54,34 @@ const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
     return found;
 }
 
+int gr_http_origin(struct lws *wsi, char *buf, size_t cap)
+{
+    return lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_ORIGIN);
+}
+
+int gr_http_subprotocols(struct lws *wsi, char *buf, size_t cap)
+{
+    return lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_PROTOCOL);
+}
+
+bool gr_http_ambiguous_length(struct lws *wsi)
+{
+    char v[32];
+    return lws_hdr_copy_fragment(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) >= 0 ||
+           lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+}
+
+int gr_http_refuse(struct lws *wsi, unsigned int status)
+{
+    lws_return_http_status(wsi, status, NULL);
+    return 1;
+}
+
+int gr_http_completed(struct lws *wsi)
+{
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 bool gr_http_is_post(struct lws *wsi)
 {
     return lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;

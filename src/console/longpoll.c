@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "gpsrelay/addrtable.h"
+#include <jansson.h>
+
+#include "gpsrelay/admission.h"
 #include "gpsrelay/buf.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
@@ -21,8 +23,7 @@
 #define TOKEN_BYTES 16 /* 128 random bits: a session token cannot be guessed */
 #define TOKEN_HEX   (2 * TOKEN_BYTES)
 #define BUCKETS     1024         /* session table; a power of two */
-#define ANSWER_SOFT (256 * 1024) /* a poll's answer closes once past this many bytes */
-#define SOURCES_MAX 65536        /* peer addresses whose sessions are counted at once */
+#define ANSWER_SOFT (256 * 1024) /* a poll's answer closes once its frames pass this many bytes */
 /* A deferred poll's connection lives this long: its window, then time to answer. */
 #define POLL_DEADLINE_S (GR_LONGPOLL_WINDOW_MS / 1000 + GR_LONGPOLL_ANSWER_S)
 
@@ -31,7 +32,7 @@ struct session {
     struct gr_longpoll *lp;
     struct gr_console *console;
     uint64_t identity;                /* who opened it (identity_of) */
-    union gr_peer peer;               /* counted in lp->per_source while it lives */
+    union gr_peer peer;               /* held in lp->admission while it lives */
     struct gr_longpoll_request *poll; /* the GET waiting for frames, or NULL; that request
                                        * clears it when it goes */
     uint64_t poll_started_ms;
@@ -53,39 +54,25 @@ struct gr_longpoll_request {
 
 struct gr_longpoll {
     struct gr_hub *hub;
-    gr_longpoll_admit_fn admit;
-    void *admit_ctx;
+    struct gr_admission *admission; /* borrowed: checks requests, counts sessions per source */
     struct session *buckets[BUCKETS];
     struct session *sessions;
     size_t n_sessions;
-    struct gr_addrtable *per_source; /* sessions per peer address (unsigned) */
-    unsigned max_per_source;
     uint64_t identity_key[2]; /* drawn at start: identities cannot be precomputed */
 };
 
-struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, gr_longpoll_admit_fn admit, void *ctx,
-                                    unsigned max_per_source)
+struct gr_longpoll *gr_longpoll_new(struct gr_hub *hub, struct gr_admission *admission)
 {
     struct gr_longpoll *lp = calloc(1, sizeof(*lp));
     if (lp == NULL)
         return NULL;
-    lp->per_source = gr_addrtable_new(SOURCES_MAX, sizeof(unsigned), false);
-    if (lp->per_source == NULL ||
-        getrandom(lp->identity_key, sizeof(lp->identity_key), 0) != sizeof(lp->identity_key)) {
-        gr_addrtable_free(lp->per_source);
+    if (getrandom(lp->identity_key, sizeof(lp->identity_key), 0) != sizeof(lp->identity_key)) {
         free(lp);
         return NULL;
     }
     lp->hub = hub;
-    lp->admit = admit;
-    lp->admit_ctx = ctx;
-    lp->max_per_source = max_per_source;
+    lp->admission = admission;
     return lp;
-}
-
-void gr_longpoll_set_max_per_source(struct gr_longpoll *lp, unsigned max_per_source)
-{
-    lp->max_per_source = max_per_source;
 }
 
 /*
@@ -143,10 +130,8 @@ static struct session *session_new(struct gr_longpoll *lp, const union gr_peer *
                                    uint64_t identity, uint64_t now_ms)
 {
     unsigned char raw[TOKEN_BYTES];
-    if (gr_addrtable_held(lp->per_source, &peer->sa) >= lp->max_per_source) {
-        gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
+    if (!gr_admission_source_ok(lp->admission, GR_ADMIT_LONGPOLL, peer))
         return NULL;
-    }
     if (lp->n_sessions >= GR_LONGPOLL_SESSIONS_MAX) {
         gr_stats.consoles_refused[GR_REFUSED_SESSIONS_FULL]++;
         return NULL;
@@ -166,7 +151,7 @@ static struct session *session_new(struct gr_longpoll *lp, const union gr_peer *
     s->lp = lp;
     s->identity = identity;
     s->peer = *peer;
-    gr_addrtable_hold(lp->per_source, &peer->sa);
+    gr_admission_hold(lp->admission, GR_ADMIT_LONGPOLL, peer);
     s->last_poll_ms = now_ms;
     size_t b = bucket_of(s->token);
     s->bucket_next = lp->buckets[b];
@@ -186,7 +171,7 @@ static void session_free(struct session *s, enum gr_close_reason reason)
         }
     GR_LIST_REMOVE(lp->sessions, s, prev, next);
     lp->n_sessions--;
-    gr_addrtable_release(lp->per_source, &s->peer.sa);
+    gr_admission_release(lp->admission, GR_ADMIT_LONGPOLL, &s->peer);
     if (s->poll != NULL) /* its poll no longer finds it: answer it now (410) */
         gr_http_want_write(s->poll->wsi);
     gr_stats.consoles_closed[reason]++;
@@ -200,7 +185,6 @@ void gr_longpoll_free(struct gr_longpoll *lp)
         return;
     while (lp->sessions)
         session_free(lp->sessions, GR_CLOSE_SHUTDOWN);
-    gr_addrtable_free(lp->per_source);
     free(lp);
 }
 
@@ -228,33 +212,36 @@ static void request_free(struct gr_longpoll_request **reqp, uint64_t now_ms)
     *reqp = NULL;
 }
 
-/* Answers with {"status":status[,"token":T][,"messages":[...]]} and ends the request. */
+/*
+ * Answers with {"status":status[,"token":T][,"messages":[...]]} and ends the request.
+ * messages (a JSON array, taken; NULL: no member) are the frames, each a JSON string.
+ * Returns what the lws callback must return (-1, closing, when out of memory).
+ */
 static int answer(struct gr_longpoll_request **reqp, int status, const struct session *s,
-                  const struct gr_buf *messages, uint64_t now_ms)
+                  json_t *messages, uint64_t now_ms)
 {
     struct lws *wsi = (*reqp)->wsi;
-    char head[96];
-    snprintf(head, sizeof(head), "{\"status\":%d%s%s%s", status, s ? ",\"token\":\"" : "",
-             s ? s->token : "", s ? "\"" : "");
-    struct gr_buf b = gr_buf_make(0);
-    int err = gr_buf_puts(&b, head);
-    if (messages != NULL) {
-        err |= gr_buf_puts(&b, ",\"messages\":[");
-        err |= gr_buf_append(&b, gr_buf_data(messages), messages->len);
-        err |= gr_buf_puts(&b, "]");
-    }
-    err |= gr_buf_puts(&b, "}");
     request_free(reqp, now_ms);
+    json_t *body = json_object();
+    int err = body == NULL || json_object_set_new(body, "status", json_integer(status));
+    if (!err && s != NULL)
+        err = json_object_set_new(body, "token", json_string(s->token));
+    if (!err && messages != NULL) {
+        err = json_object_set_new(body, "messages", messages); /* taken even when it fails */
+        messages = NULL;
+    }
+    char *text = err ? NULL : json_dumps(body, JSON_COMPACT);
+    json_decref(messages);
+    json_decref(body);
+    if (text == NULL)
+        return -1;
     /* Phoenix answers 200 with the status inside; a refusal is a real 403/503 too, for
      * proxies and logs (the client reads the body either way). */
-    int rc = err ? -1
-                 : gr_http_reply(wsi, status == 403 || status == 503 ? (unsigned)status : 200,
-                                 "application/json", gr_buf_data(&b), b.len);
-    gr_buf_free(&b);
+    int rc = gr_http_reply(wsi, status == 403 || status == 503 ? (unsigned)status : 200,
+                           "application/json", text, strlen(text));
+    free(text);
     return rc;
 }
-
-static const struct gr_buf no_messages = {"", 0, 0, 0};
 
 int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll_request **reqp,
                      uint64_t now_ms)
@@ -277,7 +264,7 @@ int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll
 
     struct gr_token claims;
     bool authed = false;
-    int refused = lp->admit(lp->admit_ctx, wsi, &claims, &authed);
+    int refused = gr_admission_check(lp->admission, wsi, &claims, &authed);
     if (refused)
         return answer(reqp, refused, NULL, NULL, now_ms);
     req->identity = identity_of(lp, authed ? &claims : NULL);
@@ -304,12 +291,12 @@ int gr_longpoll_http(struct gr_longpoll *lp, struct lws *wsi, struct gr_longpoll
             return -1; /* the connection is going */
         s = session_new(lp, &peer, req->identity, now_ms);
         if (s == NULL)
-            return answer(reqp, 503, NULL, &no_messages, now_ms);
+            return answer(reqp, 503, NULL, json_array(), now_ms);
         if (authed && gr_console_set_auth(s->console, &claims) < 0) {
             session_free(s, GR_CLOSE_PEER);
             return answer(reqp, 503, NULL, NULL, now_ms);
         }
-        return answer(reqp, 410, s, &no_messages, now_ms);
+        return answer(reqp, 410, s, json_array(), now_ms);
     }
     if (s->poll != NULL) /* one poll at a time: the older one is answered now */
         gr_http_want_write(s->poll->wsi);
@@ -366,28 +353,35 @@ int gr_longpoll_writeable(struct gr_longpoll_request **reqp, uint64_t now_ms)
 {
     struct session *s = request_session(*reqp);
     if (s == NULL || s->poll != *reqp)
-        return answer(reqp, 410, NULL, &no_messages, now_ms);
+        return answer(reqp, 410, NULL, json_array(), now_ms);
 
-    /* Everything pending goes in this answer, each frame a JSON string. */
-    struct gr_buf messages = gr_buf_make(0), frame = gr_buf_make(0);
-    int more = 0; /* the loop runs at least once: messages starts empty */
-    while (messages.len < ANSWER_SOFT && (more = gr_console_next_frame(s->console, &frame)) > 0) {
-        if ((messages.len && gr_buf_puts(&messages, ",")) ||
-            gr_buf_json_string(&messages, gr_buf_data(&frame), frame.len)) {
+    /* Everything pending goes in this answer (up to ANSWER_SOFT), each frame a JSON
+     * string. Not the hot path: a LongPoll console takes a batch per poll. */
+    json_t *messages = json_array();
+    if (messages == NULL) {
+        request_free(reqp, now_ms);
+        return -1;
+    }
+    struct gr_buf frame = gr_buf_make(0);
+    size_t bytes = 0;
+    int more = 0;
+    while (bytes < ANSWER_SOFT && (more = gr_console_next_frame(s->console, &frame)) > 0) {
+        /* A frame is JSON text the encoder wrote, so UTF-8: json_stringn fails only
+         * when out of memory. */
+        if (json_array_append_new(messages, json_stringn(gr_buf_data(&frame), frame.len))) {
             more = -ENOMEM;
             break;
         }
         gr_stats.ws_frames_sent++;
+        bytes += frame.len;
         frame.len = 0;
     }
+    gr_buf_free(&frame);
     if (more < 0) { /* this answer still goes out; the next poll starts a new session */
         s->dead = true;
         s->dead_reason = GR_CLOSE_OVERFLOW;
     }
-    int rc = answer(reqp, messages.len ? 200 : 204, s, &messages, now_ms);
-    gr_buf_free(&messages);
-    gr_buf_free(&frame);
-    return rc;
+    return answer(reqp, json_array_size(messages) ? 200 : 204, s, messages, now_ms);
 }
 
 void gr_longpoll_done(struct gr_longpoll_request **reqp, uint64_t now_ms)

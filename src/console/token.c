@@ -1,8 +1,9 @@
 /*
- * token.c - console tokens (SPEC section 6): JWT compact form, HS256 only.
+ * token.c - console tokens (docs/protocol.md): JWT compact form, HS256 only.
  *
- * Debian's libwebsockets is built without JOSE (NOTES.md), so this is OpenSSL's HMAC,
- * jansson and a small base64url codec. The order of the checks is the security argument:
+ * Debian's libwebsockets 4.1 package is built without JOSE (LWS_WITH_JOSE off), so this
+ * is OpenSSL's HMAC, jansson and a small base64url codec. The order of the checks is the
+ * security argument:
  *
  *   1. format: length, exactly three parts, strict unpadded base64url in each part, and a
  *      header that is a JSON object;
@@ -38,19 +39,6 @@
 
 /* The JOSE header mint writes, and the one every gpsrelay token carries. */
 #define GR_TOKEN_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
-
-static const char *const gr_token_labels[] = {
-#define GR_TOKEN_LABEL(name, label) label,
-    GR_TOKEN_ERRORS(GR_TOKEN_LABEL)
-#undef GR_TOKEN_LABEL
-};
-
-const char *gr_token_error_label(enum gr_token_error e)
-{
-    if ((unsigned)e >= GR_TOKEN_ERROR_COUNT)
-        return "unknown";
-    return gr_token_labels[e];
-}
 
 /* ---- base64url (RFC 4648 section 5), unpadded, as JWS requires (RFC 7515 section 2) ---- */
 

@@ -1,32 +1,31 @@
 /*
- * ws.c - HTTP and WebSocket transport for consoles, on libwebsockets 4.1 over our loop.
+ * ws.c - the console server (lws 4.1 on our loop: listeners, early connections, request
+ * routing) and the WebSocket transport. See ws.h for what lives where.
  */
 #include "gpsrelay/ws.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
 
 #include "gpsrelay/acceptor.h"
-#include "gpsrelay/addrtable.h"
+#include "gpsrelay/admission.h"
 #include "gpsrelay/buf.h"
+#include "gpsrelay/endpoints.h"
 #include "gpsrelay/http.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/longpoll.h"
 #include "gpsrelay/phoenix.h"
+#include "gpsrelay/static.h"
 #include "gpsrelay/stats.h"
 
 /* At most this much is written to one console per writeable callback, so one console
@@ -34,7 +33,8 @@
 #define WRITE_BUDGET (256 * 1024)
 
 /* lws's receive buffer per connection: small, since console frames are small and
- * larger ones arrive in pieces we reassemble (NOTES.md: idle memory). */
+ * larger ones arrive in pieces we reassemble. An idle console costs about 2.3 KiB of lws
+ * heap with 1024, against a 4 KiB buffer alone by default. */
 #define RX_BUFFER_SIZE 1024
 
 /* lws's enum value for a close frame: private in 4.1's headers ("handled by
@@ -85,31 +85,22 @@ struct conn {
     struct conn *dirty_prev, *dirty_next;
 };
 
-/* A static file being sent, a chunk per writeable callback. */
-struct static_file {
-    int fd;
-    off_t left; /* bytes still to send */
-};
-
 /* lws's per-connection user data: four pointers, so plain HTTP requests cost little. */
 struct pss {
     struct conn *conn;                  /* a WebSocket console */
     struct gr_token *claims;            /* from the upgrade request, until ESTABLISHED */
     struct gr_longpoll_request *lp_req; /* a LongPoll request in flight */
-    struct static_file *file;           /* a static_dir download in flight */
+    struct gr_static_file *file;        /* a static_dir download in flight (static.h) */
 };
 
 struct gr_ws {
-    struct lws_context *ctx;     /* set to NULL by lws when it is really gone (pcontext) */
-    const struct gr_config *cfg; /* borrowed: origins, per-source limit */
-    const unsigned char *key;    /* HS256 key; NULL: auth none */
-    size_t key_len;
-    struct gr_addrtable *per_source; /* consoles connected per source address */
-    struct gr_addrtable *early;      /* connections before their first request, per source */
-    struct early *earlies;           /* every early record (struct early) */
-    bool adopt_made_wsi;             /* LWS_CALLBACK_WSI_CREATE came during adopt() */
-    int fd_ceiling;                  /* descriptors from here up are kept for the rest */
-    uint64_t refused_since_warning;  /* early connections refused since the last warning */
+    struct lws_context *ctx;        /* set to NULL by lws when it is really gone (pcontext) */
+    const struct gr_config *cfg;    /* borrowed: listen_ws, static_dir, timeouts */
+    struct gr_admission *admission; /* Origin, token, counts per source (both transports) */
+    struct early *earlies;          /* every early record (struct early) */
+    bool adopt_made_wsi;            /* LWS_CALLBACK_WSI_CREATE came during adopt() */
+    int fd_ceiling;                 /* descriptors from here up are kept for the rest */
+    uint64_t refused_since_warning; /* early connections refused since the last warning */
     uint64_t warned_ms;
     struct gr_hub *hub;
     struct gr_longpoll *longpoll;
@@ -164,14 +155,14 @@ static void early_done(struct gr_ws *ws, struct early *e)
     if (e == NULL || !e->counted)
         return;
     e->counted = false;
-    gr_addrtable_release(ws->early, &e->peer.sa);
+    gr_admission_release(ws->admission, GR_ADMIT_EARLY, &e->peer);
 }
 
-/* A refused connection: counted, and a warning at most every EARLY_WARN_MS. */
+/* A refused connection (the caller counted it): closed, and a warning at most every
+ * EARLY_WARN_MS. */
 static void early_refuse(struct gr_ws *ws, int fd, enum gr_console_refusal why)
 {
     close(fd);
-    gr_stats.consoles_refused[why]++;
     ws->refused_since_warning++;
     uint64_t now = uv_now(ws->grace.loop);
     if (ws->warned_ms == 0 || now - ws->warned_ms >= EARLY_WARN_MS) {
@@ -199,227 +190,7 @@ static void early_end(struct gr_ws *ws, struct lws *wsi)
         early_free(ws, e);
 }
 
-/* ---- HTTP ----------------------------------------------------------------------------- */
-
-static int serve_metrics(struct gr_ws *ws, struct lws *wsi)
-{
-    struct gr_gauges g;
-    memset(&g, 0, sizeof(g));
-    ws->gauges(ws->gauges_ctx, &g);
-    char *text;
-    long len = gr_stats_render(&g, &text);
-    if (len < 0)
-        return gr_http_reply(wsi, 500, "text/plain", "out of memory\n", 14);
-    int rc = gr_http_reply(wsi, 200, "text/plain; version=0.0.4", text, (size_t)len);
-    free(text);
-    return rc;
-}
-
-/* ---- static files (static_dir) ---------------------------------------------------------
- *
- * The demo console: a few small files (an HTML page, one JS and one CSS bundle). They are
- * opened per request, so rebuilding the console needs no restart, and streamed in
- * STATIC_CHUNK pieces from the writeable callback: a download costs one descriptor and a
- * 16-byte struct however large the file, each callback does one bounded read and write,
- * and a client that stops reading holds only its own connection. Files are read with
- * plain read(2): they are local and small, like lws's own file serving, which does the
- * same; static_dir is a convenience for the demo, not a file server for large media.
- *
- * Only GET and HEAD. Paths are confined to static_dir twice: request paths with a ".."
- * or hidden ("." first) segment are refused before any file system call, and the file is
- * opened with openat2(RESOLVE_BENEATH), so the kernel refuses anything (a symlink
- * included) that resolves outside the folder.
- */
-
-/* Read and written per writeable callback for one download. */
-#define STATIC_CHUNK (16 * 1024)
-
-/* A download whose client took nothing for this long is cut; each chunk it takes starts
- * the count again, so a large file over a slow link is not (lws's own limit is 5 s from
- * the request, whatever the progress). */
-#define STATIC_STALL_S 30
-
-/* Longest request path served from static_dir; longer ones get 404. */
-#define STATIC_PATH_MAX 512
-
-/* Content types by file name extension; anything else is application/octet-stream. */
-static const struct {
-    const char *ext;
-    const char *type;
-} static_types[] = {
-    {".html", "text/html; charset=utf-8"},
-    {".js", "text/javascript; charset=utf-8"},
-    {".mjs", "text/javascript; charset=utf-8"},
-    {".css", "text/css; charset=utf-8"},
-    {".json", "application/json"},
-    {".map", "application/json"},
-    {".png", "image/png"},
-    {".svg", "image/svg+xml"},
-    {".ico", "image/x-icon"},
-    {".txt", "text/plain; charset=utf-8"},
-    {".woff2", "font/woff2"},
-};
-
-static const char *static_type(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    for (size_t i = 0; dot != NULL && i < sizeof(static_types) / sizeof(static_types[0]); i++) {
-        if (strcasecmp(dot, static_types[i].ext) == 0)
-            return static_types[i].type;
-    }
-    return "application/octet-stream";
-}
-
-/*
- * Whether a request path may name a file under static_dir: absolute, no empty-name
- * tricks, no ".." and no hidden files or folders (".git", ".env") in any segment, no
- * backslashes (some tools treat them as separators).
- */
-static bool static_path_ok(const char *path)
-{
-    if (path[0] != '/' || strlen(path) >= STATIC_PATH_MAX || strchr(path, '\\') != NULL)
-        return false;
-    for (const char *seg = path; seg != NULL; seg = strchr(seg + 1, '/')) {
-        if (seg[1] == '.')
-            return false;
-    }
-    return true;
-}
-
-static void static_file_free(struct pss *pss)
-{
-    if (pss == NULL || pss->file == NULL)
-        return;
-    close(pss->file->fd);
-    free(pss->file);
-    pss->file = NULL;
-}
-
-/* Opens name (relative) under dir without leaving it. Returns the descriptor or -errno. */
-static int static_open(const char *dir, const char *name)
-{
-    int root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0)
-        return -errno;
-    struct open_how how = {
-        .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, /* a FIFO must not block */
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-    };
-    int fd = (int)syscall(SYS_openat2, root, name, &how, sizeof(how));
-    int err = errno;
-    close(root);
-    return fd < 0 ? -err : fd;
-}
-
-/* The response head of a static file: status 200, its type and length, no caching
- * without revalidation (a rebuilt console must show at the next load). */
-static int static_head(struct lws *wsi, const char *type, off_t size)
-{
-    static const char nosniff[] = "nosniff", nocache[] = "no-cache";
-    unsigned char hdr[LWS_PRE + 512];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, type, (lws_filepos_t)size, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)nocache, sizeof(nocache) - 1, &p,
-                                     end) ||
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-content-type-options:",
-                                    (const unsigned char *)nosniff, sizeof(nosniff) - 1, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    return 0;
-}
-
-static int serve_static(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const char *path)
-{
-    static bool warned_missing, warned_openat2;
-    bool head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
-    if (!head && lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
-        return gr_http_reply(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "text/plain",
-                             "method not allowed\n", 19);
-    if (!static_path_ok(path))
-        return gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
-
-    /* "/" and "/dir/" mean their index.html. */
-    char name[STATIC_PATH_MAX + sizeof("index.html")];
-    snprintf(name, sizeof(name), "%s%s", path[1] ? path + 1 : ".",
-             path[strlen(path) - 1] == '/' ? (path[1] ? "index.html" : "/index.html") : "");
-    int fd = static_open(ws->cfg->static_dir, name);
-    if (fd == -ENOSYS && !warned_openat2) {
-        warned_openat2 = true;
-        gr_error("ws: this kernel has no openat2 (Linux 5.6+); static_dir is not served");
-    } else if (fd < 0 && fd != -ENOENT && fd != -ENOTDIR && fd != -EXDEV && fd != -ELOOP &&
-               !warned_missing) {
-        warned_missing = true; /* once: a missing or unreadable folder is an operator's typo */
-        gr_warn("ws: static_dir %s: %s (logged once)", ws->cfg->static_dir, strerror(-fd));
-    }
-    struct stat st;
-    if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
-        close(fd);
-        fd = -1; /* folders are not listed; "/dir" without its slash is not found either */
-    }
-    if (fd < 0)
-        return gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
-
-    if (static_head(wsi, static_type(name), st.st_size) < 0) {
-        close(fd);
-        return -1;
-    }
-    if (head || st.st_size == 0) {
-        close(fd);
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
-    }
-    pss->file = malloc(sizeof(*pss->file));
-    if (pss->file == NULL) {
-        close(fd);
-        return -1;
-    }
-    pss->file->fd = fd;
-    pss->file->left = st.st_size;
-    gr_http_set_deadline(wsi, STATIC_STALL_S);
-    lws_callback_on_writable(wsi);
-    return 0;
-}
-
-/* The next chunk of a download; the last one completes the transaction. */
-static int static_writeable(struct lws *wsi, struct pss *pss)
-{
-    unsigned char buf[LWS_PRE + STATIC_CHUNK];
-    struct static_file *f = pss->file;
-    size_t want = f->left < STATIC_CHUNK ? (size_t)f->left : STATIC_CHUNK;
-    ssize_t n = read(f->fd, buf + LWS_PRE, want);
-    if (n <= 0) { /* the file shrank or failed under us: the length sent is now a lie */
-        static_file_free(pss);
-        return -1;
-    }
-    f->left -= n;
-    bool last = f->left == 0;
-    if (lws_write(wsi, buf + LWS_PRE, (size_t)n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) <
-        (int)n) {
-        static_file_free(pss);
-        return -1;
-    }
-    if (!last) {
-        gr_http_set_deadline(wsi, STATIC_STALL_S); /* it took the last chunk: progress */
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    static_file_free(pss);
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-/*
- * A request that a proxy in front and lws could frame differently (request smuggling):
- * two Content-Length headers (lws 4.1 serves one of them), or any Transfer-Encoding (lws
- * lets Content-Length win over it, RFC 9112 says the opposite, and lws 4.1 does not
- * decode a chunked request body). No console sends either: browsers and the phoenix
- * client post with a Content-Length.
- */
-static bool ambiguous_length(struct lws *wsi)
-{
-    char v[32];
-    return lws_hdr_copy_fragment(wsi, v, sizeof(v), WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) >= 0 ||
-           lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-}
+/* ---- HTTP requests ---------------------------------------------------------------------- */
 
 /* Refuses an ambiguous request with 400 and closes the connection: what follows on it
  * cannot be trusted to be the next request. */
@@ -434,85 +205,22 @@ static int refuse_ambiguous(struct lws *wsi)
 static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const char *path)
 {
     early_end(ws, wsi);
-    if (ambiguous_length(wsi))
+    if (gr_http_ambiguous_length(wsi))
         return refuse_ambiguous(wsi);
     if (strcmp(path, "/healthz") == 0)
-        return gr_http_reply(wsi, 200, "text/plain", "ok\n", 3);
+        return gr_endpoint_healthz(wsi);
     if (strcmp(path, "/readyz") == 0)
-        return ws->ready ? gr_http_reply(wsi, 200, "text/plain", "ready\n", 6)
-                         : gr_http_reply(wsi, 503, "text/plain", "not ready\n", 10);
+        return gr_endpoint_readyz(wsi, ws->ready);
     if (strcmp(path, "/metrics") == 0)
-        return serve_metrics(ws, wsi);
+        return gr_endpoint_metrics(wsi, ws->gauges, ws->gauges_ctx);
     if (strcmp(path, "/socket/longpoll") == 0)
         return ws->stopping
                    ? gr_http_reply(wsi, 503, "text/plain", "stopping\n", 9)
                    : gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
     /* Everything under /socket/ belongs to the transports, even with static_dir set. */
     if (ws->cfg->static_dir != NULL && strncmp(path, "/socket/", 8) != 0)
-        return serve_static(ws, wsi, pss, path);
+        return gr_static_serve(ws->cfg->static_dir, wsi, path, &pss->file);
     return gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
-}
-
-/*
- * The console's token: the first token= query argument (LongPoll appends its session
- * token as a later one), else the Phoenix authToken subprotocol. Returns its length, 0
- * when there is none, or a length over cap when it is too long to be a token.
- */
-static size_t request_token(struct lws *wsi, char *out, size_t cap)
-{
-    char arg[GR_HTTP_ARG_MAX];
-    const char *v = gr_http_arg(wsi, "token", false, arg);
-    if (v != NULL) {
-        size_t len = strlen(v);
-        if (len < cap)
-            memcpy(out, v, len + 1);
-        return len;
-    }
-    if (lws_hdr_copy(wsi, arg, sizeof(arg), WSI_TOKEN_PROTOCOL) <= 0)
-        return 0;
-    return gr_token_from_subprotocols(arg, out, cap);
-}
-
-/*
- * Everything checked before a console exists, for both transports: Origin, then the
- * token (with auth jwt), whose claims go to *claims. Returns -1 when admitted, else why
- * not (counted here).
- */
-static int admit(struct gr_ws *ws, struct lws *wsi, struct gr_token *claims)
-{
-    static const enum gr_console_refusal token_refusal[GR_TOKEN_ERROR_COUNT] = {
-        [GR_TOKEN_MISSING] = GR_REFUSED_TOKEN_MISSING,
-        [GR_TOKEN_MALFORMED] = GR_REFUSED_TOKEN_MALFORMED,
-        [GR_TOKEN_BAD_ALG] = GR_REFUSED_TOKEN_BAD_ALG,
-        [GR_TOKEN_BAD_SIGNATURE] = GR_REFUSED_TOKEN_BAD_SIGNATURE,
-        [GR_TOKEN_EXPIRED] = GR_REFUSED_TOKEN_EXPIRED,
-        [GR_TOKEN_BAD_CLAIMS] = GR_REFUSED_TOKEN_BAD_CLAIMS,
-    };
-    char origin[GR_ORIGIN_LEN_MAX + 1];
-    int n = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
-    int refusal = -1;
-    if (n != 0 && (n < 0 || !gr_config_origin_ok(ws->cfg, origin))) {
-        refusal = GR_REFUSED_BAD_ORIGIN;
-    } else if (ws->key != NULL) {
-        char token[GR_TOKEN_MAX + 1];
-        size_t len = request_token(wsi, token, sizeof(token));
-        enum gr_token_error e =
-            len == 0 ? GR_TOKEN_MISSING
-            : len >= sizeof(token)
-                ? GR_TOKEN_MALFORMED
-                : gr_token_verify(token, len, ws->key, ws->key_len, time(NULL), claims);
-        if (e != GR_TOKEN_OK)
-            refusal = (int)token_refusal[e];
-    }
-    if (refusal >= 0)
-        gr_stats.consoles_refused[refusal]++;
-    return refusal;
-}
-
-static int refuse(struct lws *wsi, unsigned int status)
-{
-    lws_return_http_status(wsi, status, NULL);
-    return 1;
 }
 
 /*
@@ -525,30 +233,30 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
     char path[64], arg[GR_HTTP_ARG_MAX];
     const char *vsn;
     early_end(ws, wsi);
-    if (ambiguous_length(wsi)) {
+    if (gr_http_ambiguous_length(wsi)) {
         gr_stats.consoles_refused[GR_REFUSED_BAD_REQUEST]++;
-        return refuse(wsi, HTTP_STATUS_BAD_REQUEST);
+        return gr_http_refuse(wsi, HTTP_STATUS_BAD_REQUEST);
     }
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
         strcmp(path, "/socket/websocket") != 0)
-        return refuse(wsi, HTTP_STATUS_NOT_FOUND);
+        return gr_http_refuse(wsi, HTTP_STATUS_NOT_FOUND);
     if ((vsn = gr_http_arg(wsi, "vsn", false, arg)) == NULL || strcmp(vsn, "2.0.0") != 0) {
         gr_stats.consoles_refused[GR_REFUSED_BAD_VSN]++;
-        return refuse(wsi, HTTP_STATUS_FORBIDDEN);
+        return gr_http_refuse(wsi, HTTP_STATUS_FORBIDDEN);
     }
     if (ws->stopping) {
         gr_stats.consoles_refused[GR_REFUSED_STOPPING]++;
-        return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
+        return gr_http_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
     }
     struct gr_token claims;
-    if (admit(ws, wsi, &claims) >= 0)
-        return refuse(wsi, HTTP_STATUS_FORBIDDEN);
+    bool authed;
+    int refused = gr_admission_check(ws->admission, wsi, &claims, &authed);
+    if (refused)
+        return gr_http_refuse(wsi, (unsigned)refused);
     union gr_peer peer;
-    if (gr_http_peer(wsi, &peer) && gr_addrtable_held(ws->per_source, &peer.sa) >=
-                                        (unsigned)ws->cfg->max_connections_per_source) {
-        gr_stats.consoles_refused[GR_REFUSED_PER_SOURCE]++;
-        return refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
-    }
+    if (gr_http_peer(wsi, &peer) &&
+        !gr_admission_source_ok(ws->admission, GR_ADMIT_WEBSOCKET, &peer))
+        return gr_http_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
     return 0;
 }
 
@@ -592,7 +300,7 @@ static struct conn *conn_new(struct gr_ws *ws, struct lws *wsi, const struct gr_
         return NULL;
     }
     if (gr_http_peer(wsi, &c->peer))
-        gr_addrtable_hold(ws->per_source, &c->peer.sa);
+        gr_admission_hold(ws->admission, GR_ADMIT_WEBSOCKET, &c->peer);
     if (claims != NULL) /* tokens never appear in logs; who it is for does */
         gr_info("ws: console for %s connected", claims->sub[0] ? claims->sub : "(no sub)");
     c->wsi = wsi;
@@ -612,7 +320,7 @@ static void conn_free(struct conn *c)
         GR_LIST_REMOVE(ws->dirty, c, dirty_prev, dirty_next);
     GR_LIST_REMOVE(ws->conns, c, prev, next);
     ws->n_conns--;
-    gr_addrtable_release(ws->per_source, &c->peer.sa);
+    gr_admission_release(ws->admission, GR_ADMIT_WEBSOCKET, &c->peer);
     gr_stats.consoles_closed[c->reason]++;
     gr_console_free(c->console);
     gr_buf_free(&c->rx);
@@ -765,6 +473,7 @@ static void adopt(void *ctx, void *vhost, int fd)
 {
     struct gr_ws *ws = ctx;
     if (fd >= ws->fd_ceiling) {
+        gr_stats.consoles_refused[GR_REFUSED_DESCRIPTORS]++;
         early_refuse(ws, fd, GR_REFUSED_DESCRIPTORS);
         return;
     }
@@ -775,13 +484,12 @@ static void adopt(void *ctx, void *vhost, int fd)
         close(fd);
         return;
     }
-    if (gr_addrtable_held(ws->early, &e->peer.sa) >=
-        (unsigned)ws->cfg->max_connections_per_source) {
+    if (!gr_admission_source_ok(ws->admission, GR_ADMIT_EARLY, &e->peer)) {
         free(e);
         early_refuse(ws, fd, GR_REFUSED_PER_SOURCE);
         return;
     }
-    e->counted = gr_addrtable_hold(ws->early, &e->peer.sa);
+    e->counted = gr_admission_hold(ws->admission, GR_ADMIT_EARLY, &e->peer);
     GR_LIST_PUSH(ws->earlies, e, prev, next);
     lws_adopt_desc_t info;
     memset(&info, 0, sizeof(info));
@@ -825,23 +533,26 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                         : gr_http_reply(wsi, 404, "text/plain", "not found\n", 10);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (pss != NULL && pss->file != NULL)
-            return static_writeable(wsi, pss);
+            return gr_static_writeable(wsi, &pss->file);
         return longpoll ? gr_longpoll_writeable(&pss->lp_req, uv_now(ws->grace.loop)) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
         if (longpoll)
             gr_longpoll_done(&pss->lp_req, uv_now(ws->grace.loop));
-        static_file_free(pss); /* a download the client walked away from */
+        if (pss != NULL)
+            gr_static_done(&pss->file); /* a download the client walked away from */
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(ws, wsi);
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* The last moment the request's headers are there, and the first with the
          * WebSocket's own per-session data: keep the token's claims for ESTABLISHED.
-         * confirm_upgrade() already refused anything admit() refuses. */
-        if (ws->key == NULL)
+         * confirm_upgrade() already refused anything admission refuses. */
+        if (!gr_admission_auth_on(ws->admission))
             return 0;
         pss->claims = malloc(sizeof(*pss->claims));
-        return pss->claims == NULL || admit(ws, wsi, pss->claims) >= 0;
+        bool authed;
+        return pss->claims == NULL ||
+               gr_admission_check(ws->admission, wsi, pss->claims, &authed) != 0;
     case LWS_CALLBACK_WSI_CREATE:
         ws->adopt_made_wsi = true;
         return 0;
@@ -851,7 +562,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             free(pss->claims);
             pss->claims = NULL;
         }
-        static_file_free(pss);
+        if (pss != NULL)
+            gr_static_done(&pss->file);
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
         pss->conn = conn_new(ws, wsi, pss->claims);
@@ -912,17 +624,6 @@ static void lws_log(int level, const char *line)
     gr_log(prio, "lws: %.*s", (int)len, line);
 }
 
-/* LongPoll's admission: the same checks as a WebSocket upgrade, on every request (a
- * session outlives no token); a new session takes the token's claims. */
-static int longpoll_admit(void *ctx, struct lws *wsi, struct gr_token *claims, bool *authed)
-{
-    struct gr_ws *ws = ctx;
-    if (admit(ws, wsi, claims) >= 0)
-        return HTTP_STATUS_FORBIDDEN;
-    *authed = ws->key != NULL;
-    return 0;
-}
-
 void gr_ws_reauthorize(struct gr_ws *ws)
 {
     for (struct conn *c = ws->conns; c; c = c->next)
@@ -938,15 +639,11 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     if (ws == NULL)
         return -ENOMEM;
     ws->cfg = cfg;
-    ws->key = key;
-    ws->key_len = key_len;
     ws->hub = hub;
     ws->gauges = gauges;
     ws->gauges_ctx = gauges_ctx;
-    ws->longpoll =
-        gr_longpoll_new(hub, longpoll_admit, ws, (unsigned)cfg->max_connections_per_source);
-    ws->per_source = gr_addrtable_new(GR_WS_SOURCES_MAX, sizeof(unsigned), false);
-    ws->early = gr_addrtable_new(GR_WS_SOURCES_MAX, sizeof(unsigned), false);
+    ws->admission = gr_admission_new(cfg, key, key_len);
+    ws->longpoll = ws->admission ? gr_longpoll_new(hub, ws->admission) : NULL;
     struct rlimit nofile;
     ws->fd_ceiling = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
                              nofile.rlim_cur < INT_MAX
@@ -960,11 +657,10 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         .errors = &gr_stats.accept_errors,
         .waiting_full = &gr_stats.accept_waiting_full,
     };
-    if (ws->longpoll == NULL || ws->per_source == NULL || ws->early == NULL ||
+    if (ws->longpoll == NULL ||
         (ws->acceptor = gr_acceptor_new(loop, &consoles, adopt, ws)) == NULL) {
         gr_longpoll_free(ws->longpoll);
-        gr_addrtable_free(ws->per_source);
-        gr_addrtable_free(ws->early);
+        gr_admission_free(ws->admission);
         free(ws);
         return -ENOMEM;
     }
@@ -1011,7 +707,7 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         v.retry_and_idle_policy = &no_validity_timers;
         if (cfg->tls_cert != NULL) {
             /* HTTPS/WSS only on this port. HTTP/1.1 ALPN: lws would offer h2 and
-             * WebSockets over h2, which consoles do not need (NOTES.md). */
+             * WebSockets over h2, which consoles do not need. */
             v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* without it in the vhost's
                                                                 * own options too, lws 4.1
                                                                 * quietly serves plain HTTP */
@@ -1050,7 +746,7 @@ fail:
 void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg)
 {
     ws->cfg = cfg;
-    gr_longpoll_set_max_per_source(ws->longpoll, (unsigned)cfg->max_connections_per_source);
+    gr_admission_set_config(ws->admission, cfg);
     ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
     ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
 }
@@ -1096,15 +792,16 @@ void gr_ws_free(struct gr_ws *ws)
 {
     if (ws == NULL)
         return;
-    /* The second destroy, now that the loop has turned since the first (NOTES.md). */
+    /* The second destroy, now that the loop has turned since the first: on a foreign loop
+     * lws 4.1 only closes its connections and handles at the first, and a second call
+     * fewer than three loop turns later is a use-after-free (fixed in lws 4.2). */
     if (ws->ctx)
         lws_context_destroy(ws->ctx);
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
     gr_acceptor_free(ws->acceptor);
     while (ws->earlies != NULL) /* records of wsi lws never destroyed (out of memory) */
         early_free(ws, ws->earlies);
-    gr_addrtable_free(ws->per_source);
-    gr_addrtable_free(ws->early);
+    gr_admission_free(ws->admission); /* after everything that held a count in it */
     gr_buf_free(&ws->out);
     free(ws);
 }

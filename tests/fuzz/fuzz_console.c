@@ -40,6 +40,8 @@
 
 #include "fuzz.h"
 #include "gpsrelay/addrtable.h"
+#include "gpsrelay/admission.h"
+#include "gpsrelay/config.h"
 #include "gpsrelay/hub.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/longpoll.h"
@@ -65,7 +67,7 @@
 
 /* ---- who a request speaks for --------------------------------------------------------- */
 
-/* What the admit callback decides for a request (lws->auth), by a fuzzer byte. */
+/* What admission decides for a request (lws->auth), by a fuzzer byte. */
 enum auth_choice {
     AUTH_COUNTY,      /* dispatch-1, county-ems */
     AUTH_COUNTY_SOON, /* the same identity, a token that expires during the input */
@@ -102,9 +104,19 @@ static void claims_fill(enum auth_choice a, struct gr_token *t)
         snprintf(t->agencies[t->n_agencies++], sizeof(t->agencies[0]), "%s", agencies_of[id][i]);
 }
 
-static int admit(void *ctx, struct lws *wsi, struct gr_token *claims, bool *authed)
+/*
+ * The second thing changed in the code under test by the linker (-Wl,--wrap,
+ * CMakeLists.txt): longpoll's call of gr_admission_check comes here, so the fuzzer chooses
+ * each request's claims without minting and signing tokens. The rest of admission.c (the
+ * per-source counts) is the real one.
+ */
+int __wrap_gr_admission_check(struct gr_admission *a, struct lws *wsi, struct gr_token *claims,
+                              bool *authed);
+
+int __wrap_gr_admission_check(struct gr_admission *a, struct lws *wsi, struct gr_token *claims,
+                              bool *authed)
 {
-    (void)ctx;
+    (void)a;
     if (wsi->auth == AUTH_REFUSE)
         return 403;
     *authed = wsi->auth != AUTH_NONE;
@@ -141,6 +153,8 @@ struct ws_console {
 
 static struct world {
     struct gr_hub *hub;
+    struct gr_config cfg;           /* what admission reads: max_connections_per_source */
+    struct gr_admission *admission; /* counts sessions per source */
     struct gr_longpoll *lp;
     struct gr_hub_update *update; /* a mapping being applied in steps, or NULL */
     unsigned max_per_source;      /* the largest set in this input */
@@ -216,7 +230,7 @@ static bool device_in_agency(const struct gr_device *d, const char *agency)
     return false;
 }
 
-/* SPEC section 5: agency:<id> for the token's agencies, device:<id> for their units. */
+/* docs/protocol.md: agency:<id> for the token's agencies, device:<id> for their units. */
 static bool may_see_topic(enum identity id, const char *topic)
 {
     if (id == ID_NOBODY)
@@ -707,7 +721,8 @@ static void op_mapping_step(void)
 static void op_max_per_source(void)
 {
     unsigned max = 1 + take() % MAX_PER_SOURCE;
-    gr_longpoll_set_max_per_source(w.lp, max);
+    w.cfg.max_connections_per_source = (int)max;
+    gr_admission_set_config(w.admission, &w.cfg);
     if (max > w.max_per_source)
         w.max_per_source = max;
 }
@@ -756,7 +771,7 @@ static void (*const ops[])(void) = {
 
 /*
  * The one thing changed in the code under test, by the linker (-Wl,--wrap, CMakeLists.txt):
- * address tables are preallocated, and longpoll's per-source table of 65,536 entries
+ * address tables are preallocated, and admission's per-source tables of 65,536 entries
  * (3 MB, touched page by page under ASan) made every execution cost 3 ms. The inputs use
  * SOURCES addresses, so a table of SOURCES_TABLE entries behaves exactly as the big one.
  */
@@ -793,7 +808,10 @@ static void setup(void)
     FUZZ_CHECK(gr_hub_set_mapping(w.hub, mapping_build(0)) == 0);
     w.max_per_source = MAX_PER_SOURCE;
     w.burst_frames_left = BURSTS_BUDGET;
-    w.lp = gr_longpoll_new(w.hub, admit, NULL, w.max_per_source);
+    w.cfg.max_connections_per_source = (int)w.max_per_source;
+    w.admission = gr_admission_new(&w.cfg, NULL, 0);
+    FUZZ_CHECK(w.admission != NULL);
+    w.lp = gr_longpoll_new(w.hub, w.admission);
     FUZZ_CHECK(w.lp != NULL);
 }
 
@@ -807,6 +825,7 @@ static void teardown(void)
     gr_longpoll_sweep(w.lp, w.now_ms, now_s());
     FUZZ_CHECK(gr_longpoll_sessions(w.lp) == 0);
     gr_longpoll_free(w.lp);
+    gr_admission_free(w.admission);
     for (size_t i = 0; i < CONSOLES; i++)
         ws_free(&w.ws[i]);
     FUZZ_CHECK(gr_hub_sub_count(w.hub) == 0); /* "every subscription must have been released" */

@@ -8,7 +8,7 @@
  * This is what ingest does with a payload, and the checks are what report.h, the decoder
  * headers and assemble.h promise along the way. The framer cuts ">RPV...<>RPV...<" into one
  * line per TAIP message; a line starting with '{' is a JSON report. Device identity follows
- * SPEC section 4 closely enough to give the assembler realistic streams: TAIP ;ID=, then the
+ * docs/ingest.md closely enough to give the assembler realistic streams: TAIP ;ID=, then the
  * prefix, then the last $DEVID/$PCPTI of the payload, else one anonymous device.
  */
 #include <stdbool.h>
@@ -252,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(off == (size_t)(line + line_len - p));
         }
         if (line_len > GR_LINE_MAX) {
-            continue; /* dropped and counted by ingest (SPEC section 4) */
+            continue; /* dropped and counted by ingest (docs/ingest.md) */
         }
         handle_line(&pl, line, line_len);
     }

@@ -111,6 +111,44 @@ const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
     return found;
 }
 
+/* The fake requests carry no headers: no Origin (not a browser), no subprotocols. */
+int gr_http_origin(struct lws *wsi, char *buf, size_t cap)
+{
+    check_in_flight(wsi);
+    if (cap > 0)
+        buf[0] = '\0';
+    return 0;
+}
+
+int gr_http_subprotocols(struct lws *wsi, char *buf, size_t cap)
+{
+    return gr_http_origin(wsi, buf, cap);
+}
+
+/* Every fake request has its length from the recorder: never ambiguous. */
+bool gr_http_ambiguous_length(struct lws *wsi)
+{
+    check_in_flight(wsi);
+    return false;
+}
+
+/* Refusals before a reply belong to WebSocket upgrades, which LongPoll never makes. */
+int gr_http_refuse(struct lws *wsi, unsigned int status)
+{
+    (void)wsi;
+    (void)status;
+    FUZZ_CHECK(!"gr_http_refuse is for WebSocket upgrades");
+    return 1;
+}
+
+/* Downloads are static.c's, which LongPoll never makes. */
+int gr_http_completed(struct lws *wsi)
+{
+    (void)wsi;
+    FUZZ_CHECK(!"gr_http_completed is for piecewise answers");
+    return -1;
+}
+
 bool gr_http_is_post(struct lws *wsi)
 {
     check_in_flight(wsi);

@@ -663,19 +663,6 @@ static void test_mint(void)
     CHECK(!gr_token_agency_id_valid(NULL, 3));
 }
 
-static void test_labels(void)
-{
-    CHECK_STR(gr_token_error_label(GR_TOKEN_OK), "ok");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_MISSING), "missing");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_MALFORMED), "malformed");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_BAD_ALG), "bad_alg");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_BAD_SIGNATURE), "bad_signature");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_EXPIRED), "expired");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_BAD_CLAIMS), "bad_claims");
-    CHECK_STR(gr_token_error_label(GR_TOKEN_ERROR_COUNT), "unknown");
-    CHECK_STR(gr_token_error_label((enum gr_token_error) - 1), "unknown");
-}
-
 /* Writes len bytes to path with exactly this mode (whatever the umask). */
 static void put_file(const char *path, const char *text, size_t len, mode_t mode)
 {
@@ -835,7 +822,6 @@ int main(int argc, char **argv)
     test_format();
     test_claims();
     test_mint();
-    test_labels();
     test_secret();
 
     rmdir(scratch);
