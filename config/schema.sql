@@ -1,4 +1,4 @@
--- schema.sql - the device-to-agency mapping in PostgreSQL (SPEC section 7).
+-- schema.sql - the device-to-agency mapping in PostgreSQL (docs/mapping.md).
 --
 -- Applied by the operator: psql -v ON_ERROR_STOP=1 -f schema.sql. Idempotent: applying it
 -- again changes nothing in existing tables and re-creates the functions and triggers.
@@ -10,7 +10,7 @@
 
 BEGIN;
 
--- The CHECKs mirror what gpsrelayd accepts (src/mapping.c), so a bad row is refused when
+-- The CHECKs mirror what gpsrelayd accepts (src/mapping/), so a bad row is refused when
 -- it is written instead of failing the daemon's next reload. Ids end up in topic names
 -- ("agency:<id>"), so agency ids get no ':' or '@'.
 CREATE TABLE IF NOT EXISTS agencies (

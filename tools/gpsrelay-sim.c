@@ -1122,7 +1122,7 @@ static const char *agency_name(const struct sim *s, long k, char *buf, size_t ca
     return buf;
 }
 
-/* SPEC section 7's CSV, units round-robin over the agencies; written to a temporary file
+/* docs/mapping.md's CSV, units round-robin over the agencies; written to a temporary file
  * in the same folder and renamed, so a daemon reloading it never reads half a file. */
 static int write_mapping(const struct sim *s, const char *path)
 {
@@ -1173,7 +1173,7 @@ static void usage(FILE *f)
             "  --center LAT,LON       centre of the area [40.7128,-74.0060]\n"
             "  --radius-km KM         units stay within this distance of the centre [5]\n"
             "  --seed N               tracks are a function of the seed and the unit [1]\n"
-            "  --mapping-out FILE     write the CSV mapping (SPEC section 7) atomically\n"
+            "  --mapping-out FILE     write the CSV mapping (docs/mapping.md) atomically\n"
             "  --mapping-only         write --mapping-out and exit without sending\n"
             "  --stats-interval S     a progress line on stderr every S seconds [5; 0: none]\n"
             "  --quiet                no progress lines or notes (the summary still prints)\n"

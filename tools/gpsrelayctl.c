@@ -1,5 +1,5 @@
 /*
- * gpsrelayctl.c - operator tool (SPEC section 2): mints console tokens with the daemon's
+ * gpsrelayctl.c - operator tool (docs/configuration.md): mints console tokens with the daemon's
  * own secret file.
  *
  *   gpsrelayctl token --secret-file F --agency ID [--agency ID ...] [--ttl SECONDS]

@@ -233,7 +233,7 @@ async function main() {
     }
 }
 
-// auth jwt: the token in the URL is what admits the page (SPEC section 6).
+// auth jwt: the token in the URL is what admits the page (docs/protocol.md).
 async function withTokens() {
     const secret = "0123456789abcdef0123456789abcdef-browser-test";
     const daemon = await Daemon.create(binary, "device_id,agency_id,label,source_addr\n" +

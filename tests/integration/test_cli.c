@@ -1,6 +1,6 @@
 /*
- * test_cli.c - the command line and start-up failures of the real gpsrelayd (SPEC
- * section 2): exit statuses, -t with file:line errors, and bind failures that exit 1
+ * test_cli.c - the command line and start-up failures of the real gpsrelayd
+ * (docs/configuration.md): exit statuses, -t with file:line errors, and bind failures that exit 1
  * with the address named instead of hanging or crashing.
  *
  * Usage: itest_cli /path/to/gpsrelayd

@@ -1,5 +1,5 @@
 /*
- * test_consoles.c - the console side of the real gpsrelayd (SPEC section 5): topics,
+ * test_consoles.c - the console side of the real gpsrelayd (docs/protocol.md): topics,
  * Phoenix join semantics, resume with `since`, stale units, mapping changes, limits, and
  * consoles that go idle or stop reading.
  *

@@ -1,5 +1,5 @@
 /*
- * test_ingest.c - every way a modem reaches the real gpsrelayd (SPEC section 4): RMC+GGA
+ * test_ingest.c - every way a modem reaches the real gpsrelayd (docs/ingest.md): RMC+GGA
  * merged into one fix, TCP streams (split lines, a hang-up mid-line, an endless line,
  * idle modems), identity by $DEVID / $PCPTI / source address, TAIP with ;ID=, JSON with
  * attrs, IPv6, and the acceptance filters, each drop counted on /metrics, datagrams the

@@ -1,5 +1,5 @@
 /*
- * test_lifecycle.c - reload and shutdown as an operator drives them (SPEC sections 2, 9):
+ * test_lifecycle.c - reload and shutdown as an operator drives them (docs/configuration.md, docs/operations.md):
  *
  * - SIGHUP with a good file: what a running daemon can change is in force (an Origin
  *   allowlist appears), what it cannot (a listen address) is refused with a log line, the

@@ -1,5 +1,5 @@
 /*
- * test_postgres.c - the mapping from a real PostgreSQL 15 (SPEC section 7): initial load,
+ * test_postgres.c - the mapping from a real PostgreSQL 15 (docs/mapping.md): initial load,
  * live inserts, deletes and moves seen by a console within a second, an outage with
  * positions flowing (none lost), a change made while the daemon is cut off arriving after
  * it reconnects, a 10,000-row transaction, a server that hangs (SIGSTOP) while idle and
@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #define WAIT_MS       5000  /* generous: the daemon runs under ASan in CI */
-#define LIVE_MS       1000  /* SPEC: a change applies within a second */
+#define LIVE_MS       1000  /* docs/mapping.md: a change applies within a second */
 #define RECONNECT_MS  40000 /* backoff doubles to 30 s: an outage of a few s needs < 8 s */
 #define BURST_DEVICES 10000
 /* pgmap.h's bounds for a hung server: GR_PGMAP_QUERY_MS of silence fails a query in flight,

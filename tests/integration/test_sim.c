@@ -399,7 +399,7 @@ static void run_one(const struct run *r, const char *csv)
     CHECK_INT(daemon_stop(&d), 0);
 }
 
-/* --mapping-only: SPEC section 7's CSV, units round-robin over the agencies, labels. */
+/* --mapping-only: docs/mapping.md's CSV, units round-robin over the agencies, labels. */
 static char *make_mapping(void)
 {
     char dir[] = "/tmp/itest_sim.XXXXXX", path[64];

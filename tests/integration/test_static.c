@@ -1,5 +1,5 @@
 /*
- * test_static.c - static_dir (SPEC sections 3 and 8): the real gpsrelayd serves a folder
+ * test_static.c - static_dir (docs/configuration.md, docs/protocol.md): the real gpsrelayd serves a folder
  * at "/" without letting anyone out of it, and its own endpoints keep precedence.
  *
  * The folder holds one file of each content type, a sub-folder with its own index.html, a

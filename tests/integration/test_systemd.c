@@ -1,5 +1,5 @@
 /*
- * test_systemd.c - the sd_notify protocol as systemd 252 sees it (SPEC section 9):
+ * test_systemd.c - the sd_notify protocol as systemd 252 sees it (docs/operations.md):
  * READY=1 with STATUS=, WATCHDOG=1 from the loop at half of WATCHDOG_USEC, RELOADING=1
  * with MONOTONIC_USEC then READY=1 around SIGHUP, STOPPING=1 on SIGTERM, exit 0.
  *

@@ -1,10 +1,10 @@
 /*
  * test_udp_to_ws.c - NMEA over UDP in, Phoenix Channels over WebSocket out, through the
- * real gpsrelayd on loopback (SPEC sections 4, 5, 7, 8).
+ * real gpsrelayd on loopback (docs/ingest.md, docs/protocol.md, docs/mapping.md).
  *
  * One scenario, in order: two consoles of two agencies join; a position of an ambulance
  * reaches the county console and not the fire console; a late joiner gets it in its join
- * reply; leave, unmatched topics and garbage behave as Phoenix and SPEC say; the daemon
+ * reply; leave, unmatched topics and garbage behave as Phoenix and docs/protocol.md say; the daemon
  * survives garbage; SIGTERM closes every console with 1001 and the daemon exits 0.
  *
  * Usage: itest_udp_to_ws /path/to/gpsrelayd
@@ -258,7 +258,7 @@ static void step_http(struct scenario *s)
     char body[256];
     CHECK_INT(http_get(s->d->ws_port, "/healthz", body, sizeof body, EVENT_TIMEOUT_MS), 200);
 
-    /* SPEC 5: a missing vsn is refused with 403 before any upgrade. */
+    /* docs/protocol.md: a missing vsn is refused with 403 before any upgrade. */
     int status = 0;
     int fd = ws_connect(s->d->ws_port, "/socket/websocket", NULL, &status);
     CHECK_INT(fd, -1);
@@ -384,7 +384,7 @@ static void step_garbage(struct scenario *s)
     for (size_t i = 0; i < sizeof udp / sizeof udp[0]; i++)
         CHECK_INT(udp_send(s->d->udp_port, udp[i], strlen(udp[i])), 0);
 
-    /* A frame that is not JSON: SPEC 5 closes the socket with 1007 (invalid payload). */
+    /* A frame that is not JSON: docs/protocol.md: the socket closes with 1007 (invalid payload). */
     int d = console(s);
     if (d >= 0) {
         CHECK_INT(ws_send_text(d, "this is not json ["), 0);

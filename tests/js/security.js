@@ -1,5 +1,5 @@
-// security.js - tries to break gpsrelayd's console and ingest protection (SPEC sections 3,
-// 6): forged and foreign tokens, bad Origins, cross-agency joins, a device moved between
+// security.js - tries to break gpsrelayd's console and ingest protection
+// (docs/configuration.md, docs/protocol.md): forged and foreign tokens, bad Origins, cross-agency joins, a device moved between
 // agencies mid-stream, expiring tokens, join floods, per-source limits, spoofed-source
 // UDP floods, TLS, and a randomized isolation test over many agencies and consoles.
 //

@@ -1,5 +1,5 @@
 // metrics_format.js - GET /metrics from the real gpsrelayd is valid Prometheus text
-// exposition format 0.0.4 and names every metric SPEC section 8 lists.
+// exposition format 0.0.4 and names every metric docs/operations.md lists.
 //
 // Debian's `prometheus` package would bring promtool, but it is a 94 MiB install (plus the
 // server, a system user and a service) for one check, so this file holds a strict parser of
@@ -15,7 +15,7 @@
 const path = require("node:path");
 const { Daemon, rmc, check, report, WAIT_MS } = require(path.join(__dirname, "../js/daemon"));
 
-// SPEC section 8's list.
+// docs/operations.md's list.
 const REQUIRED = {
     gpsrelay_delivery_latency_seconds: "histogram",
     gpsrelay_postgres_up: "gauge",
@@ -368,8 +368,8 @@ async function main() {
         if (before && after) {
             for (const [name, type] of Object.entries(REQUIRED)) {
                 const f = after.families.get(name);
-                check(f !== undefined, `SPEC section 8 metric ${name} is missing`);
-                if (f) check(f.type === type, `${name} is a ${f.type}, SPEC wants a ${type}`);
+                check(f !== undefined, `documented metric ${name} is missing`);
+                if (f) check(f.type === type, `${name} is a ${f.type}, documented as a ${type}`);
             }
             const v = (p, n, l) => seriesValue(p, n, n, l);
             check(v(after, "gpsrelay_ingest_reports_total") >= 5,

@@ -1,5 +1,5 @@
 #!/bin/sh
-# pg_cluster.sh - a throwaway PostgreSQL 15 cluster for tests (NOTES.md): a data directory
+# pg_cluster.sh - a throwaway PostgreSQL 15 cluster for tests: a data directory
 # under DIR, a free loopback port (saved in DIR/port), trust authentication, its socket in
 # DIR. Runs as root (initdb and pg_ctl then run as the postgres user) or as any user
 # initdb accepts. Needs postgresql-15 (tools/check installs it).

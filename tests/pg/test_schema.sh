@@ -17,7 +17,7 @@ if [ ! -r "$SCHEMA" ]; then
     exit 1
 fi
 
-# initdb and pg_ctl refuse to run as root (NOTES.md).
+# initdb and pg_ctl refuse to run as root, so the cluster is run as the postgres user.
 if [ "$(id -u)" = 0 ]; then
     as_pg() { runuser -u postgres -- "$@"; }
 else

@@ -1,6 +1,6 @@
 // main.js - the demo dispatch console: one agency's units on a map and in a list, live.
 //
-// How it talks to gpsrelayd (SPEC section 5), with the official phoenix client:
+// How it talks to gpsrelayd (docs/protocol.md), with the official phoenix client:
 //  - Socket("/socket") on the page's own host; the token, when there is one, goes as the
 //    `token` query parameter.
 //  - channel "agency:<id>" joined with params given as a function, which phoenix calls
