@@ -112,6 +112,31 @@ bench_stop_mosquitto() {
     MQ_PID=
 }
 
+# bench_sweep NAME RATES...: runs loadgen (BENCH_LOADGEN, default this build's) with
+# lg_args at each rate against the server already started, with $consoles consoles,
+# $units units, $warmup and $seconds; prints the best delivered/s with p99 under
+# $p99_max ms (0 if none).
+bench_sweep() {
+    local name=$1 best=0 line rate delivered p99
+    shift
+    for rate in "$@"; do
+        line=$(taskset -c 1 "${BENCH_LOADGEN:-$BENCH_BUILD/bench/loadgen}" "${lg_args[@]}" --rate "$rate" \
+            --consoles "$consoles" --units "$units" --warmup "$warmup" --duration "$seconds" \
+            2>>"$BENCH_DIR/loadgen.log" | grep '^result') || true
+        delivered=$(field "$line" delivered_per_s)
+        p99=$(field "$line" p99_ms)
+        echo "  $name rate=$rate/s: delivered=${delivered:-?}/s p50=$(field "$line" p50_ms)" \
+            "p99=${p99:-?} p99.9=$(field "$line" p999_ms) max=$(field "$line" max_ms) ms," \
+            "$(field "$line" positions_per_frame) positions/frame," \
+            "loadgen cpu $(field "$line" loadgen_cpu)" >&2
+        if [ -n "$delivered" ] && awk -v p="$p99" -v m="$p99_max" 'BEGIN { exit !(p < m) }' &&
+            [ "${delivered%.*}" -gt "$best" ]; then
+            best=${delivered%.*}
+        fi
+    done
+    echo "$best"
+}
+
 # field LINE KEY: the value of KEY=value in a loadgen result line.
 field() {
     tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k { print $2 }'

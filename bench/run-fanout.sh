@@ -23,45 +23,22 @@ bench_need_mosquitto
 bench_build gpsrelayd loadgen
 bench_mapping "$units" 1
 
-# sweep NAME RATES...: runs loadgen at each rate against the server already started; prints
-# the best delivered/s with p99 under p99_max (0 if none).
-sweep() {
-    local name=$1 best=0 line rate delivered p99
-    shift
-    for rate in "$@"; do
-        line=$(taskset -c 1 "$BENCH_BUILD/bench/loadgen" "${lg_args[@]}" --rate "$rate" \
-            --consoles "$consoles" --units "$units" --warmup "$warmup" --duration "$seconds" \
-            2>>"$BENCH_DIR/loadgen.log" | grep '^result') || true
-        delivered=$(field "$line" delivered_per_s)
-        p99=$(field "$line" p99_ms)
-        echo "  $name rate=$rate/s: delivered=${delivered:-?}/s p50=$(field "$line" p50_ms)" \
-            "p99=${p99:-?} p99.9=$(field "$line" p999_ms) max=$(field "$line" max_ms) ms," \
-            "$(field "$line" positions_per_frame) positions/frame," \
-            "loadgen cpu $(field "$line" loadgen_cpu)" >&2
-        if [ -n "$delivered" ] && awk -v p="$p99" -v m="$p99_max" 'BEGIN { exit !(p < m) }' &&
-            [ "${delivered%.*}" -gt "$best" ]; then
-            best=${delivered%.*}
-        fi
-    done
-    echo "$best"
-}
-
 gr_best=() mq_best=() mq_tcp_best=()
 for ((r = 1; r <= runs; r++)); do
     echo "run $r" >&2
     bench_start_gpsrelay 0 55101 58101
     lg_args=(--proto gpsrelay --port 58101 --pub-port 55101)
     # shellcheck disable=SC2086
-    gr_best+=("$(sweep gpsrelay $gr_rates)")
+    gr_best+=("$(bench_sweep gpsrelay $gr_rates)")
     bench_stop_gpsrelay
 
     bench_start_mosquitto 0 18101 18102
     lg_args=(--proto mqtt-ws --port 18102 --pub-port 18101)
     # shellcheck disable=SC2086
-    mq_best+=("$(sweep mosquitto-ws $mq_rates)")
+    mq_best+=("$(bench_sweep mosquitto-ws $mq_rates)")
     lg_args=(--proto mqtt-tcp --port 18101 --pub-port 18101)
     # shellcheck disable=SC2086
-    mq_tcp_best+=("$(sweep mosquitto-tcp $mq_tcp_rates)")
+    mq_tcp_best+=("$(bench_sweep mosquitto-tcp $mq_tcp_rates)")
     bench_stop_mosquitto
     echo "run $r: gpsrelay ${gr_best[-1]}/s, mosquitto ${mq_best[-1]}/s over WebSockets," \
         "${mq_tcp_best[-1]}/s over TCP (p99 < $p99_max ms)"
