@@ -1,7 +1,8 @@
 // security.js - tries to break gpsrelayd's console and ingest protection
 // (docs/configuration.md, docs/protocol.md): forged and foreign tokens, bad Origins,
-// cross-agency joins, a device moved between agencies mid-stream, expiring tokens, join floods, per-source limits, spoofed-source
-// UDP floods, TLS, and a randomized isolation test over many agencies and consoles.
+// cross-agency joins, a device moved between agencies mid-stream, expiring tokens, join
+// floods, per-source limits, spoofed-source UDP floods, TLS, and a randomized isolation
+// test over many agencies and consoles.
 //
 // Tokens are minted here with Node's own crypto, never with gpsrelay's signing code, so
 // a bug in one cannot hide a bug in the other.
