@@ -286,64 +286,6 @@ static void hub_limits(const struct gr_config *cfg, struct gr_hub_options *opt)
 
 /* ---- reloading the configuration ------------------------------------------------------ */
 
-static bool same_text(const char *a, const char *b)
-{
-    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
-}
-
-static bool same_addrs(const struct gr_addr *a, size_t na, const struct gr_addr *b, size_t nb)
-{
-    for (size_t i = 0; na == nb && i < na; i++)
-        if (strcmp(a[i].text, b[i].text) != 0)
-            return false;
-    return na == nb;
-}
-
-/* Puts old's value of a text field back into fresh. -1 when out of memory. */
-static int keep_text(char **fresh, const char *old)
-{
-    free(*fresh);
-    *fresh = old != NULL ? strdup(old) : NULL;
-    return old != NULL && *fresh == NULL ? -1 : 0;
-}
-
-#define KEEP_ADDRS(f)                                                                              \
-    if (!same_addrs(old->f, old->n_##f, fresh->f, fresh->n_##f)) {                                 \
-        gr_warn("reload: %s changed: that takes a restart; the bound sockets stay", #f);           \
-        memcpy(fresh->f, old->f, sizeof(fresh->f));                                                \
-        fresh->n_##f = old->n_##f;                                                                 \
-    }
-#define KEEP_TEXT(f)                                                                               \
-    if (!same_text(old->f, fresh->f)) {                                                            \
-        gr_warn("reload: %s changed: that takes a restart; the running value stays", #f);          \
-        if (keep_text(&fresh->f, old->f) < 0)                                                      \
-            return -1;                                                                             \
-    }
-
-/*
- * What a running daemon cannot change is refused, each with a log line, by putting the
- * running value back into fresh: bound sockets, TLS files, the token key, the mapping
- * source (a PostgreSQL connection or a CSV file).
- */
-static int keep_fixed(const struct gr_config *old, struct gr_config *fresh)
-{
-    KEEP_ADDRS(listen_udp);
-    KEEP_ADDRS(listen_tcp);
-    KEEP_ADDRS(listen_ws);
-    KEEP_TEXT(tls_cert);
-    KEEP_TEXT(tls_key);
-    KEEP_TEXT(auth_secret_file);
-    if (old->auth != fresh->auth) {
-        gr_warn("reload: auth changed: that takes a restart; the running value stays");
-        fresh->auth = old->auth;
-    }
-    KEEP_TEXT(postgres);
-    KEEP_TEXT(mapping_cache);
-    if (old->postgres != NULL || fresh->mapping_file == NULL)
-        KEEP_TEXT(mapping_file); /* no switching between CSV and PostgreSQL */
-    return 0;
-}
-
 /* SIGHUP: a fresh configuration from the same file, validated whole; in force only if
  * good. Returns 0, or -1 (logged) with the running configuration untouched. */
 static int reload_config(struct daemon *d)
@@ -355,7 +297,7 @@ static int reload_config(struct daemon *d)
         return -1;
     }
     int rc = gr_config_load(d->cfg->path, fresh, err, sizeof(err));
-    if (rc == 0 && keep_fixed(d->cfg, fresh) < 0) {
+    if (rc == 0 && gr_config_keep_running(d->cfg, fresh) < 0) {
         snprintf(err, sizeof(err), "out of memory");
         rc = -1;
     }
