@@ -13,9 +13,6 @@
  */
 #include "gpsrelay/mapping.h"
 
-#include "gpsrelay/file.h"
-#include "gpsrelay/log.h"
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gpsrelay/file.h"
 #include "gpsrelay/report.h"
 
 #define GR_MAPPING_HEADER "device_id,agency_id,label,source_addr"
