@@ -96,8 +96,8 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
     g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;
     g->ingest_socket_drops = gr_ingest_socket_drops(d->ingest);
     g->units_stale = gr_hub_stale_count(d->hub);
-    g->postgres_up = d->source->up != NULL && d->source_state != NULL &&
-                     d->source->up(d->source_state);
+    g->postgres_up =
+        d->source->up != NULL && d->source_state != NULL && d->source->up(d->source_state);
 }
 
 /* Devices a mapping update prepares per loop turn: 2-5 ms of work (hub.h), so consoles
@@ -106,7 +106,8 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
 
 static void send_status(struct daemon *d, const char *prefix);
 
-/* Ready once every listener is bound and a mapping is in force (SPEC sections 8, 9). */
+/* Ready once every listener is bound and a mapping is in force: /readyz answers 200 and
+ * systemd gets READY=1 (docs/operations.md). */
 static void maybe_ready(struct daemon *d)
 {
     if (d->ready || !d->listening || gr_hub_mapping(d->hub) == NULL)

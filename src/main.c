@@ -1,5 +1,5 @@
 /*
- * main.c - command line (SPEC section 2): parse, check or run.
+ * main.c - command line (docs/configuration.md): parse, check or run.
  */
 #include <errno.h>
 #include <getopt.h>

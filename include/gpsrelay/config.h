@@ -1,5 +1,5 @@
 /*
- * config.h - the configuration file (SPEC section 3).
+ * config.h - the configuration file (docs/configuration.md).
  *
  * gr_config_load() parses a file into a fresh struct and validates all of it; nothing is
  * applied by loading. Directives are rows of one table in config.c: add a row (and a

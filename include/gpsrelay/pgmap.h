@@ -1,6 +1,7 @@
 /*
- * pgmap.h - the device-to-agency mapping from PostgreSQL, live, on the event loop (SPEC
- * section 7, config/schema.sql).
+ * pgmap.h - the device-to-agency mapping from PostgreSQL, live, on the event loop
+ * (docs/mapping.md, config/schema.sql). pgmap.c also holds the PostgreSQL mapping source
+ * (mapping_source.h), which adds mapping_cache for starts while the database is down.
  *
  * One connection, driven by libpq's asynchronous API from a uv_poll_t on PQsocket():
  * connect, LISTEN gpsrelay_mapping, then load every row; each notification (coalesced

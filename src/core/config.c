@@ -228,8 +228,9 @@ static bool host_is_literal(const char *host, size_t len)
 /*
  * A libpq connection string. Checked here rather than at the first connect: its syntax,
  * and that connecting needs no DNS lookup, because libpq resolves host names with a
- * blocking getaddrinfo() inside PQconnectStart(), which would stall the event loop
- * (NOTES.md). A name is fine next to hostaddr, which libpq then uses instead.
+ * blocking getaddrinfo() inside PQconnectStart(), which would stall the event loop for as
+ * long as the resolver takes (libpq's PQconnectPoll has no asynchronous lookup). A name is
+ * fine next to hostaddr, which libpq then uses instead.
  */
 static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
@@ -379,8 +380,7 @@ static const struct gr_directive gr_directives[] = {
     {"listen_ws", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_ws), GR_DIR_RESTART, NULL},
     /* A CSV file may be renamed on a reload; a connection string takes a restart. */
     {"mapping_file", set_path, GR_VAL_TEXT, GR_ONE(mapping_file), GR_DIR_SOURCE, NULL},
-    {"postgres", set_conninfo, GR_VAL_TEXT, GR_ONE(postgres), GR_DIR_SOURCE | GR_DIR_RESTART,
-     NULL},
+    {"postgres", set_conninfo, GR_VAL_TEXT, GR_ONE(postgres), GR_DIR_SOURCE | GR_DIR_RESTART, NULL},
     {"mapping_cache", set_path, GR_VAL_TEXT, GR_ONE(mapping_cache), GR_DIR_RESTART, NULL},
     {"auth", set_auth, GR_VAL_INT, GR_ONE(auth), GR_DIR_RESTART, "jwt"},
     {"auth_secret_file", set_path, GR_VAL_TEXT, GR_ONE(auth_secret_file), GR_DIR_RESTART, NULL},
@@ -555,7 +555,7 @@ static int validate(struct gr_cfg_parse *p)
         return fail(p, "auth jwt needs auth_secret_file (a key of at least 32 bytes)");
     if ((c->tls_cert == NULL) != (c->tls_key == NULL))
         return fail(p, "tls_cert and tls_key go together: set both or neither");
-    /* SPEC section 3: without tokens, consoles must not be reachable from the network. */
+    /* Without tokens, consoles must not be reachable from the network. */
     for (size_t i = 0; c->auth == GR_AUTH_NONE && i < c->n_listen_ws; i++) {
         if (!is_loopback(&c->listen_ws[i]))
             return fail(p,

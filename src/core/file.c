@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, const char *path,
                                                       const char *fmt, ...)
 {

@@ -1,5 +1,6 @@
 /*
- * mapping.c - the device-to-agency mapping, from CSV or row by row (SPEC section 7).
+ * mapping.c - the device-to-agency mapping, from CSV or row by row
+ * (docs/mapping.md).
  *
  * Every source goes through the builder: rows are checked as they are added, then sorted
  * by (device, agency) at the end, where conflicts show up as neighbours; a device is a run

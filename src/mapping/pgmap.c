@@ -24,7 +24,8 @@
 #include "source.h"
 
 /* Keepalives notice a server that vanished without a FIN (power, network) in about 25 s
- * rather than the kernel's two hours (NOTES.md). The operator's conninfo overrides these. */
+ * (10 s idle, then 3 probes 5 s apart; tcp_user_timeout bounds unacknowledged writes at
+ * 20 s) rather than the kernel's two hours. The operator's conninfo overrides these. */
 static const char *const conn_keywords[] = {
     "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
     "keepalives_count", "tcp_user_timeout", "dbname",          NULL,
@@ -143,8 +144,7 @@ static void add_reject(void *ctx, const char *why)
     struct pg_rejects *rj = ctx;
     /* A long reason is cut to fit (a row's line is at most 640 bytes; a log line 1024). */
     if (rj->n < GR_PGMAP_REJECTS_LOGGED)
-        snprintf(rj->why[rj->n], sizeof(rj->why[rj->n]), "%.*s", (int)sizeof(rj->why[0]) - 1,
-                 why);
+        snprintf(rj->why[rj->n], sizeof(rj->why[rj->n]), "%.*s", (int)sizeof(rj->why[0]) - 1, why);
     rj->n++;
 }
 
@@ -622,8 +622,9 @@ static int wait_result(PGconn *c, char *err, size_t errlen)
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc == 0) {
-            snprintf(err, errlen, "postgres: no answer to the mapping query for %d ms: server "
-                                  "hung or cut off",
+            snprintf(err, errlen,
+                     "postgres: no answer to the mapping query for %d ms: server "
+                     "hung or cut off",
                      GR_PGMAP_QUERY_MS);
             return -1;
         }
