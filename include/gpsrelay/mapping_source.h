@@ -8,7 +8,7 @@
  * sources: the CSV file of mapping_file (src/mapping/csv_source.c) and PostgreSQL
  * (src/mapping/pgmap.c, with mapping_cache for starts during an outage). A new source is
  * one file with its gr_mapping_source_ops, one directive row in config.c flagged
- * GR_DIR_SOURCE, and one line in the table of src/mapping/source.c.
+ * GR_DIR_SOURCE, and one line in the table of src/mapping/mapping_source.c.
  */
 #ifndef GPSRELAY_MAPPING_SOURCE_H
 #define GPSRELAY_MAPPING_SOURCE_H

@@ -1,5 +1,5 @@
 /*
- * source.c - which mapping source a configuration names. See mapping_source.h.
+ * mapping_source.c - which mapping source a configuration names. See mapping_source.h.
  */
 #include "gpsrelay/mapping_source.h"
 
