@@ -30,14 +30,16 @@ struct daemon {
     const struct gr_config *cfg; /* in force: the caller's, or owned_cfg after a reload */
     struct gr_config *owned_cfg; /* the last configuration a reload read, or NULL */
     bool log_level_fixed;        /* -l given: reloads leave the level alone */
-    struct gr_hub *hub;
-    struct gr_ingest *ingest;
-    struct gr_ws *ws;
-    const struct gr_mapping_source_ops *source; /* the one the configuration names */
-    void *source_state;                         /* its state once started, else NULL */
+    struct gr_hub *hub;          /* owned, like every module below */
+    struct gr_ingest *ingest;    /* producers: sockets in, publishing into the hub */
+    struct gr_ws *ws;            /* consumers: the consoles, told by the hub's callbacks */
+    /* The mapping source the configuration names, and its state (owned: source->stop
+     * frees it) once started, else NULL. */
+    const struct gr_mapping_source_ops *source;
+    void *source_state;
     bool starting;                   /* the source's first mapping goes in force at once */
-    struct gr_hub_update *update;    /* a new mapping being applied, step by step */
-    struct gr_mapping *next_mapping; /* one that arrived meanwhile: applied next */
+    struct gr_hub_update *update;    /* owned: a new mapping being applied, step by step */
+    struct gr_mapping *next_mapping; /* owned: one that arrived meanwhile, applied next */
     uv_idle_t apply;                 /* steps the update, one step per loop turn */
     bool listening;                  /* every listener is bound */
     bool ready;                      /* ...and a mapping is in force: /readyz, READY=1 */

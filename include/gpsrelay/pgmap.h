@@ -69,7 +69,7 @@ struct gr_pgmap_options {
 
 struct gr_pgmap;
 
-/* Starts connecting. Returns 0, or -1 (out of memory, logged). Strings are copied. */
+/* Starts connecting. Returns 0, or -ENOMEM (logged). Strings are copied. */
 int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct gr_pgmap **out);
 
 /* Loads everything again soon (SIGHUP); while disconnected, retries connecting now. */

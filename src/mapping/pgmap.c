@@ -60,10 +60,10 @@ struct pg_rejects {
 /* One load on the thread pool: rows in, mapping out. */
 struct pg_build {
     uv_work_t work;
-    struct gr_pgmap *owner;
-    PGresult *rows;
-    char *cache_path;
-    struct gr_mapping *m;
+    struct gr_pgmap *owner; /* borrowed: waits for the build before it frees itself */
+    PGresult *rows;         /* owned until build_work clears it */
+    char *cache_path;       /* owned copy, or NULL */
+    struct gr_mapping *m;   /* owned until handed to loaded() */
     int64_t started_ms;
     char err[512];
     char cache_err[512];
@@ -71,20 +71,20 @@ struct pg_build {
 };
 
 struct gr_pgmap {
-    uv_loop_t *loop;
-    char *conninfo;
-    char *cache_path;
+    uv_loop_t *loop;  /* borrowed */
+    char *conninfo;   /* owned copy */
+    char *cache_path; /* owned copy, or NULL */
     void (*loaded)(void *ctx, struct gr_mapping *m);
     void (*failed)(void *ctx);
     void *ctx;
 
     enum pg_state state;
-    PGconn *conn;
-    struct pg_poll *poll;
+    PGconn *conn;         /* owned (PQfinish), or NULL while IDLE */
+    struct pg_poll *poll; /* owned; freed by its close callback (drop_poll) */
     enum pg_query query;
-    PGresult *rows; /* the load's result, until the query ends */
+    PGresult *rows; /* owned: the load's result, until the query ends */
     int64_t load_started_ms;
-    struct pg_build *build; /* on the thread pool, or NULL */
+    struct pg_build *build; /* on the thread pool, or NULL; on_build_done frees it */
     bool load_wanted;       /* a notification or SIGHUP came since the last load began */
     bool up;
     bool said_down; /* a failure was logged as a warning; later ones go to info */
@@ -549,7 +549,7 @@ int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct g
             free(p->conninfo);
         free(p);
         gr_error("postgres: out of memory");
-        return -1;
+        return -ENOMEM;
     }
     p->loop = loop;
     p->loaded = opt->loaded;
@@ -695,7 +695,7 @@ out:
 
 struct pg_source {
     struct gr_mapping_source_env env;
-    struct gr_pgmap *pg;
+    struct gr_pgmap *pg;            /* owned; gr_pgmap_stop frees it when it can */
     char *cache_path;               /* owned copy of mapping_cache, or NULL */
     bool delivered;                 /* PostgreSQL gave a mapping: the cache is not wanted */
     bool cache_tried;               /* mapping_cache was read (or found unset) at start */
@@ -770,10 +770,11 @@ static int pg_start(const struct gr_mapping_source_env *env, const struct gr_con
         .failed = pg_failed,
         .ctx = s,
     };
-    if (gr_pgmap_start(env->loop, &opt, &s->pg) < 0) {
+    int rc = gr_pgmap_start(env->loop, &opt, &s->pg);
+    if (rc < 0) {
         free(s->cache_path);
         free(s);
-        return -ENOMEM;
+        return rc;
     }
     *state = s;
     return 0;
