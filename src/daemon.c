@@ -396,10 +396,9 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     }
     uv_idle_init(&d.loop, &d.apply);
     d.apply.data = &d;
+    /* A source that fails to start has freed what it made: nothing to stop. */
     if (load_secret(&d) < 0 || start_mapping(&d) < 0) {
         status = GR_EXIT_CONFIG;
-        if (d.source_state != NULL)
-            d.source->stop(d.source_state);
         uv_close((uv_handle_t *)&d.apply, NULL);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out;
