@@ -3,6 +3,7 @@
  */
 #include "gpsrelay/daemon.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,48 +18,31 @@
 #include "gpsrelay/ingest.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/mapping.h"
-#include "gpsrelay/pgmap.h"
+#include "gpsrelay/mapping_source.h"
 #include "gpsrelay/phoenix.h"
 #include "gpsrelay/sd.h"
 #include "gpsrelay/stats.h"
 #include "gpsrelay/token.h"
 #include "gpsrelay/ws.h"
 
-struct daemon;
-
-/*
- * A CSV file read and parsed on libuv's thread pool, as PostgreSQL rows are built (pgmap.c):
- * a million-row mapping_file (66 MB) took 0.8 s to read, parse and sort (gpsrelayd -t),
- * and the disk under it may be slow, so none of that runs on the loop. One at a time
- * (d->csv_read); a SIGHUP meanwhile reads the file again once this one is back, so reads
- * never overtake each other.
- */
-struct csv_read {
-    uv_work_t work;
-    struct daemon *d;
-    char *path;           /* a copy: a reload may free the configuration that named it */
-    bool cache;           /* mapping_cache at start (PostgreSQL down), else mapping_file */
-    struct gr_mapping *m; /* the result, or NULL with err */
-    char err[512];
-};
-
 struct daemon {
     uv_loop_t loop;
     const struct gr_config *cfg; /* in force: the caller's, or owned_cfg after a reload */
     struct gr_config *owned_cfg; /* the last configuration a reload read, or NULL */
     bool log_level_fixed;        /* -l given: reloads leave the level alone */
-    struct gr_hub *hub;
-    struct gr_ingest *ingest;
-    struct gr_ws *ws;
-    struct gr_pgmap *pgmap;          /* with postgres, else NULL */
-    struct gr_hub_update *update;    /* a new mapping being applied, step by step */
-    struct gr_mapping *next_mapping; /* one that arrived meanwhile: applied next */
+    struct gr_hub *hub;          /* owned, like every module below */
+    struct gr_ingest *ingest;    /* producers: sockets in, publishing into the hub */
+    struct gr_ws *ws;            /* consumers: the consoles, told by the hub's callbacks */
+    /* The mapping source the configuration names, and its state (owned: source->stop
+     * frees it) once started, else NULL. */
+    const struct gr_mapping_source_ops *source;
+    void *source_state;
+    bool starting;                   /* the source's first mapping goes in force at once */
+    struct gr_hub_update *update;    /* owned: a new mapping being applied, step by step */
+    struct gr_mapping *next_mapping; /* owned: one that arrived meanwhile, applied next */
     uv_idle_t apply;                 /* steps the update, one step per loop turn */
     bool listening;                  /* every listener is bound */
     bool ready;                      /* ...and a mapping is in force: /readyz, READY=1 */
-    bool cache_tried;                /* mapping_cache was read at start */
-    struct csv_read *csv_read;       /* a CSV file being read on the thread pool, or NULL */
-    bool csv_reload_wanted;          /* a SIGHUP came meanwhile: read mapping_file again */
     unsigned char *key;              /* HS256 secret with auth jwt, else NULL */
     size_t key_len;
     uv_signal_t sigint, sigterm, sighup;
@@ -90,16 +74,13 @@ static void daemon_stop(struct daemon *d)
         return;
     d->stopping = true;
     gr_sd_notify("STOPPING=1");
-    gr_pgmap_stop(d->pgmap);
-    d->pgmap = NULL;
+    d->source->stop(d->source_state);
+    d->source_state = NULL;
     if (d->update != NULL)
         gr_hub_update_cancel(d->update);
     d->update = NULL;
     gr_mapping_free(d->next_mapping);
     d->next_mapping = NULL;
-    /* A read still queued is dropped; one running finishes, and its result is freed. */
-    if (d->csv_read != NULL)
-        uv_cancel((uv_req_t *)&d->csv_read->work);
     if (d->ingest)
         gr_ingest_stop(d->ingest);
     if (d->ws)
@@ -117,7 +98,8 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
     g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;
     g->ingest_socket_drops = gr_ingest_socket_drops(d->ingest);
     g->units_stale = gr_hub_stale_count(d->hub);
-    g->postgres_up = gr_pgmap_up(d->pgmap);
+    g->postgres_up =
+        d->source->up != NULL && d->source_state != NULL && d->source->up(d->source_state);
 }
 
 /* Devices a mapping update prepares per loop turn: 2-5 ms of work (hub.h), so consoles
@@ -126,7 +108,8 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
 
 static void send_status(struct daemon *d, const char *prefix);
 
-/* Ready once every listener is bound and a mapping is in force (SPEC sections 8, 9). */
+/* Ready once every listener is bound and a mapping is in force: /readyz answers 200 and
+ * systemd gets READY=1 (docs/operations.md). */
 static void maybe_ready(struct daemon *d)
 {
     if (d->ready || !d->listening || gr_hub_mapping(d->hub) == NULL)
@@ -189,129 +172,38 @@ static void on_apply(uv_idle_t *h)
         apply_mapping(d, next);
 }
 
-/* The CSV file of mapping_file or mapping_cache, or NULL (logged). Blocks: only for the
- * start, before the loop serves anything; a running daemon reads with read_csv_async. */
-static struct gr_mapping *read_csv(const char *path)
-{
-    char err[512];
-    struct gr_mapping *m;
-    if (gr_mapping_load_csv(path, &m, err, sizeof(err)) < 0) {
-        gr_error("%s", err);
-        return NULL;
-    }
-    return m;
-}
-
-static void csv_read_work(uv_work_t *w)
-{
-    struct csv_read *job = w->data;
-    gr_mapping_load_csv(job->path, &job->m, job->err, sizeof(job->err));
-}
-
-static void read_csv_async(struct daemon *d, const char *path, bool cache);
-
-static void csv_read_done(uv_work_t *w, int status)
-{
-    struct csv_read *job = w->data;
-    struct daemon *d = job->d;
-    d->csv_read = NULL;
-    if (d->stopping || status != 0) {
-        gr_mapping_free(job->m);
-    } else if (job->m == NULL) {
-        gr_stats.mapping_load_failures++;
-        gr_error("%s", job->err);
-        if (job->cache)
-            gr_warn("no usable mapping_cache: not ready until PostgreSQL answers");
-        else
-            gr_warn("mapping: reload failed; the previous mapping stays in force");
-    } else if (job->cache && (gr_hub_mapping(d->hub) != NULL || d->update != NULL)) {
-        gr_mapping_free(job->m); /* PostgreSQL answered while the cache was being read */
-    } else {
-        if (job->cache)
-            gr_warn("PostgreSQL is unreachable: starting with the cached mapping from %s (%zu "
-                    "devices); changes made since it was written arrive when the database does",
-                    job->path, gr_mapping_count(job->m));
-        apply_mapping(d, job->m);
-    }
-    free(job->path);
-    free(job);
-    if (!d->stopping && d->csv_reload_wanted) {
-        d->csv_reload_wanted = false;
-        read_csv_async(d, d->cfg->mapping_file, false);
-    }
-}
-
-/* Reads path on the thread pool and applies it when back; failures are logged. */
-static void read_csv_async(struct daemon *d, const char *path, bool cache)
-{
-    if (d->csv_read != NULL) {
-        d->csv_reload_wanted = true;
-        return;
-    }
-    struct csv_read *job = calloc(1, sizeof(*job));
-    if (job == NULL || (job->path = strdup(path)) == NULL) {
-        free(job);
-        gr_error("mapping: out of memory reading %s; the previous mapping stays", path);
-        return;
-    }
-    job->d = d;
-    job->cache = cache;
-    job->work.data = job;
-    int rc = uv_queue_work(&d->loop, &job->work, csv_read_work, csv_read_done);
-    if (rc < 0) {
-        gr_error("mapping: cannot queue the reading of %s: %s; the previous mapping stays", path,
-                 uv_strerror(rc));
-        free(job->path);
-        free(job);
-        return;
-    }
-    d->csv_read = job;
-}
-
-static void on_pg_loaded(void *ctx, struct gr_mapping *m)
-{
-    apply_mapping(ctx, m);
-}
-
-/* PostgreSQL did not answer. At start, with no mapping yet, mapping_cache stands in. */
-static void on_pg_failed(void *ctx)
+/*
+ * A new mapping from the source (taken). The first, delivered while the daemon starts (the
+ * CSV file), goes in force at once: nothing is served yet. Every later one, and all of
+ * PostgreSQL's, step by step (apply_mapping), so consoles and modems keep being served.
+ */
+static int on_mapping(void *ctx, struct gr_mapping *m)
 {
     struct daemon *d = ctx;
-    if (d->cache_tried || gr_hub_mapping(d->hub) != NULL || d->update != NULL)
-        return;
-    d->cache_tried = true;
-    if (d->cfg->mapping_cache == NULL) {
-        gr_warn("no mapping yet and no mapping_cache: not ready until PostgreSQL answers");
-        return;
-    }
-    read_csv_async(d, d->cfg->mapping_cache, true);
-}
-
-/* The mapping at start: the CSV file at once (a bad one stops the start), or PostgreSQL
- * from the loop (with mapping_cache while it is down). */
-static int start_mapping(struct daemon *d)
-{
-    if (d->cfg->postgres == NULL) {
-        struct gr_mapping *m = read_csv(d->cfg->mapping_file);
-        if (m == NULL)
-            return -1;
-        if (gr_hub_set_mapping(d->hub, m) < 0) {
-            gr_error("mapping: out of memory applying %s", d->cfg->mapping_file);
-            return -1;
-        }
-        gr_notice("mapping: %zu devices from %s", gr_hub_device_count(d->hub),
-                  d->cfg->mapping_file);
-        mapping_in_force(d);
+    if (!d->starting) {
+        apply_mapping(d, m);
         return 0;
     }
-    struct gr_pgmap_options opt = {
-        .conninfo = d->cfg->postgres,
-        .cache_path = d->cfg->mapping_cache,
-        .loaded = on_pg_loaded,
-        .failed = on_pg_failed,
-        .ctx = d,
-    };
-    return gr_pgmap_start(&d->loop, &opt, &d->pgmap);
+    if (gr_hub_set_mapping(d->hub, m) < 0) {
+        gr_error("mapping: out of memory applying %s", d->source->where(d->cfg));
+        return -ENOMEM;
+    }
+    gr_notice("mapping: %zu devices from %s", gr_hub_device_count(d->hub),
+              d->source->where(d->cfg));
+    mapping_in_force(d);
+    return 0;
+}
+
+/* Starts the configured source: a CSV file is in force when this returns (a bad one stops
+ * the start), PostgreSQL answers from the loop (with mapping_cache while it is down). */
+static int start_mapping(struct daemon *d)
+{
+    struct gr_mapping_source_env env = {.loop = &d->loop, .deliver = on_mapping, .ctx = d};
+    d->source = gr_mapping_source_for(d->cfg);
+    d->starting = true;
+    int rc = d->source->start(&env, d->cfg, &d->source_state);
+    d->starting = false;
+    return rc;
 }
 
 /* With auth jwt, the console token key: refused unless private and long enough. */
@@ -397,64 +289,6 @@ static void hub_limits(const struct gr_config *cfg, struct gr_hub_options *opt)
 
 /* ---- reloading the configuration ------------------------------------------------------ */
 
-static bool same_text(const char *a, const char *b)
-{
-    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
-}
-
-static bool same_addrs(const struct gr_addr *a, size_t na, const struct gr_addr *b, size_t nb)
-{
-    for (size_t i = 0; na == nb && i < na; i++)
-        if (strcmp(a[i].text, b[i].text) != 0)
-            return false;
-    return na == nb;
-}
-
-/* Puts old's value of a text field back into fresh. -1 when out of memory. */
-static int keep_text(char **fresh, const char *old)
-{
-    free(*fresh);
-    *fresh = old != NULL ? strdup(old) : NULL;
-    return old != NULL && *fresh == NULL ? -1 : 0;
-}
-
-#define KEEP_ADDRS(f)                                                                              \
-    if (!same_addrs(old->f, old->n_##f, fresh->f, fresh->n_##f)) {                                 \
-        gr_warn("reload: %s changed: that takes a restart; the bound sockets stay", #f);           \
-        memcpy(fresh->f, old->f, sizeof(fresh->f));                                                \
-        fresh->n_##f = old->n_##f;                                                                 \
-    }
-#define KEEP_TEXT(f)                                                                               \
-    if (!same_text(old->f, fresh->f)) {                                                            \
-        gr_warn("reload: %s changed: that takes a restart; the running value stays", #f);          \
-        if (keep_text(&fresh->f, old->f) < 0)                                                      \
-            return -1;                                                                             \
-    }
-
-/*
- * What a running daemon cannot change is refused, each with a log line, by putting the
- * running value back into fresh: bound sockets, TLS files, the token key, the mapping
- * source (a PostgreSQL connection or a CSV file).
- */
-static int keep_fixed(const struct gr_config *old, struct gr_config *fresh)
-{
-    KEEP_ADDRS(listen_udp);
-    KEEP_ADDRS(listen_tcp);
-    KEEP_ADDRS(listen_ws);
-    KEEP_TEXT(tls_cert);
-    KEEP_TEXT(tls_key);
-    KEEP_TEXT(auth_secret_file);
-    if (old->auth != fresh->auth) {
-        gr_warn("reload: auth changed: that takes a restart; the running value stays");
-        fresh->auth = old->auth;
-    }
-    KEEP_TEXT(postgres);
-    KEEP_TEXT(mapping_cache);
-    if (old->postgres != NULL || fresh->mapping_file == NULL)
-        KEEP_TEXT(mapping_file); /* no switching between CSV and PostgreSQL */
-    return 0;
-}
-
 /* SIGHUP: a fresh configuration from the same file, validated whole; in force only if
  * good. Returns 0, or -1 (logged) with the running configuration untouched. */
 static int reload_config(struct daemon *d)
@@ -466,7 +300,7 @@ static int reload_config(struct daemon *d)
         return -1;
     }
     int rc = gr_config_load(d->cfg->path, fresh, err, sizeof(err));
-    if (rc == 0 && keep_fixed(d->cfg, fresh) < 0) {
+    if (rc == 0 && gr_config_keep_running(d->cfg, fresh) < 0) {
         snprintf(err, sizeof(err), "out of memory");
         rc = -1;
     }
@@ -512,10 +346,7 @@ static void on_signal(uv_signal_t *h, int signum)
                      (unsigned long long)ts.tv_nsec / 1000);
         gr_sd_notify(reloading);
         reload_config(d); /* the mapping is re-read either way */
-        if (d->pgmap != NULL)
-            gr_pgmap_reload(d->pgmap);
-        else
-            read_csv_async(d, d->cfg->mapping_file, false);
+        d->source->reload(d->source_state, d->cfg);
         send_status(d, d->ready ? "READY=1\n" : "");
         return;
     }
@@ -565,9 +396,9 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     }
     uv_idle_init(&d.loop, &d.apply);
     d.apply.data = &d;
+    /* A source that fails to start has freed what it made: nothing to stop. */
     if (load_secret(&d) < 0 || start_mapping(&d) < 0) {
         status = GR_EXIT_CONFIG;
-        gr_pgmap_stop(d.pgmap);
         uv_close((uv_handle_t *)&d.apply, NULL);
         uv_run(&d.loop, UV_RUN_DEFAULT);
         goto out;

@@ -1,6 +1,7 @@
 /*
- * main.c - command line (SPEC section 2): parse, check or run.
+ * main.c - command line (docs/configuration.md): parse, check or run.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,8 +11,7 @@
 #include "gpsrelay/config.h"
 #include "gpsrelay/daemon.h"
 #include "gpsrelay/log.h"
-#include "gpsrelay/mapping.h"
-#include "gpsrelay/pgmap.h"
+#include "gpsrelay/mapping_source.h"
 #include "gpsrelay/token.h"
 
 #define DEFAULT_CONFIG "/etc/gpsrelay/gpsrelay.conf"
@@ -28,27 +28,18 @@ static void usage(FILE *f)
                "  -t, --test          check the configuration and the mapping it names\n");
 }
 
-/* How long -t waits for PostgreSQL to answer. */
-#define CHECK_CONNECT_MS 5000
-
 /* -t: everything a start would read, without binding anything. */
 static int check_only(const struct gr_config *cfg)
 {
     char err[512];
-    struct gr_mapping *m;
-    if (cfg->postgres != NULL) {
-        /* The database may be down while the configuration is fine: that is exit 1. */
-        m = gr_pgmap_load_blocking(cfg->postgres, CHECK_CONNECT_MS, err, sizeof(err));
-        if (m == NULL) {
-            fprintf(stderr, "gpsrelayd: %s\n", err);
-            return GR_EXIT_FAILURE;
-        }
-    } else if (gr_mapping_load_csv(cfg->mapping_file, &m, err, sizeof(err)) < 0) {
+    const struct gr_mapping_source_ops *source = gr_mapping_source_for(cfg);
+    /* Bounded in time: a database that does not answer is an error, not a hang. */
+    int devices = source->check(cfg, err, sizeof(err));
+    if (devices < 0) {
         fprintf(stderr, "gpsrelayd: %s\n", err);
-        return GR_EXIT_CONFIG;
+        /* A wrong mapping is the configuration's fault; an unreachable source may not be. */
+        return devices == -EINVAL ? GR_EXIT_CONFIG : GR_EXIT_FAILURE;
     }
-    size_t devices = gr_mapping_count(m);
-    gr_mapping_free(m);
     if (cfg->auth == GR_AUTH_JWT) {
         unsigned char *key;
         size_t key_len;
@@ -58,8 +49,8 @@ static int check_only(const struct gr_config *cfg)
         }
         free(key);
     }
-    printf("gpsrelayd: configuration %s is ok (%zu devices in %s)\n", cfg->path, devices,
-           cfg->postgres ? "PostgreSQL" : cfg->mapping_file);
+    printf("gpsrelayd: configuration %s is ok (%d devices in %s)\n", cfg->path, devices,
+           source->where(cfg));
     return GR_EXIT_OK;
 }
 

@@ -1,5 +1,5 @@
 /*
- * config.h - the configuration file (SPEC section 3).
+ * config.h - the configuration file (docs/configuration.md).
  *
  * gr_config_load() parses a file into a fresh struct and validates all of it; nothing is
  * applied by loading. Directives are rows of one table in config.c: add a row (and a
@@ -89,7 +89,13 @@ void gr_config_free(struct gr_config *cfg);
  */
 bool gr_config_origin_ok(const struct gr_config *cfg, const char *origin);
 
-/* True when every listen_ws address is loopback (127.0.0.0/8 or ::1). */
-bool gr_config_ws_loopback_only(const struct gr_config *cfg);
+/*
+ * For a reload: puts back into fresh (a configuration just loaded) the running value from
+ * old of every directive a running daemon cannot change (the table's GR_DIR_RESTART rows:
+ * bound sockets, TLS files, the token key, the PostgreSQL connection and its cache; and
+ * every mapping source directive when fresh names another source than old), logging a
+ * warning for each that differed. Returns 0, or -ENOMEM (fresh must then be freed).
+ */
+int gr_config_keep_running(const struct gr_config *old, struct gr_config *fresh);
 
 #endif

@@ -8,7 +8,7 @@
 
 #include "gpsrelay/config.h"
 
-/* Exit statuses (SPEC section 2; sysexits.h values). */
+/* Exit statuses (docs/configuration.md; sysexits.h values). */
 #define GR_EXIT_OK      0
 #define GR_EXIT_FAILURE 1
 #define GR_EXIT_USAGE   64

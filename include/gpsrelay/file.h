@@ -10,6 +10,7 @@
 #ifndef GPSRELAY_FILE_H
 #define GPSRELAY_FILE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <sys/stat.h>
 
@@ -30,5 +31,13 @@ int gr_file_open_regular(const char *path, struct stat *st, char *err, size_t er
  */
 int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char *err,
                  size_t errlen);
+
+/*
+ * Formats "path:line: message" (or "path: message" when line is 0) into err, the shape of
+ * every configuration and mapping error (docs/configuration.md). Returns -1, for
+ * "return fail()".
+ */
+int gr_file_verror(char *err, size_t errlen, const char *path, int line, const char *fmt,
+                   va_list ap) __attribute__((format(printf, 5, 0)));
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * mapping.h - which agencies each device belongs to (SPEC section 7).
+ * mapping.h - which agencies each device belongs to (docs/mapping.md).
  *
  * A struct gr_mapping is immutable once loaded; a reload builds a new one and the daemon
  * swaps it in. Lookups are O(log n).

@@ -1,6 +1,7 @@
 /*
- * pgmap.h - the device-to-agency mapping from PostgreSQL, live, on the event loop (SPEC
- * section 7, config/schema.sql).
+ * pgmap.h - the device-to-agency mapping from PostgreSQL, live, on the event loop
+ * (docs/mapping.md, config/schema.sql). pgmap.c also holds the PostgreSQL mapping source
+ * (mapping_source.h), which adds mapping_cache for starts while the database is down.
  *
  * One connection, driven by libpq's asynchronous API from a uv_poll_t on PQsocket():
  * connect, LISTEN gpsrelay_mapping, then load every row; each notification (coalesced
@@ -21,8 +22,6 @@
 #include <uv.h>
 
 #include "gpsrelay/mapping.h"
-
-struct pg_result; /* libpq's PGresult */
 
 /* Every device-agency pair, as the columns of a CSV mapping row. */
 #define GR_PGMAP_QUERY                                                                             \
@@ -51,6 +50,10 @@ struct pg_result; /* libpq's PGresult */
  * not notice that we closed). Far above what a full load of the largest fleet needs. */
 #define GR_PGMAP_STATEMENT_MS 60000
 
+/* `gpsrelayd -t` (gr_mapping_source_postgres.check) waits this long to connect; its query
+ * runs under GR_PGMAP_STATEMENT_MS and GR_PGMAP_QUERY_MS of silence, as the daemon's do. */
+#define GR_PGMAP_CHECK_CONNECT_MS 5000
+
 /* Rows a load could not take as they are are all counted; this many are logged per load. */
 #define GR_PGMAP_REJECTS_LOGGED 8
 
@@ -66,7 +69,7 @@ struct gr_pgmap_options {
 
 struct gr_pgmap;
 
-/* Starts connecting. Returns 0, or -1 (out of memory, logged). Strings are copied. */
+/* Starts connecting. Returns 0, or -ENOMEM (logged). Strings are copied. */
 int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct gr_pgmap **out);
 
 /* Loads everything again soon (SIGHUP); while disconnected, retries connecting now. */
@@ -80,25 +83,5 @@ bool gr_pgmap_up(const struct gr_pgmap *p);
  * callbacks and a build running on the thread pool has finished. NULL is fine.
  */
 void gr_pgmap_stop(struct gr_pgmap *p);
-
-/*
- * The mapping in res, a result of GR_PGMAP_QUERY, with the checks of a CSV row for each
- * row. One bad row does not refuse the whole mapping (that would freeze every later change
- * and keep a start without cache from ever becoming ready): a row the checks refuse or that
- * conflicts with another is left out, and devices sharing a source_addr all lose it
- * (gr_mapping_builder_finish_skipping); each is reported to rejected(ctx, why), why
- * borrowed for the call. Returns the mapping, or NULL with the reason in err (the result's
- * shape, out of memory). Safe on any thread; rejected runs on the caller's.
- */
-struct gr_mapping *gr_pgmap_build(const struct pg_result *res,
-                                  void (*rejected)(void *ctx, const char *why), void *ctx,
-                                  char *err, size_t errlen);
-
-/*
- * For `gpsrelayd -t`: connects and loads once, blocking (at most connect_ms to connect).
- * Returns the mapping, or NULL with the reason in err.
- */
-struct gr_mapping *gr_pgmap_load_blocking(const char *conninfo, int connect_ms, char *err,
-                                          size_t errlen);
 
 #endif

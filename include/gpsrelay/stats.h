@@ -1,5 +1,5 @@
 /*
- * stats.h - the daemon's counters, and their Prometheus rendering (SPEC section 8).
+ * stats.h - the daemon's counters, and their Prometheus rendering (docs/operations.md).
  *
  * One process, one thread: counters are plain integers in one global struct (Redis's
  * server.stat_*). Modules increment them directly; gauges are read from the modules

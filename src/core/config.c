@@ -2,13 +2,18 @@
  * config.c - the configuration file: a table of directives (nginx's ngx_command_t).
  *
  * Each directive is a row: its name, a setter that parses the value into a field of
- * struct gr_config found by offset, flags and a default. A new directive is a new row, a
- * new field in config.h and, at most, a new setter. Defaults go through the setters too,
- * so the table reads like the directive table of SPEC section 3.
+ * struct gr_config found by offset, the kind of value the field holds (which says how it
+ * is compared, copied and freed), flags and a default. GR_DIR_RESTART marks what a running
+ * daemon cannot change, GR_DIR_SOURCE the directives that name the mapping source; the
+ * code that frees a configuration and keeps restart-only values on a reload walks the
+ * table. A new directive is a new row, a new field in config.h and, at most, a new setter.
+ * Defaults go through the setters too, so the table reads like the directive table of
+ * docs/configuration.md.
  */
 #include "gpsrelay/config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -30,7 +35,23 @@
 /* Upper bound of the *_SECONDS directives: a day. More is a typo, not a policy. */
 #define GR_CONFIG_SECONDS_MAX 86400
 
-#define GR_MULTI 1u /* repeatable; the field is an array with a count */
+/*
+ * What a directive's field holds: how it is compared, copied back on a reload and freed.
+ * The array kinds are repeatable directives, with a size_t count of filled elements.
+ */
+enum gr_value {
+    GR_VAL_INT,   /* an int, or an enum (int-sized) */
+    GR_VAL_TEXT,  /* a char * the configuration owns, or NULL */
+    GR_VAL_TEXTS, /* an array of owned char * */
+    GR_VAL_ADDRS, /* an array of struct gr_addr: sockets bound at start */
+    GR_VAL_CIDRS, /* an array of struct gr_cidr */
+};
+
+/* A running daemon keeps its value: a reload that changes it warns and keeps the old. */
+#define GR_DIR_RESTART 1u
+/* Names the mapping source (mapping_source.h): exactly one is set, and a reload cannot
+ * switch to another source (all of them then keep their running values). */
+#define GR_DIR_SOURCE 2u
 
 struct gr_cfg_parse {
     struct gr_config *cfg;
@@ -43,13 +64,41 @@ struct gr_cfg_parse {
 struct gr_directive {
     const char *name;
     int (*set)(struct gr_cfg_parse *p, const struct gr_directive *d, const char *value);
+    enum gr_value kind;
     size_t offset;       /* of the field in struct gr_config */
-    size_t count_offset; /* GR_MULTI: of the size_t count of filled array elements */
-    unsigned flags;
-    const char *def; /* default, applied through set() before the file is read; or NULL */
+    size_t count_offset; /* the array kinds: of the size_t count of filled elements */
+    unsigned flags;      /* GR_DIR_* */
+    const char *def;     /* default, applied through set() before the file is read; or NULL */
 };
 
-#define GR_FIELD(p, d) ((void *)((char *)(p)->cfg + (d)->offset))
+_Static_assert(sizeof(enum gr_auth) == sizeof(int), "GR_VAL_INT holds enum gr_auth");
+
+static bool is_multi(const struct gr_directive *d)
+{
+    return d->kind == GR_VAL_TEXTS || d->kind == GR_VAL_ADDRS || d->kind == GR_VAL_CIDRS;
+}
+
+/* The address of d's field in cfg, and of its count (the array kinds). Not const: the
+ * setters and the reload write through them; the comparisons only read. */
+static void *field_of(const struct gr_config *cfg, const struct gr_directive *d)
+{
+    return (char *)cfg + d->offset;
+}
+
+static size_t *count_of(const struct gr_config *cfg, const struct gr_directive *d)
+{
+    return (size_t *)((char *)cfg + d->count_offset);
+}
+
+/* Whether the file gave d a value (or its default did); an int always has one. */
+static bool is_set(const struct gr_config *cfg, const struct gr_directive *d)
+{
+    if (is_multi(d))
+        return *count_of(cfg, d) > 0;
+    if (d->kind == GR_VAL_TEXT)
+        return *(char *const *)field_of(cfg, d) != NULL;
+    return true;
+}
 
 __attribute__((format(printf, 2, 3))) static int fail(struct gr_cfg_parse *p, const char *fmt, ...)
 {
@@ -131,8 +180,8 @@ static const char *parse_addr(const char *v, struct gr_addr *a)
 
 static int set_listen(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    struct gr_addr *addrs = GR_FIELD(p, d);
-    size_t *n = (size_t *)((char *)p->cfg + d->count_offset);
+    struct gr_addr *addrs = field_of(p->cfg, d);
+    size_t *n = count_of(p->cfg, d);
     const char *why;
 
     if (*n == GR_LISTEN_MAX)
@@ -148,7 +197,7 @@ static int set_listen(struct gr_cfg_parse *p, const struct gr_directive *d, cons
  * move together and the daemon's working directory does not matter. */
 static int set_path(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    char **field = GR_FIELD(p, d);
+    char **field = field_of(p->cfg, d);
     const char *slash = strrchr(p->path, '/');
 
     if (*v == '\0')
@@ -179,12 +228,13 @@ static bool host_is_literal(const char *host, size_t len)
 /*
  * A libpq connection string. Checked here rather than at the first connect: its syntax,
  * and that connecting needs no DNS lookup, because libpq resolves host names with a
- * blocking getaddrinfo() inside PQconnectStart(), which would stall the event loop
- * (NOTES.md). A name is fine next to hostaddr, which libpq then uses instead.
+ * blocking getaddrinfo() inside PQconnectStart(), which would stall the event loop for as
+ * long as the resolver takes (libpq's PQconnectPoll has no asynchronous lookup). A name is
+ * fine next to hostaddr, which libpq then uses instead.
  */
 static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    char **field = GR_FIELD(p, d);
+    char **field = field_of(p->cfg, d);
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(v, &perr);
 
@@ -220,7 +270,7 @@ static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, co
 
 static int set_auth(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    enum gr_auth *field = GR_FIELD(p, d);
+    enum gr_auth *field = field_of(p->cfg, d);
 
     if (strcmp(v, "jwt") == 0)
         *field = GR_AUTH_JWT;
@@ -233,7 +283,7 @@ static int set_auth(struct gr_cfg_parse *p, const struct gr_directive *d, const 
 
 static int set_log_level(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    int *field = GR_FIELD(p, d);
+    int *field = field_of(p->cfg, d);
 
     *field = gr_log_level_parse(v);
     if (*field < 0)
@@ -244,7 +294,7 @@ static int set_log_level(struct gr_cfg_parse *p, const struct gr_directive *d, c
 
 static int set_seconds(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    int *field = GR_FIELD(p, d);
+    int *field = field_of(p->cfg, d);
     long s;
 
     if (parse_uint(v, GR_CONFIG_SECONDS_MAX, &s) < 0)
@@ -257,7 +307,7 @@ static int set_seconds(struct gr_cfg_parse *p, const struct gr_directive *d, con
 /* A speed in whole metres per second; 0 would refuse every moving unit. */
 static int set_speed(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    int *field = GR_FIELD(p, d);
+    int *field = field_of(p->cfg, d);
     long mps;
 
     if (parse_uint(v, GR_CONFIG_SPEED_MAX, &mps) < 0 || mps == 0)
@@ -270,8 +320,8 @@ static int set_speed(struct gr_cfg_parse *p, const struct gr_directive *d, const
 /* An exact Origin: scheme://host[:port], no path, no trailing slash (browsers send it so). */
 static int set_origin(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    char **origins = GR_FIELD(p, d);
-    size_t *n = (size_t *)((char *)p->cfg + d->count_offset);
+    char **origins = field_of(p->cfg, d);
+    size_t *n = count_of(p->cfg, d);
     const char *host = strstr(v, "://");
 
     if (*n == GR_ORIGINS_MAX)
@@ -290,8 +340,8 @@ static int set_origin(struct gr_cfg_parse *p, const struct gr_directive *d, cons
 
 static int set_cidr(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    struct gr_cidr *ranges = GR_FIELD(p, d);
-    size_t *n = (size_t *)((char *)p->cfg + d->count_offset);
+    struct gr_cidr *ranges = field_of(p->cfg, d);
+    size_t *n = count_of(p->cfg, d);
 
     if (*n == GR_INGEST_ALLOW_MAX)
         return fail(p, "more than %d %s directives", GR_INGEST_ALLOW_MAX, d->name);
@@ -308,7 +358,7 @@ static int set_cidr(struct gr_cfg_parse *p, const struct gr_directive *d, const 
 #define GR_CONFIG_COUNT_MAX 1000000
 static int set_count(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
-    int *field = GR_FIELD(p, d);
+    int *field = field_of(p->cfg, d);
     long n;
 
     if (parse_uint(v, GR_CONFIG_COUNT_MAX, &n) < 0 || n == 0)
@@ -320,36 +370,41 @@ static int set_count(struct gr_cfg_parse *p, const struct gr_directive *d, const
 
 #define GR_OFF(f) offsetof(struct gr_config, f)
 
+#define GR_OFF(f)   offsetof(struct gr_config, f)
+#define GR_MULTI(f) GR_OFF(f), GR_OFF(n_##f)
+#define GR_ONE(f)   GR_OFF(f), 0
+
 static const struct gr_directive gr_directives[] = {
-    {"listen_udp", set_listen, GR_OFF(listen_udp), GR_OFF(n_listen_udp), GR_MULTI, NULL},
-    {"listen_tcp", set_listen, GR_OFF(listen_tcp), GR_OFF(n_listen_tcp), GR_MULTI, NULL},
-    {"listen_ws", set_listen, GR_OFF(listen_ws), GR_OFF(n_listen_ws), GR_MULTI, NULL},
-    {"mapping_file", set_path, GR_OFF(mapping_file), 0, 0, NULL},
-    {"postgres", set_conninfo, GR_OFF(postgres), 0, 0, NULL},
-    {"mapping_cache", set_path, GR_OFF(mapping_cache), 0, 0, NULL},
-    {"auth", set_auth, GR_OFF(auth), 0, 0, "jwt"},
-    {"auth_secret_file", set_path, GR_OFF(auth_secret_file), 0, 0, NULL},
-    {"tls_cert", set_path, GR_OFF(tls_cert), 0, 0, NULL},
-    {"tls_key", set_path, GR_OFF(tls_key), 0, 0, NULL},
-    {"allowed_origin", set_origin, GR_OFF(allowed_origin), GR_OFF(n_allowed_origin), GR_MULTI,
-     NULL},
-    {"ingest_allow", set_cidr, GR_OFF(ingest_allow), GR_OFF(n_ingest_allow), GR_MULTI, NULL},
-    {"ingest_rate_limit", set_count, GR_OFF(ingest_rate_limit), 0, 0, "50"},
-    {"max_connections_per_source", set_count, GR_OFF(max_connections_per_source), 0, 0, "512"},
+    {"listen_udp", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_udp), GR_DIR_RESTART, NULL},
+    {"listen_tcp", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_tcp), GR_DIR_RESTART, NULL},
+    {"listen_ws", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_ws), GR_DIR_RESTART, NULL},
+    /* A CSV file may be renamed on a reload; a connection string takes a restart. */
+    {"mapping_file", set_path, GR_VAL_TEXT, GR_ONE(mapping_file), GR_DIR_SOURCE, NULL},
+    {"postgres", set_conninfo, GR_VAL_TEXT, GR_ONE(postgres), GR_DIR_SOURCE | GR_DIR_RESTART, NULL},
+    {"mapping_cache", set_path, GR_VAL_TEXT, GR_ONE(mapping_cache), GR_DIR_RESTART, NULL},
+    {"auth", set_auth, GR_VAL_INT, GR_ONE(auth), GR_DIR_RESTART, "jwt"},
+    {"auth_secret_file", set_path, GR_VAL_TEXT, GR_ONE(auth_secret_file), GR_DIR_RESTART, NULL},
+    {"tls_cert", set_path, GR_VAL_TEXT, GR_ONE(tls_cert), GR_DIR_RESTART, NULL},
+    {"tls_key", set_path, GR_VAL_TEXT, GR_ONE(tls_key), GR_DIR_RESTART, NULL},
+    {"allowed_origin", set_origin, GR_VAL_TEXTS, GR_MULTI(allowed_origin), 0, NULL},
+    {"ingest_allow", set_cidr, GR_VAL_CIDRS, GR_MULTI(ingest_allow), 0, NULL},
+    {"ingest_rate_limit", set_count, GR_VAL_INT, GR_ONE(ingest_rate_limit), 0, "50"},
+    {"max_connections_per_source", set_count, GR_VAL_INT, GR_ONE(max_connections_per_source), 0,
+     "512"},
     /* A modem needs one connection. 16 leaves room for the ones it leaves behind: one that
      * loses coverage never says goodbye, so its old connection stays open until
      * tcp_idle_timeout while it reconnects; and for a few modems behind one NAT'd router.
      * One host cannot lock out the rest (GR_TCP_CONN_MAX is 10,000); fleets behind one
      * carrier NAT address raise it. */
-    {"tcp_max_per_source", set_count, GR_OFF(tcp_max_per_source), 0, 0, "16"},
-    {"log_level", set_log_level, GR_OFF(log_level), 0, 0, "info"},
-    {"max_future_skew", set_seconds, GR_OFF(max_future_skew), 0, 0, "300"},
-    {"max_speed", set_speed, GR_OFF(max_speed), 0, 0, "150"},
-    {"tcp_idle_timeout", set_seconds, GR_OFF(tcp_idle_timeout), 0, 0, "300"},
-    {"stale_after", set_seconds, GR_OFF(stale_after), 0, 0, "120"},
-    {"slow_timeout", set_seconds, GR_OFF(slow_timeout), 0, 0, "30"},
-    {"idle_timeout", set_seconds, GR_OFF(idle_timeout), 0, 0, "60"},
-    {"static_dir", set_path, GR_OFF(static_dir), 0, 0, NULL},
+    {"tcp_max_per_source", set_count, GR_VAL_INT, GR_ONE(tcp_max_per_source), 0, "16"},
+    {"log_level", set_log_level, GR_VAL_INT, GR_ONE(log_level), 0, "info"},
+    {"max_future_skew", set_seconds, GR_VAL_INT, GR_ONE(max_future_skew), 0, "300"},
+    {"max_speed", set_speed, GR_VAL_INT, GR_ONE(max_speed), 0, "150"},
+    {"tcp_idle_timeout", set_seconds, GR_VAL_INT, GR_ONE(tcp_idle_timeout), 0, "300"},
+    {"stale_after", set_seconds, GR_VAL_INT, GR_ONE(stale_after), 0, "120"},
+    {"slow_timeout", set_seconds, GR_VAL_INT, GR_ONE(slow_timeout), 0, "30"},
+    {"idle_timeout", set_seconds, GR_VAL_INT, GR_ONE(idle_timeout), 0, "60"},
+    {"static_dir", set_path, GR_VAL_TEXT, GR_ONE(static_dir), 0, NULL},
 };
 
 #define GR_N_DIRECTIVES (sizeof(gr_directives) / sizeof(gr_directives[0]))
@@ -450,7 +505,7 @@ static int parse_file(struct gr_cfg_parse *p, const char *text, size_t len)
         size_t i = (size_t)(d - gr_directives);
         if (n != GR_CONFIG_WORDS)
             return fail(p, "directive \"%s\" takes one value, not %d", d->name, n - 1);
-        if (!(d->flags & GR_MULTI) && first_line[i] != 0)
+        if (!is_multi(d) && first_line[i] != 0)
             return fail(p, "duplicate directive \"%s\" (first on line %d)", d->name, first_line[i]);
         if (first_line[i] == 0)
             first_line[i] = p->line;
@@ -470,15 +525,6 @@ static bool is_loopback(const struct gr_addr *a)
     return IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr);
 }
 
-bool gr_config_ws_loopback_only(const struct gr_config *cfg)
-{
-    for (size_t i = 0; i < cfg->n_listen_ws; i++) {
-        if (!is_loopback(&cfg->listen_ws[i]))
-            return false;
-    }
-    return true;
-}
-
 /* Whole-config rules, checked once every line is read. */
 static int validate(struct gr_cfg_parse *p)
 {
@@ -489,17 +535,27 @@ static int validate(struct gr_cfg_parse *p)
         return fail(p, "no listen_ws: consoles need at least one");
     if (c->n_listen_udp == 0 && c->n_listen_tcp == 0)
         return fail(p, "no listen_udp or listen_tcp: ingest needs at least one");
-    if (c->mapping_file == NULL && c->postgres == NULL)
+    const struct gr_directive *source[2]; /* the first two mapping sources set */
+    size_t n_source = 0;
+    for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
+        if (!(gr_directives[i].flags & GR_DIR_SOURCE) || !is_set(c, &gr_directives[i]))
+            continue;
+        if (n_source < 2)
+            source[n_source] = &gr_directives[i];
+        n_source++;
+    }
+    if (n_source == 0)
         return fail(p, "no mapping source: set mapping_file (CSV) or postgres");
-    if (c->mapping_file != NULL && c->postgres != NULL)
-        return fail(p, "mapping_file and postgres are two mapping sources: set one");
+    if (n_source > 1)
+        return fail(p, "%s and %s are two mapping sources: set one", source[0]->name,
+                    source[1]->name);
     if (c->mapping_cache != NULL && c->postgres == NULL)
         return fail(p, "mapping_cache keeps the last mapping read from postgres: set postgres");
     if (c->auth == GR_AUTH_JWT && c->auth_secret_file == NULL)
         return fail(p, "auth jwt needs auth_secret_file (a key of at least 32 bytes)");
     if ((c->tls_cert == NULL) != (c->tls_key == NULL))
         return fail(p, "tls_cert and tls_key go together: set both or neither");
-    /* SPEC section 3: without tokens, consoles must not be reachable from the network. */
+    /* Without tokens, consoles must not be reachable from the network. */
     for (size_t i = 0; c->auth == GR_AUTH_NONE && i < c->n_listen_ws; i++) {
         if (!is_loopback(&c->listen_ws[i]))
             return fail(p,
@@ -554,19 +610,131 @@ bool gr_config_origin_ok(const struct gr_config *cfg, const char *origin)
     return false;
 }
 
+static bool same_text(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+/* Whether d has the same value in a and b. Addresses compare as written: "127.0.0.1:0"
+ * is a new ephemeral port each time it is bound. */
+static bool same_value(const struct gr_config *a, const struct gr_config *b,
+                       const struct gr_directive *d)
+{
+    const void *fa = field_of(a, d), *fb = field_of(b, d);
+    size_t n = is_multi(d) ? *count_of(a, d) : 0;
+
+    if (is_multi(d) && n != *count_of(b, d))
+        return false;
+    switch (d->kind) {
+    case GR_VAL_INT:
+        return *(const int *)fa == *(const int *)fb;
+    case GR_VAL_TEXT:
+        return same_text(*(char *const *)fa, *(char *const *)fb);
+    case GR_VAL_TEXTS:
+        for (size_t i = 0; i < n; i++)
+            if (!same_text(((char *const *)fa)[i], ((char *const *)fb)[i]))
+                return false;
+        return true;
+    case GR_VAL_ADDRS:
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(((const struct gr_addr *)fa)[i].text, ((const struct gr_addr *)fb)[i].text))
+                return false;
+        return true;
+    case GR_VAL_CIDRS:
+        for (size_t i = 0; i < n; i++) {
+            const struct gr_cidr *x = &((const struct gr_cidr *)fa)[i];
+            const struct gr_cidr *y = &((const struct gr_cidr *)fb)[i];
+            if (x->family != y->family || x->prefix != y->prefix ||
+                memcmp(x->addr, y->addr, sizeof(x->addr)) != 0)
+                return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Frees what d's field in cfg owns, leaving it empty. */
+static void free_value(struct gr_config *cfg, const struct gr_directive *d)
+{
+    if (d->kind == GR_VAL_TEXT) {
+        char **text = field_of(cfg, d);
+        free(*text);
+        *text = NULL;
+    } else if (d->kind == GR_VAL_TEXTS) {
+        char **texts = field_of(cfg, d);
+        for (size_t i = 0; i < *count_of(cfg, d); i++)
+            free(texts[i]);
+        *count_of(cfg, d) = 0;
+    }
+}
+
+/* Replaces d's value in to by a copy of from's. Returns 0, or -ENOMEM with d empty in to. */
+static int copy_value(struct gr_config *to, const struct gr_config *from,
+                      const struct gr_directive *d)
+{
+    free_value(to, d);
+    if (is_multi(d))
+        *count_of(to, d) = *count_of(from, d);
+    switch (d->kind) {
+    case GR_VAL_INT:
+        *(int *)field_of(to, d) = *(const int *)field_of(from, d);
+        return 0;
+    case GR_VAL_TEXT: {
+        const char *old = *(char *const *)field_of(from, d);
+        char **text = field_of(to, d);
+        *text = old != NULL ? strdup(old) : NULL;
+        return old != NULL && *text == NULL ? -ENOMEM : 0;
+    }
+    case GR_VAL_TEXTS: {
+        char *const *old = field_of(from, d);
+        char **texts = field_of(to, d);
+        for (size_t i = 0; i < *count_of(to, d); i++) {
+            if ((texts[i] = strdup(old[i])) == NULL) {
+                *count_of(to, d) = i;
+                return -ENOMEM;
+            }
+        }
+        return 0;
+    }
+    case GR_VAL_ADDRS:
+        memcpy(field_of(to, d), field_of(from, d), *count_of(to, d) * sizeof(struct gr_addr));
+        return 0;
+    case GR_VAL_CIDRS:
+        memcpy(field_of(to, d), field_of(from, d), *count_of(to, d) * sizeof(struct gr_cidr));
+        return 0;
+    }
+    return 0;
+}
+
+int gr_config_keep_running(const struct gr_config *old, struct gr_config *fresh)
+{
+    /* Another mapping source than the running one: each of them keeps its running value,
+     * so the running source goes on and the new one is not half set. */
+    bool source_changed = false;
+    for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
+        const struct gr_directive *d = &gr_directives[i];
+        if ((d->flags & GR_DIR_SOURCE) && is_set(old, d) != is_set(fresh, d))
+            source_changed = true;
+    }
+    for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
+        const struct gr_directive *d = &gr_directives[i];
+        bool keep = (d->flags & GR_DIR_RESTART) || (source_changed && (d->flags & GR_DIR_SOURCE));
+        if (!keep || same_value(old, fresh, d))
+            continue;
+        gr_warn("reload: %s changed: that takes a restart; %s", d->name,
+                d->kind == GR_VAL_ADDRS ? "the bound sockets stay" : "the running value stays");
+        if (copy_value(fresh, old, d) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 void gr_config_free(struct gr_config *cfg)
 {
     if (cfg == NULL)
         return;
     free(cfg->path);
-    free(cfg->mapping_file);
-    free(cfg->postgres);
-    free(cfg->mapping_cache);
-    free(cfg->auth_secret_file);
-    free(cfg->tls_cert);
-    free(cfg->tls_key);
-    free(cfg->static_dir);
-    for (size_t i = 0; i < cfg->n_allowed_origin; i++)
-        free(cfg->allowed_origin[i]);
+    for (size_t i = 0; i < GR_N_DIRECTIVES; i++)
+        free_value(cfg, &gr_directives[i]);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -7,12 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "gpsrelay/log.h"
 
 __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, const char *path,
                                                       const char *fmt, ...)
@@ -119,4 +118,14 @@ out:
     free(buf);
     close(fd);
     return rc;
+}
+
+int gr_file_verror(char *err, size_t errlen, const char *path, int line, const char *fmt,
+                   va_list ap)
+{
+    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", path, line)
+                     : snprintf(err, errlen, "%s: ", path);
+    if (n >= 0 && (size_t)n < errlen)
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    return -1;
 }

@@ -44,11 +44,6 @@ void gr_log_set_level(int level)
     gr_log_level = level;
 }
 
-int gr_log_get_level(void)
-{
-    return gr_log_level;
-}
-
 int gr_log_level_parse(const char *name)
 {
     for (int i = LOG_ERR; i <= LOG_DEBUG; i++) {
@@ -102,14 +97,4 @@ void gr_log(int level, const char *fmt, ...)
     /* stderr is unbuffered: one fwrite is one write(2), so lines are never interleaved. */
     fwrite(line, 1, (size_t)n + len + 1, stderr);
     errno = saved_errno;
-}
-
-int gr_file_verror(char *err, size_t errlen, const char *path, int line, const char *fmt,
-                   va_list ap)
-{
-    int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", path, line)
-                     : snprintf(err, errlen, "%s: ", path);
-    if (n >= 0 && (size_t)n < errlen)
-        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-    return -1;
 }

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Delivery: SPEC's aim is well under a second; the interesting part is sub-millisecond. */
+/* Delivery: the aim is well under a second; the interesting part is sub-millisecond. */
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                         0.01,   0.025,   0.05,   0.1,   0.25,   1};
 /* Loop work per iteration: anything near 20 ms delays every console and modem. */

@@ -1,5 +1,6 @@
 /*
- * mapping.c - the device-to-agency mapping, from CSV or row by row (SPEC section 7).
+ * mapping.c - the device-to-agency mapping, from CSV or row by row
+ * (docs/mapping.md).
  *
  * Every source goes through the builder: rows are checked as they are added, then sorted
  * by (device, agency) at the end, where conflicts show up as neighbours; a device is a run
@@ -13,9 +14,6 @@
  */
 #include "gpsrelay/mapping.h"
 
-#include "gpsrelay/file.h"
-#include "gpsrelay/log.h"
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gpsrelay/file.h"
 #include "gpsrelay/report.h"
 
 #define GR_MAPPING_HEADER "device_id,agency_id,label,source_addr"

@@ -11,6 +11,8 @@
  */
 #include "gpsrelay/pgmap.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,11 @@
 
 #include "gpsrelay/log.h"
 #include "gpsrelay/stats.h"
+#include "source.h"
 
 /* Keepalives notice a server that vanished without a FIN (power, network) in about 25 s
- * rather than the kernel's two hours (NOTES.md). The operator's conninfo overrides these. */
+ * (10 s idle, then 3 probes 5 s apart; tcp_user_timeout bounds unacknowledged writes at
+ * 20 s) rather than the kernel's two hours. The operator's conninfo overrides these. */
 static const char *const conn_keywords[] = {
     "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
     "keepalives_count", "tcp_user_timeout", "dbname",          NULL,
@@ -56,10 +60,10 @@ struct pg_rejects {
 /* One load on the thread pool: rows in, mapping out. */
 struct pg_build {
     uv_work_t work;
-    struct gr_pgmap *owner;
-    PGresult *rows;
-    char *cache_path;
-    struct gr_mapping *m;
+    struct gr_pgmap *owner; /* borrowed: waits for the build before it frees itself */
+    PGresult *rows;         /* owned until build_work clears it */
+    char *cache_path;       /* owned copy, or NULL */
+    struct gr_mapping *m;   /* owned until handed to loaded() */
     int64_t started_ms;
     char err[512];
     char cache_err[512];
@@ -67,20 +71,20 @@ struct pg_build {
 };
 
 struct gr_pgmap {
-    uv_loop_t *loop;
-    char *conninfo;
-    char *cache_path;
+    uv_loop_t *loop;  /* borrowed */
+    char *conninfo;   /* owned copy */
+    char *cache_path; /* owned copy, or NULL */
     void (*loaded)(void *ctx, struct gr_mapping *m);
     void (*failed)(void *ctx);
     void *ctx;
 
     enum pg_state state;
-    PGconn *conn;
-    struct pg_poll *poll;
+    PGconn *conn;         /* owned (PQfinish), or NULL while IDLE */
+    struct pg_poll *poll; /* owned; freed by its close callback (drop_poll) */
     enum pg_query query;
-    PGresult *rows; /* the load's result, until the query ends */
+    PGresult *rows; /* owned: the load's result, until the query ends */
     int64_t load_started_ms;
-    struct pg_build *build; /* on the thread pool, or NULL */
+    struct pg_build *build; /* on the thread pool, or NULL; on_build_done frees it */
     bool load_wanted;       /* a notification or SIGHUP came since the last load began */
     bool up;
     bool said_down; /* a failure was logged as a warning; later ones go to info */
@@ -97,11 +101,19 @@ static void fail(struct gr_pgmap *p, const char *what);
 
 /* ---- building a mapping from rows ------------------------------------------------------- */
 
-struct gr_mapping *gr_pgmap_build(const struct pg_result *res,
-                                  void (*rejected)(void *ctx, const char *why), void *ctx,
-                                  char *err, size_t errlen)
+/*
+ * The mapping in r, a result of GR_PGMAP_QUERY, with the checks of a CSV row for each row.
+ * One bad row does not refuse the whole mapping (that would freeze every later change and
+ * keep a start without cache from ever becoming ready): a row the checks refuse or that
+ * conflicts with another is left out, and devices sharing a source_addr all lose it
+ * (gr_mapping_builder_finish_skipping); each is reported to rejected(ctx, why), why
+ * borrowed for the call. Returns the mapping, or NULL with the reason in err (the result's
+ * shape, out of memory). Safe on any thread; rejected runs on the caller's.
+ */
+static struct gr_mapping *build_mapping(const PGresult *r,
+                                        void (*rejected)(void *ctx, const char *why), void *ctx,
+                                        char *err, size_t errlen)
 {
-    const PGresult *r = (const PGresult *)res;
     if (PQnfields(r) != 4) {
         snprintf(err, errlen, "expected 4 columns, got %d", PQnfields(r));
         return NULL;
@@ -130,8 +142,9 @@ struct gr_mapping *gr_pgmap_build(const struct pg_result *res,
 static void add_reject(void *ctx, const char *why)
 {
     struct pg_rejects *rj = ctx;
+    /* A long reason is cut to fit (a row's line is at most 640 bytes; a log line 1024). */
     if (rj->n < GR_PGMAP_REJECTS_LOGGED)
-        snprintf(rj->why[rj->n], sizeof(rj->why[rj->n]), "%s", why);
+        snprintf(rj->why[rj->n], sizeof(rj->why[rj->n]), "%.*s", (int)sizeof(rj->why[0]) - 1, why);
     rj->n++;
 }
 
@@ -148,7 +161,7 @@ static void log_rejects(const struct pg_rejects *rj)
 static void build_work(uv_work_t *w)
 {
     struct pg_build *job = w->data;
-    job->m = gr_pgmap_build(job->rows, add_reject, &job->rejects, job->err, sizeof(job->err));
+    job->m = build_mapping(job->rows, add_reject, &job->rejects, job->err, sizeof(job->err));
     PQclear(job->rows);
     job->rows = NULL;
     /* The cache is written here, off the loop: it is an fsync'd file of every row. */
@@ -536,7 +549,7 @@ int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct g
             free(p->conninfo);
         free(p);
         gr_error("postgres: out of memory");
-        return -1;
+        return -ENOMEM;
     }
     p->loop = loop;
     p->loaded = opt->loaded;
@@ -592,35 +605,221 @@ void gr_pgmap_stop(struct gr_pgmap *p)
     free(p);
 }
 
-struct gr_mapping *gr_pgmap_load_blocking(const char *conninfo, int connect_ms, char *err,
-                                          size_t errlen)
+/* ---- `gpsrelayd -t` ----------------------------------------------------------------------- */
+
+/* The check's query: the server's own bound first (it cancels a statement of ours that
+ * runs GR_PGMAP_STATEMENT_MS), then the mapping, in one message of the simple protocol. */
+#define CHECK_QUERY "SET statement_timeout = " PG_XSTR(GR_PGMAP_STATEMENT_MS) "; " GR_PGMAP_QUERY
+
+/* Waits until libpq has a whole result, or GR_PGMAP_QUERY_MS pass without a byte from the
+ * server (the daemon's bound on silence: a stopped server's kernel still accepts, so no
+ * error would ever come). Returns 0, or -1 with the reason in err. */
+static int wait_result(PGconn *c, char *err, size_t errlen)
+{
+    while (PQisBusy(c)) {
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        int rc = poll(&pfd, 1, GR_PGMAP_QUERY_MS);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc == 0) {
+            snprintf(err, errlen,
+                     "postgres: no answer to the mapping query for %d ms: server "
+                     "hung or cut off",
+                     GR_PGMAP_QUERY_MS);
+            return -1;
+        }
+        if (rc < 0 || !PQconsumeInput(c)) {
+            const char *why = rc < 0 ? strerror(errno) : PQerrorMessage(c);
+            snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Connects (at most GR_PGMAP_CHECK_CONNECT_MS, unless the operator's conninfo sets its own
+ * connect_timeout) and loads once, each wait bounded by wait_result. Returns the mapping,
+ * or NULL with the reason in err.
+ */
+static struct gr_mapping *load_blocking(const char *conninfo, char *err, size_t errlen)
 {
     char timeout[16];
-    snprintf(timeout, sizeof(timeout), "%d", (connect_ms + 999) / 1000);
+    snprintf(timeout, sizeof(timeout), "%d", (GR_PGMAP_CHECK_CONNECT_MS + 999) / 1000);
     static const char *const keywords[] = {"application_name", "connect_timeout", "dbname", NULL};
     const char *values[] = {"gpsrelayd -t", timeout, conninfo, NULL};
     struct gr_mapping *m = NULL;
+    PGresult *rows = NULL;
     PGconn *c = PQconnectdbParams(keywords, values, 1);
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         const char *why = c != NULL ? PQerrorMessage(c) : "out of memory";
         snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-        PQfinish(c);
-        return NULL;
+        goto out;
     }
-    PGresult *r = PQexec(c, GR_PGMAP_QUERY);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    if (!PQsendQuery(c, CHECK_QUERY)) {
         snprintf(err, errlen, "postgres: mapping query failed: %.*s",
-                 (int)strcspn(PQresultErrorMessage(r), "\n"), PQresultErrorMessage(r));
-    } else {
-        char why[512];
-        struct pg_rejects rejects = {0};
-        m = gr_pgmap_build(r, add_reject, &rejects, why, sizeof(why));
-        if (m == NULL)
-            snprintf(err, errlen, "postgres: mapping refused: %s", why);
-        else
-            log_rejects(&rejects);
+                 (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
+        goto out;
     }
-    PQclear(r);
+    /* One result per statement: the SET's, then the rows (or the first error, after which
+     * the server runs nothing more). The last one says how it went. */
+    for (;;) {
+        if (wait_result(c, err, errlen) < 0)
+            goto out;
+        PGresult *r = PQgetResult(c);
+        if (r == NULL)
+            break;
+        PQclear(rows);
+        rows = r;
+    }
+    if (PQresultStatus(rows) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "postgres: mapping query failed: %.*s",
+                 (int)strcspn(PQresultErrorMessage(rows), "\n"), PQresultErrorMessage(rows));
+        goto out;
+    }
+    char why[512];
+    struct pg_rejects rejects = {0};
+    m = build_mapping(rows, add_reject, &rejects, why, sizeof(why));
+    if (m == NULL)
+        snprintf(err, errlen, "postgres: mapping refused: %s", why);
+    else
+        log_rejects(&rejects);
+
+out:
+    PQclear(rows);
     PQfinish(c);
     return m;
 }
+
+/* ---- the mapping source: PostgreSQL, and mapping_cache while it is down ------------------- */
+
+struct pg_source {
+    struct gr_mapping_source_env env;
+    struct gr_pgmap *pg;            /* owned; gr_pgmap_stop frees it when it can */
+    char *cache_path;               /* owned copy of mapping_cache, or NULL */
+    bool delivered;                 /* PostgreSQL gave a mapping: the cache is not wanted */
+    bool cache_tried;               /* mapping_cache was read (or found unset) at start */
+    struct gr_csv_read *cache_read; /* mapping_cache on the thread pool, or NULL */
+};
+
+static bool pg_configured(const struct gr_config *cfg)
+{
+    return cfg->postgres != NULL;
+}
+
+static const char *pg_where(const struct gr_config *cfg)
+{
+    (void)cfg;
+    return "PostgreSQL";
+}
+
+static void pg_loaded(void *ctx, struct gr_mapping *m)
+{
+    struct pg_source *s = ctx;
+    s->delivered = true;
+    s->env.deliver(s->env.ctx, m);
+}
+
+static void cache_read(void *ctx, struct gr_mapping *m, const char *err)
+{
+    struct pg_source *s = ctx;
+    s->cache_read = NULL;
+    if (m == NULL) {
+        gr_stats.mapping_load_failures++;
+        gr_error("%s", err);
+        gr_warn("no usable mapping_cache: not ready until PostgreSQL answers");
+    } else if (s->delivered) {
+        gr_mapping_free(m); /* PostgreSQL answered while the cache was being read */
+    } else {
+        gr_warn("PostgreSQL is unreachable: starting with the cached mapping from %s (%zu "
+                "devices); changes made since it was written arrive when the database does",
+                s->cache_path, gr_mapping_count(m));
+        s->env.deliver(s->env.ctx, m);
+    }
+}
+
+/* PostgreSQL did not answer. At start, with no mapping yet, mapping_cache stands in. */
+static void pg_failed(void *ctx)
+{
+    struct pg_source *s = ctx;
+    if (s->cache_tried || s->delivered)
+        return;
+    s->cache_tried = true;
+    if (s->cache_path == NULL) {
+        gr_warn("no mapping yet and no mapping_cache: not ready until PostgreSQL answers");
+        return;
+    }
+    gr_csv_read_start(s->env.loop, s->cache_path, cache_read, s, &s->cache_read);
+}
+
+static int pg_start(const struct gr_mapping_source_env *env, const struct gr_config *cfg,
+                    void **state)
+{
+    struct pg_source *s = calloc(1, sizeof(*s));
+    if (s == NULL ||
+        (cfg->mapping_cache != NULL && (s->cache_path = strdup(cfg->mapping_cache)) == NULL)) {
+        free(s);
+        gr_error("postgres: out of memory");
+        return -ENOMEM;
+    }
+    s->env = *env;
+    struct gr_pgmap_options opt = {
+        .conninfo = cfg->postgres,
+        .cache_path = cfg->mapping_cache,
+        .loaded = pg_loaded,
+        .failed = pg_failed,
+        .ctx = s,
+    };
+    int rc = gr_pgmap_start(env->loop, &opt, &s->pg);
+    if (rc < 0) {
+        free(s->cache_path);
+        free(s);
+        return rc;
+    }
+    *state = s;
+    return 0;
+}
+
+static void pg_reload(void *state, const struct gr_config *cfg)
+{
+    struct pg_source *s = state;
+    (void)cfg; /* postgres and mapping_cache take a restart (config.c) */
+    gr_pgmap_reload(s->pg);
+}
+
+static bool pg_up(const void *state)
+{
+    const struct pg_source *s = state;
+    return gr_pgmap_up(s->pg);
+}
+
+static void pg_stop(void *state)
+{
+    struct pg_source *s = state;
+    if (s == NULL)
+        return;
+    gr_pgmap_stop(s->pg);
+    gr_csv_read_cancel(s->cache_read);
+    free(s->cache_path);
+    free(s);
+}
+
+static int pg_check(const struct gr_config *cfg, char *err, size_t errlen)
+{
+    struct gr_mapping *m = load_blocking(cfg->postgres, err, errlen);
+    if (m == NULL)
+        return -EIO; /* the database may be down while the configuration is fine */
+    size_t devices = gr_mapping_count(m);
+    gr_mapping_free(m);
+    return (int)devices;
+}
+
+const struct gr_mapping_source_ops gr_mapping_source_postgres = {
+    .configured = pg_configured,
+    .where = pg_where,
+    .start = pg_start,
+    .reload = pg_reload,
+    .up = pg_up,
+    .stop = pg_stop,
+    .check = pg_check,
+};

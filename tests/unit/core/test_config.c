@@ -99,7 +99,6 @@ static void test_good(void)
     CHECK_INT(cfg.max_speed, 90);
     CHECK_INT(cfg.n_listen_tcp, 1);
     CHECK_INT(cfg.listen_tcp[0].port, 7001);
-    CHECK(gr_config_ws_loopback_only(&cfg));
 
     gr_config_free(&cfg);
     CHECK(cfg.path == NULL && cfg.mapping_file == NULL && cfg.n_listen_ws == 0);
@@ -308,7 +307,7 @@ static void test_validation_errors(void)
                                  "listen_ws 127.1.2.3:8080\n"),
                              &cfg, err, sizeof(err)),
               0);
-    CHECK(gr_config_ws_loopback_only(&cfg));
+    CHECK_INT(cfg.auth, GR_AUTH_NONE);
     gr_config_free(&cfg);
 
     char missing[PATH_MAX + 32], expect[PATH_MAX + 96];
@@ -416,6 +415,60 @@ static void test_file_refusals(void)
     CHECK_STR(err, expect);
 }
 
+/* Loads text into *cfg, which must validate. */
+static void load(const char *text, struct gr_config *cfg)
+{
+    char err[512];
+    CHECK_INT(gr_config_load(put(text), cfg, err, sizeof(err)), 0);
+}
+
+/* A reload keeps what takes a restart and takes the rest; one mapping source throughout. */
+static void test_keep_running(void)
+{
+    struct gr_config old, fresh;
+    char expect[PATH_MAX + 64];
+
+    load("listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nmapping_file a.csv\n"
+         "auth none\nallowed_origin https://a.example\nlog_level info\n",
+         &old);
+    load("listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8081\nmapping_file b.csv\n"
+         "auth none\nallowed_origin https://b.example\nallowed_origin https://c.example\n"
+         "log_level debug\ntls_cert c.pem\ntls_key k.pem\n",
+         &fresh);
+    CHECK_INT(gr_config_keep_running(&old, &fresh), 0);
+    CHECK_INT(fresh.n_listen_ws, 1);
+    CHECK_STR(fresh.listen_ws[0].text, "127.0.0.1:8080"); /* bound at start */
+    CHECK(fresh.tls_cert == NULL && fresh.tls_key == NULL);
+    snprintf(expect, sizeof(expect), "%s/b.csv", scratch); /* a CSV file may move */
+    CHECK_STR(fresh.mapping_file, expect);
+    CHECK_INT(fresh.log_level, LOG_DEBUG);
+    CHECK_INT(fresh.n_allowed_origin, 2);
+    CHECK_STR(fresh.allowed_origin[1], "https://c.example");
+    gr_config_free(&fresh);
+
+    /* CSV to PostgreSQL is another source: the CSV file stays, nothing of PostgreSQL's. */
+    load(PG_BASE "postgres \"host=127.0.0.1\"\nmapping_cache c.csv\n", &fresh);
+    CHECK_INT(gr_config_keep_running(&old, &fresh), 0);
+    CHECK(fresh.postgres == NULL && fresh.mapping_cache == NULL);
+    snprintf(expect, sizeof(expect), "%s/a.csv", scratch);
+    CHECK_STR(fresh.mapping_file, expect);
+    gr_config_free(&fresh);
+    gr_config_free(&old);
+
+    /* PostgreSQL to CSV, and another connection string: PostgreSQL stays as it was. */
+    load(PG_BASE "postgres \"host=127.0.0.1\"\n", &old);
+    load(GOOD_BASE "auth none\n", &fresh);
+    CHECK_INT(gr_config_keep_running(&old, &fresh), 0);
+    CHECK(fresh.mapping_file == NULL);
+    CHECK_STR(fresh.postgres, "host=127.0.0.1");
+    gr_config_free(&fresh);
+    load(PG_BASE "postgres \"host=127.0.0.2\"\n", &fresh);
+    CHECK_INT(gr_config_keep_running(&old, &fresh), 0);
+    CHECK_STR(fresh.postgres, "host=127.0.0.1");
+    gr_config_free(&fresh);
+    gr_config_free(&old);
+}
+
 int main(int argc, char **argv)
 {
     snprintf(scratch, sizeof(scratch), "%s/test_config.XXXXXX", argc > 1 ? argv[1] : "/tmp");
@@ -434,6 +487,7 @@ int main(int argc, char **argv)
     test_validation_errors();
     test_postgres_directives();
     test_file_refusals();
+    test_keep_running();
 
     unlink(conf_path);
     rmdir(scratch);
