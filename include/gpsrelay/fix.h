@@ -20,7 +20,8 @@ enum gr_fix_field {
     GR_FIX_SATS = 1u << 4,
 };
 
-enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON };
+/* Which format a fix came in: each has its row in the table of formats (format.h). */
+enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON, GR_SRC_COUNT };
 
 struct gr_fix {
     int64_t time_ms; /* UTC, milliseconds since 1970-01-01 */

@@ -1,5 +1,5 @@
 /*
- * json_report.h - JSON position reports (SPEC section 4), decoded with jansson.
+ * json_report.h - JSON position reports (docs/ingest.md), decoded with jansson.
  *
  * {"id":"AMB-12","time":"2026-11-23T18:20:01Z","lat":40.7128,"lon":-74.006,"speed":12.3,
  *  "course":271.5,"alt":10.2,"hdop":0.9,"sats":9,"attrs":{...}}
@@ -12,7 +12,8 @@
 #include "gpsrelay/fix.h"
 #include "gpsrelay/report.h"
 
-#define GR_ATTRS_MAX 1024 /* encoded size of "attrs" passed through to consoles (SPEC) */
+#define GR_ATTRS_MAX 1024 /* encoded size of "attrs" passed through to consoles (docs/ingest.md)   \
+                           */
 
 struct gr_json_report {
     char id[GR_DEVICE_ID_MAX + 1]; /* "" when the report has no "id" */

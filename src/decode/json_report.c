@@ -1,9 +1,9 @@
 /*
- * json_report.c - JSON position reports (json_report.h, SPEC section 4), parsed by jansson.
+ * json_report.c - JSON position reports (json_report.h, docs/ingest.md), parsed by jansson.
  *
  * The decoder allocates only inside jansson, and every path releases the parsed document
  * before returning. Nesting depth is bounded twice: by the caller, which never hands over a
- * line longer than GR_LINE_MAX (so fewer than 256 levels), and by jansson itself
+ * line longer than GR_JSON_LINE_MAX (so fewer than 2048 levels), and by jansson itself
  * (JSON_PARSER_MAX_DEPTH, 2048 in jansson 2.14).
  *
  * out->fix.attrs and attrs_len are left NULL and 0 even when out->attrs holds text: a

@@ -192,7 +192,7 @@ static bool parse_time(struct gr_span f, struct gr_sentence *out)
 
 /*
  * ddmmyy; an empty field leaves the date 0. NMEA 0183 has no century: like gpsd, years below
- * 80 are 20yy. GPS week-rollover correction is the assembler's (SPEC section 4).
+ * 80 are 20yy. GPS week-rollover correction is the assembler's (assemble.h).
  */
 static bool parse_date(struct gr_span f, struct gr_sentence *out)
 {
@@ -284,7 +284,7 @@ static enum gr_reason decode_rmc(const struct gr_span *f, int n, struct gr_sente
  *   3 longitude     6 satellites in use                        10-11 geoid separation, M
  *   4 E/W           7 HDOP                                     12-13 DGPS age, station
  *
- * Only 0-8 are required. Quality 0 is "no fix" (SPEC section 4: GGA quality > 0 is valid);
+ * Only 0-8 are required. Quality 0 is "no fix" (docs/ingest.md: GGA quality > 0 is valid);
  * an empty quality counts as 0, as in gpsd. A GGA without a fix may leave everything else
  * empty: "$GPGGA,,,,,,0,,,,,,,,*66" (Quectel).
  */
@@ -450,7 +450,8 @@ static enum gr_reason decode_zda(const struct gr_span *f, int n, struct gr_sente
 }
 
 /*
- * DEVID, Sierra Wireless AirLink device identity (NOTES.md "How modems send positions"):
+ * DEVID, Sierra Wireless AirLink device identity: with its device id on, an AirLink modem
+ * sends this sentence of its own before the fixes, which then carry no id:
  *
  *   $DEVID,0x<hex>*hh      0 the modem's 64-bit id in hex, "0x" included
  *

@@ -10,7 +10,7 @@
  *    confirms the checksum rule below (computed, not assumed).
  *  - Cypress Solutions CTM-200 "Message Type 100, Trimble proprietary TAIP PV message":
  *    >RPVAAAAASBBCCCCCSDDDEEEEEFFFGGGHI< with the same field meanings.
- *  - NOTES.md "How modems send positions", whose ">RPVsssss±DDddddd±DDDddddd SSS HHH s a"
+ *  - The layout as it is often written down, ">RPVsssss±DDddddd±DDDddddd SSS HHH s a",
  *    puts spaces between the fields only for readability: both sources above show 30
  *    characters of data with nothing between the fields (fixed width, explicit signs).
  *    A message with spaces in its data is refused as malformed.
@@ -48,8 +48,8 @@ static bool degrees(const char *p, size_t int_digits, double *out)
 /*
  * Source of data (H): 0 2D GPS, 1 3D GPS, 2 2D DGPS, 3 3D DGPS and 9 no fix are the codes
  * both sources above agree on. Trimble's receiver manuals also list 6 (dead reckoning) and
- * 8 (degraded dead reckoning); from memory, not checked against a manual here. SPEC section
- * 4 refuses only source 9, so those two count as fixes. The codes nobody defines (4, 5, 7)
+ * 8 (degraded dead reckoning); from memory, not checked against a manual here. Only source
+ * 9 is refused (docs/ingest.md), so those two count as fixes. The codes nobody defines (4, 5, 7)
  * say nothing we can vouch for: no fix, so the device stays alive but nothing is published.
  */
 static bool source_is_fix(char h)

@@ -16,15 +16,13 @@
 #include "gpsrelay/addrtable.h"
 #include "gpsrelay/assemble.h"
 #include "gpsrelay/clock.h"
+#include "gpsrelay/format.h"
 #include "gpsrelay/identity.h"
-#include "gpsrelay/json_report.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
-#include "gpsrelay/nmea.h"
 #include "gpsrelay/ratelimit.h"
 #include "gpsrelay/report.h"
 #include "gpsrelay/stats.h"
-#include "gpsrelay/taip.h"
 
 /* How often idle TCP modems are looked for: often enough that one is closed within a
  * few percent of tcp_idle_timeout, rarely enough to cost nothing. */
@@ -41,7 +39,7 @@ struct tcp_conn {
     bool discarding;              /* the unfinished line grew past its limit: skip to its end */
     bool retiring;                /* done with: waits in in->retiring for its turn to be closed */
     struct tcp_conn *prev, *next; /* in in->conns while open, then in in->retiring */
-    char buf[GR_JSON_LINE_MAX];
+    char buf[GR_FORMAT_LINE_MAX];
 };
 
 struct gr_ingest {
@@ -180,8 +178,9 @@ static void batch_touch(struct batch *b, struct gr_unit *u)
 }
 
 /*
- * Device identity in SPEC order, first match wins: an id inside the report (JSON "id",
- * TAIP ;ID=), the line's prefix, an id remembered for this sender, the sender's address.
+ * Device identity in the order docs/ingest.md gives, first match wins: an id inside the report
+ * (JSON "id", TAIP ;ID=), the line's prefix, an id remembered for this sender, the sender's
+ * address.
  */
 static struct gr_unit *identify(struct batch *b, const char *own, size_t own_len,
                                 const struct gr_report *rep)
@@ -197,61 +196,48 @@ static struct gr_unit *identify(struct batch *b, const char *own, size_t own_len
     return gr_hub_find_unit_by_addr(hub, b->from);
 }
 
-static enum gr_reason handle_sentence(struct batch *b, const struct gr_report *rep)
+/* A sentence is merged with its device's others; an identity sentence only names the
+ * sender (DEVID, PCPTI). */
+static enum gr_reason handle_sentence(struct batch *b, const struct gr_report *rep,
+                                      const struct gr_sentence *s)
 {
-    struct gr_sentence s;
-    enum gr_reason r = rep->body[0] == '$' ? gr_nmea_decode(rep->body, rep->body_len, &s)
-                                           : gr_taip_decode(rep->body, rep->body_len, &s);
-    if (r != GR_OK)
-        return r;
-    if (!s.checksum_seen)
+    if (!s->checksum_seen)
         gr_stats.ingest_no_checksum++;
-    if (s.type == GR_SENT_DEVID || s.type == GR_SENT_PCPTI) {
-        if (gr_identity_put(b->in->ids, b->from, s.id, s.id_len, b->now_ms) == 1)
+    if (s->type == GR_SENT_DEVID || s->type == GR_SENT_PCPTI) {
+        if (gr_identity_put(b->in->ids, b->from, s->id, s->id_len, b->now_ms) == 1)
             gr_stats.ingest_identity_evicted++;
         return GR_OK;
     }
 
-    bool own = s.type == GR_SENT_TAIP_RPV && s.id != NULL;
-    struct gr_unit *u = identify(b, own ? s.id : NULL, s.id_len, rep);
+    bool own = s->type == GR_SENT_TAIP_RPV && s->id != NULL;
+    struct gr_unit *u = identify(b, own ? s->id : NULL, s->id_len, rep);
     if (u == NULL)
         return GR_UNKNOWN_DEVICE;
     batch_touch(b, u);
     struct gr_fix fix;
-    if (gr_assemble_add(gr_unit_assembler(u), &s, b->now_ms, &fix))
+    if (gr_assemble_add(gr_unit_assembler(u), s, b->now_ms, &fix))
         publish(b, u, &fix);
     return GR_OK;
 }
 
-static enum gr_reason handle_json(struct batch *b, const struct gr_report *rep)
+/* A whole report is a fix of its own: nothing to merge. */
+static enum gr_reason handle_report(struct batch *b, const struct gr_report *rep,
+                                    struct gr_json_report *jr)
 {
-    struct gr_json_report jr;
-    enum gr_reason r = gr_json_report_decode(rep->body, rep->body_len, &jr);
-    if (r != GR_OK)
-        return r;
-    struct gr_unit *u = identify(b, jr.id[0] ? jr.id : NULL, strlen(jr.id), rep);
+    struct gr_unit *u = identify(b, jr->id[0] ? jr->id : NULL, strlen(jr->id), rep);
     if (u == NULL)
         return GR_UNKNOWN_DEVICE;
-    if (jr.attrs_len > 0) {
-        jr.fix.attrs = jr.attrs;
-        jr.fix.attrs_len = jr.attrs_len;
+    if (jr->attrs_len > 0) {
+        jr->fix.attrs = jr->attrs;
+        jr->fix.attrs_len = jr->attrs_len;
     }
-    publish(b, u, &jr.fix); /* JSON carries a whole fix: nothing to merge */
+    publish(b, u, &jr->fix);
     return GR_OK;
-}
-
-/* JSON reports may carry attrs and get a longer limit; everything else GR_LINE_MAX. */
-static size_t line_limit(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] == ' ')
-        i++;
-    return i < len && line[i] == '{' ? GR_JSON_LINE_MAX : GR_LINE_MAX;
 }
 
 static enum gr_reason handle_line(struct batch *b, const char *line, size_t len)
 {
-    if (len > line_limit(line, len))
+    if (len > gr_format_line_max(line, len))
         return GR_LINE_TOO_LONG;
     struct gr_report rep;
     enum gr_reason r = gr_report_split(line, len, &rep);
@@ -259,7 +245,12 @@ static enum gr_reason handle_line(struct batch *b, const char *line, size_t len)
         return r;
     if (rep.spliced)
         gr_stats.ingest_spliced++;
-    return rep.body[0] == '{' ? handle_json(b, &rep) : handle_sentence(b, &rep);
+    struct gr_decoded d;
+    r = rep.format->decode(rep.body, rep.body_len, &d);
+    if (r != GR_OK)
+        return r;
+    return d.kind == GR_DECODED_REPORT ? handle_report(b, &rep, &d.report)
+                                       : handle_sentence(b, &rep, &d.sentence);
 }
 
 /* ingest_allow: with none configured every source may send. */
@@ -412,7 +403,7 @@ static void conn_stash(struct tcp_conn *c, const char *p, size_t n)
 {
     if (c->discarding)
         return;
-    size_t limit = c->len > 0 ? line_limit(c->buf, c->len) : line_limit(p, n);
+    size_t limit = c->len > 0 ? gr_format_line_max(c->buf, c->len) : gr_format_line_max(p, n);
     if (c->len + n > limit) {
         gr_stats.ingest_reports++;
         reject(GR_LINE_TOO_LONG); /* once per line, however long it goes on */
