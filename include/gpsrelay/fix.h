@@ -1,5 +1,6 @@
 /*
- * fix.h - a decoded position fix and the reasons a report can be refused.
+ * fix.h - a decoded position fix, the reasons a report can be refused, and the bound on
+ * device ids.
  *
  * This header is shared by the pure decoders (src/decode/) and the daemon. It includes
  * nothing from libuv, libwebsockets or libpq.
@@ -10,6 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Longest device id accepted. Real ids are short (AMB-12, 0x + 16 hex digits). */
+#define GR_DEVICE_ID_MAX 64
 
 /* Which optional fields of struct gr_fix hold a value. */
 enum gr_fix_field {

@@ -16,6 +16,10 @@
 #include "gpsrelay/json_report.h"
 #include "gpsrelay/sentence.h"
 
+/* Longest sentence line (NMEA, TAIP) accepted, id prefix included, without its line
+ * terminator (docs/ingest.md). */
+#define GR_LINE_MAX 256
+
 enum gr_decoded_kind {
     GR_DECODED_SENTENCE, /* one sentence: the assembler merges a device's sentences (NMEA,
                           * TAIP) into fixes */

@@ -9,22 +9,7 @@
 #include <stddef.h>
 
 #include "gpsrelay/fix.h"
-
-struct gr_format;
-
-/* Longest sentence line (NMEA, TAIP) accepted, id prefix included, without its line
- * terminator (docs/ingest.md). */
-#define GR_LINE_MAX 256
-
-/*
- * Longest JSON report line. A JSON report may carry "attrs" of up to GR_ATTRS_MAX (1 KiB,
- * docs/ingest.md), which no 256-byte line can carry, so JSON lines get room for the attrs,
- * the fixed fields and their names: GR_ATTRS_MAX + 1 KiB.
- */
-#define GR_JSON_LINE_MAX 2048
-
-/* Longest device id accepted. Real ids are short (AMB-12, 0x + 16 hex digits). */
-#define GR_DEVICE_ID_MAX 64
+#include "gpsrelay/format.h"
 
 /*
  * Returns the next non-empty line of buf[*off..len) in *line and *line_len, advances *off

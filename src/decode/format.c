@@ -8,7 +8,6 @@
 
 #include "gpsrelay/json_report.h"
 #include "gpsrelay/nmea.h"
-#include "gpsrelay/report.h"
 #include "gpsrelay/taip.h"
 
 static enum gr_reason decode_nmea(const char *p, size_t len, struct gr_decoded *out)

@@ -19,7 +19,6 @@
 #include <string.h>
 
 #include "chars.h"
-#include "gpsrelay/report.h"
 #include "gpsrelay/taip.h"
 
 /* ">RPV" and "<" around the 30 characters of PV data; ";ID=...;" and "*hh" are optional. */
@@ -96,7 +95,7 @@ static bool parse_fields(const char *p, size_t n, struct gr_sentence *out)
         id_seen = true;
         struct gr_span id = gr_trim(field);
         if (id.len > GR_DEVICE_ID_MAX) {
-            return false; /* the same bound as every other device id (report.h) */
+            return false; /* the same bound as every other device id (fix.h) */
         }
         if (id.len > 0) {
             out->id = id.p;
