@@ -234,6 +234,28 @@ static void set_validity(struct gr_sentence *out, bool valid)
 }
 
 /*
+ * The status letter of RMC and GLL (A active, V void) and the mode indicator that may
+ * follow it (mode NULL or empty when not sent): the fix is valid when the status is A and
+ * the mode is not "no fix". *active is whether the status is A: then the position must be
+ * there.
+ */
+static bool parse_status(struct gr_span status, const struct gr_span *mode, bool *active,
+                         struct gr_sentence *out)
+{
+    bool no_fix = false;
+
+    if (status.len != 1 || (status.p[0] != 'A' && status.p[0] != 'V')) {
+        return false;
+    }
+    *active = status.p[0] == 'A';
+    if (mode != NULL && mode->len > 0 && !parse_mode(*mode, &no_fix)) {
+        return false;
+    }
+    set_validity(out, *active && !no_fix);
+    return true;
+}
+
+/*
  * RMC, recommended minimum data. Field numbers as in f[] (after the address):
  *
  *   $--RMC,hhmmss.ss,A,ddmm.mm,N,dddmm.mm,E,x.x,x.x,ddmmyy,x.x,E,m,s*hh
@@ -252,16 +274,11 @@ static void set_validity(struct gr_sentence *out, bool valid)
 static enum gr_reason decode_rmc(const struct gr_span *f, int n, struct gr_sentence *out)
 {
     struct gr_fix *fix = &out->fix;
-    bool no_fix = false;
+    bool active;
 
-    if (!parse_time(f[0], out) || f[1].len != 1 || (f[1].p[0] != 'A' && f[1].p[0] != 'V')) {
+    if (!parse_time(f[0], out) || !parse_status(f[1], n > 11 ? &f[11] : NULL, &active, out)) {
         return GR_MALFORMED;
     }
-    bool active = f[1].p[0] == 'A';
-    if (n > 11 && f[11].len > 0 && !parse_mode(f[11], &no_fix)) {
-        return GR_MALFORMED;
-    }
-    set_validity(out, active && !no_fix);
 
     if (!parse_position(&f[2], active, out) ||
         !parse_optional(f[6], KNOTS_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields) ||
@@ -319,16 +336,11 @@ static enum gr_reason decode_gga(const struct gr_span *f, int n, struct gr_sente
  */
 static enum gr_reason decode_gll(const struct gr_span *f, int n, struct gr_sentence *out)
 {
-    bool no_fix = false;
+    bool active;
 
-    if (!parse_time(f[4], out) || f[5].len != 1 || (f[5].p[0] != 'A' && f[5].p[0] != 'V')) {
+    if (!parse_time(f[4], out) || !parse_status(f[5], n > 6 ? &f[6] : NULL, &active, out)) {
         return GR_MALFORMED;
     }
-    bool active = f[5].p[0] == 'A';
-    if (n > 6 && f[6].len > 0 && !parse_mode(f[6], &no_fix)) {
-        return GR_MALFORMED;
-    }
-    set_validity(out, active && !no_fix);
     return parse_position(&f[0], active, out) ? GR_OK : GR_MALFORMED;
 }
 
