@@ -1,9 +1,9 @@
 /*
  * pipeline.h - what the ingest listeners share, private to src/ingest/: the ingest object,
- * and the pipeline every listener hands what it received to (ingest.c). A listener (udp.c,
- * tcp.c) receives bytes and knows its sender; the pipeline frames them into reports, checks
- * rate limits, decodes, identifies the device, assembles and publishes, and counts every
- * report that does not make it.
+ * and the pipeline every listener hands what it received to (pipeline.c). A listener
+ * (udp.c, tcp.c, listeners.h) receives bytes and knows its sender; the pipeline frames them
+ * into reports, checks rate limits, decodes, identifies the device, assembles and
+ * publishes, and counts every report that does not make it.
  */
 #ifndef GR_INGEST_PIPELINE_H
 #define GR_INGEST_PIPELINE_H
@@ -90,21 +90,5 @@ static inline void gr_ingest_close_once(uv_handle_t *h)
     if (!uv_is_closing(h))
         uv_close(h, NULL);
 }
-
-/* udp.c: a listen_udp socket; closing every one. */
-int gr_ingest_udp_start(struct gr_ingest *in, const struct gr_addr *a);
-void gr_ingest_udp_stop(struct gr_ingest *in);
-
-/*
- * tcp.c: gr_ingest_tcp_init readies what modem connections need whether or not any
- * listen_tcp is set (-ENOMEM or 0); gr_ingest_tcp_start listens on one listen_tcp address;
- * gr_ingest_tcp_set_idle applies tcp_idle_timeout from in->cfg; gr_ingest_tcp_stop closes
- * the listeners and lets every connection go; gr_ingest_tcp_free frees what is left.
- */
-int gr_ingest_tcp_init(struct gr_ingest *in);
-int gr_ingest_tcp_start(struct gr_ingest *in, const struct gr_addr *a);
-void gr_ingest_tcp_set_idle(struct gr_ingest *in);
-void gr_ingest_tcp_stop(struct gr_ingest *in);
-void gr_ingest_tcp_free(struct gr_ingest *in);
 
 #endif

@@ -14,6 +14,7 @@
 #include "gpsrelay/format.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
+#include "listeners.h"
 #include "pipeline.h"
 
 /* How often idle TCP modems are looked for: often enough that one is closed within a
@@ -367,9 +368,4 @@ void gr_ingest_tcp_free(struct gr_ingest *in)
 {
     gr_acceptor_free(in->acceptor);
     gr_addrtable_free(in->per_source);
-}
-
-size_t gr_ingest_tcp_connections(const struct gr_ingest *in)
-{
-    return in->n_conns;
 }

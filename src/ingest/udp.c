@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include "gpsrelay/log.h"
+#include "listeners.h"
 #include "pipeline.h"
 
 /* UDP sockets read with recvmmsg(2): libuv cuts the buffer into 64 KiB slots, one datagram
@@ -75,10 +76,10 @@ void gr_ingest_udp_stop(struct gr_ingest *in)
         gr_ingest_close_once((uv_handle_t *)&in->udp[i]);
 }
 
-uint64_t gr_ingest_socket_drops(const struct gr_ingest *in)
+uint64_t gr_ingest_udp_drops(const struct gr_ingest *in)
 {
     uint64_t drops = 0;
-    for (size_t i = 0; in != NULL && i < in->n_udp; i++) {
+    for (size_t i = 0; i < in->n_udp; i++) {
         uv_os_fd_t fd;
         uint32_t meminfo[SK_MEMINFO_VARS];
         socklen_t len = sizeof(meminfo);
