@@ -33,9 +33,9 @@ bool gr_frame_next(const char *buf, size_t len, size_t *off, const char **line, 
      * cut. One pass, stopping at the first cut: a payload full of "<>" costs linear time,
      * not quadratic.
      */
-    bool whole = gr_format_whole_line(buf + start, len - start) != NULL;
+    bool cut = gr_format_whole_line(buf + start, len - start) == NULL;
     while (i < len && !is_eol(buf[i])) {
-        if (!whole && buf[i] == '<' && i + 1 < len && buf[i + 1] == '>') {
+        if (cut && buf[i] == '<' && i + 1 < len && buf[i + 1] == '>') {
             *line = buf + start;
             *line_len = i + 1 - start;
             *off = i + 1;
