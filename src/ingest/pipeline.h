@@ -24,7 +24,7 @@
 struct tcp_conn;
 
 struct gr_ingest {
-    /* The pipeline (ingest.c). */
+    /* The pipeline (pipeline.c); the drop summary (ingest.c). */
     uv_loop_t *loop;
     struct gr_hub *hub;          /* borrowed */
     const struct gr_config *cfg; /* borrowed: ingest_allow, limits */
