@@ -7,7 +7,7 @@
  * of a payload (a datagram, or what one read of a stream brought), so the sentences a
  * modem sends together become one fix without waiting for the next cycle.
  *
- * Dates (SPEC section 4): the sentence's own date (RMC, ZDA); else the last RMC/ZDA date
+ * Dates (docs/ingest.md): the sentence's own date (RMC, ZDA); else the last RMC/ZDA date
  * of the device, moved on a day when the time of day wrapped past midnight; else the
  * receive date, taking the day that puts the fix nearest the receive time. A date exactly
  * 1024 weeks before the receive time (GPS week-number rollover) gets 1024 weeks added.

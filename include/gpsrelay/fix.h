@@ -1,5 +1,6 @@
 /*
- * fix.h - a decoded position fix and the reasons a report can be refused.
+ * fix.h - a decoded position fix, the reasons a report can be refused, and the bound on
+ * device ids.
  *
  * This header is shared by the pure decoders (src/decode/) and the daemon. It includes
  * nothing from libuv, libwebsockets or libpq.
@@ -11,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Longest device id accepted. Real ids are short (AMB-12, 0x + 16 hex digits). */
+#define GR_DEVICE_ID_MAX 64
+
 /* Which optional fields of struct gr_fix hold a value. */
 enum gr_fix_field {
     GR_FIX_SPEED = 1u << 0,
@@ -20,7 +24,8 @@ enum gr_fix_field {
     GR_FIX_SATS = 1u << 4,
 };
 
-enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON };
+/* Which format a fix came in: each has its row in the table of formats (format.h). */
+enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON, GR_SRC_COUNT };
 
 struct gr_fix {
     int64_t time_ms; /* UTC, milliseconds since 1970-01-01 */

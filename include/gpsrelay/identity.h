@@ -1,5 +1,5 @@
 /*
- * identity.h - device ids remembered per sender (SPEC section 4, identity rule 3).
+ * identity.h - device ids remembered per sender (docs/ingest.md, device identity).
  *
  * Sierra's $DEVID and Cradlepoint's $PCPTI name the device once; the reports that follow
  * from the same address and port carry no id. This table remembers the id for
@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define GR_IDENTITY_TTL_MS (10 * 60 * 1000) /* SPEC: ten minutes */
+#define GR_IDENTITY_TTL_MS (10 * 60 * 1000) /* ten minutes (docs/ingest.md) */
 #define GR_IDENTITY_MAX    65536            /* senders remembered at once: about 8 MiB when full */
 
 struct gr_identity;

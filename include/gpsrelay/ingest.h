@@ -1,9 +1,10 @@
 /*
  * ingest.h - hardware feeds: UDP and TCP listeners, framing, decoding, device identity.
  *
- * Every report goes socket -> gr_frame_next -> gr_report_split -> decoder (NMEA, TAIP or
- * JSON by its first byte) -> identity -> assembler -> gr_hub_publish; every report that
- * does not make it is counted by reason in gr_stats.
+ * Every report goes socket -> gr_frame_next -> gr_report_split -> its format's decoder
+ * (format.h) -> identity -> assembler -> gr_hub_publish; every report that does not make
+ * it is counted by reason in gr_stats. Each listener (src/ingest/udp.c, tcp.c) hands what
+ * it received to the one pipeline (src/ingest/pipeline.h).
  *
  * Fairness: libuv makes at most 32 reads of a socket per wake-up before it serves other
  * handles (for UDP, 32 recvmmsg calls of up to 20 datagrams each; for a TCP connection,

@@ -1,5 +1,5 @@
 /*
- * json_report.h - JSON position reports (SPEC section 4), decoded with jansson.
+ * json_report.h - JSON position reports (docs/ingest.md), decoded with jansson.
  *
  * {"id":"AMB-12","time":"2026-11-23T18:20:01Z","lat":40.7128,"lon":-74.006,"speed":12.3,
  *  "course":271.5,"alt":10.2,"hdop":0.9,"sats":9,"attrs":{...}}
@@ -10,9 +10,16 @@
 #include <stddef.h>
 
 #include "gpsrelay/fix.h"
-#include "gpsrelay/report.h"
 
-#define GR_ATTRS_MAX 1024 /* encoded size of "attrs" passed through to consoles (SPEC) */
+/* Encoded size of "attrs" passed through to consoles (docs/ingest.md). */
+#define GR_ATTRS_MAX 1024
+
+/*
+ * Longest JSON report line. "attrs" of up to GR_ATTRS_MAX do not fit a 256-byte line
+ * (GR_LINE_MAX), so JSON lines get room for the attrs, the fixed fields and their names:
+ * GR_ATTRS_MAX + 1 KiB.
+ */
+#define GR_JSON_LINE_MAX 2048
 
 struct gr_json_report {
     char id[GR_DEVICE_ID_MAX + 1]; /* "" when the report has no "id" */

@@ -1,9 +1,10 @@
 /*
  * taip.h - Trimble ASCII Interface Protocol position reports. Pure.
  *
- * >RPVsssss+DDddddd+DDDddddd SSS HHH s a;ID=xxxx;*hh<  (NOTES.md "How modems send
- * positions"): GPS seconds of day, lat/lon with 5 implied decimals, speed mph, heading
- * degrees, source (9 = no fix), age; optional ;ID=...; and *hh checksum.
+ * >RPVsssss+DDddddd+DDDddddd SSS HHH s a;ID=xxxx;*hh< (without the spaces): GPS seconds
+ * of day, lat/lon with 5 implied decimals, speed mph, heading degrees, source (9 = no
+ * fix), age; optional ;ID=...; and *hh checksum. Sierra Wireless AirLink and Cradlepoint
+ * modems send it; Digi, Multi-Tech and CalAmp ones pad the ;ID= value with spaces.
  */
 #ifndef GPSRELAY_TAIP_H
 #define GPSRELAY_TAIP_H

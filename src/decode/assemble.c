@@ -125,7 +125,7 @@ static int64_t nearest_day(int64_t day, int tod_ms, int64_t ref_ms)
 }
 
 /*
- * The day of the pending fix (SPEC section 4): its own date (RMC, ZDA); else the device's
+ * The day of the pending fix (docs/ingest.md): its own date (RMC, ZDA); else the device's
  * last date, moved a day on when the time of day went back past midnight (date at
  * 23:59:59, fix at 00:00:01); else the receive date, the day around now_ms that puts the
  * fix nearest to it.

@@ -1,9 +1,9 @@
 /*
- * json_report.c - JSON position reports (json_report.h, SPEC section 4), parsed by jansson.
+ * json_report.c - JSON position reports (json_report.h, docs/ingest.md), parsed by jansson.
  *
  * The decoder allocates only inside jansson, and every path releases the parsed document
  * before returning. Nesting depth is bounded twice: by the caller, which never hands over a
- * line longer than GR_LINE_MAX (so fewer than 256 levels), and by jansson itself
+ * line longer than GR_JSON_LINE_MAX (so fewer than 2048 levels), and by jansson itself
  * (JSON_PARSER_MAX_DEPTH, 2048 in jansson 2.14).
  *
  * out->fix.attrs and attrs_len are left NULL and 0 even when out->attrs holds text: a
@@ -17,8 +17,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "gpsrelay/json_report.h"
+#include "chars.h"
 #include "gpsrelay/calendar.h"
+#include "gpsrelay/json_report.h"
 
 #define MS_PER_SECOND   1000
 #define SECONDS_PER_DAY 86400
@@ -38,26 +39,6 @@
  * default of 17 would turn 0.1 into 0.10000000000000001 and grow the text toward the limit.
  */
 #define ATTRS_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
-
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/* n digits at s into *v; false when any is not a digit. n <= 4. */
-static bool digits(const char *s, size_t n, int *v)
-{
-    int r = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i])) {
-            return false;
-        }
-        r = r * 10 + (s[i] - '0');
-    }
-    *v = r;
-    return true;
-}
 
 static bool is_leap(int y)
 {
@@ -87,35 +68,32 @@ static int days_in_month(int y, int m)
  */
 static bool parse_iso_time(const char *s, size_t n, int64_t *ms)
 {
-    int year, mon, day, hour, min, sec, frac = 0, off = 0;
+    int frac = 0, off = 0;
     size_t i = 19;
 
-    if (n < 20 || !digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &mon) || s[7] != '-' ||
-        !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &hour) ||
-        s[13] != ':' || !digits(s + 14, 2, &min) || s[16] != ':' || !digits(s + 17, 2, &sec)) {
+    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
+        s[16] != ':') {
         return false;
     }
-    if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour > 23 || min > 59 ||
-        sec > 60 || (sec == 60 && min != 59)) {
+    int year = gr_digits(s, 4), mon = gr_digits(s + 5, 2), day = gr_digits(s + 8, 2);
+    int hour = gr_digits(s + 11, 2), min = gr_digits(s + 14, 2), sec = gr_digits(s + 17, 2);
+    if (year < 0 || mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour < 0 ||
+        hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 60 || (sec == 60 && min != 59)) {
         return false;
     }
     if (s[i] == '.') {
-        size_t start = ++i;
-        int scale = 100;
-        for (; i < n && is_digit(s[i]); i++) {
-            frac += (s[i] - '0') * scale;
-            scale /= 10; /* 0 after the third digit: the rest is truncated */
-        }
-        if (i == start) {
+        size_t digits = gr_fraction_ms(s + i + 1, n - i - 1, &frac);
+        if (digits == 0) {
             return false;
         }
+        i += 1 + digits;
     }
     if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
         i++;
     } else if (i < n && (s[i] == '+' || s[i] == '-')) {
-        int oh, om;
-        if (n - i < 6 || !digits(s + i + 1, 2, &oh) || s[i + 3] != ':' ||
-            !digits(s + i + 4, 2, &om) || oh > 23 || om > 59) {
+        int oh = n - i < 6 ? -1 : gr_digits(s + i + 1, 2);
+        int om = n - i < 6 ? -1 : gr_digits(s + i + 4, 2);
+        if (oh < 0 || oh > 23 || s[i + 3] != ':' || om < 0 || om > 59) {
             return false;
         }
         off = (s[i] == '-' ? -1 : 1) * (oh * 3600 + om * 60);

@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "hex.h"
+#include "chars.h"
 #include "gpsrelay/nmea.h"
 
 /*
@@ -35,54 +35,20 @@
 #define KNOTS_TO_MPS (1852.0 / 3600.0)
 #define KMH_TO_MPS   (1000.0 / 3600.0)
 
-struct field {
-    const char *p;
-    size_t len;
-};
-
 /* A decimal number exactly as sent: mant / den, with den a power of ten. */
 struct decimal {
     int64_t mant;
     int64_t den;
 };
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_upper(char c)
-{
-    return c >= 'A' && c <= 'Z';
-}
-
-/* Two ASCII digits as a number, or -1. */
-static int two_digits(const char *p)
-{
-    return is_digit(p[0]) && is_digit(p[1]) ? (p[0] - '0') * 10 + (p[1] - '0') : -1;
-}
-
 /* A field that is exactly one character c. */
-static bool is_char(struct field f, char c)
+static bool is_char(struct gr_span f, char c)
 {
     return f.len == 1 && f.p[0] == c;
 }
 
-/* The field without leading and trailing spaces (modems pad ids to a fixed width). */
-static struct field trim(struct field f)
-{
-    while (f.len > 0 && f.p[0] == ' ') {
-        f.p++;
-        f.len--;
-    }
-    while (f.len > 0 && f.p[f.len - 1] == ' ') {
-        f.len--;
-    }
-    return f;
-}
-
 /* digits[.digits], unsigned: only altitudes are signed (the hemisphere carries the sign). */
-static bool parse_decimal(struct field f, struct decimal *out)
+static bool parse_decimal(struct gr_span f, struct decimal *out)
 {
     int64_t mant = 0, den = 1;
     int digits = 0;
@@ -92,7 +58,7 @@ static bool parse_decimal(struct field f, struct decimal *out)
         char c = f.p[i];
         if (c == '.' && !point) {
             point = true;
-        } else if (is_digit(c) && digits < DECIMAL_DIGITS_MAX) {
+        } else if (gr_is_digit(c) && digits < DECIMAL_DIGITS_MAX) {
             mant = mant * 10 + (c - '0');
             digits++;
             if (point) {
@@ -111,7 +77,7 @@ static bool parse_decimal(struct field f, struct decimal *out)
  * An optional number: an empty field leaves its bit clear, anything unparsable is an error.
  * signed_ allows a leading '-' or '+': altitudes below the geoid ("-0028", Triton 400).
  */
-static bool parse_number(struct field f, bool signed_, double unit, unsigned bit, double *out,
+static bool parse_number(struct gr_span f, bool signed_, double unit, unsigned bit, double *out,
                          unsigned *fields)
 {
     struct decimal d;
@@ -134,13 +100,14 @@ static bool parse_number(struct field f, bool signed_, double unit, unsigned bit
     return true;
 }
 
-static bool parse_optional(struct field f, double unit, unsigned bit, double *out, unsigned *fields)
+static bool parse_optional(struct gr_span f, double unit, unsigned bit, double *out,
+                           unsigned *fields)
 {
     return parse_number(f, false, unit, bit, out, fields);
 }
 
 /* Satellites in use: an optional whole number. */
-static bool parse_sats(struct field f, struct gr_fix *fix)
+static bool parse_sats(struct gr_span f, struct gr_fix *fix)
 {
     struct decimal d;
 
@@ -161,7 +128,7 @@ static bool parse_sats(struct field f, struct gr_fix *fix)
  * binary rounding error into the minutes. RTK receivers send 8 or more decimals of minutes
  * (about 1e-10 degree), and a double keeps them.
  */
-static bool parse_angle(struct field num, struct field hemi, char pos, char neg, double max,
+static bool parse_angle(struct gr_span num, struct gr_span hemi, char pos, char neg, double max,
                         double *out)
 {
     struct decimal d;
@@ -187,7 +154,7 @@ static bool parse_angle(struct field num, struct field hemi, char pos, char neg,
  * empty (that is not an error unless `required`: the sentence says it has a fix); half a
  * position is never right.
  */
-static bool parse_position(const struct field *f, bool required, struct gr_sentence *out)
+static bool parse_position(const struct gr_span *f, bool required, struct gr_sentence *out)
 {
     if (!required && f[0].len == 0 && f[1].len == 0 && f[2].len == 0 && f[3].len == 0) {
         return true;
@@ -201,7 +168,7 @@ static bool parse_position(const struct field *f, bool required, struct gr_sente
 }
 
 /* hhmmss[.sss]: milliseconds since midnight, -1 when empty. Second 60 is a leap second. */
-static bool parse_time(struct field f, struct gr_sentence *out)
+static bool parse_time(struct gr_span f, struct gr_sentence *out)
 {
     out->time_of_day_ms = -1;
     if (f.len == 0) {
@@ -210,18 +177,13 @@ static bool parse_time(struct field f, struct gr_sentence *out)
     if (f.len < 6 || (f.len > 6 && f.p[6] != '.')) {
         return false;
     }
-    int h = two_digits(f.p), m = two_digits(f.p + 2), s = two_digits(f.p + 4);
+    int h = gr_digits(f.p, 2), m = gr_digits(f.p + 2, 2), s = gr_digits(f.p + 4, 2);
     if (h < 0 || h > 23 || m < 0 || m > 59 || s < 0 || s > 60) {
         return false;
     }
-    /* Digits past the third are dropped: receivers send at most 10 Hz, often .00 or .000. */
-    int ms = 0, scale = 100;
-    for (size_t i = 7; i < f.len; i++) {
-        if (!is_digit(f.p[i])) {
-            return false;
-        }
-        ms += (f.p[i] - '0') * scale;
-        scale /= 10;
+    int ms = 0;
+    if (f.len > 7 && gr_fraction_ms(f.p + 7, f.len - 7, &ms) != f.len - 7) {
+        return false;
     }
     out->time_of_day_ms = ((h * 60 + m) * 60 + s) * 1000 + ms;
     out->has |= GR_HAS_TIME;
@@ -230,9 +192,9 @@ static bool parse_time(struct field f, struct gr_sentence *out)
 
 /*
  * ddmmyy; an empty field leaves the date 0. NMEA 0183 has no century: like gpsd, years below
- * 80 are 20yy. GPS week-rollover correction is the assembler's (SPEC section 4).
+ * 80 are 20yy. GPS week-rollover correction is the assembler's (assemble.h).
  */
-static bool parse_date(struct field f, struct gr_sentence *out)
+static bool parse_date(struct gr_span f, struct gr_sentence *out)
 {
     if (f.len == 0) {
         return true;
@@ -240,7 +202,7 @@ static bool parse_date(struct field f, struct gr_sentence *out)
     if (f.len != 6) {
         return false;
     }
-    int d = two_digits(f.p), m = two_digits(f.p + 2), y = two_digits(f.p + 4);
+    int d = gr_digits(f.p, 2), m = gr_digits(f.p + 2, 2), y = gr_digits(f.p + 4, 2);
     if (d < 1 || d > 31 || m < 1 || m > 12 || y < 0) {
         return false;
     }
@@ -256,9 +218,9 @@ static bool parse_date(struct field f, struct gr_sentence *out)
  * F float RTK, M manual, P precise, R RTK, S simulator; N is "no fix". Absent in older
  * sentences. Returns false for anything but one upper-case letter.
  */
-static bool parse_mode(struct field f, bool *no_fix)
+static bool parse_mode(struct gr_span f, bool *no_fix)
 {
-    if (f.len != 1 || !is_upper(f.p[0])) {
+    if (f.len != 1 || !gr_is_upper(f.p[0])) {
         return false;
     }
     *no_fix = f.p[0] == 'N';
@@ -269,6 +231,28 @@ static void set_validity(struct gr_sentence *out, bool valid)
 {
     out->fix.valid = valid;
     out->has |= GR_HAS_VALIDITY;
+}
+
+/*
+ * The status letter of RMC and GLL (A active, V void) and the mode indicator that may
+ * follow it (mode NULL or empty when not sent): the fix is valid when the status is A and
+ * the mode is not "no fix". *active is whether the status is A: then the position must be
+ * there.
+ */
+static bool parse_status(struct gr_span status, const struct gr_span *mode, bool *active,
+                         struct gr_sentence *out)
+{
+    bool no_fix = false;
+
+    if (status.len != 1 || (status.p[0] != 'A' && status.p[0] != 'V')) {
+        return false;
+    }
+    *active = status.p[0] == 'A';
+    if (mode != NULL && mode->len > 0 && !parse_mode(*mode, &no_fix)) {
+        return false;
+    }
+    set_validity(out, *active && !no_fix);
+    return true;
 }
 
 /*
@@ -287,19 +271,14 @@ static void set_validity(struct gr_sentence *out, bool valid)
  * position empty ("$GPRMC,205150.00,V,,,,,,,,,,,V*4a", Magellan); with A it must be there.
  * Quectel leaves even the time empty while it has no fix ("$GPRMC,,V,,,,,,,,,,N*53").
  */
-static enum gr_reason decode_rmc(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_rmc(const struct gr_span *f, int n, struct gr_sentence *out)
 {
     struct gr_fix *fix = &out->fix;
-    bool no_fix = false;
+    bool active;
 
-    if (!parse_time(f[0], out) || f[1].len != 1 || (f[1].p[0] != 'A' && f[1].p[0] != 'V')) {
+    if (!parse_time(f[0], out) || !parse_status(f[1], n > 11 ? &f[11] : NULL, &active, out)) {
         return GR_MALFORMED;
     }
-    bool active = f[1].p[0] == 'A';
-    if (n > 11 && f[11].len > 0 && !parse_mode(f[11], &no_fix)) {
-        return GR_MALFORMED;
-    }
-    set_validity(out, active && !no_fix);
 
     if (!parse_position(&f[2], active, out) ||
         !parse_optional(f[6], KNOTS_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields) ||
@@ -322,11 +301,11 @@ static enum gr_reason decode_rmc(const struct field *f, int n, struct gr_sentenc
  *   3 longitude     6 satellites in use                        10-11 geoid separation, M
  *   4 E/W           7 HDOP                                     12-13 DGPS age, station
  *
- * Only 0-8 are required. Quality 0 is "no fix" (SPEC section 4: GGA quality > 0 is valid);
+ * Only 0-8 are required. Quality 0 is "no fix" (docs/ingest.md: GGA quality > 0 is valid);
  * an empty quality counts as 0, as in gpsd. A GGA without a fix may leave everything else
  * empty: "$GPGGA,,,,,,0,,,,,,,,*66" (Quectel).
  */
-static enum gr_reason decode_gga(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_gga(const struct gr_span *f, int n, struct gr_sentence *out)
 {
     struct gr_fix *fix = &out->fix;
     struct decimal q = {0, 1};
@@ -355,18 +334,13 @@ static enum gr_reason decode_gga(const struct field *f, int n, struct gr_sentenc
  *
  * 0-5 are required: the NMEA 1.5 form without time and status cannot be placed in time.
  */
-static enum gr_reason decode_gll(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_gll(const struct gr_span *f, int n, struct gr_sentence *out)
 {
-    bool no_fix = false;
+    bool active;
 
-    if (!parse_time(f[4], out) || f[5].len != 1 || (f[5].p[0] != 'A' && f[5].p[0] != 'V')) {
+    if (!parse_time(f[4], out) || !parse_status(f[5], n > 6 ? &f[6] : NULL, &active, out)) {
         return GR_MALFORMED;
     }
-    bool active = f[5].p[0] == 'A';
-    if (n > 6 && f[6].len > 0 && !parse_mode(f[6], &no_fix)) {
-        return GR_MALFORMED;
-    }
-    set_validity(out, active && !no_fix);
     return parse_position(&f[0], active, out) ? GR_OK : GR_MALFORMED;
 }
 
@@ -384,7 +358,7 @@ static enum gr_reason decode_gll(const struct field *f, int n, struct gr_sentenc
  * numbers: $--VTG,x.x,x.x,x.x,x.x (gpsd decodes both). Speed in knots is preferred, km/h
  * when only that is sent. Without a mode the sentence says nothing about validity.
  */
-static enum gr_reason decode_vtg(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_vtg(const struct gr_span *f, int n, struct gr_sentence *out)
 {
     struct gr_fix *fix = &out->fix;
     int knots = 2, kmh = 3; /* the old form's field numbers */
@@ -429,7 +403,7 @@ static enum gr_reason decode_vtg(const struct field *f, int n, struct gr_sentenc
  * Only 0-8 are required. The fix is valid when any system has one: "NN" is no fix, "AN"
  * (GPS autonomous, GLONASS none) is a fix.
  */
-static enum gr_reason decode_gns(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_gns(const struct gr_span *f, int n, struct gr_sentence *out)
 {
     struct gr_fix *fix = &out->fix;
     bool any_fix = false;
@@ -439,7 +413,7 @@ static enum gr_reason decode_gns(const struct field *f, int n, struct gr_sentenc
         return GR_MALFORMED;
     }
     for (size_t i = 0; i < f[5].len; i++) {
-        if (!is_upper(f[5].p[i])) {
+        if (!gr_is_upper(f[5].p[i])) {
             return GR_MALFORMED;
         }
         any_fix = any_fix || f[5].p[i] != 'N';
@@ -464,7 +438,7 @@ static enum gr_reason decode_gns(const struct field *f, int n, struct gr_sentenc
  * 0-3 are required. A receiver without time sends them all empty; a date is all three
  * fields or none.
  */
-static enum gr_reason decode_zda(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_zda(const struct gr_span *f, int n, struct gr_sentence *out)
 {
     (void)n;
     if (!parse_time(f[0], out)) {
@@ -473,10 +447,10 @@ static enum gr_reason decode_zda(const struct field *f, int n, struct gr_sentenc
     if (f[1].len == 0 && f[2].len == 0 && f[3].len == 0) {
         return GR_OK;
     }
-    int d = f[1].len == 2 ? two_digits(f[1].p) : -1;
-    int m = f[2].len == 2 ? two_digits(f[2].p) : -1;
-    int hi = f[3].len == 4 ? two_digits(f[3].p) : -1;
-    int lo = f[3].len == 4 ? two_digits(f[3].p + 2) : -1;
+    int d = f[1].len == 2 ? gr_digits(f[1].p, 2) : -1;
+    int m = f[2].len == 2 ? gr_digits(f[2].p, 2) : -1;
+    int hi = f[3].len == 4 ? gr_digits(f[3].p, 2) : -1;
+    int lo = f[3].len == 4 ? gr_digits(f[3].p + 2, 2) : -1;
     if (d < 1 || d > 31 || m < 1 || m > 12 || hi < 0 || lo < 0) {
         return GR_MALFORMED;
     }
@@ -488,15 +462,16 @@ static enum gr_reason decode_zda(const struct field *f, int n, struct gr_sentenc
 }
 
 /*
- * DEVID, Sierra Wireless AirLink device identity (NOTES.md "How modems send positions"):
+ * DEVID, Sierra Wireless AirLink device identity: with its device id on, an AirLink modem
+ * sends this sentence of its own before the fixes, which then carry no id:
  *
  *   $DEVID,0x<hex>*hh      0 the modem's 64-bit id in hex, "0x" included
  *
  * The id is kept exactly as sent ("0x0123ABCD"), trimmed of spaces; nothing else is set.
  */
-static enum gr_reason decode_devid(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_devid(const struct gr_span *f, int n, struct gr_sentence *out)
 {
-    struct field id = trim(f[0]);
+    struct gr_span id = gr_trim(f[0]);
     (void)n;
 
     if (id.len < 3 || id.len > 2 + DEVID_HEX_MAX || id.p[0] != '0' ||
@@ -520,9 +495,9 @@ static enum gr_reason decode_devid(const struct field *f, int n, struct gr_sente
  *
  * The id is the first field trimmed of spaces; it must not be empty. Nothing else is set.
  */
-static enum gr_reason decode_pcpti(const struct field *f, int n, struct gr_sentence *out)
+static enum gr_reason decode_pcpti(const struct gr_span *f, int n, struct gr_sentence *out)
 {
-    struct field id = trim(f[0]);
+    struct gr_span id = gr_trim(f[0]);
     (void)n;
 
     if (id.len == 0) {
@@ -542,7 +517,7 @@ static const struct sentence {
     bool talker;
     enum gr_sentence_type id;
     int min_fields; /* data fields after the address the decoder may index unchecked */
-    enum gr_reason (*decode)(const struct field *f, int n, struct gr_sentence *out);
+    enum gr_reason (*decode)(const struct gr_span *f, int n, struct gr_sentence *out);
 } sentences[] = {
     {"RMC", true, GR_SENT_RMC, 9, decode_rmc},
     {"GGA", true, GR_SENT_GGA, 9, decode_gga},
@@ -558,7 +533,7 @@ static const struct sentence {
 static const struct sentence *find_sentence(const char *addr, size_t alen)
 {
     /* Talkers are two letters; 'P' starts a proprietary sentence ($PGRME), never a talker. */
-    bool talker = alen == 5 && is_upper(addr[0]) && is_upper(addr[1]) && addr[0] != 'P';
+    bool talker = alen == 5 && gr_is_upper(addr[0]) && gr_is_upper(addr[1]) && addr[0] != 'P';
 
     for (size_t i = 0; i < sizeof(sentences) / sizeof(sentences[0]); i++) {
         const struct sentence *s = &sentences[i];
@@ -582,21 +557,14 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out
     size_t end = 1;
     unsigned sum = 0;
     for (; end < len && p[end] != '*'; end++) {
-        unsigned char c = (unsigned char)p[end];
-        if (c < 0x20 || c > 0x7e) {
+        if (!gr_is_print(p[end])) {
             return GR_MALFORMED;
         }
-        sum ^= c;
+        sum ^= (unsigned char)p[end];
     }
-    if (end < len) {
-        int given = len - end == 3 ? gr_hex_byte(p + end + 1) : -1;
-        if (given < 0) {
-            return GR_MALFORMED;
-        }
-        if ((unsigned)given != sum) {
-            return GR_BAD_CHECKSUM;
-        }
-        out->checksum_seen = true;
+    enum gr_reason r = gr_checksum_check(p + end, len - end, sum, &out->checksum_seen);
+    if (r != GR_OK) {
+        return r;
     }
 
     /*
@@ -604,7 +572,7 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out
      * proprietary ones ('P' + maker code) vary in length and are never decoded as a type.
      */
     size_t alen = 0;
-    while (1 + alen < end && (is_upper(p[1 + alen]) || is_digit(p[1 + alen]))) {
+    while (1 + alen < end && (gr_is_upper(p[1 + alen]) || gr_is_digit(p[1 + alen]))) {
         alen++;
     }
     if (1 + alen >= end || p[1 + alen] != ',' ||
@@ -616,17 +584,13 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out
         return GR_UNSUPPORTED;
     }
 
-    struct field f[NMEA_FIELDS_MAX];
+    struct gr_span f[NMEA_FIELDS_MAX], rest = {p + 2 + alen, end - 2 - alen}, field;
     int n = 0;
-    size_t start = 2 + alen;
-    for (size_t i = start; i <= end; i++) {
-        if (i == end || p[i] == ',') {
-            if (n < NMEA_FIELDS_MAX) {
-                f[n] = (struct field){p + start, i - start};
-            }
-            n++;
-            start = i + 1;
+    while (gr_field_next(&rest, ',', &field)) {
+        if (n < NMEA_FIELDS_MAX) {
+            f[n] = field;
         }
+        n++;
     }
     if (n < s->min_fields) {
         return GR_MALFORMED;

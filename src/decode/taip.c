@@ -10,7 +10,7 @@
  *    confirms the checksum rule below (computed, not assumed).
  *  - Cypress Solutions CTM-200 "Message Type 100, Trimble proprietary TAIP PV message":
  *    >RPVAAAAASBBCCCCCSDDDEEEEEFFFGGGHI< with the same field meanings.
- *  - NOTES.md "How modems send positions", whose ">RPVsssss±DDddddd±DDDddddd SSS HHH s a"
+ *  - The layout as it is often written down, ">RPVsssss±DDddddd±DDDddddd SSS HHH s a",
  *    puts spaces between the fields only for readability: both sources above show 30
  *    characters of data with nothing between the fields (fixed width, explicit signs).
  *    A message with spaces in its data is refused as malformed.
@@ -18,8 +18,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "hex.h"
-#include "gpsrelay/report.h"
+#include "chars.h"
 #include "gpsrelay/taip.h"
 
 /* ">RPV" and "<" around the 30 characters of PV data; ";ID=...;" and "*hh" are optional. */
@@ -30,40 +29,15 @@
 /* 1 mph = 1609.344 m / 3600 s exactly (the international mile). */
 #define MPH_TO_MS 0.44704
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_upper(char c)
-{
-    return c >= 'A' && c <= 'Z';
-}
-
-/* n decimal digits at p into *v; false when any is not a digit. n <= 9, so no overflow. */
-static bool digits(const char *p, size_t n, long *v)
-{
-    long r = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (!is_digit(p[i])) {
-            return false;
-        }
-        r = r * 10 + (p[i] - '0');
-    }
-    *v = r;
-    return true;
-}
-
 /*
  * Sign, int_digits whole degrees and 5 implied decimals: "+3739438" is 37.39438. The
  * integer is divided once by 1e5, so the result is the double nearest the decimal sent.
  */
 static bool degrees(const char *p, size_t int_digits, double *out)
 {
-    long v;
+    int v = gr_digits(p + 1, int_digits + 5);
 
-    if ((p[0] != '+' && p[0] != '-') || !digits(p + 1, int_digits + 5, &v)) {
+    if ((p[0] != '+' && p[0] != '-') || v < 0) {
         return false;
     }
     *out = (p[0] == '-' ? -(double)v : (double)v) / 100000.0;
@@ -73,8 +47,8 @@ static bool degrees(const char *p, size_t int_digits, double *out)
 /*
  * Source of data (H): 0 2D GPS, 1 3D GPS, 2 2D DGPS, 3 3D DGPS and 9 no fix are the codes
  * both sources above agree on. Trimble's receiver manuals also list 6 (dead reckoning) and
- * 8 (degraded dead reckoning); from memory, not checked against a manual here. SPEC section
- * 4 refuses only source 9, so those two count as fixes. The codes nobody defines (4, 5, 7)
+ * 8 (degraded dead reckoning); from memory, not checked against a manual here. Only source
+ * 9 is refused (docs/ingest.md), so those two count as fixes. The codes nobody defines (4, 5, 7)
  * say nothing we can vouch for: no fix, so the device stays alive but nothing is published.
  */
 static bool source_is_fix(char h)
@@ -91,55 +65,41 @@ static bool source_is_fix(char h)
  */
 static bool parse_fields(const char *p, size_t n, struct gr_sentence *out)
 {
-    size_t i = 0;
     bool id_seen = false;
 
-    if (n > 0 && p[0] != ';') {
+    if (n == 0) {
+        return true;
+    }
+    if (p[0] != ';') {
         return false;
     }
-    while (i < n) {
-        size_t start = ++i; /* past the ';' */
-        while (i < n && p[i] != ';') {
-            i++;
-        }
-        const char *f = p + start, *end = p + i;
-        if (f == end) {
+    struct gr_span rest = {p + 1, n - 1}, field, key;
+    while (gr_field_next(&rest, ';', &field)) {
+        if (field.len == 0) {
             continue; /* ";;" or the ';' before the checksum */
         }
-        const char *eq = memchr(f, '=', (size_t)(end - f));
-        if (eq == NULL) {
-            return false;
+        gr_field_next(&field, '=', &key); /* field keeps the value */
+        if (field.p == NULL) {
+            return false; /* no '=' */
         }
-        const char *ks = f, *ke = eq;
-        while (ks < ke && *ks == ' ') {
-            ks++;
-        }
-        while (ke > ks && ke[-1] == ' ') {
-            ke--;
-        }
-        if (ks == ke) {
+        key = gr_trim(key);
+        if (key.len == 0) {
             return false; /* "=x": a value without a key */
         }
-        if (ke - ks != 2 || ks[0] != 'I' || ks[1] != 'D') {
+        if (key.len != 2 || key.p[0] != 'I' || key.p[1] != 'D') {
             continue;
         }
         if (id_seen) {
             return false;
         }
         id_seen = true;
-        const char *vs = eq + 1, *ve = end;
-        while (vs < ve && *vs == ' ') {
-            vs++;
+        struct gr_span id = gr_trim(field);
+        if (id.len > GR_DEVICE_ID_MAX) {
+            return false; /* the same bound as every other device id (fix.h) */
         }
-        while (ve > vs && ve[-1] == ' ') {
-            ve--;
-        }
-        if ((size_t)(ve - vs) > GR_DEVICE_ID_MAX) {
-            return false; /* the same bound as every other device id (report.h) */
-        }
-        if (ve > vs) {
-            out->id = vs;
-            out->id_len = (size_t)(ve - vs);
+        if (id.len > 0) {
+            out->id = id.p;
+            out->id_len = id.len;
         }
     }
     return true;
@@ -168,14 +128,14 @@ static bool parse_fields(const char *p, size_t n, struct gr_sentence *out)
  */
 static enum gr_reason decode_rpv(const char *d, struct gr_sentence *out)
 {
-    long secs, speed, heading;
+    int secs = gr_digits(d, 5), speed = gr_digits(d + 22, 3), heading = gr_digits(d + 25, 3);
 
-    if (!digits(d, 5, &secs) || secs >= SECONDS_PER_DAY || !degrees(d + 5, 2, &out->fix.lat) ||
-        !degrees(d + 13, 3, &out->fix.lon) || !digits(d + 22, 3, &speed) ||
-        !digits(d + 25, 3, &heading) || !is_digit(d[28]) || d[29] < '0' || d[29] > '2') {
+    if (secs < 0 || secs >= SECONDS_PER_DAY || !degrees(d + 5, 2, &out->fix.lat) ||
+        !degrees(d + 13, 3, &out->fix.lon) || speed < 0 || heading < 0 || !gr_is_digit(d[28]) ||
+        d[29] < '0' || d[29] > '2') {
         return GR_MALFORMED;
     }
-    long utc = (secs - GR_GPS_UTC_LEAP_SECONDS + SECONDS_PER_DAY) % SECONDS_PER_DAY;
+    int utc = (secs - GR_GPS_UTC_LEAP_SECONDS + SECONDS_PER_DAY) % SECONDS_PER_DAY;
     out->time_of_day_ms = (int)(utc * 1000);
     out->fix.speed = (double)speed * MPH_TO_MS;
     out->fix.course = (double)heading;
@@ -204,22 +164,14 @@ enum gr_reason gr_taip_decode(const char *p, size_t len, struct gr_sentence *out
     size_t last = len - 1, end = 1;
     unsigned sum = '>';
     for (; end < last && p[end] != '*'; end++) {
-        unsigned char c = (unsigned char)p[end];
-        if (c < 0x20 || c > 0x7e || c == '>' || c == '<') {
+        if (!gr_is_print(p[end]) || p[end] == '>' || p[end] == '<') {
             return GR_MALFORMED;
         }
-        sum ^= c;
+        sum ^= (unsigned char)p[end];
     }
-    if (end < last) {
-        sum ^= '*';
-        int given = last - end == 3 ? gr_hex_byte(p + end + 1) : -1;
-        if (given < 0) {
-            return GR_MALFORMED;
-        }
-        if ((unsigned)given != sum) {
-            return GR_BAD_CHECKSUM;
-        }
-        out->checksum_seen = true;
+    enum gr_reason r = gr_checksum_check(p + end, last - end, sum ^ '*', &out->checksum_seen);
+    if (r != GR_OK) {
+        return r;
     }
 
     /*
@@ -228,8 +180,8 @@ enum gr_reason gr_taip_decode(const char *p, size_t len, struct gr_sentence *out
      * decoded; queries, settings and other reports (">RLN", ">RTM", ">RPR") are well-formed
      * TAIP we do not use.
      */
-    if (end < 4 || !is_upper(p[1]) || !(is_upper(p[2]) || is_digit(p[2])) ||
-        !(is_upper(p[3]) || is_digit(p[3]))) {
+    if (end < 4 || !gr_is_upper(p[1]) || !(gr_is_upper(p[2]) || gr_is_digit(p[2])) ||
+        !(gr_is_upper(p[3]) || gr_is_digit(p[3]))) {
         return GR_MALFORMED;
     }
     if (memcmp(p + 1, "RPV", 3) != 0) {
@@ -238,7 +190,7 @@ enum gr_reason gr_taip_decode(const char *p, size_t len, struct gr_sentence *out
     if (end - 4 < RPV_DATA_LEN) {
         return GR_MALFORMED;
     }
-    enum gr_reason r = decode_rpv(p + 4, out);
+    r = decode_rpv(p + 4, out);
     if (r != GR_OK) {
         return r;
     }

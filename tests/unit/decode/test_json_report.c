@@ -1,5 +1,5 @@
 /*
- * test_json_report.c - JSON position reports (json_report.h, SPEC section 4).
+ * test_json_report.c - JSON position reports (json_report.h, docs/ingest.md).
  *
  * Runs under LeakSanitizer in CI: every refused report below also checks that the decoder
  * released what jansson allocated.
@@ -14,7 +14,7 @@
 /* 2026-11-23T18:20:01Z */
 #define T0_MS 1795458001000LL
 
-#define SPEC_REPORT                                                                                \
+#define EXAMPLE_REPORT                                                                             \
     "{\"id\":\"AMB-12\",\"time\":\"2026-11-23T18:20:01Z\",\"lat\":40.7128,\"lon\":-74.006,"        \
     "\"speed\":12.3,\"course\":271.5,\"alt\":10.2,\"hdop\":0.9,\"sats\":9,"                        \
     "\"attrs\":{\"ignition\":true,\"lights\":\"on\",\"siren\":false}}"
@@ -76,7 +76,7 @@ static void test_spec_report(void)
 {
     static struct gr_json_report r;
 
-    CHECK_INT(decode(SPEC_REPORT, &r), GR_OK);
+    CHECK_INT(decode(EXAMPLE_REPORT, &r), GR_OK);
     CHECK_STR(r.id, "AMB-12");
     CHECK_INT(r.fix.time_ms, T0_MS);
     CHECK_NEAR(r.fix.lat, 40.7128, 0);

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "gpsrelay/calendar.h"
 #include "gpsrelay/nmea.h"
 
 /* 1852/3600: knots to m/s. */
@@ -791,17 +790,6 @@ static void test_reason_labels(void)
     CHECK_STR(gr_reason_label(GR_REASON_COUNT), "unknown");
 }
 
-static void test_days_from_civil(void)
-{
-    CHECK_INT(gr_days_from_civil(1970, 1, 1), 0);
-    CHECK_INT(gr_days_from_civil(1969, 12, 31), -1);
-    CHECK_INT(gr_days_from_civil(2000, 3, 1), 11017);
-    CHECK_INT(gr_days_from_civil(2026, 11, 23), 20780); /* date -d 2026-11-23 +%s / 86400 */
-    CHECK_INT(gr_days_from_civil(2024, 2, 29), 19782);
-    CHECK_INT(gr_days_from_civil(2100, 3, 1) - gr_days_from_civil(2100, 2, 28), 1); /* no 29th */
-    CHECK_INT(gr_days_from_civil(1600, 2, 29), -135081);
-}
-
 int main(void)
 {
     test_rmc_values();
@@ -823,7 +811,6 @@ int main(void)
     test_ranges();
     test_mode_indicator();
     test_real_captures();
-    test_days_from_civil();
     test_reason_labels();
     return check_result("test_nmea");
 }

@@ -346,7 +346,7 @@ static void test_truncated_and_garbage(void)
     /* One character too many in the data. */
     CHECK_INT(decode(">RPV15714+3739438-12203846015126120<").r, GR_MALFORMED);
     /*
-     * Spaces between the fields as NOTES.md writes them for readability: not TAIP. Six
+     * Spaces between the fields, as the layout is often written for readability: not TAIP. Six
      * spaces XOR to zero, so even the manual's checksum matches; the layout still refuses.
      */
     CHECK_INT(decode(">RPV15714 +3739438 -12203846 015 126 1 2;ID=1234;*7F<").r, GR_MALFORMED);
