@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "gpsrelay/sentence.h"
+#include "gpsrelay/fix.h"
 
 #define GR_ROLLOVER_MS (1024LL * 7 * 86400 * 1000) /* 1024 GPS weeks */
 

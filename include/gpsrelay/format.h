@@ -14,7 +14,6 @@
 
 #include "gpsrelay/fix.h"
 #include "gpsrelay/json_report.h"
-#include "gpsrelay/sentence.h"
 
 /* Longest sentence line (NMEA, TAIP) accepted, id prefix included, without its line
  * terminator (docs/ingest.md). */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gpsrelay/sentence.h"
+#include "gpsrelay/fix.h"
 
 /*
  * Decodes p[0..len): one sentence starting at '$', without CR/LF.

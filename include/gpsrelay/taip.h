@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "gpsrelay/sentence.h"
+#include "gpsrelay/fix.h"
 
 /* GPS time runs ahead of UTC by the leap seconds since 1980 (18 since 2017-01-01). */
 #define GR_GPS_UTC_LEAP_SECONDS 18

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpsrelay/sentence.h"
+#include "gpsrelay/fix.h"
 
 /* libFuzzer's entry point; declared here for -Wmissing-prototypes. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -63,7 +63,7 @@ static inline void fuzz_check_fix_fields(const struct gr_fix *f)
 }
 
 /*
- * What sentence.h promises about a GR_OK sentence decoded from p[0..len). Values may be
+ * What fix.h promises about a GR_OK sentence decoded from p[0..len). Values may be
  * out of range (filters reject those later); they must not be garbage.
  */
 static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *p, size_t len)
