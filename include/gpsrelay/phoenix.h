@@ -79,9 +79,6 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out);
 /* True when replies, events or positions wait to be sent. */
 bool gr_console_has_output(const struct gr_console *c);
 
-/* Number of channels joined. */
-size_t gr_console_channels(const struct gr_console *c);
-
 /* The hub's notify callback: owner is the console that subscribed. */
 void gr_console_on_pending(void *owner);
 

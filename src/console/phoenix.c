@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,16 +28,12 @@ struct control {
     char frame[];
 };
 
-/* What a token allows, packed in one allocation: the sorted agency ids follow. */
-struct auth {
-    int64_t exp;
-    size_t n_agencies;
-    const char *agencies[];
-};
-
 struct gr_console {
     struct gr_hub *hub;
-    struct auth *auth;  /* NULL: auth none, every topic may be joined */
+    /* The claims of the console's token, NULL with auth none (every topic may be joined).
+     * Allocated only as far as its n_agencies agencies, which is all gr_token_has_agency
+     * reads: a full struct gr_token is over 4 KiB, more than the rest of an idle console. */
+    struct gr_token *auth;
     double join_tokens; /* join rate bucket (GR_CONSOLE_JOIN_RATE) */
     uint64_t join_refill_ms;
     gr_console_wake_cb wake;
@@ -95,11 +92,6 @@ bool gr_console_has_output(const struct gr_console *c)
         if (gr_sub_pending(c->channels[i].sub))
             return true;
     return false;
-}
-
-size_t gr_console_channels(const struct gr_console *c)
-{
-    return c->n_channels;
 }
 
 static void wake(struct gr_console *c)
@@ -199,19 +191,11 @@ static long channel_find(const struct gr_console *c, const char *topic)
 
 int gr_console_set_auth(struct gr_console *c, const struct gr_token *t)
 {
-    size_t strings = 0;
-    for (size_t i = 0; i < t->n_agencies; i++)
-        strings += strlen(t->agencies[i]) + 1;
-    struct auth *a = malloc(sizeof(*a) + t->n_agencies * sizeof(a->agencies[0]) + strings);
+    size_t size = offsetof(struct gr_token, agencies) + t->n_agencies * sizeof(t->agencies[0]);
+    struct gr_token *a = malloc(size);
     if (a == NULL)
         return -ENOMEM;
-    a->exp = t->exp;
-    a->n_agencies = t->n_agencies;
-    char *at = (char *)&a->agencies[t->n_agencies];
-    for (size_t i = 0; i < t->n_agencies; i++) { /* t's agencies are sorted already */
-        a->agencies[i] = at;
-        at = stpcpy(at, t->agencies[i]) + 1;
-    }
+    memcpy(a, t, size); /* t's agencies are sorted already, as gr_token_has_agency needs */
     free(c->auth);
     c->auth = a;
     return 0;
@@ -222,16 +206,6 @@ int64_t gr_console_expires(const struct gr_console *c)
     return c->auth ? c->auth->exp : INT64_MAX;
 }
 
-static int cmp_str(const void *key, const void *elem)
-{
-    return strcmp(key, *(const char *const *)elem);
-}
-
-static bool may_see_agency(const struct auth *a, const char *agency)
-{
-    return bsearch(agency, a->agencies, a->n_agencies, sizeof(a->agencies[0]), cmp_str) != NULL;
-}
-
 /* Whether the console may join topic: every topic without auth; an agency of its token;
  * a device mapped to one of its agencies. */
 static bool may_join(const struct gr_console *c, const char *topic)
@@ -239,12 +213,12 @@ static bool may_join(const struct gr_console *c, const char *topic)
     if (c->auth == NULL)
         return true;
     if (strncmp(topic, "agency:", 7) == 0)
-        return may_see_agency(c->auth, topic + 7);
+        return gr_token_has_agency(c->auth, topic + 7);
     if (strncmp(topic, "device:", 7) == 0 && gr_hub_mapping(c->hub) != NULL) {
         const struct gr_device *d =
             gr_mapping_find(gr_hub_mapping(c->hub), topic + 7, strlen(topic + 7));
         for (size_t i = 0; d && i < d->n_agencies; i++)
-            if (may_see_agency(c->auth, d->agencies[i]))
+            if (gr_token_has_agency(c->auth, d->agencies[i]))
                 return true;
     }
     return false;
