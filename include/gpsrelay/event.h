@@ -28,7 +28,6 @@
 
 #include "gpsrelay/buf.h"
 
-struct gr_hub;
 struct gr_topic;
 struct gr_sub;
 
@@ -46,8 +45,9 @@ enum gr_event {
  * with a topic, the reply to a join, which carries the topic's snapshot. */
 struct gr_reply {
     const char *error;            /* not NULL: status "error", response {"reason":error} */
-    const struct gr_hub *hub;     /* a join's: epoch and seq of the reply */
     const struct gr_topic *topic; /* a join's: its positions newer than since, its stale units */
+    const char *epoch;            /* a join's: the hub's epoch and seq (gr_hub_epoch, _seq) */
+    uint64_t seq;
     uint64_t since;
     bool recovered;
 };

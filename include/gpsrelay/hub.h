@@ -4,18 +4,18 @@
  * The hub holds one unit per mapped device with its latest position, already encoded as
  * JSON once (the shape docs/protocol.md gives). Topics are "agency:<id>" (every unit
  * mapped to the agency) and "device:<id>" (one unit). A topic keeps its units in a list
- * ordered by the sequence number of their latest position. A subscription is a cursor into that order:
- * what a subscriber still has to receive is exactly the units whose seq is above its
- * cursor. That gives conflation (one pending position per unit, the newest) and bounded
- * per-console memory for free, and per-position work is O(1) per subscriber: the hub
- * only tells the owner "something is pending" through the notify callback.
+ * ordered by the sequence number of their latest position. A subscription is a cursor
+ * into that order: what a subscriber still has to receive is exactly the units whose seq
+ * is above its cursor. That gives conflation (one pending position per unit, the newest)
+ * and bounded per-console memory for free, and per-position work is O(1) per subscriber:
+ * the hub only tells the owner "something is pending" through the notify callback.
  *
  * Staleness works the same way with a second order: units that went stale, by the order
  * in which they did, and a second cursor per subscription. Going stale takes no position
  * sequence number, so `seq` rises by exactly one per accepted position (docs/protocol.md).
  *
  * No I/O here: the hub knows nothing of sockets or libwebsockets. Its files are listed in
- * src/hub/hub_internal.h; the events consoles receive and their payloads are in event.h.
+ * src/hub/model.h; the events consoles receive and their payloads are in event.h.
  */
 #ifndef GPSRELAY_HUB_H
 #define GPSRELAY_HUB_H

@@ -317,7 +317,7 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
 
     /* Snapshot and subscription in the same loop turn: the reply's seq is the
      * subscription's cursor, so nothing is missed or sent twice. */
-    struct gr_reply joined = {.hub = c->hub, .topic = t};
+    struct gr_reply joined = {.topic = t, .epoch = gr_hub_epoch(c->hub), .seq = gr_hub_seq(c->hub)};
     joined.since = join_since(c->hub, payload, &joined.recovered);
     int rc = queue(c, join_ref, ref, topic_json, GR_EVENT_PHX_REPLY, &joined);
     if (rc) {

@@ -9,7 +9,7 @@
  * shape docs/protocol.md gives: lat/lon with exactly 7 decimals (about 1 cm). The only
  * string that could need escaping, the device id, comes in as a JSON literal already.
  */
-#include "hub_internal.h"
+#include "model.h"
 
 #include <math.h>
 #include <stdlib.h>

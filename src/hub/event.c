@@ -5,7 +5,7 @@
  * one, written once per console write: it copies positions encoded once (encode.c), a
  * buffer append each, and adds no work per position beyond the copy.
  */
-#include "hub_internal.h"
+#include "model.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -37,9 +37,9 @@ static void snapshot_add_stale(void *ctx, const char *json_id)
 static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
 {
     gr_jsonw_key(w, "epoch");
-    gr_jsonw_string(w, gr_hub_epoch(r->hub));
+    gr_jsonw_string(w, r->epoch);
     gr_jsonw_key(w, "seq");
-    gr_jsonw_u64(w, gr_hub_seq(r->hub));
+    gr_jsonw_u64(w, r->seq);
     gr_jsonw_key(w, "recovered");
     gr_jsonw_bool(w, r->recovered);
     gr_jsonw_key(w, "positions");

@@ -4,7 +4,7 @@
  * position and reachable from it at a plausible speed. The decoders have already
  * refused what is malformed on its own.
  */
-#include "hub_internal.h"
+#include "model.h"
 
 #include <math.h>
 

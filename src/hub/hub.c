@@ -1,8 +1,9 @@
 /*
- * hub.c - units, publishing, staleness, and subscriptions with their cursors. See hub.h
- * for the model; hub_internal.h for the files beside this one.
+ * hub.c - the hub itself: its epoch and options, publishing a fix to the topics of its
+ * unit, and staleness. See hub.h for the model, model.h for the files beside this one.
  */
-#include "hub_internal.h"
+#include "gpsrelay/hub.h"
+#include "model.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,9 +13,7 @@
 #include <time.h>
 
 #include "gpsrelay/event.h"
-#include "gpsrelay/jsonw.h"
 #include "gpsrelay/log.h"
-#include "gpsrelay/report.h"
 #include "gpsrelay/stats.h"
 
 /* ---- hub ------------------------------------------------------------------------------ */
@@ -50,17 +49,6 @@ void gr_hub_set_limits(struct gr_hub *hub, const struct gr_hub_options *opt)
     hub->opt.stale_after_ms = opt->stale_after_ms;
 }
 
-void gr_unit_free(struct gr_unit *u)
-{
-    if (u == NULL)
-        return;
-    free(u->pos);
-    free(u->id);
-    free(u->json_id);
-    free(u->stale_json);
-    free(u);
-}
-
 void gr_hub_free(struct gr_hub *hub)
 {
     if (hub == NULL)
@@ -75,84 +63,9 @@ void gr_hub_free(struct gr_hub *hub)
     free(hub);
 }
 
-/* ---- units ---------------------------------------------------------------------------- */
-
-struct gr_unit *gr_units_find(struct gr_unit **units, size_t n, const char *id, size_t len)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const char *uid = units[mid]->id;
-        size_t ulen = strlen(uid);
-        /* id comes off the wire with a length and may hold any byte, NUL included. */
-        int c = memcmp(id, uid, len < ulen ? len : ulen);
-        if (c == 0)
-            c = (len > ulen) - (len < ulen);
-        if (c == 0)
-            return units[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
-}
-
-void gr_unit_discard(struct gr_hub *hub, struct gr_unit *u)
-{
-    for (size_t k = 0; k < u->n_members; k++) {
-        u->members[k].topic->pins--;
-        gr_topic_release(hub, u->members[k].topic);
-    }
-    gr_unit_free(u);
-}
-
-struct gr_unit *gr_unit_new(struct gr_hub *hub, const struct gr_device *d)
-{
-    struct gr_unit *u = calloc(1, sizeof(*u) + (d->n_agencies + 1) * sizeof(u->members[0]));
-    if (u == NULL || (u->id = strdup(d->id)) == NULL || (u->json_id = gr_json_quote(d->id)) == NULL)
-        goto fail;
-    char name[sizeof(GR_AGENCY_PREFIX) + GR_AGENCY_ID_MAX + GR_DEVICE_ID_MAX];
-    for (size_t k = 0; k <= d->n_agencies; k++) {
-        if (k < d->n_agencies)
-            snprintf(name, sizeof(name), GR_AGENCY_PREFIX "%s", d->agencies[k]);
-        else
-            snprintf(name, sizeof(name), GR_DEVICE_PREFIX "%s", d->id);
-        u->members[k].unit = u;
-        u->members[k].topic = gr_topic_get(hub, name);
-        if (u->members[k].topic == NULL)
-            goto fail;
-        u->members[k].topic->pins++;
-        u->n_members = k + 1;
-    }
-    return u;
-fail:
-    if (u != NULL)
-        gr_unit_discard(hub, u);
-    return NULL;
-}
-
 const struct gr_mapping *gr_hub_mapping(const struct gr_hub *hub)
 {
     return hub->mapping;
-}
-
-struct gr_assembler *gr_unit_assembler(struct gr_unit *u)
-{
-    return &u->assembler;
-}
-
-struct gr_unit *gr_hub_find_unit(struct gr_hub *hub, const char *id, size_t id_len)
-{
-    return gr_units_find(hub->units, hub->n_units, id, id_len);
-}
-
-struct gr_unit *gr_hub_find_unit_by_addr(struct gr_hub *hub, const struct sockaddr *sa)
-{
-    if (hub->mapping == NULL)
-        return NULL;
-    const struct gr_device *d = gr_mapping_find_addr(hub->mapping, sa);
-    return d ? gr_hub_find_unit(hub, d->id, strlen(d->id)) : NULL;
 }
 
 const char *gr_hub_epoch(const struct gr_hub *hub)
@@ -266,89 +179,4 @@ size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms)
         }
     }
     return n;
-}
-
-/* ---- subscriptions and cursors ------------------------------------------------------------ */
-
-struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
-{
-    struct gr_sub *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        gr_topic_release(hub, t);
-        return NULL;
-    }
-    s->topic = t;
-    s->owner = owner;
-    s->cursor = hub->seq;
-    s->stale_cursor = hub->stale_seq;
-    GR_LIST_PUSH(t->subs, s, prev, next);
-    t->n_subs++;
-    hub->n_subs++;
-    return s;
-}
-
-void gr_sub_free(struct gr_hub *hub, struct gr_sub *s)
-{
-    struct gr_topic *t = s->topic;
-    GR_LIST_REMOVE(t->subs, s, prev, next);
-    t->n_subs--;
-    hub->n_subs--;
-    free(s);
-    gr_topic_release(hub, t);
-}
-
-struct gr_topic *gr_sub_topic(const struct gr_sub *s)
-{
-    return s->topic;
-}
-
-bool gr_sub_pending(const struct gr_sub *s)
-{
-    return gr_member_seq(s->topic->tail) > s->cursor ||
-           gr_member_stale_seq(s->topic->stale_tail) > s->stale_cursor;
-}
-
-/* The oldest member of t newer than seq, walking back from the newest: O(newer ones). */
-static struct gr_member *first_newer(const struct gr_topic *t, uint64_t seq)
-{
-    struct gr_member *m = t->tail, *first = NULL;
-    for (; m && gr_member_seq(m) > seq; m = m->prev)
-        first = m;
-    return first;
-}
-
-void gr_topic_each_since(const struct gr_topic *t, uint64_t since_seq, gr_position_fn fn, void *ctx)
-{
-    for (struct gr_member *m = first_newer(t, since_seq); m; m = m->next)
-        if (!fn(ctx, m->unit->pos))
-            return;
-}
-
-void gr_topic_each_stale(const struct gr_topic *t, gr_id_fn fn, void *ctx)
-{
-    for (struct gr_member *m = t->stale_head; m; m = m->stale_next)
-        fn(ctx, m->unit->json_id);
-}
-
-size_t gr_sub_drain(struct gr_sub *s, gr_position_fn fn, void *ctx)
-{
-    size_t taken = 0;
-    for (struct gr_member *m = first_newer(s->topic, s->cursor); m; m = m->next) {
-        if (!fn(ctx, m->unit->pos))
-            break;
-        s->cursor = m->unit->pos->seq;
-        taken++;
-    }
-    return taken;
-}
-
-const char *gr_sub_next_stale(struct gr_sub *s)
-{
-    struct gr_member *m = s->topic->stale_tail, *first = NULL;
-    for (; m && m->unit->stale_seq > s->stale_cursor; m = m->stale_prev)
-        first = m;
-    if (first == NULL)
-        return NULL;
-    s->stale_cursor = first->unit->stale_seq;
-    return first->unit->stale_json ? first->unit->stale_json : "{}";
 }

@@ -4,7 +4,7 @@
  * A topic is "agency:<id>" or "device:<id>" (docs/protocol.md). It lives while a unit is
  * in it, a console subscribes to it or a mapping update is preparing a unit for it.
  */
-#include "hub_internal.h"
+#include "model.h"
 
 #include <stdlib.h>
 #include <string.h>

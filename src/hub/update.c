@@ -6,7 +6,7 @@
  * keeps its unit as it is ("kept"); a device whose topics changed gets a new unit that
  * takes over the old one's state at the commit ("twin").
  */
-#include "hub_internal.h"
+#include "model.h"
 
 #include <errno.h>
 #include <stdlib.h>

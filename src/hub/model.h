@@ -1,16 +1,18 @@
 /*
- * hub_internal.h - the hub's data model, shared by the files of src/hub/ and by nothing
- * else (other stages use hub.h):
+ * model.h - the hub's data model, shared by the files of src/hub/ and by nothing else
+ * (other stages use hub.h). From the top down, each file using only those below it:
  *
- *   hub.c     units, publishing, staleness, subscriptions and their cursors
+ *   hub.c     the hub: epoch, options, publishing a fix, staleness
  *   update.c  replacing the mapping, in steps
+ *   event.c   the console events and their payloads (event.h)
+ *   unit.c    units: one per mapped device, in its topics
+ *   sub.c     subscriptions and their cursors
  *   topic.c   the topic table: names to topics, keyed hashing, lifetimes
  *   filter.c  the acceptance rules a fix must pass before it is published
  *   encode.c  a fix to its position JSON, once; times as ISO 8601 text
- *   event.c   the console events and their payloads (event.h)
  */
-#ifndef GR_HUB_INTERNAL_H
-#define GR_HUB_INTERNAL_H
+#ifndef GR_HUB_MODEL_H
+#define GR_HUB_MODEL_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -132,7 +134,7 @@ static inline void gr_member_prepend(struct gr_member *m)
     t->n_members++;
 }
 
-/* ---- hub.c: units ---------------------------------------------------------------------- */
+/* ---- unit.c: units ---------------------------------------------------------------------- */
 
 /* The unit of id[0..len) among units sorted by id, or NULL. */
 struct gr_unit *gr_units_find(struct gr_unit **units, size_t n, const char *id, size_t len);
