@@ -1,6 +1,7 @@
 /*
  * phoenix.c - Phoenix Channels v2 sessions: join, leave, heartbeat, replies, and the
- * batching of pending positions into "positions" frames.
+ * batching of pending positions into "positions" frames. This file decides what is sent
+ * and when; the frames themselves are made by the console events table (event.h).
  */
 #include "gpsrelay/phoenix.h"
 
