@@ -8,6 +8,7 @@
 #define GPSRELAY_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct gr_buf {
     char *mem; /* head bytes of headroom, then len bytes of data, then spare */
@@ -30,9 +31,25 @@ static inline char *gr_buf_data(const struct gr_buf *b)
     return b->mem != NULL ? b->mem + b->head : none;
 }
 
-/* Appends n bytes, growing as needed; p may be NULL when n is 0 (an empty WebSocket frame
- * or HTTP body, as lws passes them). Returns 0 or -ENOMEM (then b is unchanged). */
-int gr_buf_append(struct gr_buf *b, const void *p, size_t n);
+/* gr_buf_append when the bytes do not fit: grows b, then appends. */
+int gr_buf_append_grow(struct gr_buf *b, const void *p, size_t n);
+
+/*
+ * Appends n bytes, growing as needed; p may be NULL when n is 0 (an empty WebSocket frame
+ * or HTTP body, as lws passes them). Returns 0 or -ENOMEM (then b is unchanged). Inline
+ * while there is room: console frames are made of many small appends (the JSON writer's
+ * punctuation, one per position), and with a call each a frame of 50 positions took
+ * about 10% longer than the hand-built frame the writer replaced.
+ */
+static inline int gr_buf_append(struct gr_buf *b, const void *p, size_t n)
+{
+    if (n == 0 || n > b->cap - b->len)
+        return gr_buf_append_grow(b, p, n);
+    memcpy(b->mem + b->head + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
 int gr_buf_puts(struct gr_buf *b, const char *s);
 
 /* Appends s[0..len) as a JSON string literal, quotes included. 0 or -ENOMEM. */

@@ -2,19 +2,20 @@
  * hub.h - units, topics and subscriptions: where positions meet consoles.
  *
  * The hub holds one unit per mapped device with its latest position, already encoded as
- * JSON once (SPEC section 5 shape). Topics are "agency:<id>" (every unit mapped to the
- * agency) and "device:<id>" (one unit). A topic keeps its units in a list ordered by the
- * sequence number of their latest position. A subscription is a cursor into that order:
- * what a subscriber still has to receive is exactly the units whose seq is above its
- * cursor. That gives conflation (one pending position per unit, the newest) and bounded
- * per-console memory for free, and per-position work is O(1) per subscriber: the hub
- * only tells the owner "something is pending" through the notify callback.
+ * JSON once (the shape docs/protocol.md gives). Topics are "agency:<id>" (every unit
+ * mapped to the agency) and "device:<id>" (one unit). A topic keeps its units in a list
+ * ordered by the sequence number of their latest position. A subscription is a cursor
+ * into that order: what a subscriber still has to receive is exactly the units whose seq
+ * is above its cursor. That gives conflation (one pending position per unit, the newest)
+ * and bounded per-console memory for free, and per-position work is O(1) per subscriber:
+ * the hub only tells the owner "something is pending" through the notify callback.
  *
  * Staleness works the same way with a second order: units that went stale, by the order
  * in which they did, and a second cursor per subscription. Going stale takes no position
- * sequence number, so `seq` rises by exactly one per accepted position (SPEC).
+ * sequence number, so `seq` rises by exactly one per accepted position (docs/protocol.md).
  *
- * No I/O here: the hub knows nothing of sockets or libwebsockets.
+ * No I/O here: the hub knows nothing of sockets or libwebsockets. Its files are listed in
+ * src/hub/model.h; the events consoles receive and their payloads are in event.h.
  */
 #ifndef GPSRELAY_HUB_H
 #define GPSRELAY_HUB_H
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "gpsrelay/assemble.h"
+#include "gpsrelay/event.h"
 #include "gpsrelay/fix.h"
 #include "gpsrelay/mapping.h"
 
@@ -48,9 +50,10 @@ typedef void (*gr_hub_notify_cb)(void *owner);
 
 /*
  * Called for each subscription of a topic when the mapping adds a unit to it or takes
- * one away: event is "unit_added" or "unit_removed", payload the JSON object to push.
+ * one away: event is GR_EVENT_UNIT_ADDED or GR_EVENT_UNIT_REMOVED, payload the JSON object
+ * to push (event.h; built once for every subscription, borrowed for the call).
  */
-typedef void (*gr_hub_event_cb)(void *owner, const struct gr_topic *t, const char *event,
+typedef void (*gr_hub_event_cb)(void *owner, const struct gr_topic *t, enum gr_event event,
                                 const char *payload);
 
 struct gr_hub_options {
@@ -107,7 +110,7 @@ struct gr_unit *gr_hub_find_unit_by_addr(struct gr_hub *hub, const struct sockad
 struct gr_assembler *gr_unit_assembler(struct gr_unit *u);
 
 /*
- * Applies the acceptance rules that need the unit's history (SPEC section 4: future,
+ * Applies the acceptance rules that need the unit's history (docs/ingest.md: future,
  * out of order, duplicate, implied speed) and the position checks (validity, range, 0,0),
  * then encodes and publishes the fix to every topic of the unit. Any fix, valid or not,
  * marks the unit alive at now_ms, the receive time (rx_ns: the same instant on the

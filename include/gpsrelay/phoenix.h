@@ -22,7 +22,7 @@
 #include "gpsrelay/hub.h"
 #include "gpsrelay/token.h"
 
-#define GR_CONSOLE_TOPICS_MAX   100   /* channels per socket, as SPEC section 5 sets */
+#define GR_CONSOLE_TOPICS_MAX   100   /* channels per socket (docs/protocol.md) */
 #define GR_CONSOLE_CONTROL_MAX  128   /* replies queued for a console that does not read */
 #define GR_POSITIONS_FRAME_SOFT 16384 /* a positions frame closes once past this size */
 #define GR_CONSOLE_JOIN_RATE                                                                       \
@@ -43,7 +43,7 @@ typedef void (*gr_console_wake_cb)(void *transport);
 struct gr_console *gr_console_new(struct gr_hub *hub, gr_console_wake_cb wake, void *transport);
 
 /*
- * Restricts the console to what token t allows (SPEC section 6): agency:<id> for its
+ * Restricts the console to what token t allows (docs/protocol.md): agency:<id> for its
  * agencies, device:<id> for devices mapped to one of them. Copies what it needs. Without
  * a call (auth none) every topic may be joined. 0 or -ENOMEM.
  */
@@ -79,14 +79,11 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out);
 /* True when replies, events or positions wait to be sent. */
 bool gr_console_has_output(const struct gr_console *c);
 
-/* Number of channels joined. */
-size_t gr_console_channels(const struct gr_console *c);
-
 /* The hub's notify callback: owner is the console that subscribed. */
 void gr_console_on_pending(void *owner);
 
 /* The hub's event callback (unit_added, unit_removed): queues the push for the console. */
-void gr_console_on_event(void *owner, const struct gr_topic *t, const char *event,
+void gr_console_on_event(void *owner, const struct gr_topic *t, enum gr_event e,
                          const char *payload);
 
 #endif

@@ -1,13 +1,13 @@
 /*
  * phoenix.c - Phoenix Channels v2 sessions: join, leave, heartbeat, replies, and the
- * batching of pending positions into "positions" frames.
+ * batching of pending positions into "positions" frames. This file decides what is sent
+ * and when; the frames themselves are made by the console events table (event.h).
  */
 #include "gpsrelay/phoenix.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdbool.h>
-#include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,16 +29,12 @@ struct control {
     char frame[];
 };
 
-/* What a token allows, packed in one allocation: the sorted agency ids follow. */
-struct auth {
-    int64_t exp;
-    size_t n_agencies;
-    const char *agencies[];
-};
-
 struct gr_console {
     struct gr_hub *hub;
-    struct auth *auth;  /* NULL: auth none, every topic may be joined */
+    /* The claims of the console's token, NULL with auth none (every topic may be joined).
+     * Allocated only as far as its n_agencies agencies, which is all gr_token_has_agency
+     * reads: a full struct gr_token is over 4 KiB, more than the rest of an idle console. */
+    struct gr_token *auth;
     double join_tokens; /* join rate bucket (GR_CONSOLE_JOIN_RATE) */
     uint64_t join_refill_ms;
     gr_console_wake_cb wake;
@@ -99,11 +95,6 @@ bool gr_console_has_output(const struct gr_console *c)
     return false;
 }
 
-size_t gr_console_channels(const struct gr_console *c)
-{
-    return c->n_channels;
-}
-
 static void wake(struct gr_console *c)
 {
     if (!c->woken) {
@@ -117,14 +108,14 @@ void gr_console_on_pending(void *owner)
     wake(owner);
 }
 
-static int queue_simple(struct gr_console *c, const char *join_ref, const char *ref,
-                        const char *topic, const char *event, const char *payload);
+static int queue_text(struct gr_console *c, const char *topic, enum gr_event e,
+                      const char *payload);
 
-void gr_console_on_event(void *owner, const struct gr_topic *t, const char *event,
+void gr_console_on_event(void *owner, const struct gr_topic *t, enum gr_event e,
                          const char *payload)
 {
     struct gr_console *c = owner;
-    if (queue_simple(c, "null", "null", gr_topic_json_name(t), event, payload) != 0)
+    if (queue_text(c, gr_topic_json_name(t), e, payload) != 0)
         c->overflowed = true;
 }
 
@@ -149,47 +140,45 @@ static int control_push(struct gr_console *c, const struct gr_buf *frame)
     return 0;
 }
 
-/*
- * Builds [join_ref, ref, topic, event, <payload>] where join_ref, ref and topic are
- * already JSON text and the payload is the concatenation of the parts.
- */
-static int frame_start(struct gr_buf *b, const char *join_ref, const char *ref, const char *topic,
-                       const char *event)
-{
-    int err = gr_buf_puts(b, "[");
-    err |= gr_buf_puts(b, join_ref);
-    err |= gr_buf_puts(b, ",");
-    err |= gr_buf_puts(b, ref);
-    err |= gr_buf_puts(b, ",");
-    err |= gr_buf_puts(b, topic);
-    err |= gr_buf_puts(b, ",\"");
-    err |= gr_buf_puts(b, event);
-    err |= gr_buf_puts(b, "\",");
-    return err ? -ENOMEM : 0;
-}
-
-static int queue_simple(struct gr_console *c, const char *join_ref, const char *ref,
-                        const char *topic, const char *event, const char *payload)
+/* Queues the frame of event e (event.h) built from subject. 0 or GR_WS_POLICY. */
+static int queue(struct gr_console *c, const char *join_ref, const char *ref, const char *topic,
+                 enum gr_event e, const void *subject)
 {
     struct gr_buf b = gr_buf_make(0);
-    int rc = frame_start(&b, join_ref, ref, topic, event) || gr_buf_puts(&b, payload) ||
-                     gr_buf_puts(&b, "]")
-                 ? GR_WS_POLICY
-                 : control_push(c, &b);
+    int rc = gr_event_frame(&b, join_ref, ref, topic, e, subject) < 0 ? GR_WS_POLICY
+                                                                      : control_push(c, &b);
     gr_buf_free(&b);
     return rc;
+}
+
+/* Queues an event the hub pushed, with the payload it built. 0 or GR_WS_POLICY. */
+static int queue_text(struct gr_console *c, const char *topic, enum gr_event e, const char *payload)
+{
+    struct gr_buf b = gr_buf_make(0);
+    int rc = gr_event_frame_text(&b, "null", "null", topic, e, payload) < 0 ? GR_WS_POLICY
+                                                                            : control_push(c, &b);
+    gr_buf_free(&b);
+    return rc;
+}
+
+static int reply_ok(struct gr_console *c, const char *join_ref, const char *ref, const char *topic)
+{
+    struct gr_reply ok = {0};
+    return queue(c, join_ref, ref, topic, GR_EVENT_PHX_REPLY, &ok);
 }
 
 static int reply_error(struct gr_console *c, const char *join_ref, const char *ref,
                        const char *topic, const char *reason)
 {
-    char payload[128];
-    snprintf(payload, sizeof(payload), "{\"status\":\"error\",\"response\":{\"reason\":\"%s\"}}",
-             reason);
-    return queue_simple(c, join_ref, ref, topic, "phx_reply", payload);
+    struct gr_reply error = {.error = reason};
+    return queue(c, join_ref, ref, topic, GR_EVENT_PHX_REPLY, &error);
 }
 
-static const char OK_EMPTY[] = "{\"status\":\"ok\",\"response\":{}}";
+/* phx_close for a channel: it carries the join's own ref as both refs, as Phoenix does. */
+static int queue_close(struct gr_console *c, const char *join_ref, const char *topic)
+{
+    return queue(c, join_ref, join_ref, topic, GR_EVENT_PHX_CLOSE, NULL);
+}
 
 static long channel_find(const struct gr_console *c, const char *topic)
 {
@@ -203,19 +192,11 @@ static long channel_find(const struct gr_console *c, const char *topic)
 
 int gr_console_set_auth(struct gr_console *c, const struct gr_token *t)
 {
-    size_t strings = 0;
-    for (size_t i = 0; i < t->n_agencies; i++)
-        strings += strlen(t->agencies[i]) + 1;
-    struct auth *a = malloc(sizeof(*a) + t->n_agencies * sizeof(a->agencies[0]) + strings);
+    size_t size = offsetof(struct gr_token, agencies) + t->n_agencies * sizeof(t->agencies[0]);
+    struct gr_token *a = malloc(size);
     if (a == NULL)
         return -ENOMEM;
-    a->exp = t->exp;
-    a->n_agencies = t->n_agencies;
-    char *at = (char *)&a->agencies[t->n_agencies];
-    for (size_t i = 0; i < t->n_agencies; i++) { /* t's agencies are sorted already */
-        a->agencies[i] = at;
-        at = stpcpy(at, t->agencies[i]) + 1;
-    }
+    memcpy(a, t, size); /* t's agencies are sorted already, as gr_token_has_agency needs */
     free(c->auth);
     c->auth = a;
     return 0;
@@ -226,16 +207,6 @@ int64_t gr_console_expires(const struct gr_console *c)
     return c->auth ? c->auth->exp : INT64_MAX;
 }
 
-static int cmp_str(const void *key, const void *elem)
-{
-    return strcmp(key, *(const char *const *)elem);
-}
-
-static bool may_see_agency(const struct auth *a, const char *agency)
-{
-    return bsearch(agency, a->agencies, a->n_agencies, sizeof(a->agencies[0]), cmp_str) != NULL;
-}
-
 /* Whether the console may join topic: every topic without auth; an agency of its token;
  * a device mapped to one of its agencies. */
 static bool may_join(const struct gr_console *c, const char *topic)
@@ -243,12 +214,12 @@ static bool may_join(const struct gr_console *c, const char *topic)
     if (c->auth == NULL)
         return true;
     if (strncmp(topic, "agency:", 7) == 0)
-        return may_see_agency(c->auth, topic + 7);
+        return gr_token_has_agency(c->auth, topic + 7);
     if (strncmp(topic, "device:", 7) == 0 && gr_hub_mapping(c->hub) != NULL) {
         const struct gr_device *d =
             gr_mapping_find(gr_hub_mapping(c->hub), topic + 7, strlen(topic + 7));
         for (size_t i = 0; d && i < d->n_agencies; i++)
-            if (may_see_agency(c->auth, d->agencies[i]))
+            if (gr_token_has_agency(c->auth, d->agencies[i]))
                 return true;
     }
     return false;
@@ -261,8 +232,7 @@ void gr_console_reauthorize(struct gr_console *c)
         struct gr_topic *t = gr_sub_topic(ch->sub);
         if (may_join(c, gr_topic_name(t)))
             continue;
-        if (queue_simple(c, ch->join_ref, ch->join_ref, gr_topic_json_name(t), "phx_close", "{}") !=
-            0)
+        if (queue_close(c, ch->join_ref, gr_topic_json_name(t)) != 0)
             c->overflowed = true;
         channel_drop(c, i);
     }
@@ -285,32 +255,10 @@ static bool join_allowed(struct gr_console *c, uint64_t now_ms)
 
 /* ---- join ---------------------------------------------------------------------------- */
 
-struct snapshot {
-    struct gr_buf *b;
-    bool first;
-    int err;
-};
-
-static void snapshot_add_stale(void *ctx, const char *json_id)
-{
-    struct snapshot *s = ctx;
-    s->err |= gr_buf_puts(s->b, s->first ? "" : ",");
-    s->err |= gr_buf_puts(s->b, json_id);
-    s->first = false;
-}
-
-static bool snapshot_add(void *ctx, const struct gr_position *p)
-{
-    struct snapshot *s = ctx;
-    s->err |= gr_buf_puts(s->b, s->first ? "" : ",");
-    s->err |= gr_buf_append(s->b, p->json, p->json_len);
-    s->first = false;
-    return true;
-}
-
 /*
- * The since_seq a join asks to resume from: the payload's seq when its epoch is ours
- * (SPEC: "recovered"), else 0 for a full snapshot.
+ * The since_seq a join asks to resume from: the payload's seq when its epoch is ours and
+ * the seq is one this hub has given (the reply then says "recovered"), else 0 for a full
+ * snapshot (docs/protocol.md).
  */
 static uint64_t join_since(const struct gr_hub *hub, json_t *payload, bool *recovered)
 {
@@ -335,7 +283,7 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
         /* Phoenix closes the old join first, so the client's old channel object sees
          * its own phx_close before the new join's reply. */
         struct channel *old = &c->channels[existing];
-        int rc = queue_simple(c, old->join_ref, old->join_ref, topic_json, "phx_close", "{}");
+        int rc = queue_close(c, old->join_ref, topic_json);
         channel_drop(c, (size_t)existing);
         if (rc)
             return rc;
@@ -370,24 +318,9 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
 
     /* Snapshot and subscription in the same loop turn: the reply's seq is the
      * subscription's cursor, so nothing is missed or sent twice. */
-    bool recovered;
-    uint64_t since = join_since(c->hub, payload, &recovered);
-    struct gr_buf b = gr_buf_make(0);
-    char head[128];
-    snprintf(head, sizeof(head),
-             "{\"status\":\"ok\",\"response\":{\"epoch\":\"%s\",\"seq\":%" PRIu64
-             ",\"recovered\":%s,\"positions\":[",
-             gr_hub_epoch(c->hub), gr_hub_seq(c->hub), recovered ? "true" : "false");
-    struct snapshot snap = {&b, true, 0};
-    snap.err |= frame_start(&b, join_ref, ref, topic_json, "phx_reply");
-    snap.err |= gr_buf_puts(&b, head);
-    gr_topic_each_since(t, since, snapshot_add, &snap);
-    snap.err |= gr_buf_puts(&b, "],\"stale\":[");
-    snap.first = true;
-    gr_topic_each_stale(t, snapshot_add_stale, &snap);
-    snap.err |= gr_buf_puts(&b, "]}}]");
-    int rc = snap.err ? GR_WS_POLICY : control_push(c, &b);
-    gr_buf_free(&b);
+    struct gr_reply joined = {.topic = t, .epoch = gr_hub_epoch(c->hub), .seq = gr_hub_seq(c->hub)};
+    joined.since = join_since(c->hub, payload, &joined.recovered);
+    int rc = queue(c, join_ref, ref, topic_json, GR_EVENT_PHX_REPLY, &joined);
     if (rc) {
         gr_sub_free(c->hub, sub);
         free(jr);
@@ -427,7 +360,7 @@ int gr_console_receive(struct gr_console *c, const char *frame, size_t len, uint
         goto out;
 
     if (strcmp(topic, "phoenix") == 0 && strcmp(event, "heartbeat") == 0) {
-        rc = queue_simple(c, "null", ref, topic_json, "phx_reply", OK_EMPTY);
+        rc = reply_ok(c, "null", ref, topic_json);
         goto out;
     }
     if (strcmp(event, "phx_join") == 0) {
@@ -452,9 +385,9 @@ int gr_console_receive(struct gr_console *c, const char *frame, size_t len, uint
         goto out;
     }
     if (strcmp(event, "phx_leave") == 0) {
-        rc = queue_simple(c, join_ref, ref, topic_json, "phx_reply", OK_EMPTY);
+        rc = reply_ok(c, join_ref, ref, topic_json);
         if (rc == 0)
-            rc = queue_simple(c, join_ref, join_ref, topic_json, "phx_close", "{}");
+            rc = queue_close(c, join_ref, topic_json);
         channel_drop(c, (size_t)i);
         goto out;
     }
@@ -469,29 +402,6 @@ out:
 }
 
 /* ---- send ---------------------------------------------------------------------------- */
-
-struct batch {
-    struct gr_buf *b;
-    size_t start; /* where this frame began in b */
-    bool first;
-    int err;
-    int64_t now_ns; /* when the frame is made: written right after (delivery latency) */
-};
-
-static bool batch_add(void *ctx, const struct gr_position *p)
-{
-    struct batch *s = ctx;
-    /* Always take one, so a position bigger than the soft limit still goes out. */
-    if (!s->first && s->b->len - s->start + p->json_len > GR_POSITIONS_FRAME_SOFT)
-        return false;
-    if ((!s->first && gr_buf_puts(s->b, ",")) || gr_buf_append(s->b, p->json, p->json_len)) {
-        s->err = -ENOMEM;
-        return false;
-    }
-    s->first = false;
-    gr_histogram_observe(&gr_stats.delivery_latency, (double)(s->now_ns - p->rx_ns) / 1e9);
-    return true;
-}
 
 int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
 {
@@ -515,22 +425,18 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
         if (!gr_sub_pending(sub))
             continue;
         const char *topic = gr_topic_json_name(gr_sub_topic(sub));
-        size_t start = out->len;
-        struct batch s = {out, start, true, 0, gr_monotonic_ns()};
-        if (frame_start(out, "null", "null", topic, "positions") ||
-            gr_buf_puts(out, "{\"positions\":["))
+        /* The frame is written right after it is made: now is when it is delivered. */
+        struct gr_batch batch = {sub, out->len, GR_POSITIONS_FRAME_SOFT, gr_monotonic_ns()};
+        int taken = gr_event_frame(out, "null", "null", topic, GR_EVENT_POSITIONS, &batch);
+        if (taken < 0)
             return -ENOMEM;
-        if (gr_sub_drain(sub, batch_add, &s) > 0) {
-            if (s.err || gr_buf_puts(out, "]}]"))
-                return -ENOMEM;
-        } else {
+        if (taken == 0) {
             /* No positions: what is pending is a unit gone stale, one frame each. */
-            out->len = start;
+            out->len = batch.start;
             const char *stale = gr_sub_next_stale(sub);
             if (stale == NULL)
                 continue;
-            if (frame_start(out, "null", "null", topic, "unit_stale") || gr_buf_puts(out, stale) ||
-                gr_buf_puts(out, "]"))
+            if (gr_event_frame_text(out, "null", "null", topic, GR_EVENT_UNIT_STALE, stale) < 0)
                 return -ENOMEM;
         }
         c->next_channel = i + 1;

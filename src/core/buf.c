@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gr_buf_append(struct gr_buf *b, const void *p, size_t n)
+int gr_buf_append_grow(struct gr_buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0; /* memcpy(dst, NULL, 0) is undefined behaviour */

@@ -18,11 +18,13 @@ static void on_notify(void *owner)
     (void)owner;
 }
 
-static void on_event(void *owner, const struct gr_topic *t, const char *event, const char *payload)
+static void on_event(void *owner, const struct gr_topic *t, enum gr_event event,
+                     const char *payload)
 {
     (void)owner;
     size_t n = strlen(events);
-    snprintf(events + n, sizeof events - n, "%s %s %s\n", gr_topic_name(t), event, payload);
+    snprintf(events + n, sizeof events - n, "%s %s %s\n", gr_topic_name(t), gr_event_name(event),
+             payload);
 }
 
 /* A mapping from "device agency" pairs separated by ';'. */
