@@ -920,7 +920,8 @@ static int report_nmea(char *out, int u, struct unit *un, uint64_t now_us)
 }
 
 /* An MQTT PUBLISH of the position object a gpsrelay console would get for this report:
- * the same keys and number formats as gpsrelay's encoder (hub.c position_encode). */
+ * the same keys and number formats as gpsrelay's encoder (gr_position_encode,
+ * src/hub/encode.c). */
 static int publish_mqtt(unsigned char *out, int u, struct unit *un, uint64_t now_us, uint64_t seq)
 {
     double lat, lon;

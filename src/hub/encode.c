@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "gpsrelay/calendar.h"
+#include "gpsrelay/format.h"
 
 /* Writes v in decimal; returns the end. */
 static char *put_u64(char *p, uint64_t v)
@@ -97,12 +98,6 @@ void gr_time_format(int64_t ms, char buf[GR_TIME_TEXT_MAX])
     *p = '\0';
 }
 
-static const char *const source_names[] = {
-    [GR_SRC_NMEA] = "nmea",
-    [GR_SRC_TAIP] = "taip",
-    [GR_SRC_JSON] = "json",
-};
-
 /* Longest position without attrs: the id's JSON literal aside, every field at its widest
  * ("seq":20 digits, "time":24 chars, numbers of up to 20 digits each) fits easily. */
 #define POSITION_FIXED_MAX 384
@@ -160,7 +155,7 @@ struct gr_position *gr_position_encode(const char *json_id, uint64_t seq, const 
         p = put_fixed(p, f->sats, 0, false);
     }
     p = put_str(p, ",\"src\":\"");
-    p = put_str(p, source_names[f->src]);
+    p = put_str(p, gr_source_name(f->src));
     *p++ = '"';
     if (f->attrs != NULL) {
         p = put_str(p, ",\"attrs\":");
