@@ -6,6 +6,7 @@
 #include "gpsrelay/hub.h"
 #include "gpsrelay/mapping.h"
 #include "check.h"
+#include "hub_fixture.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,23 +26,6 @@ static void on_event(void *owner, const struct gr_topic *t, enum gr_event event,
     size_t n = strlen(events);
     snprintf(events + n, sizeof events - n, "%s %s %s\n", gr_topic_name(t), gr_event_name(event),
              payload);
-}
-
-/* A mapping from "device agency" pairs separated by ';'. */
-static struct gr_mapping *mapping(const char *pairs)
-{
-    char err[256], dev[32], agency[32];
-    struct gr_mapping_builder *b = gr_mapping_builder_new();
-    for (const char *p = pairs; sscanf(p, "%31s %31[^;]", dev, agency) == 2;) {
-        CHECK_INT(gr_mapping_builder_add(b, dev, agency, NULL, NULL, err, sizeof err), 0);
-        p = strchr(p, ';');
-        if (p == NULL)
-            break;
-        p++;
-    }
-    struct gr_mapping *m = gr_mapping_builder_finish(b, err, sizeof err);
-    CHECK(m != NULL);
-    return m;
 }
 
 /* A fix of device a second after the previous one of any device, 11 m further north. */
@@ -65,7 +49,7 @@ int main(void)
                                  .notify = on_notify,
                                  .event = on_event};
     struct gr_hub *hub = gr_hub_new(&opt);
-    CHECK_INT(gr_hub_set_mapping(hub, mapping("A a1;B a1;B a2;C a2")), 0);
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("A a1;B a1;B a2;C a2")), 0);
     CHECK_INT(gr_hub_device_count(hub), 3);
     publish(hub, "A");
     publish(hub, "B");
@@ -76,7 +60,7 @@ int main(void)
     const struct gr_mapping *before = gr_hub_mapping(hub);
 
     /* A moves a1 -> a2, B stays as it is, C goes, D comes to a1. One device per step. */
-    struct gr_hub_update *up = gr_hub_update_begin(hub, mapping("A a2;B a1;B a2;D a1"));
+    struct gr_hub_update *up = gr_hub_update_begin(hub, fixture_mapping("A a2;B a1;B a2;D a1"));
     CHECK_INT(gr_hub_update_step(up, 1), 1);
     CHECK_INT(gr_hub_update_step(up, 1), 1);
     CHECK(gr_hub_mapping(hub) == before); /* nothing in force before the commit */
@@ -92,7 +76,7 @@ int main(void)
     CHECK(gr_hub_topic(hub, "device:D") == NULL); /* the topic prepared for D went too */
 
     /* Again, to the end. */
-    up = gr_hub_update_begin(hub, mapping("A a2;B a1;B a2;D a1"));
+    up = gr_hub_update_begin(hub, fixture_mapping("A a2;B a1;B a2;D a1"));
     int rc;
     int steps = 0;
     while ((rc = gr_hub_update_step(up, 1)) == 1)
