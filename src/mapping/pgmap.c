@@ -93,7 +93,11 @@ struct gr_pgmap {
     uv_timer_t coalesce; /* GR_PGMAP_COALESCE_MS after a notification */
     bool stopping;
     int open_handles; /* the two timers, until their close callbacks ran */
+    gr_stopped_fn stopped; /* told once both timers are closed and no build is out */
+    void *stopped_arg;
 };
+
+static void maybe_stopped(struct gr_pgmap *p);
 
 static void on_poll(uv_poll_t *h, int status, int events);
 static void on_coalesced(uv_timer_t *t);
@@ -383,7 +387,7 @@ static void on_build_done(uv_work_t *w, int status)
     free(job->cache_path);
     free(job);
     if (p->stopping)
-        gr_pgmap_stop(p); /* finishes freeing, now that the build is back */
+        maybe_stopped(p); /* the build was what the stop waited for */
     else
         maybe_load(p);
 }
@@ -580,26 +584,38 @@ bool gr_pgmap_up(const struct gr_pgmap *p)
     return p != NULL && p->up;
 }
 
+static void maybe_stopped(struct gr_pgmap *p)
+{
+    if (p->open_handles > 0 || p->build != NULL || p->stopped == NULL)
+        return;
+    gr_stopped_fn done = p->stopped;
+    p->stopped = NULL; /* once */
+    done(p->stopped_arg);
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     struct gr_pgmap *p = h->data;
-    if (--p->open_handles == 0 && p->build == NULL)
-        gr_pgmap_stop(p);
+    p->open_handles--;
+    maybe_stopped(p);
 }
 
-void gr_pgmap_stop(struct gr_pgmap *p)
+void gr_pgmap_stop(struct gr_pgmap *p, gr_stopped_fn done, void *arg)
+{
+    if (p->stopping)
+        return;
+    p->stopping = true;
+    p->stopped = done;
+    p->stopped_arg = arg;
+    close_conn(p);
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&p->coalesce, on_timer_closed);
+}
+
+void gr_pgmap_free(struct gr_pgmap *p)
 {
     if (p == NULL)
         return;
-    if (!p->stopping) {
-        p->stopping = true;
-        close_conn(p);
-        uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-        uv_close((uv_handle_t *)&p->coalesce, on_timer_closed);
-        return;
-    }
-    if (p->open_handles > 0 || p->build != NULL)
-        return; /* the last close callback or the build's completion calls again */
     free(p->conninfo);
     free(p->cache_path);
     free(p);
@@ -695,11 +711,14 @@ out:
 
 struct pg_source {
     struct gr_mapping_source_env env;
-    struct gr_pgmap *pg;            /* owned; gr_pgmap_stop frees it when it can */
+    struct gr_pgmap *pg;            /* owned */
     char *cache_path;               /* owned copy of mapping_cache, or NULL */
     bool delivered;                 /* PostgreSQL gave a mapping: the cache is not wanted */
     bool cache_tried;               /* mapping_cache was read (or found unset) at start */
     struct gr_csv_read *cache_read; /* mapping_cache on the thread pool, or NULL */
+    int pending;                    /* while stopping: pg and the cache read not yet done */
+    gr_stopped_fn stopped;          /* stop.h */
+    void *stopped_arg;
 };
 
 static bool pg_configured(const struct gr_config *cfg)
@@ -793,13 +812,34 @@ static bool pg_up(const void *state)
     return gr_pgmap_up(s->pg);
 }
 
-static void pg_stop(void *state)
+static void pg_part_stopped(void *arg)
+{
+    struct pg_source *s = arg;
+    if (--s->pending == 0)
+        s->stopped(s->stopped_arg);
+}
+
+/* pg's timers always close, so done comes from a loop callback. */
+static void pg_stop(void *state, gr_stopped_fn done, void *arg)
 {
     struct pg_source *s = state;
-    if (s == NULL)
+    if (s->stopped != NULL)
         return;
-    gr_pgmap_stop(s->pg);
-    gr_csv_read_cancel(s->cache_read);
+    s->stopped = done;
+    s->stopped_arg = arg;
+    s->pending = 1;
+    if (s->cache_read != NULL) {
+        s->pending++;
+        gr_csv_read_stop(s->cache_read, pg_part_stopped, s);
+        s->cache_read = NULL; /* it frees itself */
+    }
+    gr_pgmap_stop(s->pg, pg_part_stopped, s);
+}
+
+static void pg_free(void *state)
+{
+    struct pg_source *s = state;
+    gr_pgmap_free(s->pg);
     free(s->cache_path);
     free(s);
 }
@@ -821,5 +861,6 @@ const struct gr_mapping_source_ops gr_mapping_source_postgres = {
     .reload = pg_reload,
     .up = pg_up,
     .stop = pg_stop,
+    .free = pg_free,
     .check = pg_check,
 };
