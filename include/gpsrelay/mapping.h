@@ -35,10 +35,10 @@ struct gr_mapping;
  * Loads a CSV file: header "device_id,agency_id,label,source_addr" required, one row per
  * device-agency pair. Returns 0 and a new mapping in *out, or a negative errno with
  * "file:line: ..." in err: -EINVAL for what the file says, -ENOMEM, or why it could not be
- * read (gr_file_read). Duplicate pairs, a device given two different source addresses or labels, and two
- * devices with one source address are errors. path must be a regular file of at most
- * GR_MAPPING_FILE_MAX bytes (file.h): a FIFO or a device is refused at once, never waited
- * on. Logs nothing: safe on libuv's thread pool, where the daemon reloads it.
+ * read (gr_file_read). Duplicate pairs, a device given two different source addresses or
+ * labels, and two devices with one source address are errors. path must be a regular file
+ * of at most GR_MAPPING_FILE_MAX bytes (file.h): a FIFO or a device is refused at once,
+ * never waited on. Logs nothing: safe on libuv's thread pool, where the daemon reloads it.
  */
 int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, size_t errlen);
 

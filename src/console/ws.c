@@ -110,8 +110,8 @@ struct gr_ws {
     size_t n_conns;
     bool ready;
     bool stopping;
-    size_t closing;               /* while stopping: handles (and the acceptor) not yet closed */
-    gr_stopped_fn stopped;        /* told once closing is 0 and lws is gone (stop.h) */
+    size_t closing;        /* while stopping: handles (and the acceptor) not yet closed */
+    gr_stopped_fn stopped; /* told once closing is 0 and lws is gone (stop.h) */
     void *stopped_arg;
     uv_idle_t teardown;           /* turns the loop between lws's two destroys (grace_done) */
     unsigned teardown_turns;      /* teardown callbacks since the first destroy */

@@ -247,8 +247,7 @@ static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, co
     PQconninfoOption *opts = PQconninfoParse(v, &perr);
 
     if (opts == NULL) {
-        int rc = perr ? fail(p, "bad value for %s: %s", d->name, strtok(perr, "\n"))
-                      : fail_oom(p);
+        int rc = perr ? fail(p, "bad value for %s: %s", d->name, strtok(perr, "\n")) : fail_oom(p);
         PQfreemem(perr);
         return rc;
     }

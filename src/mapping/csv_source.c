@@ -23,7 +23,7 @@ struct gr_csv_read {
     char *path; /* owned: a reload may free the configuration that named it */
     void (*done)(void *ctx, struct gr_mapping *m, const char *err);
     void *ctx;
-    bool cancelled;       /* done is not called; the result is freed, stopped is told */
+    bool cancelled; /* done is not called; the result is freed, stopped is told */
     gr_stopped_fn stopped;
     void *stopped_arg;
     struct gr_mapping *m; /* the result, or NULL with err */

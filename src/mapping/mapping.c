@@ -693,8 +693,8 @@ static int sync_dir(const char *path)
 }
 
 /* A step of writing the file failed with err (an errno): says which, returns -err. */
-__attribute__((format(printf, 3, 4))) static int fail_io(struct gr_csv *c, int err,
-                                                         const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail_io(struct gr_csv *c, int err, const char *fmt,
+                                                         ...)
 {
     char what[512];
     va_list ap;

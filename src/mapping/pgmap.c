@@ -92,7 +92,7 @@ struct gr_pgmap {
     uv_timer_t timer;    /* backoff, connect timeout, query timeout or probe: see the top */
     uv_timer_t coalesce; /* GR_PGMAP_COALESCE_MS after a notification */
     bool stopping;
-    int open_handles; /* the two timers, until their close callbacks ran */
+    int open_handles;      /* the two timers, until their close callbacks ran */
     gr_stopped_fn stopped; /* told once both timers are closed and no build is out */
     void *stopped_arg;
 };
