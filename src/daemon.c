@@ -226,18 +226,17 @@ static int start_mapping(struct daemon *d)
     return rc;
 }
 
-/* With auth jwt, the console token key: refused unless private and long enough. */
+/* With auth jwt, the console token key: refused unless private and long enough. Returns 0,
+ * or gr_token_load_secret()'s negative errno (logged). */
 static int load_secret(struct daemon *d)
 {
     char err[512];
     if (d->cfg->auth != GR_AUTH_JWT)
         return 0;
-    if (gr_token_load_secret(d->cfg->auth_secret_file, &d->key, &d->key_len, err, sizeof(err)) <
-        0) {
+    int rc = gr_token_load_secret(d->cfg->auth_secret_file, &d->key, &d->key_len, err, sizeof(err));
+    if (rc < 0)
         gr_error("%s", err);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* One STATUS= line for `systemctl status`, after prefix ("READY=1\n" or ""). */
@@ -310,26 +309,24 @@ static void hub_limits(const struct gr_config *cfg, struct gr_hub_options *opt)
 /* ---- reloading the configuration ------------------------------------------------------ */
 
 /* SIGHUP: a fresh configuration from the same file, validated whole; in force only if
- * good. Returns 0, or -1 (logged) with the running configuration untouched. */
+ * good. Returns 0, or a negative errno (logged) with the running configuration untouched. */
 static int reload_config(struct daemon *d)
 {
     char err[512];
     struct gr_config *fresh = calloc(1, sizeof(*fresh));
     if (fresh == NULL) {
         gr_error("reload: out of memory; the running configuration stays");
-        return -1;
+        return -ENOMEM;
     }
     int rc = gr_config_load(d->cfg->path, fresh, err, sizeof(err));
-    if (rc == 0 && gr_config_keep_running(d->cfg, fresh) < 0) {
+    if (rc == 0 && (rc = gr_config_keep_running(d->cfg, fresh)) < 0)
         snprintf(err, sizeof(err), "out of memory");
-        rc = -1;
-    }
     if (rc < 0) {
         gr_stats.config_reload_failures++;
         gr_error("reload: %s; the running configuration stays", err);
         gr_config_free(fresh);
         free(fresh);
-        return -1;
+        return rc;
     }
     if (d->ws != NULL)
         gr_ws_set_config(d->ws, fresh);

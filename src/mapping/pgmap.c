@@ -191,27 +191,28 @@ static void drop_poll(struct gr_pgmap *p)
 
 /* Watches the connection's socket for events. While connecting, the socket may differ from
  * one step to the next (libpq tries address after address, and may reuse the descriptor
- * number), so then every step gets a new handle. */
+ * number), so then every step gets a new handle. Returns 0, or -EBADF (libpq has no socket),
+ * -ENOMEM or libuv's error. */
 static int watch(struct gr_pgmap *p, int events, bool new_handle)
 {
-    int fd = PQsocket(p->conn);
+    int fd = PQsocket(p->conn), rc;
     if (fd < 0)
-        return -1;
+        return -EBADF;
     if (new_handle)
         drop_poll(p);
     if (p->poll == NULL) {
         struct pg_poll *pp = calloc(1, sizeof(*pp));
         if (pp == NULL)
-            return -1;
-        if (uv_poll_init(p->loop, &pp->handle, fd) < 0) {
+            return -ENOMEM;
+        if ((rc = uv_poll_init(p->loop, &pp->handle, fd)) < 0) {
             free(pp);
-            return -1;
+            return rc;
         }
         pp->owner = p;
         pp->handle.data = pp;
         p->poll = pp;
     }
-    return uv_poll_start(&p->poll->handle, events, on_poll) < 0 ? -1 : 0;
+    return uv_poll_start(&p->poll->handle, events, on_poll);
 }
 
 /* Sends what libpq has buffered and watches for its answer (and for writable while some
@@ -629,7 +630,8 @@ void gr_pgmap_free(struct gr_pgmap *p)
 
 /* Waits until libpq has a whole result, or GR_PGMAP_QUERY_MS pass without a byte from the
  * server (the daemon's bound on silence: a stopped server's kernel still accepts, so no
- * error would ever come). Returns 0, or -1 with the reason in err. */
+ * error would ever come). Returns 0, or with the reason in err -ETIMEDOUT, poll(2)'s errno,
+ * or -EIO for what libpq says. */
 static int wait_result(PGconn *c, char *err, size_t errlen)
 {
     while (PQisBusy(c)) {
@@ -642,12 +644,13 @@ static int wait_result(PGconn *c, char *err, size_t errlen)
                      "postgres: no answer to the mapping query for %d ms: server "
                      "hung or cut off",
                      GR_PGMAP_QUERY_MS);
-            return -1;
+            return -ETIMEDOUT;
         }
         if (rc < 0 || !PQconsumeInput(c)) {
-            const char *why = rc < 0 ? strerror(errno) : PQerrorMessage(c);
+            int error = rc < 0 ? errno : EIO;
+            const char *why = rc < 0 ? strerror(error) : PQerrorMessage(c);
             snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-            return -1;
+            return -error;
         }
     }
     return 0;
