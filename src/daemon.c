@@ -33,8 +33,8 @@ struct daemon {
     struct gr_hub *hub;          /* owned, like every module below */
     struct gr_ingest *ingest;    /* producers: sockets in, publishing into the hub */
     struct gr_ws *ws;            /* consumers: the consoles, told by the hub's callbacks */
-    /* The mapping source the configuration names, and its state (owned: source->stop
-     * frees it) once started, else NULL. */
+    /* The mapping source the configuration names, and its state (owned: source->free)
+     * once started, else NULL. */
     const struct gr_mapping_source_ops *source;
     void *source_state;
     bool starting;                   /* the source's first mapping goes in force at once */
@@ -53,9 +53,13 @@ struct daemon {
     uint64_t turn_ns;    /* uv_hrtime() at the last prepare; 0 before the first */
     uint64_t turn_idle;  /* uv_metrics_idle_time() then: time blocked in epoll_wait */
     bool stopping;
+    int stopping_parts; /* modules whose stop has not called back yet (part_stopped) */
 };
 
-static void close_signals(struct daemon *d)
+/* The daemon's own handles: closed last, so signals keep being handled (a second SIGTERM
+ * does not kill the daemon mid-way) and the watchdog keeps being fed while the modules
+ * stop. Once they are closed the loop has nothing left and uv_run returns. */
+static void close_own_handles(struct daemon *d)
 {
     uv_close((uv_handle_t *)&d->turn, NULL);
     uv_close((uv_handle_t *)&d->apply, NULL);
@@ -67,25 +71,41 @@ static void close_signals(struct daemon *d)
     uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
-/* Stops ingest first (nothing new comes in), then the consoles: 1001 and teardown. */
+/* A module's stop called back (stop.h); after the last one, the daemon's own handles. */
+static void part_stopped(void *arg)
+{
+    struct daemon *d = arg;
+    if (--d->stopping_parts == 0)
+        close_own_handles(d);
+}
+
+/*
+ * Stops the mapping source, then ingest (nothing new comes in), then the consoles (1001,
+ * the grace, lws's teardown), all at once; each tells part_stopped when it is done, and the
+ * last one closes the daemon's own handles. Also unwinds a start that failed half-way.
+ */
 static void daemon_stop(struct daemon *d)
 {
     if (d->stopping)
         return;
     d->stopping = true;
     gr_sd_notify("STOPPING=1");
-    d->source->stop(d->source_state);
-    d->source_state = NULL;
     if (d->update != NULL)
         gr_hub_update_cancel(d->update);
     d->update = NULL;
+    uv_idle_stop(&d->apply);
     gr_mapping_free(d->next_mapping);
     d->next_mapping = NULL;
-    if (d->ingest)
-        gr_ingest_stop(d->ingest);
-    if (d->ws)
-        gr_ws_stop(d->ws);
-    close_signals(d);
+    /* Counted before any stop begins; none calls back before this returns. */
+    d->stopping_parts = (d->source_state != NULL) + (d->ingest != NULL) + (d->ws != NULL);
+    if (d->source_state != NULL)
+        d->source->stop(d->source_state, part_stopped, d);
+    if (d->ingest != NULL)
+        gr_ingest_stop(d->ingest, part_stopped, d);
+    if (d->ws != NULL)
+        gr_ws_stop(d->ws, part_stopped, d);
+    if (d->stopping_parts == 0)
+        close_own_handles(d);
 }
 
 static void fill_gauges(void *ctx, struct gr_gauges *g)
@@ -206,18 +226,17 @@ static int start_mapping(struct daemon *d)
     return rc;
 }
 
-/* With auth jwt, the console token key: refused unless private and long enough. */
+/* With auth jwt, the console token key: refused unless private and long enough. Returns 0,
+ * or gr_token_load_secret()'s negative errno (logged). */
 static int load_secret(struct daemon *d)
 {
     char err[512];
     if (d->cfg->auth != GR_AUTH_JWT)
         return 0;
-    if (gr_token_load_secret(d->cfg->auth_secret_file, &d->key, &d->key_len, err, sizeof(err)) <
-        0) {
+    int rc = gr_token_load_secret(d->cfg->auth_secret_file, &d->key, &d->key_len, err, sizeof(err));
+    if (rc < 0)
         gr_error("%s", err);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* One STATUS= line for `systemctl status`, after prefix ("READY=1\n" or ""). */
@@ -290,26 +309,24 @@ static void hub_limits(const struct gr_config *cfg, struct gr_hub_options *opt)
 /* ---- reloading the configuration ------------------------------------------------------ */
 
 /* SIGHUP: a fresh configuration from the same file, validated whole; in force only if
- * good. Returns 0, or -1 (logged) with the running configuration untouched. */
+ * good. Returns 0, or a negative errno (logged) with the running configuration untouched. */
 static int reload_config(struct daemon *d)
 {
     char err[512];
     struct gr_config *fresh = calloc(1, sizeof(*fresh));
     if (fresh == NULL) {
         gr_error("reload: out of memory; the running configuration stays");
-        return -1;
+        return -ENOMEM;
     }
     int rc = gr_config_load(d->cfg->path, fresh, err, sizeof(err));
-    if (rc == 0 && gr_config_keep_running(d->cfg, fresh) < 0) {
+    if (rc == 0 && (rc = gr_config_keep_running(d->cfg, fresh)) < 0)
         snprintf(err, sizeof(err), "out of memory");
-        rc = -1;
-    }
     if (rc < 0) {
         gr_stats.config_reload_failures++;
         gr_error("reload: %s; the running configuration stays", err);
         gr_config_free(fresh);
         free(fresh);
-        return -1;
+        return rc;
     }
     if (d->ws != NULL)
         gr_ws_set_config(d->ws, fresh);
@@ -331,6 +348,8 @@ static int reload_config(struct daemon *d)
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct daemon *d = h->data;
+    if (d->stopping)
+        return; /* on the way out: nothing to reload, nothing more to stop */
     if (signum == SIGHUP) {
         /* systemd 252 has no Type=notify-reload: say RELOADING/READY ourselves. The
          * configuration is read here, on the loop: a regular file of at most
@@ -430,14 +449,14 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
         status = GR_EXIT_OK;
     }
 
-    uv_run(&d.loop, UV_RUN_DEFAULT);
-    gr_ws_free(d.ws);
-    d.ws = NULL;
-    uv_run(&d.loop, UV_RUN_DEFAULT); /* close callbacks the second lws destroy queued */
+    uv_run(&d.loop, UV_RUN_DEFAULT); /* returns once every module has stopped (daemon_stop) */
 
 out:
     sigprocmask(SIG_SETMASK, &previous, NULL); /* also when start-up failed before the loop */
+    gr_ws_free(d.ws);
     gr_ingest_free(d.ingest);
+    if (d.source_state != NULL)
+        d.source->free(d.source_state);
     gr_hub_free(d.hub);
     rc = uv_loop_close(&d.loop);
     if (rc != 0) {

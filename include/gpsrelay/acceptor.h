@@ -32,6 +32,8 @@
 
 #include <uv.h>
 
+#include "gpsrelay/stop.h"
+
 /* listen(2)'s backlog: the kernel caps it at net.core.somaxconn (4096 by default). A
  * 10,000-console storm measured with 4096 still overflowed it while the loop was busy
  * writing positions (bench/RESULTS.md); below GR_ACCEPT_BACKLOG_ADVISED the first listen
@@ -101,12 +103,12 @@ int gr_acceptor_listen(struct gr_acceptor *a, const struct sockaddr *sa, void *l
 /* Accepted connections waiting for their turn (a gauge). */
 size_t gr_acceptor_waiting(const struct gr_acceptor *a);
 
-/* Stops listening and closes the connections still waiting; fn is not called again. The
- * handles close during the next loop turn: call gr_acceptor_free() after that. NULL is
- * fine. */
-void gr_acceptor_close(struct gr_acceptor *a);
+/* Stops listening and closes the connections still waiting at once; fn and on_error are
+ * not called again. done(arg) once its handles have closed (stop.h). */
+void gr_acceptor_stop(struct gr_acceptor *a, gr_stopped_fn done, void *arg);
 
-/* NULL is fine. */
+/* Frees the acceptor once its stop's done has been called (from inside done is fine).
+ * NULL is fine. */
 void gr_acceptor_free(struct gr_acceptor *a);
 
 #endif

@@ -15,7 +15,8 @@ struct gr_cidr {
 
 /*
  * Parses "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or /128). Refuses host
- * bits set beyond the prefix ("10.0.0.1/8": a typo more often than not). 0 or -1.
+ * bits set beyond the prefix ("10.0.0.1/8": a typo more often than not). Returns 0, or
+ * -EINVAL.
  */
 int gr_cidr_parse(const char *text, struct gr_cidr *out);
 

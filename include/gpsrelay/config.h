@@ -70,11 +70,12 @@ struct gr_config {
 };
 
 /*
- * Reads and validates path into *out (zeroed first). On failure returns -1, *out holds
- * nothing to free, and err holds "file:line: what is wrong" (or "file: ..." for a
- * problem with the whole file). Returns 0 on success; free with gr_config_free().
- * path must be a regular file of at most GR_CONFIG_FILE_MAX bytes (file.h): a FIFO, a
- * device or a directory is refused at once, never waited on.
+ * Reads and validates path into *out (zeroed first). On failure returns a negative errno
+ * (-EINVAL: what the file says is wrong; -ENOMEM; or why it could not be read, as
+ * gr_file_read() says), *out holds nothing to free, and err holds "file:line: what is
+ * wrong" (or "file: ..." for a problem with the whole file). Returns 0 on success; free
+ * with gr_config_free(). path must be a regular file of at most GR_CONFIG_FILE_MAX bytes
+ * (file.h): a FIFO, a device or a directory is refused at once, never waited on.
  */
 int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen);
 

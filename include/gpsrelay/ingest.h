@@ -19,6 +19,7 @@
 
 #include "gpsrelay/config.h"
 #include "gpsrelay/hub.h"
+#include "gpsrelay/stop.h"
 
 #define GR_DATAGRAM_MAX 65536 /* the largest UDP payload; also the TCP read size */
 #define GR_TCP_CONN_MAX 10000 /* modem TCP connections at once; more are refused, counted */
@@ -41,21 +42,24 @@ struct gr_ingest;
 
 /*
  * Binds every listen_udp and listen_tcp of cfg on loop. Returns 0 and the listeners in
- * *out, or a negative errno after logging which address failed; then *out is already
- * closing: run the loop out and gr_ingest_free() it as usual. hub is borrowed.
+ * *out, or a negative errno after logging which address failed (-ENOMEM: out of memory);
+ * then *out holds what was started (NULL only when nothing was): stop and free it as a
+ * started one (stop.h). hub is borrowed.
  */
 int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub *hub,
                     struct gr_ingest **out);
 
-/* Stops receiving: closes listeners and modem connections; the loop finishes closing. */
-void gr_ingest_stop(struct gr_ingest *in);
+/* Stops receiving: closes listeners and modem connections (over a few loop turns, at most
+ * a batch a turn); done(arg) once every handle and connection is closed (stop.h). */
+void gr_ingest_stop(struct gr_ingest *in, gr_stopped_fn done, void *arg);
 
 /* A reloaded configuration: ingest_allow, ingest_rate_limit, tcp_idle_timeout and
  * tcp_max_per_source take effect at once; listeners stay as they are. cfg is borrowed
  * from now on. */
 void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg);
 
-/* Frees everything once the loop has run the close callbacks. NULL is fine. */
+/* Frees everything once the stop's done has been called (from inside done is fine). NULL
+ * is fine. */
 void gr_ingest_free(struct gr_ingest *in);
 
 /* Modem TCP connections holding a descriptor: open, or waiting for their turn to close. */

@@ -16,7 +16,7 @@ void gr_log_init(void);
 /* Messages less important than level (numerically greater) are not printed. */
 void gr_log_set_level(int level);
 
-/* "debug", "info", "notice", "warning", "error" -> LOG_*; -1 when unknown. */
+/* "debug", "info", "notice", "warning", "error" -> LOG_*; -EINVAL when unknown. */
 int gr_log_level_parse(const char *name);
 
 void gr_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

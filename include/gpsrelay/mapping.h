@@ -33,11 +33,12 @@ struct gr_mapping;
 
 /*
  * Loads a CSV file: header "device_id,agency_id,label,source_addr" required, one row per
- * device-agency pair. Returns 0 and a new mapping in *out, or -1 with "file:line: ..." in
- * err. Duplicate pairs, a device given two different source addresses or labels, and two
- * devices with one source address are errors. path must be a regular file of at most
- * GR_MAPPING_FILE_MAX bytes (file.h): a FIFO or a device is refused at once, never waited
- * on. Logs nothing: safe on libuv's thread pool, where the daemon reloads it.
+ * device-agency pair. Returns 0 and a new mapping in *out, or a negative errno with
+ * "file:line: ..." in err: -EINVAL for what the file says, -ENOMEM, or why it could not be
+ * read (gr_file_read). Duplicate pairs, a device given two different source addresses or
+ * labels, and two devices with one source address are errors. path must be a regular file
+ * of at most GR_MAPPING_FILE_MAX bytes (file.h): a FIFO or a device is refused at once,
+ * never waited on. Logs nothing: safe on libuv's thread pool, where the daemon reloads it.
  */
 int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, size_t errlen);
 
@@ -55,9 +56,9 @@ struct gr_mapping_builder *gr_mapping_builder_new(void);
 /*
  * Adds one device-agency row with the checks of a CSV row: device_id and agency_id
  * formats, label length (NULL is ""; no line breaks, so the CSV cache can hold it),
- * source_addr a numeric IPv4 or IPv6 address (NULL or "" is none). Returns 0, or -1 with a
- * message in err (no file:line: the caller prefixes its own context); a refused row
- * leaves the builder as it was. Conflicts between rows are found by finish.
+ * source_addr a numeric IPv4 or IPv6 address (NULL or "" is none). Returns 0, or -EINVAL
+ * (or -ENOMEM) with a message in err (no file:line: the caller prefixes its own context);
+ * a refused row leaves the builder as it was. Conflicts between rows are found by finish.
  */
 int gr_mapping_builder_add(struct gr_mapping_builder *b, const char *device_id,
                            const char *agency_id, const char *label, const char *source_addr,
@@ -95,7 +96,8 @@ void gr_mapping_builder_free(struct gr_mapping_builder *b);
  * Writes m (borrowed) to path as CSV that gr_mapping_load_csv reads back to the same
  * mapping, atomically: path GR_MAPPING_TMP_SUFFIX in the same directory, fsync, rename,
  * fsync of the directory. Readers see the old file or the new one, never a part. Returns
- * 0, or -1 with "path: ..." in err and no temporary file left behind. A process killed
+ * 0, or a negative errno (the failed step's: open(2), write(2), rename(2)...; -ENOMEM)
+ * with "path: ..." in err and no temporary file left behind. A process killed
  * mid-write leaves that one temporary file, which the next write reuses: leftovers never
  * pile up. The name is fixed, so at most one write per path may run at a time: the
  * daemon's only writer, pgmap.c, has at most one build on the thread pool.

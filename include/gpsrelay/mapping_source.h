@@ -20,6 +20,7 @@
 
 #include "gpsrelay/config.h"
 #include "gpsrelay/mapping.h"
+#include "gpsrelay/stop.h"
 
 /* What a running source is given at start; the source keeps a copy. */
 struct gr_mapping_source_env {
@@ -56,9 +57,13 @@ struct gr_mapping_source_ops {
     /* Whether the source's connection is up (gpsrelay_postgres_up); NULL: never. */
     bool (*up)(const void *state);
 
-    /* Stops the source; nothing is delivered afterwards. Work still under way (a libuv
-     * handle closing, a read on the thread pool) finishes on the loop and frees itself. */
-    void (*stop)(void *state);
+    /* Stops the source; nothing is delivered afterwards. done(arg) once its handles have
+     * closed and a read or build on the thread pool has finished or been cancelled
+     * (stop.h). */
+    void (*stop)(void *state, gr_stopped_fn done, void *arg);
+
+    /* Frees a stopped source's state, once stop's done has been called. */
+    void (*free)(void *state);
 
     /*
      * `gpsrelayd -t`: builds the mapping once, blocking, within a bounded time. Returns the

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "gpsrelay/mapping.h"
+#include "gpsrelay/stop.h"
 
 /* Every device-agency pair, as the columns of a CSV mapping row. */
 #define GR_PGMAP_QUERY                                                                             \
@@ -79,9 +80,12 @@ void gr_pgmap_reload(struct gr_pgmap *p);
 bool gr_pgmap_up(const struct gr_pgmap *p);
 
 /*
- * Closes the connection and its handles; p frees itself once the loop has run their close
- * callbacks and a build running on the thread pool has finished. NULL is fine.
+ * Closes the connection and its handles; done(arg) once their close callbacks have run
+ * and a build running on the thread pool has finished (stop.h).
  */
-void gr_pgmap_stop(struct gr_pgmap *p);
+void gr_pgmap_stop(struct gr_pgmap *p, gr_stopped_fn done, void *arg);
+
+/* Frees p once its stop's done has been called (from inside done is fine). NULL is fine. */
+void gr_pgmap_free(struct gr_pgmap *p);
 
 #endif

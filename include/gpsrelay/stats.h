@@ -166,7 +166,8 @@ struct gr_gauges {
 
 /*
  * Appends the Prometheus text exposition of every counter and of *g to a new
- * NUL-terminated string in *out (caller frees). Returns its length, or -1 on ENOMEM.
+ * NUL-terminated string in *out (caller frees). Returns its length, or a negative errno
+ * (-ENOMEM: the stream could not grow).
  */
 long gr_stats_render(const struct gr_gauges *g, char **out);
 

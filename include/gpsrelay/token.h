@@ -97,8 +97,9 @@ size_t gr_token_from_subprotocols(const char *header, char *out, size_t cap);
  * Reads an HS256 key file: refused unless it is a regular file, not readable or writable
  * by others (mode & 007 == 0), and holds GR_TOKEN_SECRET_MIN to GR_TOKEN_SECRET_MAX bytes
  * after one trailing "\n" or "\r\n" is dropped (so `openssl rand -hex 32 > F` works).
- * Returns 0 with a new buffer in *key (caller frees, after wiping), or -1 with
- * "FILE: what is wrong" in err.
+ * Returns 0 with a new buffer in *key (caller frees, after wiping), or a negative errno
+ * with "FILE: what is wrong" in err: gr_file_open_regular()'s, -EACCES (others may read
+ * or write it), -EFBIG (too long), -EINVAL (too short), read(2)'s, -ENOMEM.
  */
 int gr_token_load_secret(const char *path, unsigned char **key, size_t *key_len, char *err,
                          size_t errlen);

@@ -39,6 +39,7 @@
 #include "gpsrelay/config.h"
 #include "gpsrelay/endpoints.h"
 #include "gpsrelay/hub.h"
+#include "gpsrelay/stop.h"
 
 /* Larger console messages are closed with 1009 (docs/protocol.md). */
 #define GR_WS_FRAME_MAX     (64 * 1024)
@@ -52,11 +53,12 @@ struct gr_ws;
 /*
  * Creates the lws context on loop and binds every cfg->listen_ws (HTTPS/WSS only when
  * cfg has tls_cert). key (key_len bytes) is the HS256 secret consoles' tokens are checked
- * with, or NULL for auth none. cfg and key are borrowed for the server's life. Returns 0 and the
- * server in *out, or a negative errno after logging what failed (a bind error names the
- * address); then *out is already stopping: run the loop out and gr_ws_free() it as usual
- * (lws needs loop turns to let go). cfg is only read during the call; hub is borrowed and
- * must outlive the server.
+ * with, or NULL for auth none. cfg and key are borrowed for the server's life. Returns 0
+ * and the server in *out, or a negative errno after logging what failed (a bind error
+ * names the address: -EADDRNOTAVAIL; -ENOMEM with *out NULL); then *out, unless NULL,
+ * holds what was started: stop and free it as a started one (stop.h; lws needs loop turns
+ * to let go). cfg is only read during the call; hub is borrowed and must outlive the
+ * server.
  */
 int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned char *key,
                 size_t key_len, struct gr_hub *hub, gr_gauges_fn gauges, void *gauges_ctx,
@@ -79,13 +81,14 @@ size_t gr_ws_consoles(const struct gr_ws *ws);
 size_t gr_ws_accept_waiting(const struct gr_ws *ws);
 
 /*
- * Closes every console with 1001, waits for them (at most GR_WS_STOP_GRACE_MS), then
- * starts tearing libwebsockets down. After this the loop runs out of work; then call
- * gr_ws_free() after uv_run() has returned.
+ * Stops listening, closes every console with 1001 and waits for them (at most
+ * GR_WS_STOP_GRACE_MS), then tears libwebsockets down (both of its destroys, loop turns
+ * apart: ws.c says why); done(arg) once lws is gone and every handle closed (stop.h).
  */
-void gr_ws_stop(struct gr_ws *ws);
+void gr_ws_stop(struct gr_ws *ws, gr_stopped_fn done, void *arg);
 
-/* Finishes the libwebsockets teardown (its second destroy) and frees the server. */
+/* Frees the server once its stop's done has been called (from inside done is fine). NULL
+ * is fine. */
 void gr_ws_free(struct gr_ws *ws);
 
 #endif

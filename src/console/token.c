@@ -454,8 +454,9 @@ fail_list:
 
 /* ---- the secret file ---- */
 
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, const char *path,
-                                                      const char *fmt, ...)
+/* Says why the key file at path is refused; returns -error, for "rc = fail()". */
+__attribute__((format(printf, 5, 6))) static int fail(int error, char *err, size_t errlen,
+                                                      const char *path, const char *fmt, ...)
 {
     if (err != NULL && errlen > 0) {
         int n = snprintf(err, errlen, "%s: ", path);
@@ -466,7 +467,7 @@ __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, 
             va_end(ap);
         }
     }
-    return -1;
+    return -error;
 }
 
 int gr_token_load_secret(const char *path, unsigned char **key, size_t *key_len, char *err,
@@ -477,22 +478,23 @@ int gr_token_load_secret(const char *path, unsigned char **key, size_t *key_len,
     unsigned char buf[GR_TOKEN_SECRET_MAX + 3];
     struct stat st;
     size_t n = 0;
-    int fd, rc = -1;
+    int fd, rc;
 
     *key = NULL;
     *key_len = 0;
     if ((fd = gr_file_open_regular(path, &st, err, errlen)) < 0)
-        return -1;
+        return fd;
     /* The key signs every console's access to police and EMS positions: anyone who can
      * read it can mint tokens, anyone who can write it can lock consoles out. */
     if ((st.st_mode & 007) != 0) {
-        fail(err, errlen, path, "is readable or writable by others (mode %04o); chmod o-rwx it",
-             (unsigned)(st.st_mode & 07777));
+        rc = fail(EACCES, err, errlen, path,
+                  "is readable or writable by others (mode %04o); chmod o-rwx it",
+                  (unsigned)(st.st_mode & 07777));
         goto out;
     }
     if (st.st_size > (off_t)(GR_TOKEN_SECRET_MAX + 2)) {
-        fail(err, errlen, path, "is %lld bytes; an HS256 key file holds at most %d",
-             (long long)st.st_size, GR_TOKEN_SECRET_MAX);
+        rc = fail(EFBIG, err, errlen, path, "is %lld bytes; an HS256 key file holds at most %d",
+                  (long long)st.st_size, GR_TOKEN_SECRET_MAX);
         goto out;
     }
     while (n < sizeof(buf)) {
@@ -500,7 +502,7 @@ int gr_token_load_secret(const char *path, unsigned char **key, size_t *key_len,
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            fail(err, errlen, path, "cannot read: %s", strerror(errno));
+            rc = fail(errno, err, errlen, path, "cannot read: %s", strerror(errno));
             goto out;
         }
         if (r == 0)
@@ -515,18 +517,19 @@ int gr_token_load_secret(const char *path, unsigned char **key, size_t *key_len,
             n--;
     }
     if (n > GR_TOKEN_SECRET_MAX) {
-        fail(err, errlen, path, "holds more than %d bytes; an HS256 key file holds at most %d",
-             GR_TOKEN_SECRET_MAX, GR_TOKEN_SECRET_MAX);
+        rc = fail(EFBIG, err, errlen, path,
+                  "holds more than %d bytes; an HS256 key file holds at most %d",
+                  GR_TOKEN_SECRET_MAX, GR_TOKEN_SECRET_MAX);
         goto out;
     }
     if (n < GR_TOKEN_SECRET_MIN) {
-        fail(err, errlen, path,
-             "holds %zu bytes; an HS256 key needs at least %d (openssl rand -hex 32 > FILE)", n,
-             GR_TOKEN_SECRET_MIN);
+        rc = fail(EINVAL, err, errlen, path,
+                  "holds %zu bytes; an HS256 key needs at least %d (openssl rand -hex 32 > FILE)",
+                  n, GR_TOKEN_SECRET_MIN);
         goto out;
     }
     if ((*key = malloc(n)) == NULL) {
-        fail(err, errlen, path, "out of memory");
+        rc = fail(ENOMEM, err, errlen, path, "out of memory");
         goto out;
     }
     memcpy(*key, buf, n);

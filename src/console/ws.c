@@ -110,6 +110,11 @@ struct gr_ws {
     size_t n_conns;
     bool ready;
     bool stopping;
+    size_t closing;        /* while stopping: handles (and the acceptor) not yet closed */
+    gr_stopped_fn stopped; /* told once closing is 0 and lws is gone (stop.h) */
+    void *stopped_arg;
+    uv_idle_t teardown;           /* turns the loop between lws's two destroys (grace_done) */
+    unsigned teardown_turns;      /* teardown callbacks since the first destroy */
     uv_timer_t grace;             /* shutdown: how long consoles get to take their close frame */
     uv_timer_t sweep;             /* idle and slow consoles */
     bool sweep_resumed;           /* this sweep goes on where the last turn's stopped */
@@ -662,11 +667,15 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         gr_longpoll_free(ws->longpoll);
         gr_admission_free(ws->admission);
         free(ws);
+        *out = NULL; /* nothing on the loop yet: nothing to stop */
         return -ENOMEM;
     }
     ws->out = gr_buf_make(LWS_PRE);
     uv_timer_init(loop, &ws->grace);
+    ws->grace.data = ws;
     uv_unref((uv_handle_t *)&ws->grace);
+    uv_idle_init(loop, &ws->teardown);
+    ws->teardown.data = ws;
     ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
     ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
     uv_timer_init(loop, &ws->sweep);
@@ -738,8 +747,7 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     return 0;
 
 fail:
-    *out = ws;
-    gr_ws_stop(ws);
+    *out = ws; /* the caller stops it as a started one */
     return -EADDRNOTAVAIL;
 }
 
@@ -761,29 +769,96 @@ size_t gr_ws_consoles(const struct gr_ws *ws)
     return ws->n_conns + gr_longpoll_sessions(ws->longpoll);
 }
 
-/* Grace over (or every console gone): the first of lws's two destroys on a foreign loop. */
+/*
+ * Stopping, in order: the acceptor, the sweep and flush handles close at once; consoles get
+ * their 1001 and at most GR_WS_STOP_GRACE_MS to take it (grace); then lws's first destroy,
+ * which on a foreign loop only closes its connections and libuv handles (over the next two
+ * loop turns: each connection's handle, then lws's own); then, LWS_DESTROY_GAP_TURNS loop
+ * turns later, the second destroy, which frees the context and clears ws->ctx (lws's
+ * pcontext). lws 4.1.6 needs that gap: a second destroy fewer than three loop turns after
+ * the first is a use-after-free (fixed in lws 4.2). The teardown idle handle turns the
+ * loop (without blocking in poll) and counts; done is told once every handle of ours has
+ * closed and lws is gone, one turn after the second destroy so whatever that destroy
+ * closed has closed too.
+ */
+#define LWS_DESTROY_GAP_TURNS 3
+/* Turns the teardown waits for lws to let go before it gives up, logs, and leaks the
+ * context rather than hold the daemon's exit forever. Never reached with lws 4.1.6: it lets
+ * go at the second destroy. */
+#define LWS_TEARDOWN_TURNS_MAX 1000
+
+static void maybe_stopped(struct gr_ws *ws)
+{
+    if (!ws->stopping || ws->closing > 0 || ws->stopped == NULL)
+        return;
+    gr_stopped_fn done = ws->stopped;
+    ws->stopped = NULL; /* once */
+    done(ws->stopped_arg);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct gr_ws *ws = h->data;
+    ws->closing--;
+    maybe_stopped(ws);
+}
+
+static void close_handle(struct gr_ws *ws, uv_handle_t *h)
+{
+    if (uv_is_closing(h))
+        return;
+    ws->closing++;
+    uv_close(h, handle_closed);
+}
+
+static void acceptor_stopped(void *arg)
+{
+    struct gr_ws *ws = arg;
+    ws->closing--;
+    maybe_stopped(ws);
+}
+
+static void on_teardown(uv_idle_t *h)
+{
+    struct gr_ws *ws = h->data;
+    unsigned turn = ws->teardown_turns++; /* turns since the first destroy's */
+    if (ws->ctx != NULL && turn >= LWS_DESTROY_GAP_TURNS) {
+        if (turn < LWS_TEARDOWN_TURNS_MAX) {
+            lws_context_destroy(ws->ctx); /* the second (or, if lws held on, the next) */
+            return;                       /* its closes run this turn: done comes next turn */
+        }
+        gr_error("ws: libwebsockets did not let go of its context in %u loop turns; leaving it",
+                 turn);
+        ws->ctx = NULL;
+    }
+    if (ws->ctx == NULL)
+        close_handle(ws, (uv_handle_t *)h);
+}
+
+/* Grace over (or every console gone): the first of lws's two destroys. */
 static void grace_done(uv_timer_t *t)
 {
     struct gr_ws *ws = t->data;
-    uv_close((uv_handle_t *)&ws->grace, NULL);
-    if (ws->ctx)
+    close_handle(ws, (uv_handle_t *)&ws->grace);
+    if (ws->ctx != NULL)
         lws_context_destroy(ws->ctx);
+    uv_idle_start(&ws->teardown, on_teardown);
 }
 
-void gr_ws_stop(struct gr_ws *ws)
+void gr_ws_stop(struct gr_ws *ws, gr_stopped_fn done, void *arg)
 {
     if (ws->stopping)
         return;
     ws->stopping = true;
-    gr_acceptor_close(ws->acceptor);
-    if (!uv_is_closing((uv_handle_t *)&ws->sweep))
-        uv_close((uv_handle_t *)&ws->sweep, NULL);
-    if (!uv_is_closing((uv_handle_t *)&ws->flush))
-        uv_close((uv_handle_t *)&ws->flush, NULL);
+    ws->stopped = done;
+    ws->stopped_arg = arg;
+    ws->closing++;
+    gr_acceptor_stop(ws->acceptor, acceptor_stopped, ws);
+    close_handle(ws, (uv_handle_t *)&ws->sweep);
+    close_handle(ws, (uv_handle_t *)&ws->flush);
     ws->ready = false;
     for (struct conn *c = ws->conns; c; c = c->next)
         conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_SHUTDOWN);
-    ws->grace.data = ws;
     uv_ref((uv_handle_t *)&ws->grace);
     uv_timer_start(&ws->grace, grace_done, ws->n_conns ? GR_WS_STOP_GRACE_MS : 0, 0);
 }
@@ -792,11 +867,6 @@ void gr_ws_free(struct gr_ws *ws)
 {
     if (ws == NULL)
         return;
-    /* The second destroy, now that the loop has turned since the first: on a foreign loop
-     * lws 4.1 only closes its connections and handles at the first, and a second call
-     * fewer than three loop turns later is a use-after-free (fixed in lws 4.2). */
-    if (ws->ctx)
-        lws_context_destroy(ws->ctx);
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
     gr_acceptor_free(ws->acceptor);
     while (ws->earlies != NULL) /* records of wsi lws never destroyed (out of memory) */

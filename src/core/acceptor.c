@@ -40,6 +40,9 @@ struct gr_acceptor {
     uv_check_t hand_on; /* end of each turn: a new budget, spent on waiting ones first */
     uv_timer_t rest;    /* resumes listeners after an accept(2) failure */
     bool closing;
+    size_t open_handles; /* while closing: handles whose close callback has not run */
+    gr_stopped_fn stopped;
+    void *stopped_arg;
 };
 
 static void hand_on(struct gr_acceptor *a, int fd, struct listener *from)
@@ -208,25 +211,42 @@ size_t gr_acceptor_waiting(const struct gr_acceptor *a)
     return a->n_waiting;
 }
 
+/* A handle of a's has closed; the last one tells the owner (stop.h). */
+static void handle_closed(struct gr_acceptor *a)
+{
+    if (--a->open_handles == 0)
+        a->stopped(a->stopped_arg);
+}
+
 static void listener_closed(uv_handle_t *h)
 {
     struct listener *l = h->data;
+    struct gr_acceptor *a = l->acceptor;
     close(l->fd);
     free(l);
+    handle_closed(a);
 }
 
-void gr_acceptor_close(struct gr_acceptor *a)
+static void own_handle_closed(uv_handle_t *h)
 {
-    if (a == NULL || a->closing)
+    handle_closed(h->data);
+}
+
+void gr_acceptor_stop(struct gr_acceptor *a, gr_stopped_fn done, void *arg)
+{
+    if (a->closing)
         return;
     a->closing = true;
+    a->stopped = done;
+    a->stopped_arg = arg;
+    a->open_handles = a->n_listeners + 2;
     for (size_t i = 0; i < a->n_listeners; i++)
         uv_close((uv_handle_t *)&a->listeners[i]->poll, listener_closed);
     a->n_listeners = 0;
     for (; a->n_waiting > 0; a->n_waiting--, a->head = (a->head + 1) % a->cfg.max_waiting)
         close(a->fifo[a->head].fd);
-    uv_close((uv_handle_t *)&a->hand_on, NULL);
-    uv_close((uv_handle_t *)&a->rest, NULL);
+    uv_close((uv_handle_t *)&a->hand_on, own_handle_closed);
+    uv_close((uv_handle_t *)&a->rest, own_handle_closed);
 }
 
 void gr_acceptor_free(struct gr_acceptor *a)

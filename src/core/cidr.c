@@ -15,6 +15,7 @@
 #include "gpsrelay/cidr.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -36,18 +37,18 @@ static unsigned char prefix_mask(int prefix, int i)
     return (unsigned char)(0xff << (8 - bits));
 }
 
-/* Digits only, no leading zero, at most max. */
+/* Digits only, no leading zero, at most max. Returns 0, or -EINVAL. */
 static int parse_prefix(const char *p, int max, int *out)
 {
     if (*p == '\0' || (p[0] == '0' && p[1] != '\0'))
-        return -1;
+        return -EINVAL;
     int v = 0;
     for (; *p != '\0'; p++) {
         if (*p < '0' || *p > '9')
-            return -1;
+            return -EINVAL;
         v = v * 10 + (*p - '0');
         if (v > max) /* also stops the sum long before it could overflow */
-            return -1;
+            return -EINVAL;
     }
     *out = v;
     return 0;
@@ -59,7 +60,7 @@ int gr_cidr_parse(const char *text, struct gr_cidr *out)
     const char *slash = strchr(text, '/');
     size_t len = slash != NULL ? (size_t)(slash - text) : strlen(text);
     if (len == 0 || len >= sizeof(addr))
-        return -1;
+        return -EINVAL;
     memcpy(addr, text, len);
     addr[len] = '\0';
 
@@ -67,15 +68,15 @@ int gr_cidr_parse(const char *text, struct gr_cidr *out)
     memset(&c, 0, sizeof(c));
     c.family = strchr(addr, ':') != NULL ? AF_INET6 : AF_INET;
     if (inet_pton(c.family, addr, c.addr) != 1)
-        return -1;
+        return -EINVAL;
     c.prefix = max_prefix(c.family);
     if (slash != NULL && parse_prefix(slash + 1, c.prefix, &c.prefix) < 0)
-        return -1;
+        return -EINVAL;
 
     /* "10.0.0.1/8" is a typo for 10.0.0.1/32 or 10.0.0.0/8 more often than not. */
     for (int i = 0; i < 16; i++)
         if (c.addr[i] & (unsigned char)~prefix_mask(c.prefix, i))
-            return -1;
+            return -EINVAL;
 
     if (c.family == AF_INET6 && c.prefix >= 96 && memcmp(c.addr, v4mapped, 12) == 0) {
         c.family = AF_INET;

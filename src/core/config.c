@@ -100,28 +100,36 @@ static bool is_set(const struct gr_config *cfg, const struct gr_directive *d)
     return true;
 }
 
+/* Says what is wrong with the file, at p's line; returns -EINVAL, for "return fail()". */
 __attribute__((format(printf, 2, 3))) static int fail(struct gr_cfg_parse *p, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    gr_file_verror(p->err, p->errlen, p->path, p->line, fmt, ap);
+    int rc = gr_file_verror(p->err, p->errlen, p->path, p->line, fmt, ap);
     va_end(ap);
-    return -1;
+    return rc;
 }
 
-/* Decimal digits only (no sign, no spaces), at most max. */
+/* Out of memory while reading the file: said as such, -ENOMEM. */
+static int fail_oom(struct gr_cfg_parse *p)
+{
+    fail(p, "out of memory");
+    return -ENOMEM;
+}
+
+/* Decimal digits only (no sign, no spaces), at most max. Returns 0, or -EINVAL. */
 static int parse_uint(const char *s, long max, long *out)
 {
     long v = 0;
 
     if (*s == '\0')
-        return -1;
+        return -EINVAL;
     for (; *s != '\0'; s++) {
         if (*s < '0' || *s > '9')
-            return -1;
+            return -EINVAL;
         v = v * 10 + (*s - '0');
         if (v > max)
-            return -1;
+            return -EINVAL;
     }
     *out = v;
     return 0;
@@ -206,7 +214,7 @@ static int set_path(struct gr_cfg_parse *p, const struct gr_directive *d, const 
         *field = strdup(v);
     else if (asprintf(field, "%.*s/%s", (int)(slash - p->path), p->path, v) < 0)
         *field = NULL;
-    return *field != NULL ? 0 : fail(p, "out of memory");
+    return *field != NULL ? 0 : fail_oom(p);
 }
 
 /* Whether libpq can reach host without a name lookup: a socket directory, or a numeric
@@ -239,8 +247,7 @@ static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, co
     PQconninfoOption *opts = PQconninfoParse(v, &perr);
 
     if (opts == NULL) {
-        int rc = perr ? fail(p, "bad value for %s: %s", d->name, strtok(perr, "\n"))
-                      : fail(p, "out of memory");
+        int rc = perr ? fail(p, "bad value for %s: %s", d->name, strtok(perr, "\n")) : fail_oom(p);
         PQfreemem(perr);
         return rc;
     }
@@ -264,7 +271,7 @@ static int set_conninfo(struct gr_cfg_parse *p, const struct gr_directive *d, co
     }
     PQconninfoFree(opts);
     if (rc == 0 && (*field = strdup(v)) == NULL)
-        rc = fail(p, "out of memory");
+        rc = fail_oom(p);
     return rc;
 }
 
@@ -333,7 +340,7 @@ static int set_origin(struct gr_cfg_parse *p, const struct gr_directive *d, cons
                     "sends it",
                     v, d->name);
     if ((origins[*n] = strdup(v)) == NULL)
-        return fail(p, "out of memory");
+        return fail_oom(p);
     (*n)++;
     return 0;
 }
@@ -442,7 +449,7 @@ static int read_line(struct gr_cfg_parse *p, const char **pos, const char *end, 
 /*
  * Splits s in place into words: blanks separate, '#' starts a comment, "..." holds blanks
  * and '#', with \" and \\ as its only escapes (any other backslash is kept, for paths).
- * Returns the number of words, of which the first GR_CONFIG_WORDS are stored; or -1.
+ * Returns the number of words, of which the first GR_CONFIG_WORDS are stored; or -EINVAL.
  */
 static int split_words(struct gr_cfg_parse *p, char *s, char **words)
 {
@@ -496,7 +503,7 @@ static int parse_file(struct gr_cfg_parse *p, const char *text, size_t len)
     for (p->line = 1; (rc = read_line(p, &pos, text + len, buf)) > 0; p->line++) {
         n = split_words(p, buf, words);
         if (n < 0)
-            return -1;
+            return n;
         if (n == 0)
             continue;
         const struct gr_directive *d = find_directive(words[0]);
@@ -509,8 +516,8 @@ static int parse_file(struct gr_cfg_parse *p, const char *text, size_t len)
             return fail(p, "duplicate directive \"%s\" (first on line %d)", d->name, first_line[i]);
         if (first_line[i] == 0)
             first_line[i] = p->line;
-        if (d->set(p, d, words[1]) < 0)
-            return -1;
+        if ((n = d->set(p, d, words[1])) < 0)
+            return n;
     }
     return rc;
 }
@@ -576,28 +583,28 @@ int gr_config_load(const char *path, struct gr_config *out, char *err, size_t er
     memset(out, 0, sizeof(*out));
     out->path = strdup(path);
     if (out->path == NULL) {
-        fail(&p, "out of memory");
+        rc = fail_oom(&p);
         goto fail;
     }
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
         if (gr_directives[i].def != NULL &&
-            gr_directives[i].set(&p, &gr_directives[i], gr_directives[i].def) < 0)
+            (rc = gr_directives[i].set(&p, &gr_directives[i], gr_directives[i].def)) < 0)
             goto fail;
     }
 
     /* Not a regular file (a FIFO would hold a reload until someone writes to it), or over
      * GR_CONFIG_FILE_MAX: refused, with the reason in err. */
-    if (gr_file_read(path, GR_CONFIG_FILE_MAX, &text, &len, err, errlen) < 0)
+    if ((rc = gr_file_read(path, GR_CONFIG_FILE_MAX, &text, &len, err, errlen)) < 0)
         goto fail;
     rc = parse_file(&p, text, len);
     free(text);
-    if (rc < 0 || validate(&p) < 0)
+    if (rc < 0 || (rc = validate(&p)) < 0)
         goto fail;
     return 0;
 
 fail:
     gr_config_free(out);
-    return -1;
+    return rc;
 }
 
 bool gr_config_origin_ok(const struct gr_config *cfg, const char *origin)

@@ -13,14 +13,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, const char *path,
-                                                      const char *fmt, ...)
+/* Says why path cannot be read; returns -error, for "return fail()". */
+__attribute__((format(printf, 5, 6))) static int fail(int error, char *err, size_t errlen,
+                                                      const char *path, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     gr_file_verror(err, errlen, path, 0, fmt, ap);
     va_end(ap);
-    return -1;
+    return -error;
 }
 
 /* What a file that is not regular is, for the refusal. */
@@ -44,18 +45,17 @@ int gr_file_open_regular(const char *path, struct stat *st, char *err, size_t er
     /* O_NONBLOCK: opening a FIFO with no writer returns at once (it is refused below);
      * without it, open(2) waits for a writer, forever. O_NOCTTY: a terminal named here
      * must not become our controlling terminal. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), rc;
     if (fd < 0)
-        return fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    if (fstat(fd, st) < 0) {
-        fail(err, errlen, path, "cannot stat: %s", strerror(errno));
-    } else if (!S_ISREG(st->st_mode)) {
-        fail(err, errlen, path, "is not a regular file (%s)", kind(st->st_mode));
-    } else {
+        return fail(errno, err, errlen, path, "cannot open: %s", strerror(errno));
+    if (fstat(fd, st) < 0)
+        rc = fail(errno, err, errlen, path, "cannot stat: %s", strerror(errno));
+    else if (!S_ISREG(st->st_mode))
+        rc = fail(EINVAL, err, errlen, path, "is not a regular file (%s)", kind(st->st_mode));
+    else
         return fd;
-    }
     close(fd);
-    return -1;
+    return rc;
 }
 
 int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char *err,
@@ -64,15 +64,15 @@ int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char
     struct stat st;
     char *buf = NULL, *grown;
     size_t len = 0, cap;
-    int fd, rc = -1;
+    int fd, rc;
 
     *out = NULL;
     *out_len = 0;
     if ((fd = gr_file_open_regular(path, &st, err, errlen)) < 0)
-        return -1;
+        return fd;
     if ((unsigned long long)st.st_size > max) {
-        fail(err, errlen, path, "is %lld bytes, more than the limit of %zu", (long long)st.st_size,
-             max);
+        rc = fail(EFBIG, err, errlen, path, "is %lld bytes, more than the limit of %zu",
+                  (long long)st.st_size, max);
         goto out;
     }
 
@@ -81,19 +81,20 @@ int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char
     cap = (size_t)st.st_size + 1;
     buf = malloc(cap + 1);
     if (buf == NULL) {
-        fail(err, errlen, path, "out of memory");
+        rc = fail(ENOMEM, err, errlen, path, "out of memory");
         goto out;
     }
     for (;;) {
         if (len == cap) {
             if (len > max) {
-                fail(err, errlen, path, "grew past the limit of %zu bytes while being read", max);
+                rc = fail(EFBIG, err, errlen, path,
+                          "grew past the limit of %zu bytes while being read", max);
                 goto out;
             }
             cap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
             grown = realloc(buf, cap + 1);
             if (grown == NULL) {
-                fail(err, errlen, path, "out of memory");
+                rc = fail(ENOMEM, err, errlen, path, "out of memory");
                 goto out;
             }
             buf = grown;
@@ -102,7 +103,7 @@ int gr_file_read(const char *path, size_t max, char **out, size_t *out_len, char
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0) {
-            fail(err, errlen, path, "cannot read: %s", strerror(errno));
+            rc = fail(errno, err, errlen, path, "cannot read: %s", strerror(errno));
             goto out;
         }
         if (got == 0)
@@ -127,5 +128,5 @@ int gr_file_verror(char *err, size_t errlen, const char *path, int line, const c
                      : snprintf(err, errlen, "%s: ", path);
     if (n >= 0 && (size_t)n < errlen)
         vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-    return -1;
+    return -EINVAL;
 }

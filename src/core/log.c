@@ -50,7 +50,7 @@ int gr_log_level_parse(const char *name)
         if (strcmp(name, gr_log_names[i]) == 0)
             return i;
     }
-    return -1;
+    return -EINVAL;
 }
 
 void gr_log(int level, const char *fmt, ...)

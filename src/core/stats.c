@@ -4,6 +4,7 @@
 #include "gpsrelay/stats.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -102,7 +103,7 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     size_t len = 0;
     FILE *f = open_memstream(out, &len);
     if (f == NULL)
-        return -1;
+        return -errno;
 
     family(f, "gpsrelay_ingest_datagrams_total", "counter", "UDP datagrams received.",
            gr_stats.ingest_datagrams);
@@ -214,9 +215,10 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "process_open_fds", "gauge", "Number of open file descriptors.", open_fds());
 
     if (fclose(f) != 0) {
+        int err = errno;
         free(*out);
         *out = NULL;
-        return -1;
+        return -err;
     }
     return (long)len;
 }

@@ -74,9 +74,9 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
                     struct gr_ingest **out)
 {
     struct gr_ingest *in = calloc(1, sizeof(*in));
+    *out = in;
     if (in == NULL)
         return -ENOMEM;
-    *out = in;
     in->loop = loop;
     in->hub = hub;
     in->cfg = cfg;
@@ -98,20 +98,45 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
         rc = gr_ingest_tcp_start(in, &cfg->listen_tcp[i]);
     if (rc == 0)
         gr_ingest_tcp_set_idle(in);
-    if (rc < 0)
-        gr_ingest_stop(in);
-    return rc;
+    return rc; /* on failure the caller stops in as if it had started */
 }
 
-/* Each listener closes its handles; modem connections close over the next loop turns. */
-void gr_ingest_stop(struct gr_ingest *in)
+static void handle_closed(uv_handle_t *h)
+{
+    struct gr_ingest *in = h->data;
+    in->closing--;
+    gr_ingest_maybe_stopped(in);
+}
+
+void gr_ingest_close_once(uv_handle_t *h)
+{
+    if (uv_is_closing(h))
+        return;
+    ((struct gr_ingest *)h->data)->closing++;
+    uv_close(h, handle_closed);
+}
+
+void gr_ingest_maybe_stopped(struct gr_ingest *in)
+{
+    if (!in->stopping || in->closing > 0 || in->n_conns > 0 || in->stopped == NULL)
+        return;
+    gr_stopped_fn done = in->stopped;
+    in->stopped = NULL; /* once */
+    done(in->stopped_arg);
+}
+
+/* Each listener closes its handles; modem connections close over the next loop turns. The
+ * summary timer always closes, so done comes from a close callback, never from here. */
+void gr_ingest_stop(struct gr_ingest *in, gr_stopped_fn done, void *arg)
 {
     if (in->stopping)
         return;
     in->stopping = true;
+    in->stopped = done;
+    in->stopped_arg = arg;
+    gr_ingest_close_once((uv_handle_t *)&in->summary);
     gr_ingest_udp_stop(in);
     gr_ingest_tcp_stop(in);
-    gr_ingest_close_once((uv_handle_t *)&in->summary);
 }
 
 void gr_ingest_free(struct gr_ingest *in)

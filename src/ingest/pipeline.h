@@ -16,6 +16,7 @@
 
 #include "gpsrelay/ingest.h"
 #include "gpsrelay/stats.h"
+#include "gpsrelay/stop.h"
 
 /* Drops are logged as a summary this often, when there were any: a flood of bad input is
  * one line per interval, not a line per datagram (the counters have every one). */
@@ -31,6 +32,9 @@ struct gr_ingest {
     struct gr_identity *ids;
     struct gr_ratelimit *rate; /* ingest_rate_limit per source address */
     bool stopping;
+    size_t closing;        /* while stopping: handles (and the acceptor) not yet closed */
+    gr_stopped_fn stopped; /* told once closing and n_conns are both 0 (stop.h) */
+    void *stopped_arg;
     uv_timer_t summary; /* the drop summary: one log line per interval, not one per report */
     uint64_t summarized[GR_REASON_COUNT]; /* gr_stats.ingest_rejected at the last summary */
     uint64_t summarized_not_allowed, summarized_rate_limited, summarized_receive_errors;
@@ -85,10 +89,12 @@ bool gr_ingest_allowed(const struct gr_ingest *in, const struct sockaddr *from);
 /* Logs a listener's address once it is bound. */
 void gr_ingest_log_listening(const char *kind, const struct sockaddr *sa, int port);
 
-static inline void gr_ingest_close_once(uv_handle_t *h)
-{
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
+/* Closes one of in's handles (h->data is in) unless it is closing already; ingest.c counts
+ * it until its close callback, then tells the stop's done when nothing is left. */
+void gr_ingest_close_once(uv_handle_t *h);
+
+/* Something ingest waited on to stop has closed (a handle, a connection, the acceptor):
+ * tells the stop's done if it was the last. */
+void gr_ingest_maybe_stopped(struct gr_ingest *in);
 
 #endif

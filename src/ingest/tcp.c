@@ -65,8 +65,10 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_conn_closed(uv_handle_t *h)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
-    c->in->n_conns--;
+    struct gr_ingest *in = c->in;
+    in->n_conns--;
     free(c);
+    gr_ingest_maybe_stopped(in);
 }
 
 static void on_close_turn(uv_idle_t *h)
@@ -353,10 +355,20 @@ int gr_ingest_tcp_init(struct gr_ingest *in)
     return in->per_source != NULL ? 0 : -ENOMEM;
 }
 
+static void acceptor_stopped(void *arg)
+{
+    struct gr_ingest *in = arg;
+    in->closing--;
+    gr_ingest_maybe_stopped(in);
+}
+
 /* Modem connections close over the next loop turns (on_close_turn), then the closer. */
 void gr_ingest_tcp_stop(struct gr_ingest *in)
 {
-    gr_acceptor_close(in->acceptor);
+    if (in->acceptor != NULL) {
+        in->closing++;
+        gr_acceptor_stop(in->acceptor, acceptor_stopped, in);
+    }
     while (in->conns != NULL)
         conn_retire(in->conns);
     if (in->retiring == NULL)

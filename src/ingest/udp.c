@@ -52,10 +52,13 @@ static void on_datagram(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
 int gr_ingest_udp_start(struct gr_ingest *in, const struct gr_addr *a)
 {
-    uv_udp_t *h = &in->udp[in->n_udp++];
-    uv_udp_init_ex(in->loop, h, AF_UNSPEC | UV_UDP_RECVMMSG);
-    h->data = in;
-    int rc = uv_udp_bind(h, (const struct sockaddr *)&a->sa, 0);
+    uv_udp_t *h = &in->udp[in->n_udp];
+    int rc = uv_udp_init_ex(in->loop, h, AF_UNSPEC | UV_UDP_RECVMMSG);
+    if (rc == 0) {
+        in->n_udp++; /* a handle to close from now on */
+        h->data = in;
+        rc = uv_udp_bind(h, (const struct sockaddr *)&a->sa, 0);
+    }
     if (rc == 0)
         rc = uv_udp_recv_start(h, on_udp_alloc, on_datagram);
     if (rc < 0) {

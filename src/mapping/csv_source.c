@@ -23,7 +23,9 @@ struct gr_csv_read {
     char *path; /* owned: a reload may free the configuration that named it */
     void (*done)(void *ctx, struct gr_mapping *m, const char *err);
     void *ctx;
-    bool cancelled;       /* done is not called; the result is freed */
+    bool cancelled; /* done is not called; the result is freed, stopped is told */
+    gr_stopped_fn stopped;
+    void *stopped_arg;
     struct gr_mapping *m; /* the result, or NULL with err */
     char err[512];
 };
@@ -37,12 +39,16 @@ static void csv_read_work(uv_work_t *w)
 static void csv_read_after(uv_work_t *w, int status)
 {
     struct gr_csv_read *r = w->data;
+    gr_stopped_fn stopped = r->cancelled ? r->stopped : NULL;
+    void *stopped_arg = r->stopped_arg;
     if (r->cancelled || status != 0)
         gr_mapping_free(r->m);
     else
         r->done(r->ctx, r->m, r->err);
     free(r->path);
     free(r);
+    if (stopped != NULL)
+        stopped(stopped_arg);
 }
 
 int gr_csv_read_start(uv_loop_t *loop, const char *path,
@@ -70,11 +76,13 @@ int gr_csv_read_start(uv_loop_t *loop, const char *path,
     return 0;
 }
 
-void gr_csv_read_cancel(struct gr_csv_read *r)
+void gr_csv_read_stop(struct gr_csv_read *r, gr_stopped_fn stopped, void *arg)
 {
-    if (r == NULL)
+    if (r->cancelled)
         return;
     r->cancelled = true;
+    r->stopped = stopped;
+    r->stopped_arg = arg;
     uv_cancel((uv_req_t *)&r->work); /* fails, harmlessly, once the read is running */
 }
 
@@ -84,6 +92,12 @@ struct csv_source {
     struct gr_mapping_source_env env;
     struct gr_csv_read *read; /* in flight, or NULL */
     char *again;              /* owned: a SIGHUP came meanwhile, read this path next; or NULL */
+    /* Never started: closed at stop, so done comes from a loop callback even with no
+     * read in flight. */
+    uv_idle_t later;
+    int pending;           /* while stopping: the read and the handle not yet done */
+    gr_stopped_fn stopped; /* stop.h */
+    void *stopped_arg;
 };
 
 static bool csv_configured(const struct gr_config *cfg)
@@ -154,6 +168,8 @@ static int csv_start(const struct gr_mapping_source_env *env, const struct gr_co
         free(s);
         return rc;
     }
+    uv_idle_init(env->loop, &s->later);
+    s->later.data = s;
     *state = s;
     return 0;
 }
@@ -163,12 +179,37 @@ static void csv_reload(void *state, const struct gr_config *cfg)
     csv_read(state, cfg->mapping_file);
 }
 
-static void csv_stop(void *state)
+static void csv_part_stopped(void *arg)
+{
+    struct csv_source *s = arg;
+    if (--s->pending == 0)
+        s->stopped(s->stopped_arg);
+}
+
+static void csv_later_closed(uv_handle_t *h)
+{
+    csv_part_stopped(h->data);
+}
+
+static void csv_stop(void *state, gr_stopped_fn done, void *arg)
 {
     struct csv_source *s = state;
-    if (s == NULL)
+    if (s->stopped != NULL)
         return;
-    gr_csv_read_cancel(s->read);
+    s->stopped = done;
+    s->stopped_arg = arg;
+    s->pending = 1;
+    if (s->read != NULL) {
+        s->pending++;
+        gr_csv_read_stop(s->read, csv_part_stopped, s);
+        s->read = NULL; /* it frees itself */
+    }
+    uv_close((uv_handle_t *)&s->later, csv_later_closed);
+}
+
+static void csv_free(void *state)
+{
+    struct csv_source *s = state;
     free(s->again);
     free(s);
 }
@@ -190,5 +231,6 @@ const struct gr_mapping_source_ops gr_mapping_source_csv = {
     .reload = csv_reload,
     .up = NULL,
     .stop = csv_stop,
+    .free = csv_free,
     .check = csv_check,
 };

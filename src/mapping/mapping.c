@@ -77,12 +77,14 @@ struct gr_csv {
     int line; /* 0 while the problem is with the whole file; the row number otherwise */
     char *err;
     size_t errlen;
+    int error; /* the errno of the last failure: EINVAL for the content, ENOMEM */
     /* Set: a conflict between rows is not an error; what is left out is reported here
      * (gr_mapping_builder_finish_skipping). */
     void (*skipped)(void *ctx, const char *why);
     void *skipped_ctx;
 };
 
+/* Says what is wrong with the rows; returns -EINVAL, for "return fail()". */
 __attribute__((format(printf, 2, 3))) static int fail(struct gr_csv *c, const char *fmt, ...)
 {
     va_list ap;
@@ -92,7 +94,16 @@ __attribute__((format(printf, 2, 3))) static int fail(struct gr_csv *c, const ch
     else if (c->errlen > 0)
         vsnprintf(c->err, c->errlen, fmt, ap);
     va_end(ap);
-    return -1;
+    c->error = EINVAL;
+    return -EINVAL;
+}
+
+/* Out of memory: said as such, -ENOMEM. */
+static int fail_oom(struct gr_csv *c)
+{
+    fail(c, "out of memory");
+    c->error = ENOMEM;
+    return -ENOMEM;
 }
 
 /*
@@ -197,7 +208,7 @@ static int reserve_rows(struct gr_mapping_builder *b, size_t want)
         return 0;
     grown = realloc(b->rows, want * sizeof(*b->rows));
     if (grown == NULL)
-        return -1;
+        return -ENOMEM;
     b->rows = grown;
     b->cap_rows = want;
     return 0;
@@ -243,7 +254,7 @@ static int add_row(struct gr_mapping_builder *b, struct gr_csv *c, const char *d
 
     if (b->n_rows == b->cap_rows &&
         reserve_rows(b, b->cap_rows == 0 ? GR_MAPPING_ROWS_INITIAL : b->cap_rows * 2) < 0)
-        return fail(c, "out of memory");
+        return fail_oom(c);
     if (copy) {
         /* Rows usually come grouped by device (ORDER BY): share the previous row's copies. */
         const struct gr_row *prev = b->n_rows > 0 ? &b->rows[b->n_rows - 1] : NULL;
@@ -255,7 +266,7 @@ static int add_row(struct gr_mapping_builder *b, struct gr_csv *c, const char *d
         if ((r.device == device && (r.device = arena_dup(b->m, device)) == NULL) ||
             (r.agency = arena_dup(b->m, agency)) == NULL ||
             (r.label == label && (r.label = arena_dup(b->m, label)) == NULL))
-            return fail(c, "out of memory");
+            return fail_oom(c);
     }
     b->rows[b->n_rows++] = r;
     return 0;
@@ -268,7 +279,7 @@ static int parse_row(struct gr_csv *c, char *p, char *end, struct gr_mapping_bui
     int n = split_fields(c, p, end, f, GR_MAPPING_FIELDS);
 
     if (n < 0)
-        return -1;
+        return n;
     if (n != GR_MAPPING_FIELDS)
         return fail(c, "expected %d fields (" GR_MAPPING_HEADER "), got %d", GR_MAPPING_FIELDS, n);
     return add_row(b, c, f[0], f[1], f[2], f[3], false);
@@ -300,8 +311,9 @@ static int parse_rows(struct gr_csv *c, char *p, char *end, struct gr_mapping_bu
         } else if (eol > p) {
             if (b->n_rows == GR_MAPPING_ROWS_MAX)
                 return fail(c, "more than %d rows", GR_MAPPING_ROWS_MAX);
-            if (parse_row(c, p, eol, b) < 0)
-                return -1;
+            int rc = parse_row(c, p, eol, b);
+            if (rc < 0)
+                return rc;
         }
         p = next;
     }
@@ -366,7 +378,7 @@ static int build(struct gr_csv *c, struct gr_mapping *m, struct gr_row *rows, si
     m->devices = calloc(n + 1, sizeof(*m->devices));
     m->by_addr = malloc((n + 1) * sizeof(*m->by_addr));
     if (m->agencies == NULL || m->devices == NULL || m->by_addr == NULL)
-        return fail(c, "out of memory");
+        return fail_oom(c);
 
     for (size_t i = 0; i < n; i++) {
         const struct gr_row *r = &rows[i];
@@ -492,7 +504,7 @@ static int skip_conflicts(struct gr_csv *c, struct gr_row *rows, size_t *n)
     /* Each device's first row, by address: devices sharing one are neighbours. */
     const struct gr_row **by_addr = malloc(n_addr * sizeof(*by_addr));
     if (by_addr == NULL)
-        return fail(c, "out of memory");
+        return fail_oom(c);
     n_addr = 0;
     for (size_t i = 0; i < kept; i = device_end(rows, i, kept))
         if (rows[i].has_addr)
@@ -588,14 +600,15 @@ int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, si
     struct gr_mapping_builder *b;
     char *text;
     size_t len = 0, lines = 1;
+    int rc;
 
     *out = NULL;
     b = gr_mapping_builder_new();
     if (b == NULL)
-        return fail(&c, "out of memory");
+        return fail_oom(&c);
     /* Refuses a FIFO (which would hold the reader until a writer came) and anything over
      * GR_MAPPING_FILE_MAX, with file.h's "path: why". */
-    if (gr_file_read(path, GR_MAPPING_FILE_MAX, &b->m->text, &len, err, errlen) < 0)
+    if ((rc = gr_file_read(path, GR_MAPPING_FILE_MAX, &b->m->text, &len, err, errlen)) < 0)
         goto fail;
     text = b->m->text;
 
@@ -603,17 +616,17 @@ int gr_mapping_load_csv(const char *path, struct gr_mapping **out, char *err, si
     for (char *q = text; (q = memchr(q, '\n', (size_t)(text + len - q))) != NULL; q++)
         lines++;
     if (reserve_rows(b, lines < GR_MAPPING_ROWS_MAX ? lines : GR_MAPPING_ROWS_MAX) < 0) {
-        fail(&c, "out of memory");
+        rc = fail_oom(&c);
         goto fail;
     }
-    if (parse_rows(&c, text, text + len, b) < 0)
+    if ((rc = parse_rows(&c, text, text + len, b)) < 0)
         goto fail;
     *out = finish(b, &c);
-    return *out != NULL ? 0 : -1;
+    return *out != NULL ? 0 : -c.error;
 
 fail:
     gr_mapping_builder_free(b);
-    return -1;
+    return rc;
 }
 
 /* One CSV field, quoted when it holds a comma or a quote (the reader's RFC 4180 rules). */
@@ -656,7 +669,8 @@ static void put_rows(FILE *f, const struct gr_mapping *m)
     }
 }
 
-/* fsync of the directory holding path, so that the rename itself survives a crash. */
+/* fsync of the directory holding path, so that the rename itself survives a crash.
+ * Returns 0, or a negative errno. */
 static int sync_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -667,23 +681,28 @@ static int sync_dir(const char *path)
         dir = strdup(".");
     else
         dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-    if (dir == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
+    if (dir == NULL)
+        return -ENOMEM;
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(dir);
     if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    if (rc < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
+        return -errno;
+    rc = fsync(fd) < 0 ? -errno : 0;
     close(fd);
-    return 0;
+    return rc;
+}
+
+/* A step of writing the file failed with err (an errno): says which, returns -err. */
+__attribute__((format(printf, 3, 4))) static int fail_io(struct gr_csv *c, int err, const char *fmt,
+                                                         ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    fail(c, "%s", what);
+    return -err;
 }
 
 int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err, size_t errlen)
@@ -692,10 +711,10 @@ int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err,
     size_t len = strlen(path);
     char *tmp = malloc(len + sizeof(GR_MAPPING_TMP_SUFFIX));
     FILE *f;
-    int fd;
+    int fd, rc;
 
     if (tmp == NULL)
-        return fail(&c, "out of memory");
+        return fail_oom(&c);
     /* Same directory, so rename() is atomic. One fixed name, not mkostemp's random one: a
      * write cut short (the daemon killed between open and rename) leaves this one file,
      * which the next write truncates and reuses, where random names left one more file per
@@ -706,13 +725,13 @@ int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err,
     memcpy(tmp + len, GR_MAPPING_TMP_SUFFIX, sizeof(GR_MAPPING_TMP_SUFFIX));
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
-        fail(&c, "cannot create a temporary file: %s", strerror(errno));
+        rc = fail_io(&c, errno, "cannot create a temporary file: %s", strerror(errno));
         free(tmp);
-        return -1;
+        return rc;
     }
     f = fdopen(fd, "w");
     if (f == NULL) {
-        fail(&c, "fdopen: %s", strerror(errno));
+        rc = fail_io(&c, errno, "fdopen: %s", strerror(errno));
         close(fd);
         goto fail;
     }
@@ -721,32 +740,32 @@ int gr_mapping_save_csv(const struct gr_mapping *m, const char *path, char *err,
     /* Errors of buffered writes surface here; errno then is the one of the failed write. */
     errno = EIO;
     if (fflush(f) != 0 || ferror(f)) {
-        fail(&c, "cannot write %s: %s", tmp, strerror(errno));
+        rc = fail_io(&c, errno, "cannot write %s: %s", tmp, strerror(errno));
         fclose(f);
         goto fail;
     }
     if (fsync(fd) < 0) {
-        fail(&c, "fsync %s: %s", tmp, strerror(errno));
+        rc = fail_io(&c, errno, "fsync %s: %s", tmp, strerror(errno));
         fclose(f);
         goto fail;
     }
     if (fclose(f) != 0) {
-        fail(&c, "cannot write %s: %s", tmp, strerror(errno));
+        rc = fail_io(&c, errno, "cannot write %s: %s", tmp, strerror(errno));
         goto fail;
     }
     if (rename(tmp, path) < 0) {
-        fail(&c, "cannot rename %s: %s", tmp, strerror(errno));
+        rc = fail_io(&c, errno, "cannot rename %s: %s", tmp, strerror(errno));
         goto fail;
     }
     free(tmp);
-    if (sync_dir(path) < 0)
-        return fail(&c, "fsync of its directory: %s", strerror(errno));
+    if ((rc = sync_dir(path)) < 0)
+        return fail_io(&c, -rc, "fsync of its directory: %s", strerror(-rc));
     return 0;
 
 fail:
     unlink(tmp);
     free(tmp);
-    return -1;
+    return rc;
 }
 
 void gr_mapping_free(struct gr_mapping *m)

@@ -92,8 +92,12 @@ struct gr_pgmap {
     uv_timer_t timer;    /* backoff, connect timeout, query timeout or probe: see the top */
     uv_timer_t coalesce; /* GR_PGMAP_COALESCE_MS after a notification */
     bool stopping;
-    int open_handles; /* the two timers, until their close callbacks ran */
+    int open_handles;      /* the two timers, until their close callbacks ran */
+    gr_stopped_fn stopped; /* told once both timers are closed and no build is out */
+    void *stopped_arg;
 };
+
+static void maybe_stopped(struct gr_pgmap *p);
 
 static void on_poll(uv_poll_t *h, int status, int events);
 static void on_coalesced(uv_timer_t *t);
@@ -187,27 +191,28 @@ static void drop_poll(struct gr_pgmap *p)
 
 /* Watches the connection's socket for events. While connecting, the socket may differ from
  * one step to the next (libpq tries address after address, and may reuse the descriptor
- * number), so then every step gets a new handle. */
+ * number), so then every step gets a new handle. Returns 0, or -EBADF (libpq has no socket),
+ * -ENOMEM or libuv's error. */
 static int watch(struct gr_pgmap *p, int events, bool new_handle)
 {
-    int fd = PQsocket(p->conn);
+    int fd = PQsocket(p->conn), rc;
     if (fd < 0)
-        return -1;
+        return -EBADF;
     if (new_handle)
         drop_poll(p);
     if (p->poll == NULL) {
         struct pg_poll *pp = calloc(1, sizeof(*pp));
         if (pp == NULL)
-            return -1;
-        if (uv_poll_init(p->loop, &pp->handle, fd) < 0) {
+            return -ENOMEM;
+        if ((rc = uv_poll_init(p->loop, &pp->handle, fd)) < 0) {
             free(pp);
-            return -1;
+            return rc;
         }
         pp->owner = p;
         pp->handle.data = pp;
         p->poll = pp;
     }
-    return uv_poll_start(&p->poll->handle, events, on_poll) < 0 ? -1 : 0;
+    return uv_poll_start(&p->poll->handle, events, on_poll);
 }
 
 /* Sends what libpq has buffered and watches for its answer (and for writable while some
@@ -383,7 +388,7 @@ static void on_build_done(uv_work_t *w, int status)
     free(job->cache_path);
     free(job);
     if (p->stopping)
-        gr_pgmap_stop(p); /* finishes freeing, now that the build is back */
+        maybe_stopped(p); /* the build was what the stop waited for */
     else
         maybe_load(p);
 }
@@ -580,26 +585,38 @@ bool gr_pgmap_up(const struct gr_pgmap *p)
     return p != NULL && p->up;
 }
 
+static void maybe_stopped(struct gr_pgmap *p)
+{
+    if (p->open_handles > 0 || p->build != NULL || p->stopped == NULL)
+        return;
+    gr_stopped_fn done = p->stopped;
+    p->stopped = NULL; /* once */
+    done(p->stopped_arg);
+}
+
 static void on_timer_closed(uv_handle_t *h)
 {
     struct gr_pgmap *p = h->data;
-    if (--p->open_handles == 0 && p->build == NULL)
-        gr_pgmap_stop(p);
+    p->open_handles--;
+    maybe_stopped(p);
 }
 
-void gr_pgmap_stop(struct gr_pgmap *p)
+void gr_pgmap_stop(struct gr_pgmap *p, gr_stopped_fn done, void *arg)
+{
+    if (p->stopping)
+        return;
+    p->stopping = true;
+    p->stopped = done;
+    p->stopped_arg = arg;
+    close_conn(p);
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&p->coalesce, on_timer_closed);
+}
+
+void gr_pgmap_free(struct gr_pgmap *p)
 {
     if (p == NULL)
         return;
-    if (!p->stopping) {
-        p->stopping = true;
-        close_conn(p);
-        uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-        uv_close((uv_handle_t *)&p->coalesce, on_timer_closed);
-        return;
-    }
-    if (p->open_handles > 0 || p->build != NULL)
-        return; /* the last close callback or the build's completion calls again */
     free(p->conninfo);
     free(p->cache_path);
     free(p);
@@ -613,7 +630,8 @@ void gr_pgmap_stop(struct gr_pgmap *p)
 
 /* Waits until libpq has a whole result, or GR_PGMAP_QUERY_MS pass without a byte from the
  * server (the daemon's bound on silence: a stopped server's kernel still accepts, so no
- * error would ever come). Returns 0, or -1 with the reason in err. */
+ * error would ever come). Returns 0, or with the reason in err -ETIMEDOUT, poll(2)'s errno,
+ * or -EIO for what libpq says. */
 static int wait_result(PGconn *c, char *err, size_t errlen)
 {
     while (PQisBusy(c)) {
@@ -626,12 +644,13 @@ static int wait_result(PGconn *c, char *err, size_t errlen)
                      "postgres: no answer to the mapping query for %d ms: server "
                      "hung or cut off",
                      GR_PGMAP_QUERY_MS);
-            return -1;
+            return -ETIMEDOUT;
         }
         if (rc < 0 || !PQconsumeInput(c)) {
-            const char *why = rc < 0 ? strerror(errno) : PQerrorMessage(c);
+            int error = rc < 0 ? errno : EIO;
+            const char *why = rc < 0 ? strerror(error) : PQerrorMessage(c);
             snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-            return -1;
+            return -error;
         }
     }
     return 0;
@@ -695,11 +714,14 @@ out:
 
 struct pg_source {
     struct gr_mapping_source_env env;
-    struct gr_pgmap *pg;            /* owned; gr_pgmap_stop frees it when it can */
+    struct gr_pgmap *pg;            /* owned */
     char *cache_path;               /* owned copy of mapping_cache, or NULL */
     bool delivered;                 /* PostgreSQL gave a mapping: the cache is not wanted */
     bool cache_tried;               /* mapping_cache was read (or found unset) at start */
     struct gr_csv_read *cache_read; /* mapping_cache on the thread pool, or NULL */
+    int pending;                    /* while stopping: pg and the cache read not yet done */
+    gr_stopped_fn stopped;          /* stop.h */
+    void *stopped_arg;
 };
 
 static bool pg_configured(const struct gr_config *cfg)
@@ -793,13 +815,34 @@ static bool pg_up(const void *state)
     return gr_pgmap_up(s->pg);
 }
 
-static void pg_stop(void *state)
+static void pg_part_stopped(void *arg)
+{
+    struct pg_source *s = arg;
+    if (--s->pending == 0)
+        s->stopped(s->stopped_arg);
+}
+
+/* pg's timers always close, so done comes from a loop callback. */
+static void pg_stop(void *state, gr_stopped_fn done, void *arg)
 {
     struct pg_source *s = state;
-    if (s == NULL)
+    if (s->stopped != NULL)
         return;
-    gr_pgmap_stop(s->pg);
-    gr_csv_read_cancel(s->cache_read);
+    s->stopped = done;
+    s->stopped_arg = arg;
+    s->pending = 1;
+    if (s->cache_read != NULL) {
+        s->pending++;
+        gr_csv_read_stop(s->cache_read, pg_part_stopped, s);
+        s->cache_read = NULL; /* it frees itself */
+    }
+    gr_pgmap_stop(s->pg, pg_part_stopped, s);
+}
+
+static void pg_free(void *state)
+{
+    struct pg_source *s = state;
+    gr_pgmap_free(s->pg);
     free(s->cache_path);
     free(s);
 }
@@ -821,5 +864,6 @@ const struct gr_mapping_source_ops gr_mapping_source_postgres = {
     .reload = pg_reload,
     .up = pg_up,
     .stop = pg_stop,
+    .free = pg_free,
     .check = pg_check,
 };

@@ -29,8 +29,9 @@ int gr_csv_read_start(uv_loop_t *loop, const char *path,
                       void (*done)(void *ctx, struct gr_mapping *m, const char *err), void *ctx,
                       struct gr_csv_read **out);
 
-/* done will not be called: a read still queued is dropped, one running finishes on the
- * pool and its result is freed. NULL is fine. */
-void gr_csv_read_cancel(struct gr_csv_read *r);
+/* done will not be called: a read still queued is dropped, one running finishes on the pool
+ * and its result is freed; then stopped(arg), from the loop, and r is gone (stop.h, with r
+ * freeing itself). */
+void gr_csv_read_stop(struct gr_csv_read *r, gr_stopped_fn stopped, void *arg);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * test_acceptor.c - the acceptor on real loopback sockets: connections are taken from
  * the kernel at once and handed on in arrival order, at most per_turn per loop turn; a
- * full FIFO leaves the rest in the kernel's queue; closing closes what still waits; the
- * config decides where failures are counted and told, and whether [::] takes IPv4.
+ * full FIFO leaves the rest in the kernel's queue; stopping closes what still waits and
+ * tells its done callback once, later, when every handle is closed (stop.h); the config
+ * decides where failures are counted and told, and whether [::] takes IPv4.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -91,17 +92,40 @@ static struct gr_acceptor *start(uv_loop_t *loop, size_t per_turn, size_t max_wa
     return start_with(loop, &cfg, c, port);
 }
 
-static void stop(uv_loop_t *loop, struct gr_acceptor *a, struct consumer *c, int *clients,
-                 int n_clients)
+/* A stop's done callback: counts the calls, and frees the acceptor from inside it, as the
+ * contract allows. */
+struct stopped {
+    struct gr_acceptor *a;
+    int calls;
+};
+
+static void on_stopped(void *arg)
 {
-    gr_acceptor_close(a);
-    settle(loop);
-    gr_acceptor_free(a);
+    struct stopped *s = arg;
+    s->calls++;
+    gr_acceptor_free(s->a);
+}
+
+/* The test's own descriptors, once the acceptor is gone. */
+static void release(uv_loop_t *loop, struct consumer *c, int *clients, int n_clients)
+{
     CHECK_INT(uv_loop_close(loop), 0);
     for (int i = 0; i < n_clients; i++)
         close(clients[i]);
     for (int i = 0; i < c->n; i++)
         close(c->fds[i]);
+}
+
+/* Stops a: done comes later, from the loop, once; the loop then has nothing left. */
+static void stop(uv_loop_t *loop, struct gr_acceptor *a, struct consumer *c, int *clients,
+                 int n_clients)
+{
+    struct stopped s = {.a = a};
+    gr_acceptor_stop(a, on_stopped, &s);
+    CHECK_INT(s.calls, 0);
+    CHECK_INT(uv_run(loop, UV_RUN_DEFAULT), 0);
+    CHECK_INT(s.calls, 1);
+    release(loop, c, clients, n_clients);
 }
 
 static void test_paced_hand_on(void)
@@ -140,7 +164,8 @@ static void test_paced_hand_on(void)
     stop(&loop, a, &c, clients, CLIENTS);
 }
 
-/* Closing closes the connections still waiting; handed-on ones are the consumer's. */
+/* Stopping closes the connections still waiting at once; handed-on ones are the
+ * consumer's. A second stop is a no-op: done is told once, for the first. */
 static void test_close_waiting(void)
 {
     uv_loop_t loop;
@@ -153,13 +178,18 @@ static void test_close_waiting(void)
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK_INT(c.n, 2);
     CHECK_INT(gr_acceptor_waiting(a), 2);
-    gr_acceptor_close(a);
-    settle(&loop);
-    CHECK(!peer_closed(clients[0]));
-    CHECK(!peer_closed(clients[1]));
+    struct stopped first = {.a = a}, second = {.a = a};
+    gr_acceptor_stop(a, on_stopped, &first);
+    gr_acceptor_stop(a, on_stopped, &second);
     CHECK(peer_closed(clients[2]));
     CHECK(peer_closed(clients[3]));
-    stop(&loop, a, &c, clients, 4);
+    CHECK_INT(first.calls, 0);
+    CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    CHECK_INT(first.calls, 1);
+    CHECK_INT(second.calls, 0);
+    CHECK(!peer_closed(clients[0]));
+    CHECK(!peer_closed(clients[1]));
+    release(&loop, &c, clients, 4);
 }
 
 /* Each failure told to on_error, with its errno; ctx is the acceptor's. */

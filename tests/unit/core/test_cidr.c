@@ -5,6 +5,7 @@
 #include "gpsrelay/cidr.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sys/un.h>
 
@@ -89,9 +90,9 @@ static void test_parse_bad(void)
         /* Refused, and the output is left alone. */
         struct gr_cidr c = {.family = 12345, .prefix = -7};
         int rc = gr_cidr_parse(bad[i], &c);
-        CHECK_INT(rc, -1);
+        CHECK_INT(rc, -EINVAL);
         CHECK(c.family == 12345 && c.prefix == -7);
-        if (rc != -1)
+        if (rc != -EINVAL)
             fprintf(stderr, "  accepted: \"%s\"\n", bad[i]);
     }
 }

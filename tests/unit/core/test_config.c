@@ -3,6 +3,7 @@
  * exact "file:line: message" of each error. argv[1] is a scratch directory.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ static void check_error(const char *text, const char *suffix)
 
     snprintf(expect, sizeof(expect), "%s%s", conf_path, suffix);
     int rc = gr_config_load(put(text), &cfg, err, sizeof(err));
-    CHECK_INT(rc, -1);
+    CHECK_INT(rc, -EINVAL);
     if (rc == 0) {
         gr_config_free(&cfg);
         return;
@@ -313,13 +314,13 @@ static void test_validation_errors(void)
     char missing[PATH_MAX + 32], expect[PATH_MAX + 96];
     snprintf(missing, sizeof(missing), "%s/missing.conf", scratch);
     snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory", missing);
-    CHECK_INT(gr_config_load(missing, &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load(missing, &cfg, err, sizeof(err)), -ENOENT);
     CHECK_STR(err, expect);
     CHECK(cfg.path == NULL);
 
     /* A short err buffer gets a cut message, never an overflow. */
     char tiny[8];
-    CHECK_INT(gr_config_load(put("foo\n"), &cfg, tiny, sizeof(tiny)), -1);
+    CHECK_INT(gr_config_load(put("foo\n"), &cfg, tiny, sizeof(tiny)), -EINVAL);
     CHECK_INT(strlen(tiny), sizeof(tiny) - 1);
 }
 
@@ -382,35 +383,35 @@ static void test_file_refusals(void)
 
     snprintf(path, sizeof(path), "%s/fifo.conf", scratch);
     CHECK_INT(mkfifo(path, 0600), 0);
-    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), -EINVAL);
     snprintf(expect, sizeof(expect), "%s: is not a regular file (a FIFO)", path);
     CHECK_STR(err, expect);
     CHECK(cfg.path == NULL);
     unlink(path);
 
-    CHECK_INT(gr_config_load(scratch, &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load(scratch, &cfg, err, sizeof(err)), -EINVAL);
     snprintf(expect, sizeof(expect), "%s: is not a regular file (a directory)", scratch);
     CHECK_STR(err, expect);
 
-    CHECK_INT(gr_config_load("/dev/null", &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load("/dev/null", &cfg, err, sizeof(err)), -EINVAL);
     CHECK_STR(err, "/dev/null: is not a regular file (a character device)");
 
     /* A sparse file: its size is what counts, and nothing of it is read. Exactly at the
      * bound it is read (and refused for its content: NUL bytes), one byte over it is not. */
     put(GOOD_BASE "auth none\n");
     CHECK_INT(truncate(conf_path, GR_CONFIG_FILE_MAX), 0);
-    CHECK_INT(gr_config_load(conf_path, &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load(conf_path, &cfg, err, sizeof(err)), -EINVAL);
     snprintf(expect, sizeof(expect), "%s:5: NUL byte in line", conf_path);
     CHECK_STR(err, expect);
     CHECK_INT(truncate(conf_path, GR_CONFIG_FILE_MAX + 1), 0);
-    CHECK_INT(gr_config_load(conf_path, &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load(conf_path, &cfg, err, sizeof(err)), -EFBIG);
     snprintf(expect, sizeof(expect), "%s: is %u bytes, more than the limit of %u", conf_path,
              GR_CONFIG_FILE_MAX + 1, GR_CONFIG_FILE_MAX);
     CHECK_STR(err, expect);
     CHECK(cfg.path == NULL);
 
     snprintf(path, sizeof(path), "%s/missing.conf", scratch);
-    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), -1);
+    CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), -ENOENT);
     snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory", path);
     CHECK_STR(err, expect);
 }

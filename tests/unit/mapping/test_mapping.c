@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ static void check_error(const char *text, const char *suffix)
 
     snprintf(expect, sizeof(expect), "%s%s", csv_path, suffix);
     int rc = gr_mapping_load_csv(put(text), &m, err, sizeof(err));
-    CHECK_INT(rc, -1);
+    CHECK_INT(rc, -EINVAL);
     if (rc == 0) {
         gr_mapping_free(m);
         return;
@@ -286,13 +287,13 @@ static void test_errors(void)
     struct gr_mapping *m = NULL;
     char err[512], expect[PATH_MAX + 64];
     snprintf(expect, sizeof(expect), "%s:2: NUL byte in line", csv_path);
-    CHECK_INT(gr_mapping_load_csv(csv_path, &m, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_load_csv(csv_path, &m, err, sizeof(err)), -EINVAL);
     CHECK_STR(err, expect);
 
     char missing[PATH_MAX + 32], expect2[PATH_MAX + 96];
     snprintf(missing, sizeof(missing), "%s/missing.csv", scratch);
     snprintf(expect2, sizeof(expect2), "%s: cannot open: No such file or directory", missing);
-    CHECK_INT(gr_mapping_load_csv(missing, &m, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_load_csv(missing, &m, err, sizeof(err)), -ENOENT);
     CHECK_STR(err, expect2);
     CHECK(m == NULL);
 }
@@ -332,7 +333,7 @@ static void add_error(struct gr_mapping_builder *b, const char *device, const ch
 {
     char err[256] = "";
 
-    CHECK_INT(gr_mapping_builder_add(b, device, agency, label, addr, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_builder_add(b, device, agency, label, addr, err, sizeof(err)), -EINVAL);
     CHECK_STR(err, message);
 }
 
@@ -563,7 +564,7 @@ static void test_save_csv_errors(void)
     snprintf(path, sizeof(path), "%s/missing/cache.csv", scratch);
     snprintf(expect, sizeof(expect),
              "%s: cannot create a temporary file: No such file or directory", path);
-    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -ENOENT);
     CHECK_STR(err, expect);
     snprintf(path, sizeof(path), "%s/missing", scratch);
     CHECK_INT(stat(path, &st), -1);
@@ -571,7 +572,7 @@ static void test_save_csv_errors(void)
     /* A directory where the file should be: the rename fails, the temporary file goes. */
     snprintf(path, sizeof(path), "%s/dir.csv", scratch);
     CHECK_INT(mkdir(path, 0700), 0);
-    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -EISDIR);
     CHECK(strncmp(err, path, strlen(path)) == 0 && strstr(err, ": cannot rename ") != NULL &&
           strstr(err, "Is a directory") != NULL);
     rmdir(path);
@@ -610,7 +611,7 @@ static void test_save_csv_leftovers(void)
         fclose(f);
     }
     CHECK_INT(symlink(victim, tmp), 0);
-    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_save_csv(m, path, err, sizeof(err)), -ELOOP);
     snprintf(expect, sizeof(expect),
              "%s: cannot create a temporary file: Too many levels of symbolic links", path);
     CHECK_STR(err, expect);
@@ -636,23 +637,23 @@ static void test_file_refusals(void)
 
     snprintf(path, sizeof(path), "%s/fifo.csv", scratch);
     CHECK_INT(mkfifo(path, 0600), 0);
-    CHECK_INT(gr_mapping_load_csv(path, &m, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_load_csv(path, &m, err, sizeof(err)), -EINVAL);
     snprintf(expect, sizeof(expect), "%s: is not a regular file (a FIFO)", path);
     CHECK_STR(err, expect);
     CHECK(m == NULL);
     unlink(path);
 
-    CHECK_INT(gr_mapping_load_csv(scratch, &m, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_load_csv(scratch, &m, err, sizeof(err)), -EINVAL);
     snprintf(expect, sizeof(expect), "%s: is not a regular file (a directory)", scratch);
     CHECK_STR(err, expect);
 
-    CHECK_INT(gr_mapping_load_csv("/dev/zero", &m, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_load_csv("/dev/zero", &m, err, sizeof(err)), -EINVAL);
     CHECK_STR(err, "/dev/zero: is not a regular file (a character device)");
 
     /* Sparse: its size is refused without a byte of it being read. */
     put(HEADER);
     CHECK_INT(truncate(csv_path, (off_t)GR_MAPPING_FILE_MAX + 1), 0);
-    CHECK_INT(gr_mapping_load_csv(csv_path, &m, err, sizeof(err)), -1);
+    CHECK_INT(gr_mapping_load_csv(csv_path, &m, err, sizeof(err)), -EFBIG);
     snprintf(expect, sizeof(expect), "%s: is %u bytes, more than the limit of %u", csv_path,
              GR_MAPPING_FILE_MAX + 1, GR_MAPPING_FILE_MAX);
     CHECK_STR(err, expect);

@@ -90,6 +90,12 @@ static void test_choice_and_check(void)
     gr_config_free(&cfg);
 }
 
+/* A stop's done callback: counts its calls. */
+static void count_stop(void *arg)
+{
+    (*(int *)arg)++;
+}
+
 static void test_csv_source(void)
 {
     struct gr_config cfg;
@@ -143,13 +149,19 @@ static void test_csv_source(void)
     CHECK_INT(sink.delivered, 4);
     CHECK_INT(gr_stats.mapping_load_failures, failures + 1);
 
-    /* Stopped with a read in flight: nothing is delivered, the read frees itself. */
+    /* Stopped with a read in flight: nothing is delivered; done comes once, later, after
+     * the read is back or cancelled; a second stop is a no-op. */
     put(csv_path, HEADER "D1,a,,\n");
     src->reload(state, &cfg);
     src->reload(state, &cfg);
-    src->stop(state);
+    int stops = 0;
+    src->stop(state, count_stop, &stops);
+    src->stop(state, count_stop, &stops);
+    CHECK_INT(stops, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(stops, 1);
     CHECK_INT(sink.delivered, 4);
+    src->free(state);
 
     CHECK_INT(uv_loop_close(&loop), 0);
     gr_config_free(&cfg);
