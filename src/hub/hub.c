@@ -117,14 +117,24 @@ static void unit_refresh(struct gr_hub *hub, struct gr_unit *u)
     GR_LIST_APPEND(hub->fresh_head, hub->fresh_tail, u, fresh_prev, fresh_next);
 }
 
-enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
-                              int64_t now_ms, int64_t rx_ns)
+/*
+ * Publishing is two halves, kept apart because they need not run in the same place: accept
+ * (the unit is alive; the fix passes the filters against the unit's history) and apply
+ * (the fix becomes the unit's position with the next seq, and its topics' subscribers are
+ * told). Today gr_hub_publish runs both at once. A second producer of positions (a stream
+ * shared between nodes) accepts where the report arrived and applies where the stream
+ * delivers; a consumer of every position (an archive writer) is told at the end of apply.
+ */
+static enum gr_reason accept_fix(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
+                                 int64_t now_ms)
 {
     u->last_seen_ms = now_ms;
-    enum gr_reason r = gr_filter_fix(&hub->opt, u, f, now_ms);
-    if (r != GR_OK)
-        return r;
+    return gr_filter_fix(&hub->opt, u, f, now_ms);
+}
 
+static enum gr_reason apply_fix(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
+                                int64_t now_ms, int64_t rx_ns)
+{
     struct gr_position *p = gr_position_encode(u->json_id, hub->seq + 1, f);
     if (p == NULL) {
         gr_error("hub: out of memory encoding a position of %s", u->id);
@@ -157,6 +167,13 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
         }
     }
     return GR_OK;
+}
+
+enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
+                              int64_t now_ms, int64_t rx_ns)
+{
+    enum gr_reason r = accept_fix(hub, u, f, now_ms);
+    return r == GR_OK ? apply_fix(hub, u, f, now_ms, rx_ns) : r;
 }
 
 size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms)
