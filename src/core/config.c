@@ -381,7 +381,7 @@ static int set_count(struct gr_cfg_parse *p, const struct gr_directive *d, const
 #define GR_MULTI(f) GR_OFF(f), GR_OFF(n_##f)
 #define GR_ONE(f)   GR_OFF(f), 0
 
-static const struct gr_directive gr_directives[] = {
+static const struct gr_directive directives[] = {
     {"listen_udp", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_udp), GR_DIR_RESTART, NULL},
     {"listen_tcp", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_tcp), GR_DIR_RESTART, NULL},
     {"listen_ws", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_ws), GR_DIR_RESTART, NULL},
@@ -414,13 +414,13 @@ static const struct gr_directive gr_directives[] = {
     {"static_dir", set_path, GR_VAL_TEXT, GR_ONE(static_dir), 0, NULL},
 };
 
-#define GR_N_DIRECTIVES (sizeof(gr_directives) / sizeof(gr_directives[0]))
+#define GR_N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
 
 static const struct gr_directive *find_directive(const char *name)
 {
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
-        if (strcmp(name, gr_directives[i].name) == 0)
-            return &gr_directives[i];
+        if (strcmp(name, directives[i].name) == 0)
+            return &directives[i];
     }
     return NULL;
 }
@@ -509,7 +509,7 @@ static int parse_file(struct gr_cfg_parse *p, const char *text, size_t len)
         const struct gr_directive *d = find_directive(words[0]);
         if (d == NULL)
             return fail(p, "unknown directive \"%s\"", words[0]);
-        size_t i = (size_t)(d - gr_directives);
+        size_t i = (size_t)(d - directives);
         if (n != GR_CONFIG_WORDS)
             return fail(p, "directive \"%s\" takes one value, not %d", d->name, n - 1);
         if (!is_multi(d) && first_line[i] != 0)
@@ -545,10 +545,10 @@ static int validate(struct gr_cfg_parse *p)
     const struct gr_directive *source[2]; /* the first two mapping sources set */
     size_t n_source = 0;
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
-        if (!(gr_directives[i].flags & GR_DIR_SOURCE) || !is_set(c, &gr_directives[i]))
+        if (!(directives[i].flags & GR_DIR_SOURCE) || !is_set(c, &directives[i]))
             continue;
         if (n_source < 2)
-            source[n_source] = &gr_directives[i];
+            source[n_source] = &directives[i];
         n_source++;
     }
     if (n_source == 0)
@@ -587,8 +587,8 @@ int gr_config_load(const char *path, struct gr_config *out, char *err, size_t er
         goto fail;
     }
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
-        if (gr_directives[i].def != NULL &&
-            (rc = gr_directives[i].set(&p, &gr_directives[i], gr_directives[i].def)) < 0)
+        if (directives[i].def != NULL &&
+            (rc = directives[i].set(&p, &directives[i], directives[i].def)) < 0)
             goto fail;
     }
 
@@ -719,12 +719,12 @@ int gr_config_keep_running(const struct gr_config *old, struct gr_config *fresh)
      * so the running source goes on and the new one is not half set. */
     bool source_changed = false;
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
-        const struct gr_directive *d = &gr_directives[i];
+        const struct gr_directive *d = &directives[i];
         if ((d->flags & GR_DIR_SOURCE) && is_set(old, d) != is_set(fresh, d))
             source_changed = true;
     }
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {
-        const struct gr_directive *d = &gr_directives[i];
+        const struct gr_directive *d = &directives[i];
         bool keep = (d->flags & GR_DIR_RESTART) || (source_changed && (d->flags & GR_DIR_SOURCE));
         if (!keep || same_value(old, fresh, d))
             continue;
@@ -742,6 +742,6 @@ void gr_config_free(struct gr_config *cfg)
         return;
     free(cfg->path);
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++)
-        free_value(cfg, &gr_directives[i]);
+        free_value(cfg, &directives[i]);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -19,11 +19,11 @@
  */
 #define GR_LOG_LINE_MAX 1024
 
-static int gr_log_level = LOG_INFO;
+static int log_level = LOG_INFO;
 static bool gr_log_journal; /* stderr is the journal: "<N>" prefix, journald adds the time */
 
 /* Indexed by syslog priority (LOG_EMERG = 0 ... LOG_DEBUG = 7). */
-static const char *const gr_log_names[] = {"emerg",   "alert",  "crit", "error",
+static const char *const level_names[] = {"emerg",   "alert",  "crit", "error",
                                            "warning", "notice", "info", "debug"};
 
 void gr_log_init(void)
@@ -41,13 +41,13 @@ void gr_log_init(void)
 
 void gr_log_set_level(int level)
 {
-    gr_log_level = level;
+    log_level = level;
 }
 
 int gr_log_level_parse(const char *name)
 {
     for (int i = LOG_ERR; i <= LOG_DEBUG; i++) {
-        if (strcmp(name, gr_log_names[i]) == 0)
+        if (strcmp(name, level_names[i]) == 0)
             return i;
     }
     return -EINVAL;
@@ -59,7 +59,7 @@ void gr_log(int level, const char *fmt, ...)
     int saved_errno = errno; /* callers log and then look at errno */
     int n;
 
-    if (level > gr_log_level)
+    if (level > log_level)
         return;
     level = level < LOG_EMERG ? LOG_EMERG : level > LOG_DEBUG ? LOG_DEBUG : level;
 
@@ -72,7 +72,7 @@ void gr_log(int level, const char *fmt, ...)
         gmtime_r(&ts.tv_sec, &tm);
         n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
         n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ %s: ", ts.tv_nsec / 1000000,
-                      gr_log_names[level]);
+                      level_names[level]);
     }
 
     /* The message gets what is left; its terminating NUL becomes the newline. */
