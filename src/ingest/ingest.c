@@ -101,30 +101,6 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     return rc; /* on failure the caller stops in as if it had started */
 }
 
-static void handle_closed(uv_handle_t *h)
-{
-    struct gr_ingest *in = h->data;
-    in->closing--;
-    gr_ingest_maybe_stopped(in);
-}
-
-void gr_ingest_close_once(uv_handle_t *h)
-{
-    if (uv_is_closing(h))
-        return;
-    ((struct gr_ingest *)h->data)->closing++;
-    uv_close(h, handle_closed);
-}
-
-void gr_ingest_maybe_stopped(struct gr_ingest *in)
-{
-    if (!in->stopping || in->closing > 0 || in->n_conns > 0 || in->stopped == NULL)
-        return;
-    gr_stopped_fn done = in->stopped;
-    in->stopped = NULL; /* once */
-    done(in->stopped_arg);
-}
-
 /* Each listener closes its handles; modem connections close over the next loop turns. The
  * summary timer always closes, so done comes from a close callback, never from here. */
 void gr_ingest_stop(struct gr_ingest *in, gr_stopped_fn done, void *arg)

@@ -162,3 +162,28 @@ void gr_ingest_log_listening(const char *kind, const struct sockaddr *sa, int po
     uv_ip_name(sa, host, sizeof(host));
     gr_notice("ingest: listening on %s %s port %d", kind, host, port);
 }
+
+/* Stop bookkeeping, here below the listeners (udp.c, tcp.c) and ingest.c that all use it. */
+static void handle_closed(uv_handle_t *h)
+{
+    struct gr_ingest *in = h->data;
+    in->closing--;
+    gr_ingest_maybe_stopped(in);
+}
+
+void gr_ingest_close_once(uv_handle_t *h)
+{
+    if (uv_is_closing(h))
+        return;
+    ((struct gr_ingest *)h->data)->closing++;
+    uv_close(h, handle_closed);
+}
+
+void gr_ingest_maybe_stopped(struct gr_ingest *in)
+{
+    if (!in->stopping || in->closing > 0 || in->n_conns > 0 || in->stopped == NULL)
+        return;
+    gr_stopped_fn done = in->stopped;
+    in->stopped = NULL; /* once */
+    done(in->stopped_arg);
+}

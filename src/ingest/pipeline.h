@@ -89,8 +89,8 @@ bool gr_ingest_allowed(const struct gr_ingest *in, const struct sockaddr *from);
 /* Logs a listener's address once it is bound. */
 void gr_ingest_log_listening(const char *kind, const struct sockaddr *sa, int port);
 
-/* Closes one of in's handles (h->data is in) unless it is closing already; ingest.c counts
- * it until its close callback, then tells the stop's done when nothing is left. */
+/* Closes one of in's handles (h->data is in) unless it is closing already, and counts it
+ * until its close callback; then tells the stop's done when nothing is left. */
 void gr_ingest_close_once(uv_handle_t *h);
 
 /* Something ingest waited on to stop has closed (a handle, a connection, the acceptor):
