@@ -106,9 +106,7 @@ static void merge(struct gr_assembler *a, const struct gr_sentence *s)
         p->sats = f->sats;
     }
     p->fields |= f->fields;
-    if (s->type == GR_SENT_TAIP_RPV) {
-        p->src = GR_SRC_TAIP;
-    }
+    p->src = f->src; /* the decoder says its format; one fix's sentences share it */
 }
 
 /* Of day-1, day and day+1, the one that puts tod_ms nearest to the instant ref_ms. */

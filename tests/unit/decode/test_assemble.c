@@ -402,6 +402,7 @@ static void test_taip_source(void)
     struct gr_sentence s = {0};
 
     s.type = GR_SENT_TAIP_RPV;
+    s.fix.src = GR_SRC_TAIP;
     s.has = GR_HAS_TIME | GR_HAS_POSITION | GR_HAS_VALIDITY;
     s.time_of_day_ms = (int)(18 * HOUR + 20 * MINUTE);
     s.fix.lat = 40.7128;
