@@ -10,12 +10,14 @@
 #
 # usage: bench/run-ab.sh OLD_BUILD NEW_BUILD [RUNS [SECONDS]]
 #   GR_RATES: fan-out reports/s offered (each reaches every console), as in run-fanout.sh
+#   AB_BENCHES: which of "fanout ingest decode" to run (default all three)
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n 's/^# usage: //p' "$0" >&2; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2")
 . "$(dirname "$0")/lib.sh"
 runs=${3:-3} seconds=${4:-5}
 gr_rates=${GR_RATES:-"2000 3000 3500 4000 4500"}
+benches=${AB_BENCHES:-"fanout ingest decode"}
 consoles=${CONSOLES:-1000} units=${UNITS:-1000} warmup=${WARMUP:-2}
 p99_max=100
 export BENCH_LOADGEN=$new/bench/loadgen
@@ -48,13 +50,14 @@ declare -A res
 for ((r = 1; r <= runs; r++)); do
     for side in old new; do
         build=${!side}
-        res[fanout_$side]+="$(fanout "$build") "
-        res[ingest_$side]+="$(ingest "$build") "
-        while read -r mode rate; do
-            res[decode_${mode}_$side]+="$rate "
-        done < <(decode "$build")
-        echo "run $r $side: fan-out $(echo ${res[fanout_$side]} | awk '{print $NF}')/s," \
-            "ingest $(echo ${res[ingest_$side]} | awk '{print $NF}') datagrams/s" >&2
+        case " $benches " in *" fanout "*) res[fanout_$side]+="$(fanout "$build") " ;; esac
+        case " $benches " in *" ingest "*) res[ingest_$side]+="$(ingest "$build") " ;; esac
+        case " $benches " in *" decode "*)
+            while read -r mode rate; do
+                res[decode_${mode}_$side]+="$rate "
+            done < <(decode "$build") ;;
+        esac
+        echo "run $r $side: fan-out ${res[fanout_$side]:-}; ingest ${res[ingest_$side]:-}" >&2
     done
 done
 
