@@ -853,7 +853,7 @@ static int format_iso_ms(char *out, size_t cap, uint64_t ms)
 }
 
 struct unit {
-    uint64_t last_ms; /* fix times must rise per unit (older and equal are rejected: docs/ingest.md) */
+    uint64_t last_ms; /* fix times must rise per unit: docs/ingest.md rejects older and equal */
     uint32_t moves;
 };
 

@@ -24,7 +24,7 @@ static bool gr_log_journal; /* stderr is the journal: "<N>" prefix, journald add
 
 /* Indexed by syslog priority (LOG_EMERG = 0 ... LOG_DEBUG = 7). */
 static const char *const level_names[] = {"emerg",   "alert",  "crit", "error",
-                                           "warning", "notice", "info", "debug"};
+                                          "warning", "notice", "info", "debug"};
 
 void gr_log_init(void)
 {

@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #define START_TIMEOUT_MS   10000      /* READY=1 must come within this (ASan builds start slowly) */
-#define STOP_TIMEOUT_MS    10000      /* docs/operations.md promises 5 s; we allow twice that before SIGKILL */
+#define STOP_TIMEOUT_MS    10000      /* docs/operations.md says 5 s; twice that, then SIGKILL */
 #define CONNECT_TIMEOUT_MS 5000       /* TCP connect + WebSocket handshake */
 #define SEND_TIMEOUT_MS    5000       /* a send that cannot complete in this means a stuck peer */
 #define HTTP_MAX           (4u << 20) /* largest HTTP response we buffer (/metrics is small) */

@@ -1,5 +1,6 @@
 /*
- * test_lifecycle.c - reload and shutdown as an operator drives them (docs/configuration.md, docs/operations.md):
+ * test_lifecycle.c - reload and shutdown as an operator drives them (docs/configuration.md,
+ * docs/operations.md):
  *
  * - SIGHUP with a good file: what a running daemon can change is in force (an Origin
  *   allowlist appears), what it cannot (a listen address) is refused with a log line, the

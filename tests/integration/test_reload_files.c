@@ -1,6 +1,7 @@
 /*
  * test_reload_files.c - what SIGHUP reads from disk never stalls the loop, and what it puts
- * in force is counted (docs/configuration.md, docs/mapping.md, docs/operations.md; issue "No client takes the daemon down"):
+ * in force is counted (docs/configuration.md, docs/mapping.md, docs/operations.md; issue "No client
+ * takes the daemon down"):
  *
  * - The configuration file replaced by a FIFO with no writer: the reload is refused with a
  *   line naming the file ("is not a regular file"), /healthz keeps answering, the running

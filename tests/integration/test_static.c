@@ -1,6 +1,6 @@
 /*
- * test_static.c - static_dir (docs/configuration.md, docs/protocol.md): the real gpsrelayd serves a folder
- * at "/" without letting anyone out of it, and its own endpoints keep precedence.
+ * test_static.c - static_dir (docs/configuration.md, docs/protocol.md): the real gpsrelayd serves a
+ * folder at "/" without letting anyone out of it, and its own endpoints keep precedence.
  *
  * The folder holds one file of each content type, a sub-folder with its own index.html, a
  * 1 MiB file (sent in chunks: it must arrive byte for byte), a hidden file, a symlink that
