@@ -153,7 +153,8 @@ struct gr_sentence {
     struct gr_fix fix;    /* lat/lon/valid per `has`; speed/course/alt/hdop/sats per
                            * fix.fields; fix.time_ms is 0: the assembler sets it */
     const char *id;       /* device id carried by the sentence (DEVID, PCPTI, TAIP ;ID=),
-                           * trimmed, pointing into the input; NULL when none */
+                           * trimmed, at most GR_DEVICE_ID_MAX bytes, pointing into the
+                           * input; NULL when none */
     size_t id_len;
 };
 

@@ -99,6 +99,7 @@ static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *
     /* "id ... trimmed, pointing into the input" */
     if (s->id != NULL) {
         FUZZ_CHECK(fuzz_inside(s->id, s->id_len, p, len));
+        FUZZ_CHECK(s->id_len <= GR_DEVICE_ID_MAX); /* what identity.h can remember */
         FUZZ_CHECK(s->id_len == 0 || (s->id[0] != ' ' && s->id[s->id_len - 1] != ' '));
     }
 }
