@@ -18,7 +18,11 @@ int gr_days_in_month(int year, int month)
 
 bool gr_date_valid(int year, int month, int day)
 {
-    return month >= 1 && month <= 12 && day >= 1 && day <= gr_days_in_month(year, month);
+    if (month < 1 || month > 12 || day < 1) {
+        return false;
+    }
+    /* Every month has 28 days: most dates need no table and no leap-year divisions. */
+    return day <= 28 || day <= gr_days_in_month(year, month);
 }
 
 /*
