@@ -5,7 +5,18 @@
 #ifndef GPSRELAY_CALENDAR_H
 #define GPSRELAY_CALENDAR_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+/* Days in a month (1-12) of a proleptic Gregorian year: 28 to 31. */
+int gr_days_in_month(int year, int month);
+
+/*
+ * Whether year-month-day is a date the calendar has: month 1-12 and day 1 to the length of
+ * that month. gr_days_from_civil counts 31 February as 3 March; decoders ask this first and
+ * refuse such a date (GR_BAD_DATE) rather than move it.
+ */
+bool gr_date_valid(int year, int month, int day);
 
 /* Days from 1970-01-01 to the given proleptic Gregorian date (month 1-12, day 1-31). */
 int64_t gr_days_from_civil(int year, int month, int day);

@@ -26,6 +26,28 @@ enum gr_fix_field {
     GR_FIX_SATS = 1u << 4,
 };
 
+/*
+ * Bounds of the optional values of a fix, the same for every format (gr_fix_check_values).
+ * A value outside them is not a measurement but a corrupt or hostile field: the report is
+ * refused as GR_BAD_VALUE, never published clamped or as something else.
+ */
+/* m/s, just above 1000 knots (514.4 m/s): civil GNSS receivers stop reporting beyond it
+ * (the COCOM export limit); TAIP's largest speed, 999 mph (446.6 m/s), is below it. */
+#define GR_FIX_SPEED_MAX_MPS 515.0
+/* Degrees true from 0 up to and including 360: a receiver that rounds 359.97 to one
+ * decimal writes "360.0", the same bearing as 0, not an impossible one. */
+#define GR_FIX_COURSE_MAX 360.0
+/* Metres above mean sea level: the Dead Sea shore is at -430 m and mines and tunnels go
+ * deeper; 100 km is the edge of space, above any vehicle a dispatch floor tracks. */
+#define GR_FIX_ALT_MIN -1000.0
+#define GR_FIX_ALT_MAX 100000.0
+/* HDOP is at least 0 (receivers send 0 for "unknown"); 99.99 is the largest NMEA's two
+ * integer digits hold, which receivers without a fix send. */
+#define GR_FIX_HDOP_MAX 99.99
+/* Satellites used: NMEA 0183 allowed 00-12, multi-constellation receivers use dozens; all
+ * GNSS constellations together fly fewer than 255. */
+#define GR_FIX_SATS_MAX 255
+
 /* Which format a fix came in: each has its row in the table of formats (format.h). */
 enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON, GR_SRC_COUNT };
 
@@ -57,7 +79,7 @@ struct gr_fix {
     X(MALFORMED, "malformed")              /* not a sentence, or a field we cannot parse */        \
     X(BAD_CHECKSUM, "bad_checksum")        /* *hh present and wrong */                             \
     X(UNSUPPORTED, "unsupported_sentence") /* well-formed, a type we do not decode */              \
-    X(BAD_ID, "bad_device_id")             /* device id prefix empty or too long */                \
+    X(BAD_ID, "bad_device_id")             /* id prefix or $PCPTI id empty, too long */            \
     X(UNKNOWN_DEVICE, "unknown_device")    /* no mapping entry for the id or source */             \
     X(NO_FIX, "no_fix")                    /* receiver reports no valid fix */                     \
     X(NO_TIME, "no_time")                  /* fix without a usable date and time */                \
@@ -67,7 +89,9 @@ struct gr_fix {
     X(OUT_OF_ORDER, "out_of_order")        /* older than the last published fix */                 \
     X(DUPLICATE, "duplicate")              /* same time as the last published fix */               \
     X(SPEED, "implausible_speed")          /* a jump faster than max_speed */                      \
-    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */
+    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */                    \
+    X(BAD_VALUE, "bad_value")              /* speed, course, alt, hdop, sats: fix.h bounds */      \
+    X(BAD_DATE, "bad_date")                /* a day its month does not have (31 Feb) */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,
@@ -78,6 +102,25 @@ enum gr_reason {
 
 /* The metric label of a reason ("bad_checksum"); never NULL. */
 const char *gr_reason_label(enum gr_reason r);
+
+/*
+ * GR_OK when every optional value fix->fields says is present lies within the bounds
+ * above (a NaN lies within none), else GR_BAD_VALUE. Every decoder calls it before handing
+ * out a fix or sentence. Inline: the NMEA decoder calls it per sentence. Borrows fix.
+ */
+static inline enum gr_reason gr_fix_check_values(const struct gr_fix *fix)
+{
+    unsigned f = fix->fields;
+    /* Written as "not within" so that a NaN fails every test. */
+    if (((f & GR_FIX_SPEED) && !(fix->speed >= 0.0 && fix->speed <= GR_FIX_SPEED_MAX_MPS)) ||
+        ((f & GR_FIX_COURSE) && !(fix->course >= 0.0 && fix->course <= GR_FIX_COURSE_MAX)) ||
+        ((f & GR_FIX_ALT) && !(fix->alt >= GR_FIX_ALT_MIN && fix->alt <= GR_FIX_ALT_MAX)) ||
+        ((f & GR_FIX_HDOP) && !(fix->hdop >= 0.0 && fix->hdop <= GR_FIX_HDOP_MAX)) ||
+        ((f & GR_FIX_SATS) && (fix->sats < 0 || fix->sats > GR_FIX_SATS_MAX))) {
+        return GR_BAD_VALUE;
+    }
+    return GR_OK;
+}
 
 /* One decoded sentence: which kind, and the parts it carried. */
 enum gr_sentence_type {
@@ -110,7 +153,8 @@ struct gr_sentence {
     struct gr_fix fix;    /* lat/lon/valid per `has`; speed/course/alt/hdop/sats per
                            * fix.fields; fix.time_ms is 0: the assembler sets it */
     const char *id;       /* device id carried by the sentence (DEVID, PCPTI, TAIP ;ID=),
-                           * trimmed, pointing into the input; NULL when none */
+                           * trimmed, at most GR_DEVICE_ID_MAX bytes, pointing into the
+                           * input; NULL when none */
     size_t id_len;
 };
 

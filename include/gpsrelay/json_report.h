@@ -31,8 +31,10 @@ struct gr_json_report {
 /*
  * Decodes one report p[0..len) (an object starting with '{'). Returns GR_OK, or
  * GR_MALFORMED (not JSON, not an object, a field of the wrong type, lat/lon/time
- * missing, an unparsable time), GR_BAD_ID (id empty, too long, or with control
- * characters) or GR_ATTRS_TOO_BIG.
+ * missing, an unparsable time), GR_BAD_DATE (an RFC 3339 time on a day its month does not
+ * have: "2026-02-30"), GR_BAD_ID (id empty, too long, or with control characters),
+ * GR_ATTRS_TOO_BIG, or GR_BAD_VALUE (speed, course, alt, hdop or sats outside fix.h's
+ * bounds).
  */
 enum gr_reason gr_json_report_decode(const char *p, size_t len, struct gr_json_report *out);
 

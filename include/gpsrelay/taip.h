@@ -18,8 +18,8 @@
 
 /*
  * Decodes p[0..len): one message from '>' through '<'. Returns GR_OK with type
- * GR_SENT_TAIP_RPV, GR_UNSUPPORTED for other well-formed TAIP messages, GR_BAD_CHECKSUM
- * or GR_MALFORMED.
+ * GR_SENT_TAIP_RPV, GR_UNSUPPORTED for other well-formed TAIP messages, GR_BAD_CHECKSUM,
+ * GR_BAD_VALUE (a heading of 361 or more: fix.h's bounds) or GR_MALFORMED.
  */
 enum gr_reason gr_taip_decode(const char *p, size_t len, struct gr_sentence *out);
 

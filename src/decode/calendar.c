@@ -4,6 +4,27 @@
  */
 #include "gpsrelay/calendar.h"
 
+static bool is_leap(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+int gr_days_in_month(int year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+    return month == 2 && is_leap(year) ? 29 : days[month - 1];
+}
+
+bool gr_date_valid(int year, int month, int day)
+{
+    if (month < 1 || month > 12 || day < 1) {
+        return false;
+    }
+    /* Every month has 28 days: most dates need no table and no leap-year divisions. */
+    return day <= 28 || day <= gr_days_in_month(year, month);
+}
+
 /*
  * Howard Hinnant's days_from_civil (http://howardhinnant.github.io/date_algorithms.html):
  * counts in 400-year eras starting on March 1st, so the leap day is the last of the year.

@@ -40,18 +40,6 @@
  */
 #define ATTRS_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
-static bool is_leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-
-    return m == 2 && is_leap(y) ? 29 : days[m - 1];
-}
-
 /*
  * RFC 3339's profile of ISO 8601, parsed by hand (strptime and timegm depend on the locale
  * and the TZ variable):
@@ -65,26 +53,30 @@ static int days_in_month(int y, int m)
  * hours away from where it was. Fractions of any length are truncated to milliseconds.
  * Second 60 (a leap second) is accepted only in minute 59 and, as in POSIX time, counts as
  * the first second of the next minute.
+ *
+ * Returns GR_OK, GR_MALFORMED, or GR_BAD_DATE for a well-formed time on a day its month
+ * does not have ("2026-02-30"), as the NMEA decoder does for "300226". A day outside 01-31
+ * or a month outside 01-12 is malformed.
  */
-static bool parse_iso_time(const char *s, size_t n, int64_t *ms)
+static enum gr_reason parse_iso_time(const char *s, size_t n, int64_t *ms)
 {
     int frac = 0, off = 0;
     size_t i = 19;
 
     if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
         s[16] != ':') {
-        return false;
+        return GR_MALFORMED;
     }
     int year = gr_digits(s, 4), mon = gr_digits(s + 5, 2), day = gr_digits(s + 8, 2);
     int hour = gr_digits(s + 11, 2), min = gr_digits(s + 14, 2), sec = gr_digits(s + 17, 2);
-    if (year < 0 || mon < 1 || mon > 12 || day < 1 || day > days_in_month(year, mon) || hour < 0 ||
-        hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 60 || (sec == 60 && min != 59)) {
-        return false;
+    if (year < 0 || mon < 1 || mon > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 ||
+        min < 0 || min > 59 || sec < 0 || sec > 60 || (sec == 60 && min != 59)) {
+        return GR_MALFORMED;
     }
     if (s[i] == '.') {
         size_t digits = gr_fraction_ms(s + i + 1, n - i - 1, &frac);
         if (digits == 0) {
-            return false;
+            return GR_MALFORMED;
         }
         i += 1 + digits;
     }
@@ -94,28 +86,32 @@ static bool parse_iso_time(const char *s, size_t n, int64_t *ms)
         int oh = n - i < 6 ? -1 : gr_digits(s + i + 1, 2);
         int om = n - i < 6 ? -1 : gr_digits(s + i + 4, 2);
         if (oh < 0 || oh > 23 || s[i + 3] != ':' || om < 0 || om > 59) {
-            return false;
+            return GR_MALFORMED;
         }
         off = (s[i] == '-' ? -1 : 1) * (oh * 3600 + om * 60);
         i += 6;
     } else {
-        return false;
+        return GR_MALFORMED;
     }
     if (i != n) {
-        return false;
+        return GR_MALFORMED;
+    }
+    if (!gr_date_valid(year, mon, day)) {
+        return GR_BAD_DATE;
     }
     int64_t t =
         gr_days_from_civil(year, mon, day) * SECONDS_PER_DAY + hour * 3600 + min * 60 + sec - off;
     *ms = t * MS_PER_SECOND + frac;
-    return *ms >= TIME_MS_MIN && *ms < TIME_MS_END;
+    return *ms >= TIME_MS_MIN && *ms < TIME_MS_END ? GR_OK : GR_MALFORMED;
 }
 
 /*
  * "time": an RFC 3339 string, or seconds since 1970 as a number (integer or with a
  * fraction, rounded to the nearest millisecond). Range checks come before any conversion
  * to an integer, so 1e300 or 9223372036854775807 is refused, never undefined behaviour.
+ * Returns GR_OK, GR_MALFORMED or GR_BAD_DATE (parse_iso_time).
  */
-static bool parse_time(const json_t *v, int64_t *ms)
+static enum gr_reason parse_time(const json_t *v, int64_t *ms)
 {
     if (json_is_string(v)) {
         return parse_iso_time(json_string_value(v), json_string_length(v), ms);
@@ -123,20 +119,20 @@ static bool parse_time(const json_t *v, int64_t *ms)
     if (json_is_integer(v)) {
         json_int_t s = json_integer_value(v);
         if (s < TIME_MS_MIN / MS_PER_SECOND || s >= TIME_MS_END / MS_PER_SECOND) {
-            return false;
+            return GR_MALFORMED;
         }
         *ms = (int64_t)s * MS_PER_SECOND;
-        return true;
+        return GR_OK;
     }
     if (json_is_real(v)) {
         double s = json_real_value(v); /* jansson refuses NaN, infinities and overflow */
         if (!(s >= (double)TIME_MS_MIN / MS_PER_SECOND && s < (double)TIME_MS_END / 1000.0)) {
-            return false;
+            return GR_MALFORMED;
         }
         *ms = (int64_t)llround(s * MS_PER_SECOND);
-        return *ms < TIME_MS_END;
+        return *ms < TIME_MS_END ? GR_OK : GR_MALFORMED;
     }
-    return false;
+    return GR_MALFORMED;
 }
 
 /*
@@ -193,8 +189,12 @@ static enum gr_reason decode(const json_t *root, struct gr_json_report *out)
     const json_t *lat = json_object_get(root, "lat");
     const json_t *lon = json_object_get(root, "lon");
     const json_t *time = json_object_get(root, "time");
-    if (!json_is_number(lat) || !json_is_number(lon) || !parse_time(time, &f->time_ms)) {
+    if (!json_is_number(lat) || !json_is_number(lon)) {
         return GR_MALFORMED;
+    }
+    enum gr_reason r = parse_time(time, &f->time_ms);
+    if (r != GR_OK) {
+        return r;
     }
     f->lat = json_number_value(lat);
     f->lon = json_number_value(lon);
@@ -205,7 +205,8 @@ static enum gr_reason decode(const json_t *root, struct gr_json_report *out)
         !optional_number(root, "hdop", &f->hdop, GR_FIX_HDOP, &f->fields)) {
         return GR_MALFORMED;
     }
-    /* A count: an integer (9.0 or 9.5 is not one), and it must fit an int. */
+    /* A count: an integer (9.0 or 9.5 is not one), and it must fit an int; its bound,
+     * GR_FIX_SATS_MAX, is checked with the other values'. */
     const json_t *sats = json_object_get(root, "sats");
     if (sats != NULL && !json_is_null(sats)) {
         if (!json_is_integer(sats) || json_integer_value(sats) < 0 ||
@@ -245,7 +246,8 @@ static enum gr_reason decode(const json_t *root, struct gr_json_report *out)
         out->attrs[n] = '\0';
         out->attrs_len = n;
     }
-    return GR_OK;
+    /* speed -5, course 720 or alt 1e300 are no measurements: refused, never passed on. */
+    return gr_fix_check_values(f);
 }
 
 enum gr_reason gr_json_report_decode(const char *p, size_t len, struct gr_json_report *out)

@@ -5,9 +5,11 @@
  * atof or sscanf (they would read past len, and strtod takes its decimal point from the
  * locale) nor <ctype.h> (locale-dependent too). Numbers are parsed by hand into integers.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "chars.h"
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/nmea.h"
 
 /*
@@ -24,9 +26,6 @@
  * $PGRME (Garmin), $PSRF103 (SiRF), $PMTK001 (MediaTek). Nine characters is generous.
  */
 #define PROPRIETARY_ADDR_MAX 9
-
-/* Satellites used: NMEA 0183 allowed 00-12; multi-constellation receivers send dozens. */
-#define SATS_MAX 255
 
 /* Sierra Wireless AirLink ids are 64-bit numbers: "0x" and at most 16 hex digits. */
 #define DEVID_HEX_MAX 16
@@ -106,7 +105,11 @@ static bool parse_optional(struct gr_span f, double unit, unsigned bit, double *
     return parse_number(f, false, unit, bit, out, fields);
 }
 
-/* Satellites in use: an optional whole number. */
+/*
+ * Satellites in use: an optional whole number. Its bound (GR_FIX_SATS_MAX) is checked with
+ * the other values' (gr_fix_check_values); a count past INT_MAX is kept as INT_MAX, which
+ * is past the bound too, so it is refused as the value it is, not wrapped.
+ */
 static bool parse_sats(struct gr_span f, struct gr_fix *fix)
 {
     struct decimal d;
@@ -114,10 +117,10 @@ static bool parse_sats(struct gr_span f, struct gr_fix *fix)
     if (f.len == 0) {
         return true;
     }
-    if (!parse_decimal(f, &d) || d.den != 1 || d.mant > SATS_MAX) {
+    if (!parse_decimal(f, &d) || d.den != 1) {
         return false;
     }
-    fix->sats = (int)d.mant;
+    fix->sats = d.mant > INT_MAX ? INT_MAX : (int)d.mant;
     fix->fields |= GR_FIX_SATS;
     return true;
 }
@@ -191,26 +194,40 @@ static bool parse_time(struct gr_span f, struct gr_sentence *out)
 }
 
 /*
+ * Sets the sentence's date: GR_OK, or GR_BAD_DATE for a day its month does not have
+ * ("310226", 31 February): the calendar arithmetic would silently make that 3 March, so
+ * it is refused instead. A day outside 01-31 or a month outside 01-12 is no date field at
+ * all; the callers refuse those as GR_MALFORMED before asking.
+ */
+static enum gr_reason set_date(int year, int month, int day, struct gr_sentence *out)
+{
+    if (!gr_date_valid(year, month, day)) {
+        return GR_BAD_DATE;
+    }
+    out->year = year;
+    out->month = month;
+    out->day = day;
+    out->has |= GR_HAS_DATE;
+    return GR_OK;
+}
+
+/*
  * ddmmyy; an empty field leaves the date 0. NMEA 0183 has no century: like gpsd, years below
  * 80 are 20yy. GPS week-rollover correction is the assembler's (assemble.h).
  */
-static bool parse_date(struct gr_span f, struct gr_sentence *out)
+static enum gr_reason parse_date(struct gr_span f, struct gr_sentence *out)
 {
     if (f.len == 0) {
-        return true;
+        return GR_OK;
     }
     if (f.len != 6) {
-        return false;
+        return GR_MALFORMED;
     }
     int d = gr_digits(f.p, 2), m = gr_digits(f.p + 2, 2), y = gr_digits(f.p + 4, 2);
     if (d < 1 || d > 31 || m < 1 || m > 12 || y < 0) {
-        return false;
+        return GR_MALFORMED;
     }
-    out->year = y < 80 ? 2000 + y : 1900 + y;
-    out->month = m;
-    out->day = d;
-    out->has |= GR_HAS_DATE;
-    return true;
+    return set_date(y < 80 ? 2000 + y : 1900 + y, m, d, out);
 }
 
 /*
@@ -282,11 +299,10 @@ static enum gr_reason decode_rmc(const struct gr_span *f, int n, struct gr_sente
 
     if (!parse_position(&f[2], active, out) ||
         !parse_optional(f[6], KNOTS_TO_MPS, GR_FIX_SPEED, &fix->speed, &fix->fields) ||
-        !parse_optional(f[7], 1.0, GR_FIX_COURSE, &fix->course, &fix->fields) ||
-        !parse_date(f[8], out)) {
+        !parse_optional(f[7], 1.0, GR_FIX_COURSE, &fix->course, &fix->fields)) {
         return GR_MALFORMED;
     }
-    return GR_OK;
+    return parse_date(f[8], out);
 }
 
 /*
@@ -454,11 +470,7 @@ static enum gr_reason decode_zda(const struct gr_span *f, int n, struct gr_sente
     if (d < 1 || d > 31 || m < 1 || m > 12 || hi < 0 || lo < 0) {
         return GR_MALFORMED;
     }
-    out->year = hi * 100 + lo;
-    out->month = m;
-    out->day = d;
-    out->has |= GR_HAS_DATE;
-    return GR_OK;
+    return set_date(hi * 100 + lo, m, d, out);
 }
 
 /*
@@ -494,6 +506,8 @@ static enum gr_reason decode_devid(const struct gr_span *f, int n, struct gr_sen
  *   $PCPTI,<id>,...*hh     0 the router's system id; later fields ignored
  *
  * The id is the first field trimmed of spaces; it must not be empty. Nothing else is set.
+ * An id longer than GR_DEVICE_ID_MAX could not be remembered for the sender (identity.h)
+ * and is refused here, counted as GR_BAD_ID like an over-long prefix.
  */
 static enum gr_reason decode_pcpti(const struct gr_span *f, int n, struct gr_sentence *out)
 {
@@ -502,6 +516,9 @@ static enum gr_reason decode_pcpti(const struct gr_span *f, int n, struct gr_sen
 
     if (id.len == 0) {
         return GR_MALFORMED;
+    }
+    if (id.len > GR_DEVICE_ID_MAX) {
+        return GR_BAD_ID;
     }
     out->id = id.p;
     out->id_len = id.len;
@@ -600,5 +617,7 @@ enum gr_reason gr_nmea_decode(const char *p, size_t len, struct gr_sentence *out
     }
     out->type = s->id;
     out->fix.src = GR_SRC_NMEA;
-    return s->decode(f, n < NMEA_FIELDS_MAX ? n : NMEA_FIELDS_MAX, out);
+    r = s->decode(f, n < NMEA_FIELDS_MAX ? n : NMEA_FIELDS_MAX, out);
+    /* An 18-digit speed parses, but is no speed: refused, never passed on (fix.h). */
+    return r == GR_OK ? gr_fix_check_values(&out->fix) : r;
 }

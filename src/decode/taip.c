@@ -142,7 +142,8 @@ static enum gr_reason decode_rpv(const char *d, struct gr_sentence *out)
     out->fix.fields = GR_FIX_SPEED | GR_FIX_COURSE;
     out->fix.valid = source_is_fix(d[28]) && d[29] != '0';
     out->has = GR_HAS_TIME | GR_HAS_POSITION | GR_HAS_VALIDITY;
-    return GR_OK;
+    /* Three digits hold headings up to 999: 360 and up is no bearing (fix.h's bounds). */
+    return gr_fix_check_values(&out->fix);
 }
 
 enum gr_reason gr_taip_decode(const char *p, size_t len, struct gr_sentence *out)

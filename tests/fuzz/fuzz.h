@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/fix.h"
 
 /* libFuzzer's entry point; declared here for -Wmissing-prototypes. */
@@ -60,11 +61,17 @@ static inline void fuzz_check_fix_fields(const struct gr_fix *f)
     FUZZ_CHECK(!(f->fields & GR_FIX_COURSE) || fuzz_finite(f->course));
     FUZZ_CHECK(!(f->fields & GR_FIX_ALT) || fuzz_finite(f->alt));
     FUZZ_CHECK(!(f->fields & GR_FIX_HDOP) || fuzz_finite(f->hdop));
+    /* "values are refused, never bent": what is handed out lies within fix.h's bounds. */
+    FUZZ_CHECK(gr_fix_check_values(f) == GR_OK);
+    FUZZ_CHECK(!(f->fields & GR_FIX_SPEED) || (f->speed >= 0 && f->speed <= GR_FIX_SPEED_MAX_MPS));
+    FUZZ_CHECK(!(f->fields & GR_FIX_COURSE) || (f->course >= 0 && f->course <= GR_FIX_COURSE_MAX));
+    FUZZ_CHECK(!(f->fields & GR_FIX_SATS) || (f->sats >= 0 && f->sats <= GR_FIX_SATS_MAX));
 }
 
 /*
- * What fix.h promises about a GR_OK sentence decoded from p[0..len). Values may be
- * out of range (filters reject those later); they must not be garbage.
+ * What fix.h promises about a GR_OK sentence decoded from p[0..len). Positions may be
+ * out of range (filters reject those later); they must not be garbage. Speed, course,
+ * altitude, HDOP, satellites and the date must be within bounds (the decoders refuse).
  */
 static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *p, size_t len)
 {
@@ -82,6 +89,7 @@ static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *
         FUZZ_CHECK(s->year >= 0 && s->year <= 9999);
         FUZZ_CHECK(s->month >= 1 && s->month <= 12);
         FUZZ_CHECK(s->day >= 1 && s->day <= 31);
+        FUZZ_CHECK(gr_date_valid(s->year, s->month, s->day)); /* never 31 February */
     }
     if (s->has & GR_HAS_POSITION) {
         FUZZ_CHECK(fuzz_finite(s->fix.lat) && fuzz_finite(s->fix.lon));
@@ -91,6 +99,7 @@ static inline void fuzz_check_sentence(const struct gr_sentence *s, const char *
     /* "id ... trimmed, pointing into the input" */
     if (s->id != NULL) {
         FUZZ_CHECK(fuzz_inside(s->id, s->id_len, p, len));
+        FUZZ_CHECK(s->id_len <= GR_DEVICE_ID_MAX); /* what identity.h can remember */
         FUZZ_CHECK(s->id_len == 0 || (s->id[0] != ' ' && s->id[s->id_len - 1] != ' '));
     }
 }

@@ -53,7 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_poison(&a, sizeof(a), 0xa5);
     enum gr_reason r = gr_json_report_decode(p, size, &a);
-    FUZZ_CHECK(r == GR_OK || r == GR_MALFORMED || r == GR_BAD_ID || r == GR_ATTRS_TOO_BIG);
+    FUZZ_CHECK(r == GR_OK || r == GR_MALFORMED || r == GR_BAD_ID || r == GR_ATTRS_TOO_BIG ||
+               r == GR_BAD_VALUE || r == GR_BAD_DATE);
 
     fuzz_poison(&b, sizeof(b), 0x5a);
     FUZZ_CHECK(gr_json_report_decode(p, size, &b) == r);

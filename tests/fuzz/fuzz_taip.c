@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fuzz_poison(&a, sizeof(a), 0xa5);
     enum gr_reason r = gr_taip_decode(p, size, &a);
-    FUZZ_CHECK(r == GR_OK || r == GR_MALFORMED || r == GR_BAD_CHECKSUM || r == GR_UNSUPPORTED);
+    FUZZ_CHECK(r == GR_OK || r == GR_MALFORMED || r == GR_BAD_CHECKSUM || r == GR_UNSUPPORTED ||
+               r == GR_BAD_VALUE);
 
     fuzz_poison(&b, sizeof(b), 0x5a);
     FUZZ_CHECK(gr_taip_decode(p, size, &b) == r);

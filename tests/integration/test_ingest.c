@@ -471,6 +471,63 @@ static void test_socket_drops(const char *binary)
     CHECK_INT(daemon_stop(&d), 0);
 }
 
+/*
+ * Values that cannot be measurements, and dates the calendar does not have, are refused with
+ * a counted reason through the whole pipeline, and nothing of them reaches a console: an
+ * 18-digit NMEA speed or altitude and JSON 1e16 were published as 0, 31 February as 3 March,
+ * and a $PCPTI id over 64 characters was dropped uncounted.
+ */
+static void test_bad_values(void)
+{
+    char when[16], hot[32], day[40], lines[8][400], body[300];
+    time_t t = base + 50;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    hms(when, sizeof when, t);
+    strftime(hot, sizeof hot, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(day, sizeof day, "%02d%02d%02d", tm.tm_mday, tm.tm_mon + 1, tm.tm_year % 100);
+
+    snprintf(body, sizeof body,
+             "GPRMC,%s,A,4043.20000,N,07400.36000,W,999999999999999999,1.0,%s,,,A", when, day);
+    nmea(lines[0], sizeof lines[0], "AMB-12,", body);
+    snprintf(body, sizeof body,
+             "GPGGA,%s,4043.20000,N,07400.36000,W,1,09,0.9,999999999999999999,M,,,,", when);
+    nmea(lines[1], sizeof lines[1], "AMB-12,", body);
+    snprintf(body, sizeof body, "GPRMC,%s,A,4043.20000,N,07400.36000,W,1.0,1.0,310226,,,A", when);
+    nmea(lines[2], sizeof lines[2], "AMB-12,", body);
+    snprintf(lines[3], sizeof lines[3],
+             "{\"id\":\"J-1\",\"time\":\"%s\",\"lat\":40.1,\"lon\":-74.2,"
+             "\"speed\":1e16}\n",
+             hot);
+    snprintf(lines[4], sizeof lines[4],
+             "{\"id\":\"J-1\",\"time\":\"%s\",\"lat\":40.1,\"lon\":-74.2,"
+             "\"speed\":-5,\"course\":720,\"hdop\":-1}\n",
+             hot);
+    snprintf(lines[5], sizeof lines[5],
+             "{\"id\":\"J-1\",\"time\":\"2026-02-30T12:00:00Z\","
+             "\"lat\":40.1,\"lon\":-74.2}\n");
+    nmea(lines[6], sizeof lines[6], "",
+         "PCPTI,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,142512,A");
+    const char *reasons[] = {"bad_value", "bad_value", "bad_date",     "bad_value",
+                             "bad_value", "bad_date",  "bad_device_id"};
+
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        long long before = rejected(reasons[i]);
+        long long published = http_metric(daemon_.ws_port, "gpsrelay_positions_published_total");
+        send_udp(lines[i]);
+        /* The drop is counted by the time a later good report has gone through. */
+        char probe[256];
+        rmc(probe, sizeof probe, "CP-77,", base + 50 + (time_t)i, 40.6, -73.8);
+        send_udp(probe);
+        json_decref(next_position("CP-77"));
+        if (rejected(reasons[i]) != before + 1)
+            fprintf(stderr, "not counted as %s: %s", reasons[i], lines[i]);
+        CHECK_INT(rejected(reasons[i]), before + 1);
+        CHECK_INT(http_metric(daemon_.ws_port, "gpsrelay_positions_published_total"),
+                  published + 1); /* the probe alone */
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -501,6 +558,7 @@ int main(int argc, char **argv)
     test_tcp();
     test_ipv6();
     test_filters();
+    test_bad_values();
 
     close(console_fd);
     CHECK_INT(daemon_stop(&daemon_), 0);

@@ -34,8 +34,29 @@ static void test_civil_from_days(void)
     CHECK_INT(d, 23);
 }
 
+/* Dates the calendar has, and those it does not: gr_days_from_civil would move the latter. */
+static void test_date_valid(void)
+{
+    CHECK(gr_date_valid(2026, 2, 28));
+    CHECK(!gr_date_valid(2026, 2, 29));
+    CHECK(!gr_date_valid(2026, 2, 31)); /* would count as 2026-03-03 */
+    CHECK(gr_date_valid(2024, 2, 29));
+    CHECK(gr_date_valid(2000, 2, 29));
+    CHECK(!gr_date_valid(1900, 2, 29));
+    CHECK(!gr_date_valid(2026, 4, 31));
+    CHECK(gr_date_valid(2026, 12, 31));
+    CHECK(!gr_date_valid(2026, 0, 1));
+    CHECK(!gr_date_valid(2026, 13, 1));
+    CHECK(!gr_date_valid(2026, 1, 0));
+    CHECK(!gr_date_valid(2026, 1, 32));
+    CHECK_INT(gr_days_in_month(2026, 2), 28);
+    CHECK_INT(gr_days_in_month(2028, 2), 29);
+    CHECK_INT(gr_days_in_month(2026, 9), 30);
+}
+
 int main(void)
 {
+    test_date_valid();
     test_days_from_civil();
     test_civil_from_days();
     return check_result("test_calendar");

@@ -291,8 +291,8 @@ static void test_required_and_types(void)
     }
 
     static struct gr_json_report r;
-    CHECK_INT(decode("{\"time\":0,\"lat\":1,\"lon\":2,\"sats\":2147483647}", &r), GR_OK);
-    CHECK_INT(r.fix.sats, 2147483647);
+    CHECK_INT(decode("{\"time\":0,\"lat\":1,\"lon\":2,\"sats\":255}", &r), GR_OK);
+    CHECK_INT(r.fix.sats, 255); /* GR_FIX_SATS_MAX; 2147483647 is bad_value (test_bad_values) */
     CHECK_INT(decode("{\"time\":0,\"lat\":1,\"lon\":2,\"sats\":0}", &r), GR_OK);
     CHECK_INT(r.fix.sats, 0);
     CHECK_INT(r.fix.fields, GR_FIX_SATS);
@@ -490,6 +490,60 @@ static void test_depth(void)
     CHECK_INT(r.attrs_len, 6 + 2 * depth);
 }
 
+/* The time of a report, or its refusal. */
+static enum gr_reason reason_of(const char *time)
+{
+    static struct gr_json_report out;
+    char buf[256];
+
+    snprintf(buf, sizeof(buf), "{\"time\":%s,\"lat\":1,\"lon\":2}", time);
+    return decode(buf, &out);
+}
+
+/* A day its month does not have is bad_date; a field that is no day or month is malformed. */
+static void test_bad_dates(void)
+{
+    CHECK_INT(reason_of("\"2026-02-30T00:00:00Z\""), GR_BAD_DATE);
+    CHECK_INT(reason_of("\"2026-02-29T00:00:00Z\""), GR_BAD_DATE);
+    CHECK_INT(reason_of("\"2026-11-31T18:20:01Z\""), GR_BAD_DATE);
+    CHECK_INT(reason_of("\"1900-02-29T00:00:00Z\""), GR_BAD_DATE);
+    CHECK_INT(reason_of("\"2024-02-29T00:00:00Z\""), GR_OK);
+    CHECK_INT(reason_of("\"2026-11-32T18:20:01Z\""), GR_MALFORMED);
+    CHECK_INT(reason_of("\"2026-13-01T18:20:01Z\""), GR_MALFORMED);
+    CHECK_INT(reason_of("\"2026-02-30T00:00\""), GR_MALFORMED); /* malformed before the date */
+}
+
+/* Values outside fix.h's bounds are refused as bad_value: not published as 0, not passed on. */
+static void test_bad_values(void)
+{
+    static struct gr_json_report r;
+    static const char *const bad[] = {
+        "\"speed\":1e16",   "\"speed\":1e300",     "\"speed\":-5",   "\"speed\":-0.01",
+        "\"speed\":516",    "\"course\":720",      "\"course\":-1",  "\"course\":360.5",
+        "\"course\":1e300", "\"alt\":1e16",        "\"alt\":-1e300", "\"alt\":-1000.5",
+        "\"alt\":100001",   "\"hdop\":-1",         "\"hdop\":100",   "\"hdop\":1e300",
+        "\"sats\":256",     "\"sats\":2147483647",
+    };
+    static const char *const good[] = {
+        "\"speed\":0",    "\"speed\":515",  "\"course\":0",   "\"course\":359.99",
+        "\"course\":360", "\"alt\":-1000",  "\"alt\":100000", "\"alt\":-430.5",
+        "\"hdop\":0",     "\"hdop\":99.99", "\"sats\":0",     "\"sats\":255",
+    };
+    char buf[256];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"id\":\"X\",\"time\":0,\"lat\":40,\"lon\":-74,%s}", bad[i]);
+        CHECK_INT(decode(buf, &r), GR_BAD_VALUE);
+        CHECK_STR(r.id, "");
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"id\":\"X\",\"time\":0,\"lat\":40,\"lon\":-74,%s}", good[i]);
+        CHECK_INT(decode(buf, &r), GR_OK);
+    }
+    CHECK_INT(decode("{\"time\":0,\"lat\":40,\"lon\":-74,\"speed\":1e16,\"course\":\"x\"}", &r),
+              GR_MALFORMED); /* a wrong type is malformed, whatever the values */
+}
+
 int main(void)
 {
     test_spec_report();
@@ -504,5 +558,7 @@ int main(void)
     test_attrs();
     test_attrs_size();
     test_depth();
+    test_bad_dates();
+    test_bad_values();
     return check_result("test_json_report");
 }

@@ -257,7 +257,7 @@ static void test_gga(void)
     CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,8.5,0.9,545.4,M,46.9,M,,", &n),
               GR_MALFORMED);
     CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,256,0.9,545.4,M,46.9,M,,", &n),
-              GR_MALFORMED);
+              GR_BAD_VALUE); /* a number, past GR_FIX_SATS_MAX */
     CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,-0.9,545.4,M,46.9,M,,", &n),
               GR_MALFORMED);
     CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,--545.4,M,46.9,M,,", &n),
@@ -781,6 +781,97 @@ static void test_real_captures(void)
     CHECK_INT(n.year, 0);
 }
 
+/*
+ * Values outside fix.h's bounds are refused as bad_value, never handed on: 18 nines parse
+ * as a number (DECIMAL_DIGITS_MAX), and were published as speed, course or alt "0".
+ */
+static void test_bad_values(void)
+{
+    struct gr_sentence n;
+
+    CHECK_INT(
+        decode("$GPRMC,123519,A,4807.038,N,01131.000,E,999999999999999999,084.4,230394,,", &n),
+        GR_BAD_VALUE);
+    CHECK_INT(
+        decode("$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,999999999999999999,230394,,", &n),
+        GR_BAD_VALUE);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,999999999999999999,M,,,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,-999999999999999999,M,,,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(
+        decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,999999999999999999,545.4,M,,,,", &n),
+        GR_BAD_VALUE);
+    CHECK_INT(decode("$GNGNS,120000.00,4807.038,N,01131.000,E,AN,05,1.5,999999999999999999", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPVTG,999999999999999999,T,,M,0.0,N,0.0,K,A", &n), GR_BAD_VALUE);
+    CHECK_INT(decode("$GPVTG,054.7,T,034.4,M,999999999999999999,N,,K,A", &n), GR_BAD_VALUE);
+    CHECK_INT(decode("$GPVTG,054.7,T,034.4,M,,N,999999999999999999,K,A", &n), GR_BAD_VALUE);
+
+    /* Each bound, just inside and just outside. */
+    CHECK_INT(decode("$GPRMC,123519,A,4807.038,N,01131.000,E,1000.0,084.4,230394,,", &n), GR_OK);
+    CHECK_NEAR(n.fix.speed, 1000 * KN, 1e-9); /* 1000 knots: the COCOM limit */
+    CHECK_INT(decode("$GPRMC,123519,A,4807.038,N,01131.000,E,1001.1,084.4,230394,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPRMC,123519,A,4807.038,N,01131.000,E,0.0,360.0,230394,,", &n), GR_OK);
+    CHECK_NEAR(n.fix.course, 360.0, 0); /* as sent: 359.97 rounded to one decimal */
+    CHECK_INT(decode("$GPRMC,123519,A,4807.038,N,01131.000,E,0.0,360.1,230394,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,-1000.0,M,,,,", &n), GR_OK);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,-1000.1,M,,,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,100000.0,M,,,,", &n), GR_OK);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,100000.1,M,,,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,0,00,99.99,,M,,,,", &n), GR_OK);
+    CHECK_NEAR(n.fix.hdop, 99.99, 0); /* what receivers without a fix send */
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,08,100.0,545.4,M,,,,", &n),
+              GR_BAD_VALUE);
+    CHECK_INT(decode("$GPGGA,123519,4807.038,N,01131.000,E,1,255,0.9,545.4,M,,,,", &n), GR_OK);
+    CHECK_INT(n.fix.sats, 255);
+    CHECK_INT(
+        decode("$GPGGA,123519,4807.038,N,01131.000,E,1,999999999999999999,0.9,545.4,M,,,,", &n),
+        GR_BAD_VALUE);
+    CHECK_INT(gr_fix_check_values(&(struct gr_fix){.fields = GR_FIX_SPEED, .speed = 0.0 / 0.0}),
+              GR_BAD_VALUE); /* a NaN lies within no bound */
+    CHECK_STR(gr_reason_label(GR_BAD_VALUE), "bad_value");
+}
+
+/* A day its month does not have is refused as bad_date, not moved into the next month. */
+static void test_bad_dates(void)
+{
+    struct gr_sentence n;
+
+    CHECK_INT(decode("$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,310226,,", &n),
+              GR_BAD_DATE); /* 31 February 2026, which became 3 March */
+    CHECK_INT(decode("$GPRMC,,V,,,,,,,300226,,", &n), GR_BAD_DATE);
+    CHECK_INT(decode("$GPRMC,,V,,,,,,,290226,,", &n), GR_BAD_DATE); /* 2026 is no leap year */
+    CHECK_INT(decode("$GPRMC,,V,,,,,,,290224,,", &n), GR_OK);
+    CHECK_INT(n.day, 29);
+    CHECK_INT(decode("$GPRMC,,V,,,,,,,310426,,", &n), GR_BAD_DATE); /* April has 30 */
+    CHECK_INT(decode("$GPRMC,,V,,,,,,,300426,,", &n), GR_OK);
+    CHECK_INT(decode("$GPZDA,201530.00,31,02,2026,00,00", &n), GR_BAD_DATE);
+    CHECK_INT(decode("$GPZDA,201530.00,29,02,1900,00,00", &n), GR_BAD_DATE);
+    CHECK_INT(decode("$GPZDA,201530.00,29,02,2000,00,00", &n), GR_OK);
+    CHECK_STR(gr_reason_label(GR_BAD_DATE), "bad_date");
+}
+
+/* A $PCPTI id that cannot be remembered (over GR_DEVICE_ID_MAX) is counted as bad_device_id. */
+static void test_pcpti_id_too_long(void)
+{
+    struct gr_sentence n;
+    char s[128] = "$PCPTI,";
+    size_t len = strlen(s);
+
+    memset(s + len, 'A', GR_DEVICE_ID_MAX);
+    strcpy(s + len + GR_DEVICE_ID_MAX, ",120000");
+    CHECK_INT(decode(s, &n), GR_OK);
+    CHECK_INT(n.id_len, GR_DEVICE_ID_MAX);
+    memset(s + len, 'A', GR_DEVICE_ID_MAX + 1);
+    strcpy(s + len + GR_DEVICE_ID_MAX + 1, ",120000");
+    CHECK_INT(decode(s, &n), GR_BAD_ID);
+}
+
 static void test_reason_labels(void)
 {
     CHECK_STR(gr_reason_label(GR_OK), "ok");
@@ -811,6 +902,9 @@ int main(void)
     test_ranges();
     test_mode_indicator();
     test_real_captures();
+    test_bad_values();
+    test_bad_dates();
+    test_pcpti_id_too_long();
     test_reason_labels();
     return check_result("test_nmea");
 }

@@ -220,8 +220,8 @@ static void test_hemispheres(void)
     CHECK_NEAR(x.s.fix.speed, 999 * 0.44704, 0);
     CHECK_NEAR(x.s.fix.course, 359, 0);
 
-    /* The largest values the widths allow are decoded; the filters judge the range. */
-    x = decode(with_checksum(">RPV86399+9999999-9999999999999912*"));
+    /* The largest positions the widths allow are decoded; the filters judge the range. */
+    x = decode(with_checksum(">RPV86399+9999999-9999999999935912*"));
     CHECK_INT(x.r, GR_OK);
     CHECK_NEAR(x.s.fix.lat, 99.99999, 0);
     CHECK_NEAR(x.s.fix.lon, -999.99999, 0);
@@ -391,6 +391,22 @@ static void test_other_messages(void)
     CHECK_INT(decode(">1PV<").r, GR_MALFORMED);
 }
 
+/*
+ * Three digits hold headings up to 999: one of 361 or more is no bearing and is refused as
+ * bad_value (fix.h's bounds, the same as NMEA's and JSON's), its id not handed out.
+ */
+static void test_bad_values(void)
+{
+    struct result x = decode(with_checksum(">RPV15714+3739438-1220384601599912;ID=CAR7;*"));
+    CHECK_INT(x.r, GR_BAD_VALUE);
+    CHECK_STR(x.id, "(none)");
+    CHECK_INT(decode(with_checksum(">RPV15714+3739438-1220384601536112*")).r, GR_BAD_VALUE);
+    x = decode(with_checksum(">RPV15714+3739438-1220384601536012*"));
+    CHECK_INT(x.r, GR_OK); /* as sent: the same bearing as 0 */
+    CHECK_NEAR(x.s.fix.course, 360, 0);
+    CHECK_INT(decode(with_checksum(">RPV15714+3739438-1220384699935912*")).r, GR_OK); /* 999 mph */
+}
+
 int main(void)
 {
     test_manual_example();
@@ -402,5 +418,6 @@ int main(void)
     test_checksum();
     test_truncated_and_garbage();
     test_other_messages();
+    test_bad_values();
     return check_result("test_taip");
 }
