@@ -67,7 +67,8 @@ struct gr_fix {
     X(OUT_OF_ORDER, "out_of_order")        /* older than the last published fix */                 \
     X(DUPLICATE, "duplicate")              /* same time as the last published fix */               \
     X(SPEED, "implausible_speed")          /* a jump faster than max_speed */                      \
-    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */
+    X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */                    \
+    X(TRUNCATED, "truncated")              /* cut by a hang-up, no checksum to prove it whole */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,

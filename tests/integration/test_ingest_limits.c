@@ -4,6 +4,8 @@
  * address still gets its fix to a console (and a reload moves the limit); a flood of TCP
  * connections under a low RLIMIT_NOFILE stops at the modems' share of descriptors and
  * leaves /healthz, consoles and UDP working. Every refusal is counted on /metrics by reason.
+ * A line a modem's hang-up (reset or close) cuts before its end, with no checksum to prove
+ * it whole, is dropped and counted as truncated: no position from it reaches a console.
  *
  * Usage: itest_ingest_limits /path/to/gpsrelayd
  */
@@ -12,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -240,6 +243,119 @@ static void test_descriptors(const char *binary)
     unlink(wrapper);
 }
 
+/* A GGA line of TCP-2 at time_ms (whole seconds), lat, altitude 545.4, with or without
+ * its checksum and its line end. Returns its length. */
+static int gga(char *out, size_t cap, int64_t time_ms, double lat, bool checksum, bool eol)
+{
+    time_t t = (time_t)(time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char body[128];
+    snprintf(body, sizeof body,
+             "GPGGA,%02d%02d%02d.00,%02d%07.4f,N,07400.0000,W,1,08,0.9,545.4,M,"
+             "-34.0,M,,",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)lat, (lat - (int)lat) * 60);
+    unsigned sum = 0;
+    for (const char *p = body; *p; p++)
+        sum ^= (unsigned char)*p;
+    int n = snprintf(out, cap, "TCP-2,$%s", body);
+    if (checksum)
+        n += snprintf(out + n, cap - (size_t)n, "*%02X", sum);
+    if (eol)
+        n += snprintf(out + n, cap - (size_t)n, "\r\n");
+    return n;
+}
+
+/* The console's next position is TCP-2's at lat, with the altitude the modem sent. */
+static bool whole_position_arrives(int console_fd, double lat)
+{
+    json_t *msg = phx_recv_event(console_fd, TOPIC, "positions", WAIT_MS);
+    json_t *ps = json_object_get(json_array_get(msg, 4), "positions");
+    bool ok = json_array_size(ps) == 1;
+    json_t *p = json_array_get(ps, 0);
+    ok = ok && fabs(json_number_value(json_object_get(p, "lat")) - lat) < 1e-6 &&
+         json_number_value(json_object_get(p, "alt")) == 545.4;
+    if (!ok) {
+        char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+        fprintf(stderr, "expected TCP-2 at %g, alt 545.4; got %s\n", lat, text ? text : "nothing");
+        free(text);
+    }
+    json_decref(msg);
+    return ok;
+}
+
+#define TRUNCATED "gpsrelay_ingest_rejected_total{reason=\"truncated\"}"
+
+/* A GGA cut inside its altitude ("545.4" sent as "5"), without a checksum. */
+static int cut_gga(char *out, size_t cap, int64_t time_ms, double lat)
+{
+    gga(out, cap, time_ms, lat, false, false);
+    return (int)(strstr(out, "545.4") - out) + 1;
+}
+
+/*
+ * Hang-ups in the middle of a line: a GGA cut in its altitude field by a reset (SO_LINGER
+ * 0), and another by an orderly close, are dropped and counted as truncated; a last line
+ * with its checksum but no line end, and a whole line without a checksum, are published.
+ * The console sees only the whole fixes, each with altitude 545.4, and so does the
+ * metric of published positions.
+ */
+static void test_hangup_mid_line(const char *binary)
+{
+    struct gr_daemon d;
+    int port = free_loopback_port(SOCK_STREAM);
+    char extra[128], line[256];
+    snprintf(extra, sizeof extra, "listen_tcp 127.0.0.1:%d\n", port);
+    if (daemon_start(&d, binary, extra, CSV) != 0) {
+        CHECK(false);
+        return;
+    }
+    int con = console(d.ws_port);
+    CHECK(con >= 0);
+    int64_t t = (int64_t)(time(NULL) - 10) * 1000;
+
+    int fd = tcp_from("127.0.0.1", port);
+    int n = gga(line, sizeof line, t, 40.1, true, true);
+    CHECK(fd >= 0 && write(fd, line, (size_t)n) == n);
+    CHECK(con >= 0 && whole_position_arrives(con, 40.1));
+    n = cut_gga(line, sizeof line, t + 1000, 40.1001);
+    CHECK(fd >= 0 && write(fd, line, (size_t)n) == n);
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    CHECK(fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset) == 0);
+    if (fd >= 0)
+        close(fd); /* RST */
+    CHECK(http_metric_wait(d.ws_port, TRUNCATED, 1, WAIT_MS) >= 0);
+
+    fd = tcp_from("127.0.0.1", port);
+    n = cut_gga(line, sizeof line, t + 2000, 40.1002);
+    CHECK(fd >= 0 && write(fd, line, (size_t)n) == n);
+    if (fd >= 0)
+        close(fd); /* FIN */
+    CHECK(http_metric_wait(d.ws_port, TRUNCATED, 2, WAIT_MS) >= 0);
+
+    fd = tcp_from("127.0.0.1", port);
+    n = gga(line, sizeof line, t + 3000, 40.1003, true, false); /* whole by its checksum */
+    CHECK(fd >= 0 && write(fd, line, (size_t)n) == n);
+    if (fd >= 0)
+        close(fd);
+    CHECK(con >= 0 && whole_position_arrives(con, 40.1003));
+
+    long long no_checksum = http_metric(d.ws_port, "gpsrelay_ingest_no_checksum_total");
+    fd = tcp_from("127.0.0.1", port);
+    n = gga(line, sizeof line, t + 4000, 40.1004, false, true); /* whole by its line end */
+    CHECK(fd >= 0 && write(fd, line, (size_t)n) == n);
+    CHECK(con >= 0 && whole_position_arrives(con, 40.1004));
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_ingest_no_checksum_total"), no_checksum + 1);
+    if (fd >= 0)
+        close(fd);
+
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_positions_published_total"), 3);
+    CHECK_INT(http_metric(d.ws_port, TRUNCATED), 2);
+    if (con >= 0)
+        close(con);
+    CHECK_INT(daemon_stop(&d), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -248,5 +364,6 @@ int main(int argc, char **argv)
     }
     test_per_source(argv[1]);
     test_descriptors(argv[1]);
+    test_hangup_mid_line(argv[1]);
     return check_result("integration_ingest_limits");
 }
