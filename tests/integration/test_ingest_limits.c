@@ -6,6 +6,7 @@
  * leaves /healthz, consoles and UDP working. Every refusal is counted on /metrics by reason.
  * A line a modem's hang-up (reset or close) cuts before its end, with no checksum to prove
  * it whole, is dropped and counted as truncated: no position from it reaches a console.
+ * A fix dated minutes ahead and far away is refused and does not freeze its unit.
  *
  * Usage: itest_ingest_limits /path/to/gpsrelayd
  */
@@ -356,6 +357,35 @@ static void test_hangup_mid_line(const char *binary)
     CHECK_INT(daemon_stop(&d), 0);
 }
 
+#define SPEED "gpsrelay_ingest_rejected_total{reason=\"implausible_speed\"}"
+
+/*
+ * One UDP fix dated 290 s ahead (inside max_future_skew) and 40 km away, between correct
+ * ones a second apart: it is refused as implausible_speed and the next correct fix reaches
+ * the console, where it once became the position every later fix had to beat.
+ */
+static void test_future_outlier(const char *binary)
+{
+    struct gr_daemon d;
+    if (daemon_start(&d, binary, "", CSV) != 0) {
+        CHECK(false);
+        return;
+    }
+    int con = console(d.ws_port);
+    CHECK(con >= 0);
+    int64_t t = (int64_t)(time(NULL) - 5) * 1000;
+    CHECK_INT(udp_send_rmc(d.udp_port, "UDP-1", t, 41.25, -73.5), 0);
+    CHECK(con >= 0 && position_arrives(con, "UDP-1", 41.25));
+    CHECK_INT(udp_send_rmc(d.udp_port, "UDP-1", t + 1000 + 290000, 41.61, -73.5), 0);
+    CHECK(http_metric_wait(d.ws_port, SPEED, 1, WAIT_MS) >= 0);
+    CHECK_INT(udp_send_rmc(d.udp_port, "UDP-1", t + 2000, 41.2501, -73.5), 0);
+    CHECK(con >= 0 && position_arrives(con, "UDP-1", 41.2501));
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_positions_published_total"), 2);
+    if (con >= 0)
+        close(con);
+    CHECK_INT(daemon_stop(&d), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -365,5 +395,6 @@ int main(int argc, char **argv)
     test_per_source(argv[1]);
     test_descriptors(argv[1]);
     test_hangup_mid_line(argv[1]);
+    test_future_outlier(argv[1]);
     return check_result("integration_ingest_limits");
 }
