@@ -33,7 +33,8 @@
 
 static const char CSV[] = "device_id,agency_id,label,source_addr\n"
                           "TCP-2,county-ems,TCP unit on another address,\n"
-                          "UDP-1,county-ems,UDP unit,\n";
+                          "UDP-1,county-ems,UDP unit,\n"
+                          "0x00A0F4D2C3B4E5F6,county-ems,AirLink modem,\n";
 
 /* A TCP connection from src (a 127.0.0.x address) to 127.0.0.1:port, or -1. */
 static int tcp_from(const char *src, int port)
@@ -386,6 +387,92 @@ static void test_future_outlier(const char *binary)
     CHECK_INT(daemon_stop(&d), 0);
 }
 
+/* Sends an NMEA sentence body ("GPRMC,...") from fd to 127.0.0.1:port, checksummed. */
+static int send_nmea(int fd, int port, const char *body)
+{
+    unsigned sum = 0;
+    for (const char *p = body; *p; p++)
+        sum ^= (unsigned char)*p;
+    char line[160];
+    int n = snprintf(line, sizeof line, "$%s*%02X\r\n", body, sum);
+    struct sockaddr_in to = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return sendto(fd, line, (size_t)n, 0, (struct sockaddr *)&to, sizeof to) == n ? 0 : -1;
+}
+
+/* An RMC body at time_ms (whole seconds), lat, -73.5: no device id, as an AirLink sends. */
+static void rmc_body(char *out, size_t cap, int64_t time_ms, double lat)
+{
+    time_t t = (time_t)(time_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, cap,
+             "GPRMC,%02d%02d%02d.00,A,%02d%07.4f,N,07330.0000,W,1.0,90.0,%02d%02d%02d,,,A",
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)lat, (lat - (int)lat) * 60, tm.tm_mday,
+             tm.tm_mon + 1, tm.tm_year % 100);
+}
+
+#define SPRAY       70000 /* the spray: more senders than the identity table's 65,536 */
+#define SPRAY_BATCH 200   /* datagrams sent before waiting for the daemon to read them */
+#define REPORTS     "gpsrelay_ingest_reports_total"
+#define ID_EVICTED  "gpsrelay_ingest_identity_evicted_total"
+
+/*
+ * An AirLink modem names itself with $DEVID and reports; then 70,000 spoofed senders (other
+ * loopback addresses and ports) send $DEVID. The modem's next fix, without an id, still
+ * finds its device and reaches the console; the spray's excess is counted as evicted.
+ */
+static void test_identity_spray(const char *binary)
+{
+    struct gr_daemon d;
+    if (daemon_start(&d, binary, "ingest_rate_limit 1000000\n", CSV) != 0) {
+        CHECK(false);
+        return;
+    }
+    int con = console(d.ws_port);
+    CHECK(con >= 0);
+    int modem = socket(AF_INET, SOCK_DGRAM, 0);
+    CHECK(modem >= 0);
+    int64_t t = (int64_t)(time(NULL) - 5) * 1000;
+    char body[128];
+    CHECK_INT(send_nmea(modem, d.udp_port, "DEVID,0x00A0F4D2C3B4E5F6"), 0);
+    rmc_body(body, sizeof body, t, 41.5);
+    CHECK_INT(send_nmea(modem, d.udp_port, body), 0);
+    CHECK(con >= 0 && position_arrives(con, "0x00A0F4D2C3B4E5F6", 41.5));
+
+    long long reports = http_metric(d.ws_port, REPORTS);
+    int sent = 0;
+    for (int i = 0; sent < SPRAY && i < 2 * 64512; i++) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in from = {.sin_family = AF_INET,
+                                   .sin_port = htons((uint16_t)(1024 + i % 64512))};
+        inet_pton(AF_INET, i < 64512 ? "127.0.0.2" : "127.0.0.3", &from.sin_addr);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&from, sizeof from) == 0 &&
+            send_nmea(fd, d.udp_port, "DEVID,0xDEADBEEF") == 0)
+            sent++;
+        if (fd >= 0)
+            close(fd);
+        if (sent % SPRAY_BATCH == 0 &&
+            http_metric_wait(d.ws_port, REPORTS, reports + sent, WAIT_MS) < 0)
+            break;
+    }
+    CHECK_INT(sent, SPRAY);
+    CHECK(http_metric_wait(d.ws_port, REPORTS, reports + SPRAY, WAIT_MS) >= 0);
+    CHECK_INT(http_metric(d.ws_port, ID_EVICTED), SPRAY - 65536); /* the others' class */
+
+    rmc_body(body, sizeof body, t + 1000, 41.5001);
+    CHECK_INT(send_nmea(modem, d.udp_port, body), 0);
+    CHECK(con >= 0 && position_arrives(con, "0x00A0F4D2C3B4E5F6", 41.5001));
+    CHECK_INT(http_metric(d.ws_port, "gpsrelay_ingest_rejected_total{reason=\"unknown_device\"}"),
+              0);
+    if (modem >= 0)
+        close(modem);
+    if (con >= 0)
+        close(con);
+    CHECK_INT(daemon_stop(&d), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -396,5 +483,6 @@ int main(int argc, char **argv)
     test_descriptors(argv[1]);
     test_hangup_mid_line(argv[1]);
     test_future_outlier(argv[1]);
+    test_identity_spray(argv[1]);
     return check_result("integration_ingest_limits");
 }
