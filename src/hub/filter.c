@@ -52,8 +52,8 @@ struct earlier {
 /*
  * Whether f, received at now_ms, implies a move faster than max_speed from e. The time
  * between them is what their own times say, but no more than their vouched times allow
- * (plus CLOCK_SLACK_MS); when f is dated before e (e was dated ahead of its receipt), the
- * vouched gap alone.
+ * plus CLOCK_SLACK_MS; when f is dated before e (e was dated ahead of its receipt, so its
+ * own time says nothing), that bound is the time.
  */
 static bool too_fast(const struct gr_hub_options *opt, const struct earlier *e,
                      const struct gr_fix *f, int64_t now_ms)
