@@ -91,7 +91,8 @@ struct gr_fix {
     X(SPEED, "implausible_speed")          /* a jump faster than max_speed */                      \
     X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */                    \
     X(BAD_VALUE, "bad_value")              /* speed, course, alt, hdop, sats: fix.h bounds */      \
-    X(BAD_DATE, "bad_date")                /* a day its month does not have (31 Feb) */
+    X(BAD_DATE, "bad_date")                /* a day its month does not have (31 Feb) */            \
+    X(TRUNCATED, "truncated")              /* cut by a hang-up, no checksum to prove it whole */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,

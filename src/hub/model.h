@@ -39,11 +39,12 @@ struct gr_unit {
     int64_t pos_rx_ms;       /* receive time of that position */
     int64_t last_seen_ms;    /* receive time of the last fix, valid or not */
     struct gr_assembler assembler;
-    /* A fix refused as too fast: if the next one agrees with it rather than with the
-     * published position, the published one was the outlier (filter.c). */
+    /* A fix refused against the published position (too fast, or too old for one dated
+     * ahead of its receipt): if the next one agrees with it rather than with the published
+     * position, the published one was the outlier (filter.c). */
     bool have_refused;
     double refused_lat, refused_lon;
-    int64_t refused_time_ms;
+    int64_t refused_time_ms, refused_rx_ms;
     /* Staleness: while fresh, the unit is in the hub's fresh list (by pos_rx_ms); while
      * stale, each member is in its topic's stale list. */
     bool stale;
@@ -174,9 +175,10 @@ void gr_topic_mark(struct gr_topic **list, struct gr_topic *t);
 /* ---- filter.c ----------------------------------------------------------------------------- */
 
 /*
- * The acceptance rules, in order: validity, range, 0,0, future, out of order, duplicate,
- * implied speed. GR_OK or the first rule broken. Updates u's memory of refused fixes (the
- * speed rule's escape).
+ * The acceptance rules, in order: validity, range, 0,0, future, duplicate, out of order,
+ * implied speed. GR_OK or the first rule broken. A time after now_ms (the receive time)
+ * counts only as now_ms for ordering and speed. Updates u's memory of refused fixes (the
+ * escape by which two agreeing fixes outvote a published outlier).
  */
 enum gr_reason gr_filter_fix(const struct gr_hub_options *opt, struct gr_unit *u,
                              const struct gr_fix *f, int64_t now_ms);

@@ -54,6 +54,7 @@ static void unit_carry_over(struct gr_unit *u, struct gr_unit *old)
     u->refused_lat = old->refused_lat;
     u->refused_lon = old->refused_lon;
     u->refused_time_ms = old->refused_time_ms;
+    u->refused_rx_ms = old->refused_rx_ms;
     u->stale = old->stale;
     u->stale_seq = old->stale_seq;
     u->stale_json = old->stale_json;

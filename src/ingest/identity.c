@@ -1,6 +1,7 @@
 /*
- * identity.c - sender -> device id, in an address table keyed by address and port. The
- * table bounds it and evicts the sender updated least recently; this file adds the TTL.
+ * identity.c - sender -> device id, in two address tables keyed by address and port:
+ * proven senders and the others (identity.h). Each table bounds its class and evicts the
+ * sender touched least recently; this file adds the TTL and the moves between classes.
  */
 #include "gpsrelay/identity.h"
 
@@ -18,7 +19,8 @@ struct remembered {
 };
 
 struct gr_identity {
-    struct gr_addrtable *senders; /* of struct remembered */
+    struct gr_addrtable *proven;   /* of struct remembered, touched when they report */
+    struct gr_addrtable *unproven; /* of struct remembered, touched when they name themselves */
 };
 
 struct gr_identity *gr_identity_new(size_t max)
@@ -27,9 +29,10 @@ struct gr_identity *gr_identity_new(size_t max)
     if (t == NULL)
         return NULL;
     /* With the port: two modems behind one NAT share an address, not a port. */
-    t->senders = gr_addrtable_new(max, sizeof(struct remembered), true);
-    if (t->senders == NULL) {
-        free(t);
+    t->proven = gr_addrtable_new(max, sizeof(struct remembered), true);
+    t->unproven = gr_addrtable_new(max, sizeof(struct remembered), true);
+    if (t->proven == NULL || t->unproven == NULL) {
+        gr_identity_free(t);
         return NULL;
     }
     return t;
@@ -39,7 +42,8 @@ void gr_identity_free(struct gr_identity *t)
 {
     if (t == NULL)
         return;
-    gr_addrtable_free(t->senders);
+    gr_addrtable_free(t->proven);
+    gr_addrtable_free(t->unproven);
     free(t);
 }
 
@@ -48,8 +52,16 @@ int gr_identity_put(struct gr_identity *t, const struct sockaddr *sa, const char
 {
     if (len > GR_DEVICE_ID_MAX) /* before touching: a refused id must leave no entry */
         return -EINVAL;
+    struct remembered *r = gr_addrtable_get(t->proven, sa);
+    if (r != NULL) {
+        if (strlen(r->id) == len && memcmp(r->id, id, len) == 0) {
+            r->updated_ms = now_ms; /* the same id again: renewed, still proven */
+            return 0;
+        }
+        gr_addrtable_remove(t->proven, sa); /* another id proves nothing yet */
+    }
     bool evicted;
-    struct remembered *r = gr_addrtable_touch(t->senders, sa, &evicted);
+    r = gr_addrtable_touch(t->unproven, sa, &evicted);
     if (r == NULL)
         return -EINVAL;
     memcpy(r->id, id, len);
@@ -58,20 +70,50 @@ int gr_identity_put(struct gr_identity *t, const struct sockaddr *sa, const char
     return evicted ? 1 : 0;
 }
 
-/* A lookup does not touch: only a put renews a sender's place, as it renews the TTL. */
-const char *gr_identity_get(struct gr_identity *t, const struct sockaddr *sa, int64_t now_ms)
+/* The entry for sa in table, forgotten and NULL when its TTL is over. */
+static struct remembered *lookup(struct gr_addrtable *table, const struct sockaddr *sa,
+                                 int64_t now_ms)
 {
-    struct remembered *r = gr_addrtable_get(t->senders, sa);
-    if (r == NULL)
-        return NULL;
-    if (now_ms - r->updated_ms >= GR_IDENTITY_TTL_MS) {
-        gr_addrtable_remove(t->senders, sa);
+    struct remembered *r = gr_addrtable_get(table, sa);
+    if (r != NULL && now_ms - r->updated_ms >= GR_IDENTITY_TTL_MS) {
+        gr_addrtable_remove(table, sa);
         return NULL;
     }
-    return r->id;
+    return r;
+}
+
+/* A lookup does not touch: a put renews a sender's place, and a confirm a proven one's. */
+const char *gr_identity_get(struct gr_identity *t, const struct sockaddr *sa, int64_t now_ms)
+{
+    struct remembered *r = lookup(t->proven, sa, now_ms);
+    if (r == NULL)
+        r = lookup(t->unproven, sa, now_ms);
+    return r != NULL ? r->id : NULL;
+}
+
+int gr_identity_confirm(struct gr_identity *t, const struct sockaddr *sa, int64_t now_ms)
+{
+    bool evicted = false;
+    if (lookup(t->proven, sa, now_ms) != NULL) {
+        gr_addrtable_touch(t->proven, sa, NULL); /* present: only moves it to the newest */
+        return 0;
+    }
+    struct remembered *r = lookup(t->unproven, sa, now_ms);
+    if (r == NULL)
+        return 0;
+    struct remembered keep = *r;
+    gr_addrtable_remove(t->unproven, sa);
+    r = gr_addrtable_touch(t->proven, sa, &evicted); /* not NULL: the family was good */
+    *r = keep;
+    return evicted ? 1 : 0;
 }
 
 size_t gr_identity_count(const struct gr_identity *t)
 {
-    return gr_addrtable_count(t->senders);
+    return gr_addrtable_count(t->proven) + gr_addrtable_count(t->unproven);
+}
+
+size_t gr_identity_proven_count(const struct gr_identity *t)
+{
+    return gr_addrtable_count(t->proven);
 }

@@ -50,8 +50,13 @@ static struct gr_unit *identify(struct gr_ingest_batch *b, const char *own, size
     if (rep->id != NULL)
         return gr_hub_find_unit(hub, rep->id, rep->id_len);
     const char *remembered = gr_identity_get(b->in->ids, b->from, b->now_ms);
-    if (remembered != NULL)
-        return gr_hub_find_unit(hub, remembered, strlen(remembered));
+    if (remembered != NULL) {
+        /* Found a device: the sender is proven, safe from a spray of others (identity.h). */
+        struct gr_unit *u = gr_hub_find_unit(hub, remembered, strlen(remembered));
+        if (u != NULL && gr_identity_confirm(b->in->ids, b->from, b->now_ms) == 1)
+            gr_stats.ingest_identity_evicted++;
+        return u;
+    }
     return gr_hub_find_unit_by_addr(hub, b->from);
 }
 

@@ -14,6 +14,7 @@
 #include "gpsrelay/format.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
+#include "gpsrelay/report.h"
 #include "listeners.h"
 #include "pipeline.h"
 
@@ -138,15 +139,51 @@ static void conn_line(struct tcp_conn *c, struct gr_ingest_batch *b, const char 
     c->len = 0;
 }
 
+/*
+ * Whether a line that ended with its connection, before its terminator, shows it is whole
+ * anyway: TAIP ends at '<' and JSON at its closing brace (their decoders refuse them cut),
+ * and an NMEA sentence only by its checksum. An NMEA sentence without one may have been
+ * cut anywhere, in the middle of a number ("545.4" sent, "5" received) and still decode.
+ */
+static bool tail_is_whole(const char *p, size_t n)
+{
+    struct gr_report rep;
+    struct gr_decoded d;
+    if (gr_report_split(p, n, &rep) != GR_OK || rep.format != gr_format_get(GR_SRC_NMEA) ||
+        rep.format->decode(rep.body, rep.body_len, &d) != GR_OK)
+        return true; /* not NMEA, or refused on its own: the pipeline decides and counts */
+    return d.kind != GR_DECODED_SENTENCE || d.sentence.checksum_seen;
+}
+
+/*
+ * The unfinished line of a connection that ended (EOF or reset): what was sent of it is
+ * decoded when it shows it is whole, else dropped as truncated. Only its last report is in
+ * doubt: TAIP messages before it in the line ended at their '<'.
+ */
+static void conn_tail(struct tcp_conn *c, struct gr_ingest_batch *b)
+{
+    size_t off = 0, last = 0;
+    const char *line;
+    size_t line_len;
+    while (gr_frame_next(c->buf, c->len, &off, &line, &line_len))
+        last = (size_t)(line - c->buf);
+    if (last > 0)
+        gr_ingest_batch_add(b, c->buf, last);
+    if (last < c->len && !tail_is_whole(c->buf + last, c->len - last)) {
+        gr_stats.ingest_reports++;
+        gr_stats.ingest_rejected[GR_TRUNCATED]++;
+        return;
+    }
+    gr_ingest_batch_add(b, c->buf + last, c->len - last);
+}
+
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct tcp_conn *c = (struct tcp_conn *)s;
     struct gr_ingest_batch b = gr_ingest_batch_begin(c->in, (const struct sockaddr *)&c->peer);
     if (nread < 0) {
-        /* A modem that hangs up mid-line: its last bytes may still be a whole sentence
-         * without a terminator; the decoder's checks decide. */
         if (c->len > 0 && !c->discarding)
-            gr_ingest_batch_add(&b, c->buf, c->len);
+            conn_tail(c, &b);
         gr_ingest_batch_end(&b);
         if (nread != UV_EOF)
             gr_debug("ingest: tcp modem read error: %s", uv_strerror((int)nread));
