@@ -254,8 +254,11 @@ int main(int argc, char **argv)
     CHECK(!slow.closed && !fast.closed);
     CHECK(conflated > 0); /* the throttled console got the newest of each unit, not all */
     CHECK(stuck_closed_ms >= 0 && stuck_closed_ms <= SLOW_TIMEOUT * 1000 + CLOSE_SLACK);
-    /* Only the stuck one was closed, and the age metric saw positions written. */
+    /* Only the stuck one was closed, and the age metric saw every position written. */
     CHECK_INT(http_metric(d.ws_port, slow_closed), 1);
+    long long aged = http_metric(d.ws_port, "gpsrelay_position_age_seconds_count");
+    CHECK(aged >= (long long)(fast.positions + slow.positions));
+    CHECK(http_metric(d.ws_port, "gpsrelay_position_age_seconds_bucket{le=\"2\"}") > 0);
     close(stuck);
     close(fast.fd);
     close(slow.fd);
