@@ -58,6 +58,7 @@ struct gr_batch {
     size_t start;       /* where the frame began in the buffer */
     size_t soft_max;    /* the frame takes no further position once past this many bytes */
     int64_t now_ns;     /* gr_monotonic_ns() as the frame is made, for delivery latency */
+    int64_t now_ms;     /* gr_wall_clock_ms() then, for the age of positions (fix time) */
 };
 
 /* The event's name on the wire ("unit_added"). */

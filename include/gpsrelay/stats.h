@@ -147,6 +147,7 @@ struct gr_stats {
     uint64_t positions_conflated;    /* positions replaced by a newer one of their unit before a
                                         console took them (counted per console) */
     struct gr_histogram delivery_latency; /* report received to position written, per console */
+    struct gr_histogram position_age;     /* fix time to position written, per console */
     struct gr_histogram loop_busy;        /* event loop: work between two polls */
 };
 

@@ -426,7 +426,8 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
             continue;
         const char *topic = gr_topic_json_name(gr_sub_topic(sub));
         /* The frame is written right after it is made: now is when it is delivered. */
-        struct gr_batch batch = {sub, out->len, GR_POSITIONS_FRAME_SOFT, gr_monotonic_ns()};
+        struct gr_batch batch = {sub, out->len, GR_POSITIONS_FRAME_SOFT, gr_monotonic_ns(),
+                                 gr_wall_clock_ms()};
         int taken = gr_event_frame(out, "null", "null", topic, GR_EVENT_POSITIONS, &batch);
         if (taken < 0)
             return -ENOMEM;

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,18 @@
  * the kernel per turn: a 10,000-console storm converged in 1.35 s, against 1.9-2.1 s at
  * 256 per turn, with its longest loop turn 0.3-0.5 s instead of 0.2 s (bench/RESULTS.md). */
 #define ADOPT_PER_TURN GR_ACCEPT_BATCH
+
+/*
+ * What one console's socket may hold that the kernel has not yet sent (TCP_NOTSENT_LOWAT):
+ * past it a write takes no more and the socket is not writeable, so what waits stays in
+ * the hub's per-console set, conflated to the newest position of each unit. Without it the
+ * kernel's send buffer (autotuned to 4 MB) swallowed the backlog of a console whose link
+ * carried less than its agency's load: it got positions 13 s old and growing, none
+ * conflated, and a console that stopped reading filled megabytes before slow_timeout could
+ * start. 16 KiB is one positions frame (GR_POSITIONS_FRAME_SOFT): about 0.3 s of a 60 KB/s
+ * link, and lws keeps at most the rest of one frame besides (bench/RESULTS.md).
+ */
+#define UNSENT_MAX (16 * 1024)
 
 /* The warning about refused early connections comes at most this often. */
 #define EARLY_WARN_MS 10000
@@ -494,6 +508,10 @@ static void adopt(void *ctx, void *vhost, int fd)
         early_refuse(ws, fd, GR_REFUSED_PER_SOURCE);
         return;
     }
+    /* Only a bound on a console's backlog (UNSENT_MAX): a kernel without it (before
+     * Linux 3.12) still serves, as before. */
+    int unsent_max = UNSENT_MAX;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent_max, sizeof(unsent_max));
     e->counted = gr_admission_hold(ws->admission, GR_ADMIT_EARLY, &e->peer);
     GR_LIST_PUSH(ws->earlies, e, prev, next);
     lws_adopt_desc_t info;

@@ -13,6 +13,10 @@
 /* Delivery: the aim is well under a second; the interesting part is sub-millisecond. */
 static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                         0.01,   0.025,   0.05,   0.1,   0.25,   1};
+/* Age of a position as it is written: a console on a slow link gets each unit's newest
+ * position a second or two old; tens of seconds means a console is far behind or modems
+ * send late (compare with delivery latency, which starts at receipt). */
+static const double age_bounds[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300};
 /* Loop work per iteration: anything near 20 ms delays every console and modem. */
 static const double busy_bounds[] = {0.0001, 0.0005, 0.001, 0.002, 0.005,
                                      0.01,   0.02,   0.05,  0.1,   0.5};
@@ -20,6 +24,7 @@ static const double busy_bounds[] = {0.0001, 0.0005, 0.001, 0.002, 0.005,
 
 struct gr_stats gr_stats = {
     .delivery_latency = {.bounds = latency_bounds, .n_bounds = N_BOUNDS(latency_bounds)},
+    .position_age = {.bounds = age_bounds, .n_bounds = N_BOUNDS(age_bounds)},
     .loop_busy = {.bounds = busy_bounds, .n_bounds = N_BOUNDS(busy_bounds)},
 };
 
@@ -204,6 +209,9 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     histogram(f, "gpsrelay_delivery_latency_seconds",
               "From receiving a report to writing its position to a console, per console.",
               &gr_stats.delivery_latency);
+    histogram(f, "gpsrelay_position_age_seconds",
+              "From a position's fix time to writing it to a console, per console.",
+              &gr_stats.position_age);
     histogram(f, "gpsrelay_loop_busy_seconds",
               "Event loop work between two polls: how long everything else waited.",
               &gr_stats.loop_busy);

@@ -98,6 +98,10 @@ static bool batch_add(void *ctx, const struct gr_position *p)
         return false;
     s->taken++;
     gr_histogram_observe(&gr_stats.delivery_latency, (double)(b->now_ns - p->rx_ns) / 1e9);
+    /* How old the dot is as the console gets it: the modem's delay and clock included. A
+     * fix dated ahead (within max_future_skew) counts as fresh, not as a negative age. */
+    int64_t age_ms = b->now_ms - p->time_ms;
+    gr_histogram_observe(&gr_stats.position_age, age_ms > 0 ? (double)age_ms / 1e3 : 0);
     return true;
 }
 

@@ -18,6 +18,7 @@ const { Daemon, rmc, check, report, WAIT_MS } = require(path.join(__dirname, "..
 // docs/operations.md's list.
 const REQUIRED = {
     gpsrelay_delivery_latency_seconds: "histogram",
+    gpsrelay_position_age_seconds: "histogram",
     gpsrelay_postgres_up: "gauge",
     gpsrelay_ingest_reports_total: "counter",
     gpsrelay_ingest_rejected_total: "counter",
