@@ -75,8 +75,7 @@ static void rmc(char *out, size_t cap, const char *prefix, time_t t)
     angle(la, sizeof la, lat_at(t), 2, 'N', 'S');
     angle(lo, sizeof lo, LON, 3, 'E', 'W');
     snprintf(body, sizeof body, "GPRMC,%02d%02d%02d.00,A,%s,%s,12.0,271.5,%02d%02d%02d,,,A",
-             tm.tm_hour, tm.tm_min, tm.tm_sec, la, lo, tm.tm_mday, tm.tm_mon + 1,
-             tm.tm_year % 100);
+             tm.tm_hour, tm.tm_min, tm.tm_sec, la, lo, tm.tm_mday, tm.tm_mon + 1, tm.tm_year % 100);
     nmea(out, cap, prefix, body);
 }
 
@@ -87,8 +86,8 @@ static void gga(char *out, size_t cap, const char *prefix, time_t t)
     gmtime_r(&t, &tm);
     angle(la, sizeof la, lat_at(t), 2, 'N', 'S');
     angle(lo, sizeof lo, LON, 3, 'E', 'W');
-    snprintf(body, sizeof body, "GPGGA,%02d%02d%02d.00,%s,%s,1,09,0.9,10.2,M,-34.2,M,,",
-             tm.tm_hour, tm.tm_min, tm.tm_sec, la, lo);
+    snprintf(body, sizeof body, "GPGGA,%02d%02d%02d.00,%s,%s,1,09,0.9,10.2,M,-34.2,M,,", tm.tm_hour,
+             tm.tm_min, tm.tm_sec, la, lo);
     nmea(out, cap, prefix, body);
 }
 
