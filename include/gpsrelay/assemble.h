@@ -36,18 +36,20 @@ struct gr_assembler {
     unsigned pending_types;   /* 1u << enum gr_sentence_type of each sentence merged so far */
     int64_t pending_since_ms; /* now_ms when the pending fix's first sentence came */
     /*
-     * The device's habit: the sentence types it sent for one time, learnt from its last
-     * fix (0: not known yet, so nothing is complete before its window). A sentence of the
-     * last fix's time that comes after that fix went out adds its type (it was late). A fix
-     * cut short by the window shrinks the habit only the GR_ASSEMBLE_HABIT_MISSES-th time
-     * in a row, so one lost datagram does not make the next fix go out half.
+     * The device's habit: the sentence types it sent for one time (ZDA aside: it comes
+     * now and then, not with every fix), learnt from its last fix (0: not known yet, so
+     * nothing is complete before its window). A sentence of the last fix's time that comes
+     * after that fix went out adds its type (it was late). A fix cut short by the window
+     * shrinks the habit only the GR_ASSEMBLE_HABIT_MISSES-th time in a row, so one lost
+     * datagram does not make the next fix go out half.
      */
     unsigned habit;
     unsigned misses; /* window expiries in a row that lacked a type of the habit */
     bool have_last;  /* a fix was completed; last_tod_ms is its time of day */
     int last_tod_ms;
-    /* The caller's entry for the pending fix in its list of deadlines (src/ingest/
-     * pipeline.c), NULL when none; the assembler never reads it. */
+    /* The caller's entry for the pending fix in its list of deadlines (pipeline.c in
+     * src/ingest), NULL when none; the assembler never reads it. Copied with the rest when
+     * a reload moves the assembler to a new unit of the same device. */
     void *listed;
     /* The last date a sentence gave (RMC, ZDA), with the time of day it came with. */
     bool have_date;

@@ -48,9 +48,14 @@ static void reset_pending(struct gr_assembler *a)
     a->pending_since_ms = 0;
 }
 
+/*
+ * A sentence's type as a bit of pending_types and the habit. ZDA is none: it gives only the
+ * date, and receivers send it every few seconds or when asked, not with every fix, so a
+ * fix that had one must not make the next wait for another.
+ */
 static unsigned type_bit(const struct gr_sentence *s)
 {
-    return 1u << s->type;
+    return s->type == GR_SENT_ZDA ? 0 : 1u << s->type;
 }
 
 /*

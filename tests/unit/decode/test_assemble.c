@@ -564,6 +564,17 @@ static void test_habit_survives_one_loss(void)
     CHECK_INT(a.habit, 1u << GR_SENT_RMC);
     CHECK(!add(&a, RMC("182006"), now + 5000, &f));
     CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 5000, &f));
+
+    /* A ZDA now and then is not part of the habit: the next RMC alone is complete. */
+    CHECK(!add(&a, "$GPZDA,182007.00,23,11,2026,00,00", now + 6000, &f));
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(!add(&a, RMC("182007"), now + 6000, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 6000, &f));
+    CHECK_INT(a.habit, 1u << GR_SENT_RMC);
+    CHECK(!add(&a, RMC("182008"), now + 7000, &f));
+    CHECK(gr_assemble_complete(&a));
 }
 
 /*
