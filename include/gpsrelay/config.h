@@ -33,6 +33,9 @@ enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
  * of KiB; a file larger than this is a mistake (a log or a disk image under the name), and
  * reading it would hold the event loop on a reload. */
 #define GR_CONFIG_FILE_MAX (1u << 20)
+/* merge_window's ceiling: a modem's sentences of one fix come within milliseconds; a
+ * second is a 1 Hz modem's whole cycle, past which waiting only delays the fix. */
+#define GR_CONFIG_MERGE_WINDOW_MAX 1000
 
 struct gr_config {
     char *path; /* the file this came from */
@@ -56,6 +59,7 @@ struct gr_config {
     struct gr_cidr ingest_allow[GR_INGEST_ALLOW_MAX]; /* none: every source may send */
     size_t n_ingest_allow;
     int ingest_rate_limit;          /* reports per second per source address */
+    int merge_window;               /* ms to wait for the rest of a fix; 0: per payload */
     int max_connections_per_source; /* consoles from one address at once */
     int tcp_max_per_source;         /* modem TCP connections from one address at once */
     int log_level;                  /* LOG_* */

@@ -311,6 +311,19 @@ static int set_seconds(struct gr_cfg_parse *p, const struct gr_directive *d, con
     return 0;
 }
 
+/* merge_window: whole milliseconds, 0 (publish per payload) to GR_CONFIG_MERGE_WINDOW_MAX. */
+static int set_window(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = field_of(p->cfg, d);
+    long ms;
+
+    if (parse_uint(v, GR_CONFIG_MERGE_WINDOW_MAX, &ms) < 0)
+        return fail(p, "bad value \"%s\" for %s: expected whole milliseconds from 0 to %d", v,
+                    d->name, GR_CONFIG_MERGE_WINDOW_MAX);
+    *field = (int)ms;
+    return 0;
+}
+
 /* A speed in whole metres per second; 0 would refuse every moving unit. */
 static int set_speed(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
@@ -396,6 +409,7 @@ static const struct gr_directive directives[] = {
     {"allowed_origin", set_origin, GR_VAL_TEXTS, GR_MULTI(allowed_origin), 0, NULL},
     {"ingest_allow", set_cidr, GR_VAL_CIDRS, GR_MULTI(ingest_allow), 0, NULL},
     {"ingest_rate_limit", set_count, GR_VAL_INT, GR_ONE(ingest_rate_limit), 0, "50"},
+    {"merge_window", set_window, GR_VAL_INT, GR_ONE(merge_window), 0, "100"},
     {"max_connections_per_source", set_count, GR_VAL_INT, GR_ONE(max_connections_per_source), 0,
      "512"},
     /* A modem needs one connection. 16 leaves room for the ones it leaves behind: one that

@@ -4,8 +4,14 @@
  * A receiver sends one burst of sentences per fix (GGA, VTG, RMC, ... all stamped with the
  * same UTC time of day), and no sentence has everything: RMC has the date and the speed,
  * GGA the altitude and the quality, VTG has no time at all. A fix is gathered from the
- * sentences with its time of day and handed out when the time changes or the caller
- * flushes at the end of a payload. Pure: no allocation, no clock (now_ms is passed in).
+ * sentences with its time of day and handed out when the time changes, when it holds
+ * every type the device sent last time (its habit), or when the caller's window runs out.
+ * Pure: no allocation, no clock (now_ms is passed in).
+ *
+ * Why a habit and not a fixed rule: modems differ. One sends RMC alone, one RMC+GGA in a
+ * datagram, a Sierra AirLink GGA then VTG, some a sentence per datagram. Waiting a window
+ * for every fix would delay them all; publishing at the end of a payload splits the ones
+ * that send a sentence per datagram (the second half was then refused as a duplicate).
  */
 #include <string.h>
 
@@ -38,6 +44,18 @@ static void reset_pending(struct gr_assembler *a)
     a->pending_tod_ms = 0;
     a->pending_year = a->pending_month = a->pending_day = 0;
     a->pending_invalid = false;
+    a->pending_types = 0;
+    a->pending_since_ms = 0;
+}
+
+/*
+ * A sentence's type as a bit of pending_types and the habit. ZDA is none: it gives only the
+ * date, and receivers send it every few seconds or when asked, not with every fix, so a
+ * fix that had one must not make the next wait for another.
+ */
+static unsigned type_bit(const struct gr_sentence *s)
+{
+    return s->type == GR_SENT_ZDA ? 0 : 1u << s->type;
 }
 
 /*
@@ -106,6 +124,7 @@ static void merge(struct gr_assembler *a, const struct gr_sentence *s)
         p->sats = f->sats;
     }
     p->fields |= f->fields;
+    a->pending_types |= type_bit(s);
     p->src = f->src; /* the decoder says its format; one fix's sentences share it */
 }
 
@@ -158,6 +177,8 @@ static bool complete(struct gr_assembler *a, int64_t now_ms, struct gr_fix *out)
     if (!pending(a)) {
         return false;
     }
+    a->have_last = true;
+    a->last_tod_ms = a->pending_tod_ms;
     int64_t day = pending_day(a, now_ms);
     bool has_position = (a->pending_has & GR_HAS_POSITION) != 0;
     if (has_position) {
@@ -181,6 +202,28 @@ static bool complete(struct gr_assembler *a, int64_t now_ms, struct gr_fix *out)
     return has_position;
 }
 
+/* The habit is what this fix held: the device sent nothing else for its time. */
+static void learn(struct gr_assembler *a)
+{
+    if (pending(a)) {
+        a->habit = a->pending_types;
+        a->misses = 0;
+    }
+}
+
+/* A sentence for the fix that already went out: the habit lacked its type. */
+static void late(struct gr_assembler *a, const struct gr_sentence *s)
+{
+    if (a->have_last) {
+        a->habit |= type_bit(s);
+    }
+}
+
+bool gr_assemble_unplaced(const struct gr_assembler *a, const struct gr_sentence *s)
+{
+    return !is_identity(s) && !(s->has & GR_HAS_TIME) && !pending(a);
+}
+
 bool gr_assemble_add(struct gr_assembler *a, const struct gr_sentence *s, int64_t now_ms,
                      struct gr_fix *out)
 {
@@ -190,23 +233,54 @@ bool gr_assemble_add(struct gr_assembler *a, const struct gr_sentence *s, int64_
     /*
      * No time: VTG never has one, and Quectel leaves it empty in GGA and RMC while it has
      * no fix. Such a sentence belongs to the fix being gathered (VTG follows its GGA), and
-     * is dropped when there is none: it cannot be placed in time.
+     * is dropped when there is none: it cannot be placed in time. It can only have been
+     * late for the last fix, so the next one waits for its type.
      */
     if (!(s->has & GR_HAS_TIME)) {
         if (pending(a)) {
             merge(a, s);
+        } else {
+            late(a, s);
         }
         return false;
     }
     bool done = false;
     if (pending(a) && other_fix(a, s)) {
+        learn(a);
         done = complete(a, now_ms, out);
+    } else if (!pending(a) && a->have_last && s->time_of_day_ms == a->last_tod_ms) {
+        late(a, s);
+    }
+    if (!pending(a)) {
+        a->pending_since_ms = now_ms;
     }
     merge(a, s);
     return done;
 }
 
+bool gr_assemble_pending(const struct gr_assembler *a)
+{
+    return pending(a);
+}
+
+bool gr_assemble_complete(const struct gr_assembler *a)
+{
+    return pending(a) && a->habit != 0 && (a->pending_types & a->habit) == a->habit;
+}
+
 bool gr_assemble_flush(struct gr_assembler *a, int64_t now_ms, struct gr_fix *out)
 {
+    learn(a);
+    return complete(a, now_ms, out);
+}
+
+bool gr_assemble_expire(struct gr_assembler *a, int64_t now_ms, struct gr_fix *out)
+{
+    if (pending(a)) {
+        bool short_of_habit = (a->pending_types & a->habit) != a->habit;
+        if (!short_of_habit || a->habit == 0 || ++a->misses >= GR_ASSEMBLE_HABIT_MISSES) {
+            learn(a);
+        }
+    }
     return complete(a, now_ms, out);
 }

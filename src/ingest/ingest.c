@@ -83,6 +83,7 @@ int gr_ingest_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_hub 
     uv_timer_init(loop, &in->summary);
     in->summary.data = in;
     uv_timer_start(&in->summary, on_summary, GR_INGEST_SUMMARY_MS, GR_INGEST_SUMMARY_MS);
+    gr_ingest_merge_init(in);
     int rc = gr_ingest_tcp_init(in);
     in->ids = gr_identity_new(GR_IDENTITY_MAX);
     /* Bursts of a second's worth: a modem sending RMC+GGA+VTG per cycle, or a backlog
@@ -111,6 +112,7 @@ void gr_ingest_stop(struct gr_ingest *in, gr_stopped_fn done, void *arg)
     in->stopped = done;
     in->stopped_arg = arg;
     gr_ingest_close_once((uv_handle_t *)&in->summary);
+    gr_ingest_merge_stop(in);
     gr_ingest_udp_stop(in);
     gr_ingest_tcp_stop(in);
 }
@@ -120,6 +122,7 @@ void gr_ingest_free(struct gr_ingest *in)
     if (in == NULL)
         return;
     gr_ingest_tcp_free(in);
+    gr_ingest_merge_free(in);
     gr_identity_free(in->ids);
     gr_ratelimit_free(in->rate);
     free(in);

@@ -23,6 +23,7 @@
 #define GR_INGEST_SUMMARY_MS 10000
 
 struct tcp_conn;
+struct gr_merge_wait;
 
 struct gr_ingest {
     /* The pipeline (pipeline.c); the drop summary (ingest.c). */
@@ -40,6 +41,13 @@ struct gr_ingest {
     uint64_t summarized_not_allowed, summarized_rate_limited, summarized_receive_errors;
     uint64_t summarized_socket_drops;
     uint64_t summarized_tcp_refused[GR_TCP_REFUSAL_COUNT], summarized_tcp_accept_errors;
+    /*
+     * Fixes waiting for the rest of their sentences (merge_window, pipeline.c): a list in
+     * deadline order and one timer for its head, so many devices cost one timer and O(1)
+     * per fix, never a timer each. At most one entry per unit; spare ones are kept.
+     */
+    struct gr_merge_wait *waiting, *waiting_tail, *wait_spare;
+    uv_timer_t merge_timer;
 
     /* UDP (udp.c). */
     size_t n_udp;
@@ -60,9 +68,10 @@ struct gr_ingest {
 };
 
 /*
- * One payload's worth of work: a datagram, or what one read brought from a stream. Units
- * whose sentences came in it are flushed at its end, so sentences sent together merge
- * into one fix without waiting for the modem's next cycle.
+ * One payload's worth of work: a datagram, or what one read brought from a stream. A fix
+ * goes out as soon as it is complete by its device's habit, else when its merge_window
+ * runs out (gr_ingest_merge_*); with merge_window 0 the units whose sentences came in the
+ * payload are flushed at its end instead (touched).
  */
 struct gr_ingest_batch {
     struct gr_ingest *in;
@@ -82,6 +91,12 @@ void gr_ingest_batch_add(struct gr_ingest_batch *b, const char *p, size_t len);
 
 /* Publishes the fixes the batch's sentences completed; the batch may be used again. */
 void gr_ingest_batch_end(struct gr_ingest_batch *b);
+
+/* The merge_window timer: set up at start; stop publishes what still waits and closes it
+ * (gr_ingest_close_once); free frees the list. */
+void gr_ingest_merge_init(struct gr_ingest *in);
+void gr_ingest_merge_stop(struct gr_ingest *in);
+void gr_ingest_merge_free(struct gr_ingest *in);
 
 /* ingest_allow: whether `from` may send at all. */
 bool gr_ingest_allowed(const struct gr_ingest *in, const struct sockaddr *from);

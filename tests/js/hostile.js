@@ -194,7 +194,13 @@ async function testSessionIdentity(d) {
     const join = '["1","1","agency:county-ems","phx_join",{}]\n';
     const joined = await request(d, post(lpPath(`${a}&token=${sa}`), join));
     check(JSON.parse(joined.body).status === 200, "A joins its agency");
+    const published = await d.metric("gpsrelay_positions_published_total");
     await d.send(rmc("AMB-12", 40.7, -74.0));
+    // A device's first fix waits for merge_window (its habit is not known yet): wait until
+    // it is published, so A's poll below finds it queued.
+    for (const end = Date.now() + 5000; Date.now() < end &&
+        await d.metric("gpsrelay_positions_published_total") <= published;)
+        await new Promise((r) => setTimeout(r, 5));
     const before = await d.metric('gpsrelay_consoles_refused_total{reason="session_identity"}');
     const stolen = await request(d, get(lpPath(`${b}&token=${sa}`)));
     const body = JSON.parse(stolen.body);

@@ -65,7 +65,8 @@ static void test_good(void)
                            "log_level \"warning\"\n"
                            "max_future_skew 86400\n"
                            "listen_tcp 127.0.0.1:7001\n"
-                           "max_speed 90\n");
+                           "max_speed 90\n"
+                           "merge_window 250\n");
 
     CHECK_INT(gr_config_load(path, &cfg, err, sizeof(err)), 0);
     CHECK_STR(cfg.path, path);
@@ -98,6 +99,7 @@ static void test_good(void)
     CHECK_INT(cfg.log_level, LOG_WARNING);
     CHECK_INT(cfg.max_future_skew, 86400);
     CHECK_INT(cfg.max_speed, 90);
+    CHECK_INT(cfg.merge_window, 250);
     CHECK_INT(cfg.n_listen_tcp, 1);
     CHECK_INT(cfg.listen_tcp[0].port, 7001);
 
@@ -121,9 +123,16 @@ static void test_defaults(void)
     CHECK_INT(cfg.slow_timeout, 30);
     CHECK_INT(cfg.idle_timeout, 60);
     CHECK_INT(cfg.ingest_rate_limit, 50);
+    CHECK_INT(cfg.merge_window, 100);
     CHECK_INT(cfg.max_connections_per_source, 512);
     CHECK_INT(cfg.n_allowed_origin, 0);
     CHECK(gr_config_origin_ok(&cfg, "https://anything.example"));
+    gr_config_free(&cfg);
+
+    /* merge_window 0: publish per payload, as before merging across payloads. */
+    CHECK_INT(gr_config_load(put(GOOD_BASE "auth none\nmerge_window 0\n"), &cfg, err, sizeof(err)),
+              0);
+    CHECK_INT(cfg.merge_window, 0);
     gr_config_free(&cfg);
 
     /* auth defaults to jwt, which needs a key. */
@@ -251,6 +260,11 @@ static void test_value_errors(void)
                                  "second from 1 to 100000");
     check_error("max_speed fast\n", ":1: bad value \"fast\" for max_speed: expected whole "
                                     "metres per second from 1 to 100000");
+
+    check_error("merge_window 1001\n", ":1: bad value \"1001\" for merge_window: expected whole "
+                                       "milliseconds from 0 to 1000");
+    check_error("merge_window 0.1\n", ":1: bad value \"0.1\" for merge_window: expected whole "
+                                      "milliseconds from 0 to 1000");
 
     static const char *const bad_seconds[] = {"-1", "86401", "1.5", "", "+5", "5s", " 5"};
     for (size_t i = 0; i < sizeof(bad_seconds) / sizeof(bad_seconds[0]); i++) {

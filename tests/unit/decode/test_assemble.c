@@ -1,6 +1,7 @@
 /*
  * test_assemble.c - the per-device assembler: merging the sentences of one time into one
- * fix, completion and flush, the three sources of a date, GPS week rollover, validity.
+ * fix, completion and flush, the three sources of a date, GPS week rollover, validity, and
+ * the device's habit (which sentence types make its fix whole, so it goes out at once).
  */
 #include <stdlib.h>
 
@@ -424,6 +425,198 @@ static void test_taip_source(void)
     CHECK_INT(f.src, GR_SRC_NMEA);
 }
 
+/* One device's sentences for the time hhmmss (a fix a second), as a modem sends them. */
+#define RMC(t) "$GPRMC," t ".00,A,4042.7680,N,07400.3600,W,12.0,271.5,231126,,,A"
+#define GGA(t) "$GPGGA," t ".00,4042.7680,N,07400.3600,W,1,09,0.9,10.2,M,-34.2,M,,"
+#define VTG    "$GPVTG,271.5,T,,M,12.0,N,22.2,K,A"
+
+/*
+ * RMC and GGA in two datagrams: while the habit is unknown the fix waits (for the window,
+ * here gr_assemble_expire); from then on it is complete with its second sentence, in
+ * either order, and comes out whole.
+ */
+static void test_habit_rmc_gga(void)
+{
+    struct gr_assembler a = {0};
+    struct gr_fix f;
+    int64_t now = utc(2026, 11, 23, 18, 20, 1);
+
+    CHECK(!add(&a, RMC("182001"), now, &f));
+    CHECK(gr_assemble_pending(&a));
+    CHECK_INT(a.pending_since_ms, now);
+    CHECK(!gr_assemble_complete(&a)); /* habit unknown: nothing is complete */
+    CHECK(!add(&a, GGA("182001"), now + 5, &f));
+    CHECK_INT(a.pending_since_ms, now); /* the first sentence's */
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(gr_assemble_expire(&a, now + 100, &f));
+    CHECK_INT(f.fields, GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP | GR_FIX_SATS);
+    CHECK(!gr_assemble_pending(&a));
+
+    CHECK(!add(&a, RMC("182002"), now + 1000, &f));
+    CHECK(!gr_assemble_complete(&a)); /* GGA is still to come */
+    CHECK(!add(&a, GGA("182002"), now + 1005, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 1005, &f));
+    CHECK_INT(f.time_ms, utc(2026, 11, 23, 18, 20, 2));
+    CHECK_INT(f.fields, GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP | GR_FIX_SATS);
+
+    /* The other order. */
+    CHECK(!add(&a, GGA("182003"), now + 2000, &f));
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(!add(&a, RMC("182003"), now + 2005, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 2005, &f));
+    CHECK_INT(f.fields, GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP | GR_FIX_SATS);
+}
+
+/* The next time ends a fix, and what it held is the habit. */
+static void test_habit_from_next_time(void)
+{
+    struct gr_assembler a = {0};
+    struct gr_fix f;
+    int64_t now = utc(2026, 11, 23, 18, 20, 1);
+
+    CHECK(!add(&a, RMC("182001"), now, &f));
+    CHECK(!add(&a, GGA("182001"), now, &f));
+    CHECK(add(&a, RMC("182002"), now + 1000, &f)); /* the fix of 18:20:01 comes out */
+    CHECK_INT(f.time_ms, utc(2026, 11, 23, 18, 20, 1));
+    CHECK_INT(a.habit, (1u << GR_SENT_RMC) | (1u << GR_SENT_GGA));
+    CHECK_INT(a.pending_since_ms, now + 1000); /* a new fix, a new first sentence */
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(!add(&a, GGA("182002"), now + 1000, &f));
+    CHECK(gr_assemble_complete(&a));
+}
+
+/* A modem that sends RMC alone: after its first fix, each is complete as it arrives. */
+static void test_habit_rmc_alone(void)
+{
+    struct gr_assembler a = {0};
+    struct gr_fix f;
+    int64_t now = utc(2026, 11, 23, 18, 20, 1);
+
+    CHECK(!add(&a, RMC("182001"), now, &f));
+    CHECK(gr_assemble_expire(&a, now + 100, &f));
+    for (int i = 0; i < 3; i++) {
+        char line[96];
+        snprintf(line, sizeof line, RMC("18200%d"), 2 + i);
+        CHECK(!add(&a, line, now + 1000 * (i + 1), &f));
+        CHECK(gr_assemble_complete(&a));
+        CHECK(gr_assemble_flush(&a, now + 1000 * (i + 1), &f));
+        CHECK_INT(f.time_ms, utc(2026, 11, 23, 18, 20, 2 + i));
+    }
+}
+
+/* Sierra AirLink: GGA, then VTG without a time; the VTG completes the fix. */
+static void test_habit_gga_vtg(void)
+{
+    struct gr_assembler a = {0};
+    struct gr_fix f;
+    int64_t now = utc(2026, 11, 23, 18, 20, 1);
+
+    CHECK(!add(&a, GGA("182001"), now, &f));
+    CHECK(!add(&a, VTG, now, &f));
+    CHECK(gr_assemble_expire(&a, now + 100, &f));
+    CHECK_INT(a.habit, (1u << GR_SENT_GGA) | (1u << GR_SENT_VTG));
+    CHECK(!add(&a, GGA("182002"), now + 1000, &f));
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(!add(&a, VTG, now + 1005, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 1005, &f));
+    CHECK_INT(f.fields, GR_FIX_SPEED | GR_FIX_COURSE | GR_FIX_ALT | GR_FIX_HDOP | GR_FIX_SATS);
+    CHECK_NEAR(f.speed, 12.0 * KN, 1e-9);
+    CHECK_NEAR(f.alt, 10.2, 1e-12);
+}
+
+/*
+ * A fix cut short by the window (its GGA lost) goes out as it is, and the habit stays: the
+ * next fix still waits for its GGA. Only a second short fix in a row makes RMC alone the
+ * habit (the modem stopped sending GGA).
+ */
+static void test_habit_survives_one_loss(void)
+{
+    struct gr_assembler a = {0};
+    struct gr_fix f;
+    int64_t now = utc(2026, 11, 23, 18, 20, 1);
+    const unsigned both = (1u << GR_SENT_RMC) | (1u << GR_SENT_GGA);
+
+    CHECK(!add(&a, RMC("182001"), now, &f));
+    CHECK(!add(&a, GGA("182001"), now, &f));
+    CHECK(gr_assemble_expire(&a, now + 100, &f));
+
+    CHECK(!add(&a, RMC("182002"), now + 1000, &f)); /* its GGA is lost */
+    CHECK(gr_assemble_expire(&a, now + 1100, &f));
+    CHECK_INT(f.fields, GR_FIX_SPEED | GR_FIX_COURSE);
+    CHECK_INT(a.habit, both);
+
+    CHECK(!add(&a, RMC("182003"), now + 2000, &f));
+    CHECK(!gr_assemble_complete(&a)); /* still waits for GGA */
+    CHECK(!add(&a, GGA("182003"), now + 2005, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 2005, &f));
+    CHECK_INT(a.misses, 0);
+
+    /* Twice in a row without GGA: the habit is RMC alone. */
+    CHECK(!add(&a, RMC("182004"), now + 3000, &f));
+    CHECK(gr_assemble_expire(&a, now + 3100, &f));
+    CHECK_INT(a.habit, both);
+    CHECK(!add(&a, RMC("182005"), now + 4000, &f));
+    CHECK(gr_assemble_expire(&a, now + 4100, &f));
+    CHECK_INT(a.habit, 1u << GR_SENT_RMC);
+    CHECK(!add(&a, RMC("182006"), now + 5000, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 5000, &f));
+
+    /* A ZDA now and then is not part of the habit: the next RMC alone is complete. */
+    CHECK(!add(&a, "$GPZDA,182007.00,23,11,2026,00,00", now + 6000, &f));
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(!add(&a, RMC("182007"), now + 6000, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 6000, &f));
+    CHECK_INT(a.habit, 1u << GR_SENT_RMC);
+    CHECK(!add(&a, RMC("182008"), now + 7000, &f));
+    CHECK(gr_assemble_complete(&a));
+}
+
+/*
+ * A sentence of the last fix's time that comes after it went out (the habit did not have
+ * its type) teaches the habit: it starts a fix of its own (the hub refuses it as a
+ * duplicate, counted), and the next fix waits for both.
+ */
+static void test_habit_late_sentence(void)
+{
+    struct gr_assembler a = {0};
+    struct gr_fix f;
+    int64_t now = utc(2026, 11, 23, 18, 20, 1);
+
+    CHECK(!add(&a, RMC("182001"), now, &f));
+    CHECK(gr_assemble_expire(&a, now + 100, &f)); /* habit: RMC */
+    CHECK(!add(&a, RMC("182002"), now + 1000, &f));
+    CHECK(gr_assemble_complete(&a));
+    CHECK(gr_assemble_flush(&a, now + 1000, &f));
+    CHECK(!add(&a, GGA("182002"), now + 1005, &f)); /* late for 18:20:02 */
+    CHECK_INT(a.habit, (1u << GR_SENT_RMC) | (1u << GR_SENT_GGA));
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(gr_assemble_expire(&a, now + 1105, &f));
+    CHECK_INT(f.time_ms, utc(2026, 11, 23, 18, 20, 2));
+
+    CHECK(!add(&a, RMC("182003"), now + 2000, &f));
+    CHECK(!gr_assemble_complete(&a));
+    CHECK(!add(&a, GGA("182003"), now + 2005, &f));
+    CHECK(gr_assemble_complete(&a));
+
+    /* A VTG after the fix went out: dropped (unplaced), and the habit gains VTG. */
+    CHECK(gr_assemble_flush(&a, now + 2005, &f));
+    struct gr_sentence s;
+    CHECK_INT(gr_nmea_decode(VTG, strlen(VTG), &s), GR_OK);
+    CHECK(gr_assemble_unplaced(&a, &s));
+    CHECK(!gr_assemble_add(&a, &s, now + 2010, &f));
+    CHECK(!gr_assemble_pending(&a));
+    CHECK_INT(a.habit, (1u << GR_SENT_RMC) | (1u << GR_SENT_GGA) | (1u << GR_SENT_VTG));
+    /* With a fix pending, a VTG joins it. */
+    CHECK(!add(&a, RMC("182004"), now + 3000, &f));
+    CHECK(!gr_assemble_unplaced(&a, &s));
+}
+
 int main(void)
 {
     test_merge_one_time();
@@ -436,5 +629,11 @@ int main(void)
     test_validity();
     test_identity_ignored();
     test_taip_source();
+    test_habit_rmc_gga();
+    test_habit_from_next_time();
+    test_habit_rmc_alone();
+    test_habit_gga_vtg();
+    test_habit_survives_one_loss();
+    test_habit_late_sentence();
     return check_result("test_assemble");
 }
