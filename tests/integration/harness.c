@@ -973,6 +973,29 @@ json_t *phx_recv_event(int fd, const char *topic, const char *event, int timeout
     return phx_recv_match(fd, topic, event, NULL, timeout_ms, NULL);
 }
 
+json_t *phx_next_position(int fd, const char *topic, const char *device, int timeout_ms)
+{
+    for (;;) {
+        json_t *msg = phx_recv_event(fd, topic, "positions", timeout_ms);
+        if (msg == NULL) {
+            fprintf(stderr, "no position of %s arrived\n", device);
+            return NULL;
+        }
+        json_t *list = json_object_get(json_array_get(msg, 4), "positions");
+        size_t i;
+        json_t *p;
+        json_array_foreach(list, i, p)
+        {
+            if (strcmp(json_string_value(json_object_get(p, "device")), device) == 0) {
+                json_incref(p);
+                json_decref(msg);
+                return p;
+            }
+        }
+        json_decref(msg);
+    }
+}
+
 int phx_collect(int fd, int ms, json_t *frames)
 {
     int64_t deadline = now_ms() + ms;

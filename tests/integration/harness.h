@@ -206,6 +206,11 @@ json_t *phx_recv_match(int fd, const char *topic, const char *event, const char 
 /* phx_recv_match() with any ref, dropping the frames in between. */
 json_t *phx_recv_event(int fd, const char *topic, const char *event, int timeout_ms);
 
+/* The next position of device on topic, skipping other devices' positions (and the frames
+ * that carry only those), or NULL after timeout_ms of none (reported on stderr). Returns a
+ * new reference. */
+json_t *phx_next_position(int fd, const char *topic, const char *device, int timeout_ms);
+
 /*
  * Reads every frame arriving within ms and appends it to frames (a JSON array). Returns
  * how many arrived, or -1 when the socket was closed or failed meanwhile.

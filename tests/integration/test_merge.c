@@ -112,25 +112,7 @@ static void send_udp(const char *text)
 /* The next position of device (skipping others), or NULL after WAIT_MS. Caller decrefs. */
 static json_t *next_position(const char *device)
 {
-    for (;;) {
-        json_t *msg = phx_recv_event(console_fd, TOPIC, "positions", WAIT_MS);
-        if (msg == NULL) {
-            fprintf(stderr, "no position of %s arrived\n", device);
-            return NULL;
-        }
-        json_t *list = json_object_get(json_array_get(msg, 4), "positions");
-        size_t i;
-        json_t *p;
-        json_array_foreach(list, i, p)
-        {
-            if (strcmp(json_string_value(json_object_get(p, "device")), device) == 0) {
-                json_incref(p);
-                json_decref(msg);
-                return p;
-            }
-        }
-        json_decref(msg);
-    }
+    return phx_next_position(console_fd, TOPIC, device, WAIT_MS);
 }
 
 /* The device of the first position that is a or b, or "" after WAIT_MS; *both: the other
