@@ -122,7 +122,7 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     labelled(f, "gpsrelay_ingest_rejected_total", "Reports or fixes not published, by reason.",
              "reason", reject_labels, gr_stats.ingest_rejected, GR_OK + 1, GR_REASON_COUNT);
     family(f, "gpsrelay_ingest_no_checksum_total", "counter",
-           "NMEA sentences accepted without a checksum.", gr_stats.ingest_no_checksum);
+           "NMEA or TAIP sentences accepted without a checksum.", gr_stats.ingest_no_checksum);
     family(f, "gpsrelay_ingest_spliced_total", "counter",
            "Broken sentences cut off by a newer one on the same line.", gr_stats.ingest_spliced);
     family(f, "gpsrelay_ingest_identity_evicted_total", "counter",
