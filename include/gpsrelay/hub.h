@@ -109,6 +109,9 @@ struct gr_unit *gr_hub_find_unit_by_addr(struct gr_hub *hub, const struct sockad
 /* The unit's sentence assembler (assemble.h): state that follows the device. */
 struct gr_assembler *gr_unit_assembler(struct gr_unit *u);
 
+/* The unit's device id as the mapping spells it; valid while the unit is. */
+const char *gr_unit_id(const struct gr_unit *u);
+
 /*
  * Applies the acceptance rules that need the unit's history (docs/ingest.md: future,
  * out of order, duplicate, implied speed) and the position checks (validity, range, 0,0),

@@ -77,6 +77,11 @@ fail:
     return NULL;
 }
 
+const char *gr_unit_id(const struct gr_unit *u)
+{
+    return u->id;
+}
+
 struct gr_assembler *gr_unit_assembler(struct gr_unit *u)
 {
     return &u->assembler;

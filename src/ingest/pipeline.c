@@ -11,7 +11,6 @@
 #include "gpsrelay/format.h"
 #include "gpsrelay/identity.h"
 #include "gpsrelay/log.h"
-#include "gpsrelay/mapping.h"
 #include "gpsrelay/ratelimit.h"
 #include "gpsrelay/report.h"
 #include "pipeline.h"
@@ -91,14 +90,15 @@ static void wait_drop(struct gr_ingest *in, struct gr_assembler *a)
 
 /*
  * Lists a's pending fix to go out merge_window after its first sentence, unless it is
- * listed already. The list stays in deadline order: the window is one for all, so a new
- * deadline goes at the tail; only a window shortened by a reload walks back. Returns false
- * when no entry could be had (out of memory): the caller publishes at once instead.
+ * listed already, under id (the unit's, gr_unit_id). The list stays in deadline order: the window
+ * is one for all, so a new deadline goes at the tail; only a window shortened by a reload walks
+ * back. Returns false when no entry could be had (out of memory): the caller publishes at once
+ * instead.
  */
-static bool wait_list(struct gr_ingest_batch *b, struct gr_assembler *a, const char *id,
-                      size_t id_len)
+static bool wait_list(struct gr_ingest_batch *b, struct gr_assembler *a, const char *id)
 {
     struct gr_ingest *in = b->in;
+    size_t id_len = strlen(id);
     struct gr_merge_wait *w = a->listed;
     if (w != NULL && w->since_ms == a->pending_since_ms)
         return true;
@@ -210,36 +210,22 @@ static void batch_touch(struct gr_ingest_batch *b, struct gr_unit *u)
  * address.
  */
 static struct gr_unit *identify(struct gr_ingest_batch *b, const char *own, size_t own_len,
-                                const struct gr_report *rep, const char **id, size_t *id_len)
+                                const struct gr_report *rep)
 {
     struct gr_hub *hub = b->in->hub;
-    *id = own;
-    *id_len = own_len;
-    if (own == NULL && rep->id != NULL) {
-        *id = rep->id;
-        *id_len = rep->id_len;
-    }
-    if (*id == NULL && (*id = gr_identity_get(b->in->ids, b->from, b->now_ms)) != NULL) {
-        struct gr_unit *u = gr_hub_find_unit(hub, *id, strlen(*id));
-        if (u == NULL)
-            return NULL;
-        /* Found a device: the sender is proven, safe from a spray of others (identity.h).
-         * Proving may move its entry, so the id is read again after. */
-        if (gr_identity_confirm(b->in->ids, b->from, b->now_ms) == 1)
+    if (own != NULL)
+        return gr_hub_find_unit(hub, own, own_len);
+    if (rep->id != NULL)
+        return gr_hub_find_unit(hub, rep->id, rep->id_len);
+    const char *remembered = gr_identity_get(b->in->ids, b->from, b->now_ms);
+    if (remembered != NULL) {
+        /* Found a device: the sender is proven, safe from a spray of others (identity.h). */
+        struct gr_unit *u = gr_hub_find_unit(hub, remembered, strlen(remembered));
+        if (u != NULL && gr_identity_confirm(b->in->ids, b->from, b->now_ms) == 1)
             gr_stats.ingest_identity_evicted++;
-        *id = gr_identity_get(b->in->ids, b->from, b->now_ms);
-        *id_len = strlen(*id);
         return u;
     }
-    if (*id == NULL) {
-        const struct gr_mapping *m = gr_hub_mapping(hub);
-        const struct gr_device *d = m != NULL ? gr_mapping_find_addr(m, b->from) : NULL;
-        if (d == NULL)
-            return NULL;
-        *id = d->id;
-        *id_len = strlen(d->id);
-    }
-    return gr_hub_find_unit(hub, *id, *id_len);
+    return gr_hub_find_unit_by_addr(hub, b->from);
 }
 
 /* A sentence is merged with its device's others; an identity sentence only names the
@@ -256,9 +242,7 @@ static enum gr_reason handle_sentence(struct gr_ingest_batch *b, const struct gr
     }
 
     bool own = s->type == GR_SENT_TAIP_RPV && s->id != NULL;
-    const char *id;
-    size_t id_len;
-    struct gr_unit *u = identify(b, own ? s->id : NULL, s->id_len, rep, &id, &id_len);
+    struct gr_unit *u = identify(b, own ? s->id : NULL, s->id_len, rep);
     if (u == NULL)
         return GR_UNKNOWN_DEVICE;
     struct gr_assembler *a = gr_unit_assembler(u);
@@ -274,7 +258,7 @@ static enum gr_reason handle_sentence(struct gr_ingest_batch *b, const struct gr
         return r;
     }
     /* Complete by the device's habit: nothing more is coming for this time. */
-    if (gr_assemble_pending(a) && !gr_assemble_complete(a) && wait_list(b, a, id, id_len))
+    if (gr_assemble_pending(a) && !gr_assemble_complete(a) && wait_list(b, a, gr_unit_id(u)))
         return r;
     struct gr_merge_wait *w = a->listed;
     int64_t rx_ns = w != NULL && w->since_ms == a->pending_since_ms ? w->rx_ns : b->rx_ns;
@@ -288,9 +272,7 @@ static enum gr_reason handle_sentence(struct gr_ingest_batch *b, const struct gr
 static enum gr_reason handle_report(struct gr_ingest_batch *b, const struct gr_report *rep,
                                     struct gr_json_report *jr)
 {
-    const char *id;
-    size_t id_len;
-    struct gr_unit *u = identify(b, jr->id[0] ? jr->id : NULL, strlen(jr->id), rep, &id, &id_len);
+    struct gr_unit *u = identify(b, jr->id[0] ? jr->id : NULL, strlen(jr->id), rep);
     if (u == NULL)
         return GR_UNKNOWN_DEVICE;
     if (jr->attrs_len > 0) {
