@@ -973,6 +973,22 @@ json_t *phx_recv_event(int fd, const char *topic, const char *event, int timeout
     return phx_recv_match(fd, topic, event, NULL, timeout_ms, NULL);
 }
 
+void nmea_line(char *out, size_t cap, const char *prefix, const char *body)
+{
+    unsigned sum = 0;
+    for (const char *p = body; *p != '\0'; p++)
+        sum ^= (unsigned char)*p;
+    snprintf(out, cap, "%s$%s*%02X\r\n", prefix, body, sum);
+}
+
+void nmea_angle(char *out, size_t cap, double v, int width, char pos, char neg)
+{
+    char h = v < 0 ? neg : pos;
+    v = v < 0 ? -v : v;
+    int d = (int)v;
+    snprintf(out, cap, "%0*d%08.5f,%c", width, d, (v - d) * 60.0, h);
+}
+
 json_t *phx_next_position(int fd, const char *topic, const char *device, int timeout_ms)
 {
     for (;;) {

@@ -206,6 +206,12 @@ json_t *phx_recv_match(int fd, const char *topic, const char *event, const char 
 /* phx_recv_match() with any ref, dropping the frames in between. */
 json_t *phx_recv_event(int fd, const char *topic, const char *event, int timeout_ms);
 
+/* "prefix$body*hh\r\n" into out: body with its NMEA checksum, as a modem sends it. */
+void nmea_line(char *out, size_t cap, const char *prefix, const char *body);
+
+/* Degrees v as NMEA "ddmm.mmmmm,H" (width 2 for latitude, 3 for longitude; H pos or neg). */
+void nmea_angle(char *out, size_t cap, double v, int width, char pos, char neg);
+
 /* The next position of device on topic, skipping other devices' positions (and the frames
  * that carry only those), or NULL after timeout_ms of none (reported on stderr). Returns a
  * new reference. */

@@ -40,24 +40,6 @@ static time_t base; /* fix times count up from here, a minute in the past */
 
 /* ---- building reports ------------------------------------------------------------------ */
 
-/* "prefix$body*hh\r\n" with the NMEA checksum of body. */
-static void nmea(char *out, size_t cap, const char *prefix, const char *body)
-{
-    unsigned sum = 0;
-    for (const char *p = body; *p; p++)
-        sum ^= (unsigned char)*p;
-    snprintf(out, cap, "%s$%s*%02X\r\n", prefix, body, sum);
-}
-
-/* Degrees as NMEA ddmm.mmmmm,H (width 2 for lat, 3 for lon). */
-static void angle(char *out, size_t cap, double v, int width, char pos, char neg)
-{
-    char h = v < 0 ? neg : pos;
-    v = v < 0 ? -v : v;
-    int d = (int)v;
-    snprintf(out, cap, "%0*d%08.5f,%c", width, d, (v - d) * 60.0, h);
-}
-
 static void hms(char *out, size_t cap, time_t t)
 {
     struct tm tm;
@@ -71,21 +53,21 @@ static void rmc(char *out, size_t cap, const char *prefix, time_t t, double lat,
     struct tm tm;
     gmtime_r(&t, &tm);
     hms(when, sizeof when, t);
-    angle(la, sizeof la, lat, 2, 'N', 'S');
-    angle(lo, sizeof lo, lon, 3, 'E', 'W');
+    nmea_angle(la, sizeof la, lat, 2, 'N', 'S');
+    nmea_angle(lo, sizeof lo, lon, 3, 'E', 'W');
     snprintf(body, sizeof body, "GPRMC,%s,A,%s,%s,12.0,271.5,%02d%02d%02d,,,A", when, la, lo,
              tm.tm_mday, tm.tm_mon + 1, tm.tm_year % 100);
-    nmea(out, cap, prefix, body);
+    nmea_line(out, cap, prefix, body);
 }
 
 static void gga(char *out, size_t cap, const char *prefix, time_t t, double lat, double lon)
 {
     char body[160], when[16], la[24], lo[24];
     hms(when, sizeof when, t);
-    angle(la, sizeof la, lat, 2, 'N', 'S');
-    angle(lo, sizeof lo, lon, 3, 'E', 'W');
+    nmea_angle(la, sizeof la, lat, 2, 'N', 'S');
+    nmea_angle(lo, sizeof lo, lon, 3, 'E', 'W');
     snprintf(body, sizeof body, "GPGGA,%s,%s,%s,1,09,0.9,10.2,M,-34.2,M,,", when, la, lo);
-    nmea(out, cap, prefix, body);
+    nmea_line(out, cap, prefix, body);
 }
 
 /* ---- sockets --------------------------------------------------------------------------- */
@@ -227,13 +209,13 @@ static void test_identity_sentences(void)
     char line[256], devid[128];
     int sierra = udp_from("127.0.0.1"), cradle = udp_from("127.0.0.1");
 
-    nmea(devid, sizeof devid, "", "DEVID,0x00A0F8123456789A");
+    nmea_line(devid, sizeof devid, "", "DEVID,0x00A0F8123456789A");
     send_from(sierra, devid);
     rmc(line, sizeof line, "", base + 2, 40.5, -73.9);
     send_from(sierra, line);
     json_decref(expect_position("0x00A0F8123456789A", 40.5, -73.9));
 
-    nmea(devid, sizeof devid, "", "PCPTI,CP-77,142512,A");
+    nmea_line(devid, sizeof devid, "", "PCPTI,CP-77,142512,A");
     rmc(line, sizeof line, "", base + 2, 40.6, -73.8);
     char both[400];
     snprintf(both, sizeof both, "%s%s", devid, line); /* one datagram: identity first */
@@ -393,7 +375,7 @@ static void test_filters(void)
     char body[256];
     snprintf(body, sizeof body, "%.*s", (int)(strchr(line, '*') - strchr(line, '$') - 1),
              strchr(line, '$') + 1);
-    nmea(line, sizeof line, "AMB-12,", body); /* checksum again after the change */
+    nmea_line(line, sizeof line, "AMB-12,", body); /* checksum again after the change */
     send_udp(line);
     char probe[256];
     rmc(probe, sizeof probe, "CP-77,", base + 40, 40.6, -73.8);
@@ -477,12 +459,12 @@ static void test_bad_values(void)
 
     snprintf(body, sizeof body,
              "GPRMC,%s,A,4043.20000,N,07400.36000,W,999999999999999999,1.0,%s,,,A", when, day);
-    nmea(lines[0], sizeof lines[0], "AMB-12,", body);
+    nmea_line(lines[0], sizeof lines[0], "AMB-12,", body);
     snprintf(body, sizeof body,
              "GPGGA,%s,4043.20000,N,07400.36000,W,1,09,0.9,999999999999999999,M,,,,", when);
-    nmea(lines[1], sizeof lines[1], "AMB-12,", body);
+    nmea_line(lines[1], sizeof lines[1], "AMB-12,", body);
     snprintf(body, sizeof body, "GPRMC,%s,A,4043.20000,N,07400.36000,W,1.0,1.0,310226,,,A", when);
-    nmea(lines[2], sizeof lines[2], "AMB-12,", body);
+    nmea_line(lines[2], sizeof lines[2], "AMB-12,", body);
     snprintf(lines[3], sizeof lines[3],
              "{\"id\":\"J-1\",\"time\":\"%s\",\"lat\":40.1,\"lon\":-74.2,"
              "\"speed\":1e16}\n",
@@ -494,8 +476,8 @@ static void test_bad_values(void)
     snprintf(lines[5], sizeof lines[5],
              "{\"id\":\"J-1\",\"time\":\"2026-02-30T12:00:00Z\","
              "\"lat\":40.1,\"lon\":-74.2}\n");
-    nmea(lines[6], sizeof lines[6], "",
-         "PCPTI,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,142512,A");
+    nmea_line(lines[6], sizeof lines[6], "",
+              "PCPTI,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA,142512,A");
     const char *reasons[] = {"bad_value", "bad_value", "bad_date",     "bad_value",
                              "bad_value", "bad_date",  "bad_device_id"};
 

@@ -42,24 +42,6 @@ static int console_fd = -1;
 static int tcp_port;
 static time_t base; /* fix times count up from here, a few minutes in the past */
 
-/* "prefix$body*hh\r\n" with the NMEA checksum of body. */
-static void nmea(char *out, size_t cap, const char *prefix, const char *body)
-{
-    unsigned sum = 0;
-    for (const char *p = body; *p; p++)
-        sum ^= (unsigned char)*p;
-    snprintf(out, cap, "%s$%s*%02X\r\n", prefix, body, sum);
-}
-
-/* Degrees as NMEA ddmm.mmmmm,H (width 2 for lat, 3 for lon). */
-static void angle(char *out, size_t cap, double v, int width, char pos, char neg)
-{
-    char h = v < 0 ? neg : pos;
-    v = v < 0 ? -v : v;
-    int d = (int)v;
-    snprintf(out, cap, "%0*d%08.5f,%c", width, d, (v - d) * 60.0, h);
-}
-
 /* lat/lon a few metres on per second, so no fix is refused as an implausible jump. */
 static double lat_at(time_t t)
 {
@@ -72,11 +54,11 @@ static void rmc(char *out, size_t cap, const char *prefix, time_t t)
     char body[160], la[24], lo[24];
     struct tm tm;
     gmtime_r(&t, &tm);
-    angle(la, sizeof la, lat_at(t), 2, 'N', 'S');
-    angle(lo, sizeof lo, LON, 3, 'E', 'W');
+    nmea_angle(la, sizeof la, lat_at(t), 2, 'N', 'S');
+    nmea_angle(lo, sizeof lo, LON, 3, 'E', 'W');
     snprintf(body, sizeof body, "GPRMC,%02d%02d%02d.00,A,%s,%s,12.0,271.5,%02d%02d%02d,,,A",
              tm.tm_hour, tm.tm_min, tm.tm_sec, la, lo, tm.tm_mday, tm.tm_mon + 1, tm.tm_year % 100);
-    nmea(out, cap, prefix, body);
+    nmea_line(out, cap, prefix, body);
 }
 
 static void gga(char *out, size_t cap, const char *prefix, time_t t)
@@ -84,17 +66,17 @@ static void gga(char *out, size_t cap, const char *prefix, time_t t)
     char body[160], la[24], lo[24];
     struct tm tm;
     gmtime_r(&t, &tm);
-    angle(la, sizeof la, lat_at(t), 2, 'N', 'S');
-    angle(lo, sizeof lo, LON, 3, 'E', 'W');
+    nmea_angle(la, sizeof la, lat_at(t), 2, 'N', 'S');
+    nmea_angle(lo, sizeof lo, LON, 3, 'E', 'W');
     snprintf(body, sizeof body, "GPGGA,%02d%02d%02d.00,%s,%s,1,09,0.9,10.2,M,-34.2,M,,", tm.tm_hour,
              tm.tm_min, tm.tm_sec, la, lo);
-    nmea(out, cap, prefix, body);
+    nmea_line(out, cap, prefix, body);
 }
 
 /* VTG: course 271.5 true, 12.0 knots; no time (it follows its GGA). */
 static void vtg(char *out, size_t cap, const char *prefix)
 {
-    nmea(out, cap, prefix, "GPVTG,271.5,T,,M,12.0,N,22.2,K,A");
+    nmea_line(out, cap, prefix, "GPVTG,271.5,T,,M,12.0,N,22.2,K,A");
 }
 
 static int64_t now_us(void)

@@ -52,15 +52,6 @@ struct scenario {
 
 /* ---- Building reports ------------------------------------------------------------------ */
 
-/* "<prefix>$<body>*hh\r\n" with the NMEA checksum: XOR of the bytes between $ and *. */
-static void nmea(char *out, size_t cap, const char *prefix, const char *body)
-{
-    unsigned cs = 0;
-    for (const char *p = body; *p != '\0'; p++)
-        cs ^= (unsigned char)*p;
-    snprintf(out, cap, "%s$%s*%02X\r\n", prefix, body, cs);
-}
-
 /*
  * "DEVICE,$GPRMC,hhmmss.00,A,<lat>,N,07400.3600,W,12.0,271.5,ddmmyy,,,A*hh\r\n" for time t.
  * Built at run time with a time close to now, so max_future_skew and staleness checks
@@ -75,7 +66,7 @@ static void make_rmc(char *out, size_t cap, const char *device, time_t t, const 
              "GPRMC,%02d%02d%02d.00,A,%s,N,07400.3600,W,12.0,271.5,%02d%02d%02d,,,A", tm.tm_hour,
              tm.tm_min, tm.tm_sec, lat, tm.tm_mday, tm.tm_mon + 1, tm.tm_year % 100);
     snprintf(prefix, sizeof prefix, "%s,", device);
-    nmea(out, cap, prefix, body);
+    nmea_line(out, cap, prefix, body);
 }
 
 /* Sends fix i of AMB-12 (sentence time t0 + i) over UDP. */
