@@ -51,6 +51,13 @@
 #define IDLE_WAIT_MS  100
 #define RETRY_WAIT_MS 500
 
+/* At most one log line about failed publishes per this long. */
+#define FAILURE_LOG_MS 5000
+
+/* How often the link thread asks for the stream's info while receiving it: a stream
+ * deleted and made anew (a new epoch) is noticed within this. */
+#define STREAM_CHECK_MS 5000
+
 /* Fixes taken from the queue and handed to libnats per round. */
 #define PUBLISH_BATCH 512
 
@@ -75,6 +82,7 @@ struct gr_link {
     struct out **retry; /* failed publishes, sent again first; at most GR_LINK_INFLIGHT_MAX */
     size_t n_retry;
     size_t inflight;
+    int64_t failure_logged_ms;
     struct gr_link_state st;
 
     /* Owned by the link thread. */
@@ -105,6 +113,13 @@ static struct out *out_new(const char *subject, const char *msg_id, const char *
     o->data[len] = '\0';
     o->len = len;
     return o;
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void lock(struct gr_link *l)
@@ -167,6 +182,19 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
     l->cb.log(LOG_WARNING, "cluster: NATS: %s", natsStatus_GetText(err));
 }
 
+/* Whether a failed publish gets a log line: one per FAILURE_LOG_MS, not one per fix (an
+ * election fails thousands). The counter says how many. */
+static bool log_failure_now(struct gr_link *l)
+{
+    int64_t now = monotonic_ms();
+    lock(l);
+    bool log = now - l->failure_logged_ms >= FAILURE_LOG_MS;
+    if (log)
+        l->failure_logged_ms = now;
+    unlock(l);
+    return log;
+}
+
 /* An acknowledgement, or its failure (libnats' reply or timer thread). */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
@@ -195,10 +223,10 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     unlock(l);
     if (pa == NULL && again == NULL)
         l->cb.log(LOG_ERR, "cluster: out of memory retrying a publish; one fix lost");
-    if (pae != NULL && pae->Err != NATS_TIMEOUT)
-        l->cb.log(LOG_INFO, "cluster: publish failed (%s%s%s), retrying",
+    if (pae != NULL && log_failure_now(l))
+        l->cb.log(LOG_INFO, "cluster: publish failed (%s%s%s), retrying (%llu failures so far)",
                   natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
-                  pae->ErrText ? pae->ErrText : "");
+                  pae->ErrText ? pae->ErrText : "", (unsigned long long)l->st.failures);
     natsMsg_Destroy(msg);
 }
 
@@ -356,6 +384,26 @@ static bool subscribe(struct gr_link *l)
     return true;
 }
 
+/* The stream's identity now: a stream deleted and made anew has another (cluster.c stops
+ * serving it). Link thread, l->mu not held. */
+static void check_epoch(struct gr_link *l)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, l->js, l->cfg.stream, NULL, &jerr) != NATS_OK)
+        return; /* no answer (an election, a lost server): asked again later */
+    char epoch[sizeof(l->st.epoch)];
+    snprintf(epoch, sizeof(epoch), "%016" PRIx64, (uint64_t)si->Created);
+    jsStreamInfo_Destroy(si);
+    lock(l);
+    bool changed = strcmp(epoch, l->st.epoch) != 0;
+    if (changed)
+        strcpy(l->st.epoch, epoch);
+    unlock(l);
+    if (changed)
+        l->cb.changed(l->cb.arg);
+}
+
 /* Hands one fix to libnats. Link thread, l->mu not held. */
 static natsStatus send_one(struct gr_link *l, const struct out *o)
 {
@@ -428,8 +476,15 @@ static void *link_main(void *arg)
     if (connect_nats(l, true, err, sizeof(err)) < 0)
         l->cb.log(LOG_ERR, "cluster: %s", err); /* options only: a bad URL, out of memory */
 
+    int64_t last_check = monotonic_ms();
     lock(l);
     while (!l->stopping) {
+        if (l->st.subscribed && l->st.connected && monotonic_ms() - last_check >= STREAM_CHECK_MS) {
+            last_check = monotonic_ms();
+            unlock(l);
+            check_epoch(l);
+            lock(l);
+        }
         if (l->js != NULL && !l->st.subscribed && l->st.connected) {
             unlock(l);
             bool ok = subscribe(l);
@@ -541,8 +596,7 @@ static int link_publish(struct gr_link *l, const struct gr_outgoing *m)
     if (o == NULL)
         return -ENOMEM;
     lock(l);
-    if (l->count == GR_LINK_QUEUE_MAX) {
-        l->st.failures++;
+    if (l->count == GR_LINK_QUEUE_MAX) { /* counted by the caller */
         unlock(l);
         out_free(o);
         return -ENOSPC;

@@ -449,15 +449,17 @@ static int set_replicas(struct gr_cfg_parse *p, const struct gr_directive *d, co
     return 0;
 }
 
-/* cluster_history: at least a minute (a console's reconnect), at most GR_CONFIG_SECONDS_MAX. */
+/* cluster_history: at least a minute (a console's reconnect), at most 30 days: a unit
+ * parked for a long weekend still has its position on a node that starts meanwhile. */
+#define GR_CLUSTER_HISTORY_MAX (30 * 86400)
 static int set_history(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
     int *field = field_of(p->cfg, d);
     long s;
 
-    if (parse_uint(v, GR_CONFIG_SECONDS_MAX, &s) < 0 || s < 60)
+    if (parse_uint(v, GR_CLUSTER_HISTORY_MAX, &s) < 0 || s < 60)
         return fail(p, "bad value \"%s\" for %s: expected whole seconds from 60 to %d", v, d->name,
-                    GR_CONFIG_SECONDS_MAX);
+                    GR_CLUSTER_HISTORY_MAX);
     *field = (int)s;
     return 0;
 }
