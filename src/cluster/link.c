@@ -51,6 +51,9 @@
 #define IDLE_WAIT_MS  100
 #define RETRY_WAIT_MS 500
 
+/* How long a failed publish waits before it is sent again. */
+#define RETRY_DELAY_MS 100
+
 /* At most one log line about failed publishes per this long. */
 #define FAILURE_LOG_MS 5000
 
@@ -65,6 +68,7 @@
 struct out {
     char *subject, *msg_id, *rx, *src, *data;
     size_t len;
+    int64_t failed_ms; /* monotonic: when its publish last failed; 0 if never */
 };
 
 struct gr_link {
@@ -79,8 +83,10 @@ struct gr_link {
     bool stopping;
     struct out **ring; /* GR_LINK_QUEUE_MAX slots */
     size_t head, count;
-    struct out **retry; /* failed publishes, sent again first; at most GR_LINK_INFLIGHT_MAX */
-    size_t n_retry;
+    /* Failed publishes, sent again first and in the order they failed (a fix stored after
+     * a newer one of its unit is not applied); a ring of GR_LINK_INFLIGHT_MAX slots. */
+    struct out **retry;
+    size_t retry_head, n_retry;
     size_t inflight;
     int64_t failure_logged_ms;
     struct gr_link_state st;
@@ -112,6 +118,7 @@ static struct out *out_new(const char *subject, const char *msg_id, const char *
     o->data = memcpy(p += lc, data, len);
     o->data[len] = '\0';
     o->len = len;
+    o->failed_ms = 0;
     return o;
 }
 
@@ -217,7 +224,9 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     } else {
         l->st.failures++;
         if (again != NULL)
-            l->retry[l->n_retry++] = again; /* room: at most inflight of them */
+            again->failed_ms = monotonic_ms();
+        if (again != NULL) /* room: it was in flight */
+            l->retry[(l->retry_head + l->n_retry++) % GR_LINK_INFLIGHT_MAX] = again;
         pthread_cond_signal(&l->wake);
     }
     unlock(l);
@@ -440,14 +449,20 @@ static bool publish_round(struct gr_link *l)
 {
     bool sent = false;
     for (int n = 0; n < PUBLISH_BATCH && l->st.connected && !l->stopping; n++) {
-        if (l->inflight >= GR_LINK_INFLIGHT_MAX)
-            break;
+        /* A publish in flight comes back to the retry list when it fails, so the two
+         * together stay within the list's GR_LINK_INFLIGHT_MAX slots. */
         struct out *o;
         bool from_retry = l->n_retry > 0;
-        if (from_retry)
-            o = l->retry[l->n_retry - 1];
-        else if (l->count > 0)
-            o = l->ring[l->head];
+        /* A stream without a leader (an election) refuses at once: failed publishes
+         * wait RETRY_DELAY_MS, and newer fixes behind them, rather than spin. */
+        if (from_retry && monotonic_ms() - l->retry[l->retry_head]->failed_ms < RETRY_DELAY_MS)
+            break;
+        if (from_retry) { /* taken now: on_ack may add others meanwhile */
+            o = l->retry[l->retry_head];
+            l->retry_head = (l->retry_head + 1) % GR_LINK_INFLIGHT_MAX;
+            l->n_retry--;
+        } else if (l->count > 0 && l->inflight + l->n_retry < GR_LINK_INFLIGHT_MAX)
+            o = l->ring[l->head]; /* only this thread takes from the ring */
         else
             break;
         unlock(l);
@@ -455,11 +470,14 @@ static bool publish_round(struct gr_link *l)
         lock(l);
         if (s != NATS_OK) {
             l->st.failures++;
-            break; /* kept where it was: sent again on a later round */
+            if (from_retry) { /* back in front: its slot is still free */
+                l->retry_head = (l->retry_head + GR_LINK_INFLIGHT_MAX - 1) % GR_LINK_INFLIGHT_MAX;
+                l->retry[l->retry_head] = o;
+                l->n_retry++;
+            }
+            break; /* sent again on a later round */
         }
-        if (from_retry) {
-            l->n_retry--;
-        } else {
+        if (!from_retry) {
             l->head = (l->head + 1) % GR_LINK_QUEUE_MAX;
             l->count--;
         }
@@ -516,7 +534,7 @@ static void link_free(struct gr_link *l)
     for (size_t i = 0; i < l->count; i++)
         out_free(l->ring[(l->head + i) % GR_LINK_QUEUE_MAX]);
     for (size_t i = 0; i < l->n_retry; i++)
-        out_free(l->retry[i]);
+        out_free(l->retry[(l->retry_head + i) % GR_LINK_INFLIGHT_MAX]);
     free(l->ring);
     free(l->retry);
     free(l->urls);
