@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -270,6 +271,11 @@ static int connect_nats(struct gr_link *l, bool retry, char *err, size_t errlen)
         s = natsOptions_SetServers(o, (const char **)l->urls, (int)l->cfg.n_urls);
     if (s == NATS_OK)
         s = natsOptions_SetName(o, l->cfg.node);
+    /* Only the servers cluster_nats lists: a server advertises its cluster peers by the
+     * addresses it sees, which need not be the ones this node may use (another network,
+     * a public address a firewall drops). */
+    if (s == NATS_OK)
+        s = natsOptions_SetIgnoreDiscoveredServers(o, true);
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
     if (s == NATS_OK)
@@ -311,6 +317,54 @@ static int connect_nats(struct gr_link *l, bool retry, char *err, size_t errlen)
     return s == NATS_OK ? 0 : -EIO;
 }
 
+/*
+ * The stream's identity, the epoch every node serves. It is written into the stream's
+ * description when the stream is made, because the stream has no identity of its own
+ * that all servers agree on: its creation time is each server's own clock at the moment
+ * it took its replica (it changes with the server that answers).
+ */
+#define EPOCH_PREFIX "gpsrelay position stream, epoch "
+
+/* The epoch in si's description into epoch (17 bytes); false when it holds none. */
+static bool epoch_of(const jsStreamInfo *si, char *epoch)
+{
+    const char *d = si->Config->Description;
+    size_t n = strlen(EPOCH_PREFIX);
+    if (d == NULL || strncmp(d, EPOCH_PREFIX, n) != 0 || strlen(d + n) != 16 ||
+        strspn(d + n, "0123456789abcdef") != 16)
+        return false;
+    memcpy(epoch, d + n, 17);
+    return true;
+}
+
+static void new_description(char *out, size_t len)
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)monotonic_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)time(NULL);
+    snprintf(out, len, EPOCH_PREFIX "%016" PRIx64, r);
+}
+
+/* A stream made by someone else, without an epoch: given one, so every node serves the
+ * same. Two nodes doing this at once each give their own; the one that finds its epoch
+ * overwritten stops serving (cluster.c: "made anew"), and a restart puts it right. */
+static natsStatus add_epoch(struct gr_link *l, jsStreamInfo **si, jsErrCode *jerr)
+{
+    char description[64];
+    new_description(description, sizeof(description));
+    jsStreamConfig sc = *(*si)->Config;
+    sc.Description = description;
+    jsStreamInfo *updated = NULL;
+    natsStatus s = js_UpdateStream(&updated, l->js, &sc, NULL, jerr);
+    if (s == NATS_OK) {
+        jsStreamInfo_Destroy(*si);
+        *si = updated;
+        l->cb.log(LOG_WARNING, "cluster: stream %s had no epoch in its description: gave it one",
+                  l->cfg.stream);
+    }
+    return s;
+}
+
 /* The stream as found (its differences from ours logged), or made. Link thread. */
 static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool create, char *err,
                                 size_t errlen)
@@ -321,6 +375,9 @@ static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool creat
         jsStreamConfig sc;
         jsStreamConfig_Init(&sc);
         const char *subjects[1] = {l->cfg.subjects};
+        char description[64];
+        new_description(description, sizeof(description));
+        sc.Description = description;
         sc.Name = l->cfg.stream;
         sc.Subjects = subjects;
         sc.SubjectsLen = 1;
@@ -337,6 +394,14 @@ static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool creat
     if (s != NATS_OK) {
         snprintf(err, errlen, "stream %s: %s", l->cfg.stream,
                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        return s;
+    }
+    char epoch[17];
+    if (create && !epoch_of(*si, epoch) && (s = add_epoch(l, si, &jerr)) != NATS_OK) {
+        snprintf(err, errlen, "stream %s: cannot give it an epoch: %s", l->cfg.stream,
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        jsStreamInfo_Destroy(*si);
+        *si = NULL;
         return s;
     }
     const jsStreamConfig *c = (*si)->Config;
@@ -382,7 +447,7 @@ static bool subscribe(struct gr_link *l)
     }
     lock(l);
     l->st.subscribed = true;
-    snprintf(l->st.epoch, sizeof(l->st.epoch), "%016" PRIx64, (uint64_t)si->Created);
+    epoch_of(si, l->st.epoch); /* ensure_stream made sure it has one */
     l->st.last_seq = si->State.LastSeq;
     unlock(l);
     l->cb.log(LOG_NOTICE,
@@ -401,8 +466,8 @@ static void check_epoch(struct gr_link *l)
     jsErrCode jerr = 0;
     if (js_GetStreamInfo(&si, l->js, l->cfg.stream, NULL, &jerr) != NATS_OK)
         return; /* no answer (an election, a lost server): asked again later */
-    char epoch[sizeof(l->st.epoch)];
-    snprintf(epoch, sizeof(epoch), "%016" PRIx64, (uint64_t)si->Created);
+    char epoch[sizeof(l->st.epoch)] = "";
+    epoch_of(si, epoch);
     jsStreamInfo_Destroy(si);
     lock(l);
     bool changed = strcmp(epoch, l->st.epoch) != 0;
