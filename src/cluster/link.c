@@ -91,7 +91,7 @@ struct gr_link {
     struct out **retry;
     size_t retry_head, n_retry;
     size_t inflight;
-    int64_t failure_logged_ms;
+    int64_t failure_logged_ms, error_logged_ms;
     struct gr_link_state st;
 
     /* Owned by the link thread. */
@@ -187,9 +187,18 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
     (void)nc;
     (void)sub;
     struct gr_link *l = closure;
-    /* Missed heartbeats and slow-consumer drops are what the ordered consumer recovers
-     * from by itself; they are worth a line, not more. */
-    l->cb.log(LOG_WARNING, "cluster: NATS: %s", natsStatus_GetText(err));
+    /* Missed heartbeats, timeouts re-making the consumer, slow-consumer drops: what the
+     * ordered consumer recovers from by itself, several times a second while a server is
+     * away. A line now and then, not more. */
+    int64_t now = monotonic_ms();
+    lock(l);
+    bool log = now - l->error_logged_ms >= FAILURE_LOG_MS;
+    if (log)
+        l->error_logged_ms = now;
+    unlock(l);
+    if (log)
+        l->cb.log(LOG_WARNING, "cluster: NATS: %s (further ones for %d s not logged)",
+                  natsStatus_GetText(err), FAILURE_LOG_MS / 1000);
 }
 
 /* Whether a failed publish gets a log line: one per FAILURE_LOG_MS, not one per fix (an
@@ -708,9 +717,12 @@ static void link_destroy(struct gr_link *l)
     pthread_cond_signal(&l->wake);
     unlock(l);
     pthread_join(l->thread, NULL);
-    link_free(l);
-    /* libnats' own threads and memory: it is loaded once per process, and stopped once. */
+    /* libnats delivers its callbacks (a disconnect, a late acknowledgement, a message) on
+     * its own threads, after the connection is closed: l must outlive them, so the library
+     * is stopped first, waiting for every one of its threads. It is loaded once per
+     * process, and stopped once. */
     nats_CloseAndWait(CONNECT_TIMEOUT_MS);
+    link_free(l);
 }
 
 static void log_nowhere(int level, const char *fmt, ...)
@@ -747,8 +759,8 @@ static int link_check(const struct gr_link_config *cfg, char *err, size_t errlen
         natsConnection_Close(l->nc);
         natsConnection_Destroy(l->nc);
     }
-    link_free(l);
     nats_CloseAndWait(CONNECT_TIMEOUT_MS);
+    link_free(l);
     return rc;
 }
 
