@@ -27,6 +27,9 @@
  * join reply, N the highest seq it had. Reported: the time from the kill (or drop) to
  * each console's join reply, and how many replies said recovered:true.
  *
+ * --kill-pid without --failover (a NATS server, say): the window starts at the kill, so
+ * the pause the kill causes is in the latencies (max_ms), and what it lost in "delivered".
+ *
  * Output: progress on stderr; on stdout one "result ..." line of key=value pairs, and with
  * a failover one "failover ..." line before it.
  *
@@ -840,7 +843,8 @@ static void usage(FILE *f)
             "  --parallel N      handshakes in flight at once [500]\n"
             "  --kill-pid PID    at the end of the warm-up, SIGKILL PID (a node)...\n"
             "  --drop            ...or reset every console's connection\n"
-            "  --failover P,...  then consoles that lost theirs reconnect here, with since\n");
+            "  --failover P,...  then consoles that lost theirs reconnect here, with since;\n"
+            "                    without it, --kill-pid starts the window at the kill\n");
 }
 
 static int parse_ports(const char *s, int *out)
@@ -925,7 +929,7 @@ static int parse_options(int argc, char **argv)
     if (opt.n_ws <= 0 || opt.n_udp < 0 || opt.n_failover < 0 || opt.consoles <= 0 ||
         opt.units <= 0 || opt.parallel <= 0 || opt.duration <= 0 || opt.warmup < 0 ||
         opt.drain < 0 || (opt.n_udp > 0 && opt.rate <= 0) || optind != argc ||
-        ((opt.kill_pid > 0 || opt.drop) && opt.n_failover <= 0))
+        (opt.drop && opt.n_failover <= 0))
         return -1;
     return 0;
 }
@@ -966,7 +970,7 @@ int main(int argc, char **argv)
         return 1;
 
     /* The window is a span of send times; with a failover it starts once every console is
-     * back, so it measures delivery after the failover. */
+     * back, so it measures delivery after the failover; after a kill alone, at the kill. */
     double start = mono_s(), next_hb = start + HEARTBEAT_S;
     uint64_t start_us = wall_us();
     bool failing_over = opt.kill_pid > 0 || opt.drop;
@@ -981,8 +985,14 @@ int main(int argc, char **argv)
         return 1;
     }
     run_until(start + opt.warmup, &next_hb);
-    if (failing_over) {
+    if (failing_over && opt.n_failover == 0) {
+        g.kill_us = wall_us();
+        if (kill(opt.kill_pid, SIGKILL) < 0)
+            perror("cluster_probe: kill");
+    } else if (failing_over) {
         failover(&next_hb);
+    }
+    if (failing_over) {
         /* The end first: until the start is stored, nothing is counted. */
         uint64_t now_us = wall_us();
         window_end_us = now_us + (uint64_t)(opt.duration * 1e6);

@@ -14,6 +14,11 @@
 #            C and rejoin with since: time from the kill to the last recovered join reply.
 #            Single: the same 1,000 consoles' connections reset at once (the daemon stays),
 #            reconnecting to it with since: the same client work without a node to lose.
+#  nats-follower, nats-leader (cluster only; not in the default list)
+#            the latency load (A -> B, 1,000/s) while kill -9 takes one NATS server: one
+#            that does not lead the stream, or its leader. The window starts at the kill;
+#            reported: the longest delay of a position (the pause), p99, and what was lost.
+#            Each on a fresh cluster (two of three servers gone leave no quorum).
 #
 # Cluster: three nats-server (JetStream, one cluster, stores in a temp dir) and three
 # gpsrelayd, each with cluster_nats to all three, cluster_replicas 3. Nothing is pinned: six
@@ -43,7 +48,7 @@ rate_seconds=${RATE_SECONDS:-10} latency_seconds=${LATENCY_SECONDS:-15}
 failover_consoles=${CONSOLES:-1000}
 rate_units=3000
 PROBE=$BENCH_BUILD/bench/cluster_probe
-NATS_PIDS=() NODE_PIDS=() NODE_WS=() NODE_UDP=()
+NATS_PIDS=() NATS_MON=() NODE_PIDS=() NODE_WS=() NODE_UDP=() NAMES=(a b c)
 
 cluster_cleanup() {
     local pid
@@ -138,7 +143,7 @@ start_single() {
 
 # start_cluster: three NATS servers in one JetStream cluster, then three nodes.
 start_cluster() {
-    local ports i names=(a b c) routes
+    local ports i j names=("${NAMES[@]}") routes
     read -r -a ports <<<"$(free_ports 15)"
     local client=("${ports[@]:0:3}") mon=("${ports[@]:3:3}") route=("${ports[@]:6:3}")
     NODE_UDP=("${ports[@]:9:3}") NODE_WS=("${ports[@]:12:3}")
@@ -262,6 +267,48 @@ bench_rate() {
     echo "$best"
 }
 
+# stream_leader: the NATS server name (nats-a..c) leading the stream, from /jsz.
+stream_leader() {
+    local mon
+    for mon in "${NATS_MON[@]}"; do
+        curl -s "127.0.0.1:$mon/jsz?streams=true" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for a in d.get("account_details") or []:
+    for s in a.get("stream_detail") or []:
+        if s.get("name") == "bench" and (s.get("cluster") or {}).get("leader"):
+            print(s["cluster"]["leader"])
+            sys.exit(0)
+sys.exit(1)' 2>/dev/null && return 0
+    done
+    return 1
+}
+
+# bench_natskill follower|leader: prints "max_ms p99_ms delivered".
+bench_natskill() {
+    local leader victim=0 i line
+    leader=$(stream_leader) || {
+        echo "  no stream leader found" >&2
+        echo "- - -"
+        return
+    }
+    for i in 0 1 2; do
+        if [ "$1" = leader ]; then
+            [ "nats-${NAMES[i]}" != "$leader" ] || victim=$i
+        elif [ "nats-${NAMES[i]}" != "$leader" ]; then
+            victim=$i
+        fi
+    done
+    line=$(probe --ws "${NODE_WS[1]}" --udp "${NODE_UDP[0]}" --rate 1000 --units 200 \
+        --consoles 1 --warmup 3 --duration 10 --drain 15 --kill-pid "${NATS_PIDS[victim]}" |
+        grep '^result') || true
+    echo "  kill -9 nats-${NAMES[victim]} (stream leader: $leader): longest delay" \
+        "$(field "$line" max_ms) ms, p50 $(field "$line" p50_ms) p99 $(field "$line" p99_ms)" \
+        "p99.9 $(field "$line" p999_ms) ms, delivered $(field "$line" delivered)," \
+        "dup $(field "$line" dup);$(counters)" >&2
+    echo "$(field "$line" max_ms) $(field "$line" p99_ms) $(field "$line" delivered)"
+}
+
 # bench_failover MODE: prints "all_ms recovered/dropped".
 bench_failover() {
     local line args
@@ -309,6 +356,12 @@ for ((r = 1; r <= runs; r++)); do
                 fi
                 ;;
             failover) res[$mode.failover.$r]=$(bench_failover "$mode") ;;
+            nats-follower | nats-leader)
+                [ "$mode" = cluster ] || continue
+                stop_all
+                start_cluster
+                res[$mode.$b.$r]=$(bench_natskill "${b#nats-}")
+                ;;
             esac
         done
         stop_all
@@ -348,6 +401,11 @@ for b in $benches; do
             "$s ms, cluster (node A killed) $c ms, ratio $(ratio "$c" "$s")" \
             "(per run: single $(col single failover 1 | xargs) recovered $(col single failover 2 | xargs);" \
             "cluster $(col cluster failover 1 | xargs) recovered $(col cluster failover 2 | xargs))"
+        ;;
+    nats-*)
+        echo "$b killed, median of $runs: longest delay $(median $(col cluster "$b" 1)) ms," \
+            "p99 $(median $(col cluster "$b" 2)) ms (per run: longest $(col cluster "$b" 1 | xargs);" \
+            "delivered $(col cluster "$b" 3 | xargs))"
         ;;
     esac
 done
