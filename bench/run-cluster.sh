@@ -29,7 +29,7 @@
 # usage: bench/run-cluster.sh [RUNS]
 #   BENCHES       which, in order [latency rate failover]
 #   SINGLE_RATES  reports/s tried on one daemon [25000 50000 75000 100000 125000 150000]
-#   CLUSTER_RATES reports/s tried on the cluster [5000 10000 20000 30000 40000 50000 60000 80000]
+#   CLUSTER_RATES reports/s tried on the cluster [2500 5000 7500 10000 12500 15000 20000 ... 50000]
 #   RATE_SECONDS  window per rate [10]     LATENCY_SECONDS [15]    CONSOLES (failover) [1000]
 #   MODES         [single cluster]
 #   UDP_RMEM      bytes: net.core.rmem_default for the run (restored at the end). gpsrelayd
@@ -38,12 +38,13 @@
 #                 50,000/s overflows it: the kernel's drops (gpsrelay_ingest_socket_drops_total)
 #                 then decide the rate figure rather than what a node carries. Unset: untouched.
 #   GR_BIN        the daemon to measure [this tree's Release build]
+#   LOG_DIR       where the servers' logs are left at the end [/tmp/run-cluster-logs]
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 runs=${1:-3}
 benches=${BENCHES:-"latency rate failover"}
 single_rates=${SINGLE_RATES:-"25000 50000 75000 100000 125000 150000"}
-cluster_rates=${CLUSTER_RATES:-"5000 10000 20000 30000 40000 50000 60000 80000"}
+cluster_rates=${CLUSTER_RATES:-"2500 5000 7500 10000 12500 15000 20000 30000 40000 50000"}
 rate_seconds=${RATE_SECONDS:-10} latency_seconds=${LATENCY_SECONDS:-15}
 failover_consoles=${CONSOLES:-1000}
 rate_units=3000
@@ -53,6 +54,9 @@ NATS_PIDS=() NATS_MON=() NODE_PIDS=() NODE_WS=() NODE_UDP=() NAMES=(a b c)
 cluster_cleanup() {
     local pid
     [ -z "${RMEM_BEFORE:-}" ] || sysctl -qw net.core.rmem_default="$RMEM_BEFORE" || true
+    # The servers' and the probe's logs outlive the temp dir, for a crash or a refusal.
+    rm -rf "${LOG_DIR:=/tmp/run-cluster-logs}" && mkdir -p "$LOG_DIR" &&
+        cp "$BENCH_DIR"/*.log "$LOG_DIR"/ 2>/dev/null || true
     for pid in "${NODE_PIDS[@]}" "${NATS_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
@@ -172,6 +176,15 @@ start_cluster() {
     # Started one after the other: the first makes the stream, the others find it.
     for i in 0 1 2; do
         start_node "node-${names[i]}" "$BENCH_DIR/node-${names[i]}.conf" "${NODE_WS[i]}"
+    done
+}
+
+# alive BENCH: says which daemons died during BENCH (their logs are kept in LOG_DIR).
+alive() {
+    local i
+    for i in "${!NODE_PIDS[@]}"; do
+        kill -0 "${NODE_PIDS[i]}" 2>/dev/null ||
+            echo "  after $1: daemon $i (pid ${NODE_PIDS[i]}) is not running" >&2
     done
 }
 
@@ -355,7 +368,14 @@ for ((r = 1; r <= runs; r++)); do
                     res[$mode.rate.$r]=$(bench_rate "$mode" $cluster_rates)
                 fi
                 ;;
-            failover) res[$mode.failover.$r]=$(bench_failover "$mode") ;;
+            failover)
+                if [ "$mode" = cluster ]; then
+                    # Fresh nodes and stream: a rate that failed can leave retries behind.
+                    stop_all
+                    start_cluster
+                fi
+                res[$mode.failover.$r]=$(bench_failover "$mode")
+                ;;
             nats-follower | nats-leader)
                 [ "$mode" = cluster ] || continue
                 stop_all
@@ -363,6 +383,7 @@ for ((r = 1; r <= runs; r++)); do
                 res[$mode.$b.$r]=$(bench_natskill "${b#nats-}")
                 ;;
             esac
+            alive "$b"
         done
         stop_all
     done
