@@ -14,6 +14,12 @@
 #            C and rejoin with since: time from the kill to the last recovered join reply.
 #            Single: the same 1,000 consoles' connections reset at once (the daemon stays),
 #            reconnecting to it with since: the same client work without a node to lose.
+#  stream    (cluster only) the same three NATS servers without gpsrelay (bench/js_stream):
+#            each of three connections publishes a third of the messages as the nodes do
+#            (async, a message id each, 8,192 awaiting acknowledgement) and reads the whole
+#            stream through an ordered consumer. Latency at 1,000/s, then the rates of
+#            CLUSTER_RATES until one is not carried (p99 < 1 s, every consumer >= 99%):
+#            the stream's own share of the cluster's figures.
 #  nats-follower, nats-leader (cluster only; not in the default list)
 #            the latency load (A -> B, 1,000/s) while kill -9 takes one NATS server: one
 #            that does not lead the stream, or its leader. The window starts at the kill;
@@ -49,7 +55,7 @@ rate_seconds=${RATE_SECONDS:-10} latency_seconds=${LATENCY_SECONDS:-15}
 failover_consoles=${CONSOLES:-1000}
 rate_units=3000
 PROBE=$BENCH_BUILD/bench/cluster_probe
-NATS_PIDS=() NATS_MON=() NODE_PIDS=() NODE_WS=() NODE_UDP=() NAMES=(a b c)
+NATS_PIDS=() NATS_MON=() NATS_CLIENT=() NODE_PIDS=() NODE_WS=() NODE_UDP=() NAMES=(a b c)
 
 cluster_cleanup() {
     local pid
@@ -167,7 +173,7 @@ start_cluster() {
         wait_for "nats-${names[i]}" "${NATS_PIDS[i]}" "$BENCH_DIR/nats-${names[i]}.log" 30 \
             curl -sf -o /dev/null "127.0.0.1:${mon[i]}/healthz?js-enabled-only=true"
     done
-    NATS_MON=("${mon[@]}")
+    NATS_MON=("${mon[@]}") NATS_CLIENT=("${client[@]}")
     for i in 0 1 2; do
         # Its own NATS server first, then the others.
         node_conf "$BENCH_DIR/node-${names[i]}.conf" "${NODE_UDP[i]}" "${NODE_WS[i]}" \
@@ -322,6 +328,33 @@ bench_natskill() {
     echo "$(field "$line" max_ms) $(field "$line" p99_ms) $(field "$line" delivered)"
 }
 
+# bench_stream RATES...: prints "p50 p99 best" (latency at 1,000/s, highest rate carried).
+bench_stream() {
+    local urls line best=0 rate p50 p99
+    urls=$(printf 'nats://127.0.0.1:%s,' "${NATS_CLIENT[@]}")
+    urls=${urls%,}
+    line=$("$BENCH_BUILD/bench/js_stream" --servers "$urls" --rate 1000 --seconds \
+        "$latency_seconds" 2>>"$BENCH_DIR/probe.log" | grep '^result') || true
+    p50=$(field "$line" p50_ms) p99=$(field "$line" p99_ms)
+    echo "  stream alone at 1000/s: p50 $p50 p99 $p99 max $(field "$line" max_ms) ms," \
+        "worst consumer $(field "$line" worst)" >&2
+    for rate in "$@"; do
+        line=$("$BENCH_BUILD/bench/js_stream" --servers "$urls" --rate "$rate" --seconds \
+            "$rate_seconds" 2>>"$BENCH_DIR/probe.log" | grep '^result') || true
+        echo "  stream alone rate=$rate/s: offered $(field "$line" offered_per_s)/s, worst" \
+            "consumer $(field "$line" worst), p50 $(field "$line" p50_ms) p99" \
+            "$(field "$line" p99_ms) max $(field "$line" max_ms) ms, acked $(field "$line" acked)," \
+            "ack failures $(field "$line" ack_failures), refused $(field "$line" refused)" >&2
+        if awk -v p="$(field "$line" p99_ms)" -v d="$(field "$line" worst)" \
+            'BEGIN { exit !(p != "" && p < 1000 && d >= 0.99) }'; then
+            best=$rate
+        else
+            break
+        fi
+    done
+    echo "$p50 $p99 $best"
+}
+
 # bench_failover MODE: prints "all_ms recovered/dropped".
 bench_failover() {
     local line args
@@ -342,6 +375,7 @@ bench_failover() {
 }
 
 bench_build gpsrelayd cluster_probe
+[[ " $benches " != *" stream "* ]] || bench_build js_stream
 if [ -n "${UDP_RMEM:-}" ]; then
     RMEM_BEFORE=$(sysctl -n net.core.rmem_default)
     sysctl -qw net.core.rmem_default="$UDP_RMEM"
@@ -375,6 +409,11 @@ for ((r = 1; r <= runs; r++)); do
                     start_cluster
                 fi
                 res[$mode.failover.$r]=$(bench_failover "$mode")
+                ;;
+            stream)
+                [ "$mode" = cluster ] || continue
+                # shellcheck disable=SC2086
+                res[$mode.stream.$r]=$(bench_stream $cluster_rates)
                 ;;
             nats-follower | nats-leader)
                 [ "$mode" = cluster ] || continue
@@ -422,6 +461,11 @@ for b in $benches; do
             "$s ms, cluster (node A killed) $c ms, ratio $(ratio "$c" "$s")" \
             "(per run: single $(col single failover 1 | xargs) recovered $(col single failover 2 | xargs);" \
             "cluster $(col cluster failover 1 | xargs) recovered $(col cluster failover 2 | xargs))"
+        ;;
+    stream)
+        echo "stream alone (3 NATS servers, R3, no gpsrelay), median of $runs: at 1000/s p50" \
+            "$(median $(col cluster stream 1)) p99 $(median $(col cluster stream 2)) ms;" \
+            "carried $(median $(col cluster stream 3))/s (per run: $(col cluster stream 3 | xargs))"
         ;;
     nats-*)
         echo "$b killed, median of $runs: longest delay $(median $(col cluster "$b" 1)) ms," \
