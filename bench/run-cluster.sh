@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2046 # the medians below take word-split lists of numbers
-# The cluster (SPEC section 10, issue 17) against one daemon, measured side by side in each
+# The cluster (docs/cluster.md) against one daemon, measured side by side in each
 # run with the same tool (bench/cluster_probe) and the same load:
 #
 #  latency   modem -> console: 1,000 NMEA RMC reports/s over 200 units. Cluster: the
