@@ -452,9 +452,9 @@ static bool subscribe(struct gr_link *l)
     so.Config.DeliverPolicy = js_DeliverLastPerSubject;
     so.Config.Heartbeat = (int64_t)HEARTBEAT_MS * 1000000LL;
     jsErrCode jerr = 0;
+    /* libnats' own bound on messages waiting for on_msg stays (65,536): past it the
+     * library drops, the ordered consumer sees the gap and fetches them again. */
     natsStatus s = js_Subscribe(&l->sub, l->js, l->cfg.subjects, on_msg, l, NULL, &so, &jerr);
-    if (s == NATS_OK)
-        s = natsSubscription_SetPendingLimits(l->sub, -1, -1); /* bounded by cluster.c */
     if (s != NATS_OK) {
         l->cb.log(LOG_WARNING, "cluster: cannot receive stream %s: %s; trying again", l->cfg.stream,
                   why(s));
