@@ -3,10 +3,11 @@
 # for the console). Only what is missing is installed.
 gr_install_packages() {
     local want=(build-essential cmake pkg-config libuv1-dev libwebsockets-dev
-                libwebsockets-evlib-uv libjansson-dev libpq-dev libssl-dev)
+                libwebsockets-evlib-uv libjansson-dev libpq-dev libssl-dev libnats-dev)
     if [ "${1:-}" = test ]; then
         want+=(clang-format postgresql openssl chromium) # chromium: tests/browser
         want+=(systemd) # systemd-analyze for tests/ops (it runs without systemd as PID 1)
+        want+=(nats-server haproxy) # tests/js/cluster.js: a NATS cluster, nodes behind haproxy
     fi
     if [ "${1:-}" = test ] || [ "${1:-}" = run ]; then # run: npm builds the console (web/)
         command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
