@@ -20,6 +20,15 @@ const { Socket, LongPoll } = require("phoenix");
 const WebSocket = require("ws");
 const { rmc } = require("./daemon");
 
+// The phoenix client logs every non-JSON LongPoll answer (haproxy's 503 page while no node
+// is up) with console.log: counted, not printed.
+let unparsed = 0;
+const consoleLog = console.log;
+console.log = (...a) => {
+    if (typeof a[0] === "string" && a[0].startsWith("failed to parse JSON response")) unparsed++;
+    else consoleLog(...a);
+};
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const t0 = Date.now();
 const stamp = () => ((Date.now() - t0) / 1000).toFixed(1).padStart(6);
@@ -86,11 +95,16 @@ function freePort(kind = "tcp") {
     });
 }
 
+// Set when a process died that nobody killed: every wait gives up at once with it, so a
+// crash reads as a crash, not as the timeouts that follow it.
+const crashes = [];
+
 // Polls fn (async, truthy when done) every step ms until ms have passed; returns its value
 // or throws "timed out: what".
 async function waitFor(what, ms, fn, step = 50) {
     const deadline = Date.now() + ms;
     for (;;) {
+        if (crashes.length) throw new Error(`${what}: given up, ${crashes.join("; ")}`);
         const v = await fn().catch(() => null);
         if (v) return v;
         if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
@@ -201,8 +215,11 @@ class NatsClient {
 
 class NatsCluster {
     // template: the shipped config/nats-server.conf.
-    static async start(template, n = 3) {
+    // noAdvertise: the servers do not tell clients each other's addresses (cluster
+    // no_advertise), so a client knows only the servers it was given.
+    static async start(template, n = 3, { noAdvertise = false } = {}) {
         const nc = new NatsCluster();
+        nc.noAdvertise = noAdvertise;
         nc.dir = tempDir("gpsrelay-nats-");
         nc.template = fs.readFileSync(template, "utf8");
         nc.servers = [];
@@ -225,7 +242,8 @@ class NatsCluster {
         t = replace(t, /^listen: \S+/m, `listen: 127.0.0.1:${s.client}`, 1, f);
         t = replace(t, /^http: \S+/m, `http: 127.0.0.1:${s.mon}`, 1, f);
         t = replace(t, /^(\s+)store_dir: \S+/m, `$1store_dir: ${path.join(this.dir, s.name)}`, 1, f);
-        t = replace(t, /^(\s+)listen: \S+/m, `$1listen: 127.0.0.1:${s.route}`, 1, f);
+        t = replace(t, /^(\s+)listen: \S+/m, `$1listen: 127.0.0.1:${s.route}` +
+            (this.noAdvertise ? "\n$1no_advertise: true" : ""), 1, f);
         let k = 0;
         t = replace(t, /nats-route:\/\/\S+/, () => `nats-route://127.0.0.1:${this.servers[k++].route}`,
             this.servers.length, f);
@@ -434,7 +452,8 @@ class Node {
     setConf(conf) {
         fs.writeFileSync(path.join(this.dir, "gpsrelay.conf"),
             `listen_udp 127.0.0.1:${this.ports.udp}\nlisten_ws 127.0.0.1:${this.ports.ws}\n` +
-            `mapping_file devices.csv\nlog_level warning\nauth none\n${conf}`);
+            // All modems of the test send from one address: no per-source rate limit.
+            `mapping_file devices.csv\nlog_level warning\nauth none\ningest_rate_limit 100000\n${conf}`);
     }
 
     // Starts the daemon; with wait, until /readyz says 200 (bounded).
@@ -442,14 +461,26 @@ class Node {
         this.child = startChild(this.name, [this.binary, "-c", path.join(this.dir, "gpsrelay.conf")],
             { quiet: /net\.core\.somaxconn/ });
         this.child.exited.then(({ code, signal }) => {
-            if (!this.expectExit) console.error(`  ${this.name}| exited unexpectedly: code ${code} signal ${signal}`);
+            if (this.expectExit) return;
+            const what = `${this.name} exited unexpectedly: ${signal ? `signal ${signal}` : `code ${code}`}`;
+            console.error(`  ${this.name}| ${what}`);
+            crashes.push(what);
         });
         this.expectExit = false;
-        if (wait) await waitFor(`${this.name} /readyz 200`, ms, () => this.isReady());
+        if (wait) await waitFor(`${this.name} /readyz 200`, ms, () => this.isReady())
+            .catch((e) => { throw new Error(`${e.message} (last answer: ${this.lastReadyz})`); });
     }
 
+    running() { return Boolean(this.child) && this.child.exitCode === null && this.child.signalCode === null; }
+
     async isReady() { return (await this.readyz())?.status === 200; }
-    readyz() { return httpGet(this.ports.ws, "/readyz", 500); }
+    // /readyz, also kept as lastReadyz ("no answer" when nothing came within 500 ms) so that
+    // a wait that times out can say what the node last said.
+    async readyz() {
+        const r = await httpGet(this.ports.ws, "/readyz", 500);
+        this.lastReadyz = r ? `${r.status} ${JSON.stringify(r.body.trim())}` : "no answer within 500 ms";
+        return r;
+    }
 
     async kill9() {
         this.expectExit = true;
@@ -715,16 +746,18 @@ function account(con, expected, budget = 0) {
 // received pushed within [from, to] (ms), and which device.
 function unitPause(con, from, to) {
     const last = new Map();
+    for (const g of con.got.values()) last.set(g.device, from);
     let worst = { ms: 0, device: null, at: null };
+    const gap = (d, prev, ms) => { if (ms - prev > worst.ms) worst = { ms: ms - prev, device: d, at: prev }; };
     for (const [ms, seq] of con.arrivals) {
         if (ms < from || ms > to) continue;
         const d = con.got.get(seq)?.device;
-        const prev = last.get(d);
-        if (prev !== undefined && ms - prev > worst.ms) worst = { ms: ms - prev, device: d, at: prev };
+        gap(d, last.get(d) ?? from, ms);
         last.set(d, ms);
     }
+    for (const [d, prev] of last) gap(d, prev, to);
     return worst;
 }
 
-module.exports = { log, sleep, waitFor, httpGet, freePort, tempDir, startChild, replace,
+module.exports = { crashes, unparsedCount: () => unparsed, log, sleep, waitFor, httpGet, freePort, tempDir, startChild, replace,
     NatsClient, NatsCluster, readStream, Haproxy, Node, Fleet, Console, account, unitPause };
