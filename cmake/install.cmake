@@ -4,13 +4,14 @@
 # /etc/gpsrelay/gpsrelay.conf and the unit runs /usr/sbin/gpsrelayd. So the prefix defaults
 # to /usr (as a Debian package's does) and the configuration always goes to /etc/gpsrelay,
 # whatever the prefix. `cmake --install build` therefore needs root; use DESTDIR= to stage.
-if(CMAKE_INSTALL_PREFIX_INITIALIZED_TO_DEFAULT)
-  set(CMAKE_INSTALL_PREFIX /usr CACHE PATH "Install prefix" FORCE)
-endif()
+# (The prefix's default is set at the top of CMakeLists.txt: the daemon is compiled with
+# the folder of its cluster module, lib/gpsrelay under it.)
 set(GR_CONF_DIR /etc/gpsrelay)
 
 install(TARGETS gpsrelayd RUNTIME DESTINATION sbin)
 install(TARGETS gpsrelayctl RUNTIME DESTINATION bin)
+# Loaded by gpsrelayd only with cluster_nats (src/cluster/link.h).
+install(TARGETS gpsrelay-cluster LIBRARY DESTINATION lib/gpsrelay)
 if(TARGET gpsrelay-sim)
   install(TARGETS gpsrelay-sim RUNTIME DESTINATION bin)
 endif()

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "gpsrelay/clock.h"
+#include "gpsrelay/cluster.h"
 #include "gpsrelay/hub.h"
 #include "gpsrelay/ingest.h"
 #include "gpsrelay/log.h"
@@ -33,6 +34,7 @@ struct daemon {
     struct gr_hub *hub;          /* owned, like every module below */
     struct gr_ingest *ingest;    /* producers: sockets in, publishing into the hub */
     struct gr_ws *ws;            /* consumers: the consoles, told by the hub's callbacks */
+    struct gr_cluster *cluster;  /* with cluster_nats: the stream between hub and ingest */
     /* The mapping source the configuration names, and its state (owned: source->free)
      * once started, else NULL. */
     const struct gr_mapping_source_ops *source;
@@ -42,8 +44,8 @@ struct daemon {
     struct gr_mapping *next_mapping; /* owned: one that arrived meanwhile, applied next */
     uv_idle_t apply;                 /* steps the update, one step per loop turn */
     bool listening;                  /* every listener is bound */
-    bool ready;                      /* ...and a mapping is in force: /readyz, READY=1 */
-    unsigned char *key;              /* HS256 secret with auth jwt, else NULL */
+    bool ready;         /* ...a mapping is in force, a cluster node caught up: READY=1 was sent */
+    unsigned char *key; /* HS256 secret with auth jwt, else NULL */
     size_t key_len;
     uv_signal_t sigint, sigterm, sighup;
     uv_timer_t stale_timer;
@@ -97,13 +99,16 @@ static void daemon_stop(struct daemon *d)
     gr_mapping_free(d->next_mapping);
     d->next_mapping = NULL;
     /* Counted before any stop begins; none calls back before this returns. */
-    d->stopping_parts = (d->source_state != NULL) + (d->ingest != NULL) + (d->ws != NULL);
+    d->stopping_parts =
+        (d->source_state != NULL) + (d->ingest != NULL) + (d->ws != NULL) + (d->cluster != NULL);
     if (d->source_state != NULL)
         d->source->stop(d->source_state, part_stopped, d);
     if (d->ingest != NULL)
         gr_ingest_stop(d->ingest, part_stopped, d);
     if (d->ws != NULL)
         gr_ws_stop(d->ws, part_stopped, d);
+    if (d->cluster != NULL)
+        gr_cluster_stop(d->cluster, part_stopped, d);
     if (d->stopping_parts == 0)
         close_own_handles(d);
 }
@@ -120,24 +125,52 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
     g->units_stale = gr_hub_stale_count(d->hub);
     g->postgres_up =
         d->source->up != NULL && d->source_state != NULL && d->source->up(d->source_state);
+    if (d->cluster != NULL) {
+        struct gr_cluster_gauges c;
+        gr_cluster_gauges(d->cluster, &c);
+        g->cluster_up = c.up;
+        g->cluster_lag = c.lag;
+        g->cluster_queued = c.queued;
+        g->cluster_published = c.published;
+        g->cluster_publish_failures = c.publish_failures;
+    }
 }
 
 /* Devices a mapping update prepares per loop turn: 2-5 ms of work (hub.h), so consoles
  * and modems wait no longer than that while 100,000 devices are applied. */
 #define APPLY_STEP_DEVICES 500
 
-static void send_status(struct daemon *d, const char *prefix);
+static void send_status(struct daemon *d, const char *prefix, bool log);
 
-/* Ready once every listener is bound and a mapping is in force: /readyz answers 200 and
- * systemd gets READY=1 (docs/operations.md). */
+/* Why new consoles should go elsewhere, or NULL: ready once every listener is bound, a
+ * mapping is in force and, on a cluster node, the node has caught up with the stream and
+ * is connected to NATS (docs/operations.md). */
+static const char *not_ready(const struct daemon *d)
+{
+    if (!d->listening)
+        return "starting";
+    if (gr_hub_mapping(d->hub) == NULL)
+        return "no mapping yet";
+    return d->cluster != NULL ? gr_cluster_not_ready(d->cluster) : NULL;
+}
+
+/* /readyz follows readiness both ways; systemd gets READY=1 the first time only. */
 static void maybe_ready(struct daemon *d)
 {
-    if (d->ready || !d->listening || gr_hub_mapping(d->hub) == NULL)
+    if (d->ws == NULL || d->stopping)
+        return;
+    const char *why = not_ready(d);
+    gr_ws_set_not_ready(d->ws, why);
+    if (d->ready || why != NULL)
         return;
     d->ready = true;
-    gr_ws_set_ready(d->ws, true);
-    send_status(d, "READY=1\n");
+    send_status(d, "READY=1\n", false);
     gr_notice("gpsrelayd %s ready (epoch %s)", GR_VERSION, gr_hub_epoch(d->hub));
+}
+
+static void on_cluster_changed(void *arg)
+{
+    maybe_ready(arg);
 }
 
 static void on_apply(uv_idle_t *h);
@@ -240,19 +273,35 @@ static int load_secret(struct daemon *d)
 }
 
 /* One STATUS= line for `systemctl status`, after prefix ("READY=1\n" or ""). */
-static void send_status(struct daemon *d, const char *prefix)
+/* One STATUS= line for `systemctl status`, after prefix ("READY=1\n" or ""); with log,
+ * the same summary goes to the log. */
+static void send_status(struct daemon *d, const char *prefix, bool log)
 {
-    char line[256];
-    snprintf(line, sizeof(line),
-             "%sSTATUS=%zu consoles, %zu devices (%zu stale), %llu positions published", prefix,
-             d->ws ? gr_ws_consoles(d->ws) : 0, gr_hub_device_count(d->hub),
-             gr_hub_stale_count(d->hub), (unsigned long long)gr_stats.positions_published);
+    char line[512], cluster[256] = "";
+    if (d->cluster != NULL) {
+        struct gr_cluster_gauges c;
+        gr_cluster_gauges(d->cluster, &c);
+        const char *why = gr_cluster_not_ready(d->cluster);
+        snprintf(cluster, sizeof(cluster),
+                 "; cluster node %s: %s, seq %llu, lag %llu, %llu queued, %llu stored, %llu "
+                 "publish failures",
+                 d->cfg->node_name, why ? why : "in step", (unsigned long long)gr_hub_seq(d->hub),
+                 (unsigned long long)c.lag, (unsigned long long)c.queued,
+                 (unsigned long long)c.published, (unsigned long long)c.publish_failures);
+    }
+    int n = snprintf(line, sizeof(line),
+                     "%sSTATUS=%zu consoles, %zu devices (%zu stale), %llu positions published%s",
+                     prefix, d->ws ? gr_ws_consoles(d->ws) : 0, gr_hub_device_count(d->hub),
+                     gr_hub_stale_count(d->hub), (unsigned long long)gr_stats.positions_published,
+                     cluster);
     gr_sd_notify(line);
+    if (log && n > 0)
+        gr_info("%s", strstr(line, "STATUS=") + 7);
 }
 
 static void on_status_timer(uv_timer_t *t)
 {
-    send_status(t->data, "");
+    send_status(t->data, "", true);
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -366,7 +415,7 @@ static void on_signal(uv_signal_t *h, int signum)
         gr_sd_notify(reloading);
         reload_config(d); /* the mapping is re-read either way */
         d->source->reload(d->source_state, d->cfg);
-        send_status(d, d->ready ? "READY=1\n" : "");
+        send_status(d, d->ready ? "READY=1\n" : "", false);
         return;
     }
     gr_notice("received %s, stopping", strsignal(signum));
@@ -440,7 +489,9 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     uv_timer_init(&d.loop, &d.status);
     d.status.data = &d;
     uv_timer_start(&d.status, on_status_timer, STATUS_MS, STATUS_MS);
-    if (gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
+    if ((cfg->n_cluster_nats > 0 &&
+         gr_cluster_start(&d.loop, cfg, d.hub, on_cluster_changed, &d, &d.cluster) < 0) ||
+        gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
         gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d, &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
@@ -454,6 +505,7 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
 out:
     sigprocmask(SIG_SETMASK, &previous, NULL); /* also when start-up failed before the loop */
     gr_ws_free(d.ws);
+    gr_cluster_free(d.cluster);
     gr_ingest_free(d.ingest);
     if (d.source_state != NULL)
         d.source->free(d.source_state);

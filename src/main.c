@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include "gpsrelay/cluster.h"
 #include "gpsrelay/config.h"
 #include "gpsrelay/daemon.h"
 #include "gpsrelay/log.h"
@@ -49,8 +50,13 @@ static int check_only(const struct gr_config *cfg)
         }
         free(key);
     }
-    printf("gpsrelayd: configuration %s is ok (%d devices in %s)\n", cfg->path, devices,
-           source->where(cfg));
+    /* Bounded too: each server is given the connect timeout, each request its wait. */
+    if (cfg->n_cluster_nats > 0 && gr_cluster_check(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "gpsrelayd: cluster: %s\n", err);
+        return GR_EXIT_FAILURE;
+    }
+    printf("gpsrelayd: configuration %s is ok (%d devices in %s%s)\n", cfg->path, devices,
+           source->where(cfg), cfg->n_cluster_nats > 0 ? "; cluster stream usable" : "");
     return GR_EXIT_OK;
 }
 

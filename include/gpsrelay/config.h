@@ -37,6 +37,11 @@ enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
  * second is a 1 Hz modem's whole cycle, past which waiting only delays the fix. */
 #define GR_CONFIG_MERGE_WINDOW_MAX 1000
 
+#define GR_CLUSTER_NATS_MAX     16 /* cluster_nats directives */
+#define GR_CLUSTER_NAME_MAX     32 /* cluster_name: a NATS subject token and a stream name */
+#define GR_NODE_NAME_MAX        64
+#define GR_CLUSTER_REPLICAS_MAX 5 /* JetStream's own limit */
+
 struct gr_config {
     char *path; /* the file this came from */
 
@@ -71,6 +76,14 @@ struct gr_config {
     int idle_timeout;     /* seconds a console may send nothing (heartbeats included) */
     char *static_dir;     /* files served at / (the demo console); NULL: none. Paths as
                            * mapping_file; read per request, so a rebuild needs no restart */
+
+    /* A cluster node (cluster.h) when n_cluster_nats > 0. */
+    char *cluster_nats[GR_CLUSTER_NATS_MAX]; /* nats://HOST:PORT */
+    size_t n_cluster_nats;
+    char *cluster_name;   /* the stream's name and the subjects' prefix */
+    char *node_name;      /* the host name unless set */
+    int cluster_replicas; /* of the stream */
+    int cluster_history;  /* seconds the stream keeps positions */
 };
 
 /*

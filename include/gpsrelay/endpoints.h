@@ -17,7 +17,8 @@ struct lws;
 typedef void (*gr_gauges_fn)(void *ctx, struct gr_gauges *g);
 
 int gr_endpoint_healthz(struct lws *wsi);
-int gr_endpoint_readyz(struct lws *wsi, bool ready);
+/* 200 "ready" when not_ready is NULL, else 503 with not_ready as the body's one line. */
+int gr_endpoint_readyz(struct lws *wsi, const char *not_ready);
 
 /* The counters of stats.h and the gauges gauges(ctx, ...) fills, asked for now. */
 int gr_endpoint_metrics(struct lws *wsi, gr_gauges_fn gauges, void *ctx);

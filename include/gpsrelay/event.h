@@ -47,6 +47,7 @@ struct gr_reply {
     const char *error;            /* not NULL: status "error", response {"reason":error} */
     const struct gr_topic *topic; /* a join's: its positions newer than since, its stale units */
     const char *epoch;            /* a join's: the hub's epoch and seq (gr_hub_epoch, _seq) */
+    const char *node;             /* a join's: the cluster node answering, or NULL */
     uint64_t seq;
     uint64_t since;
     bool recovered;

@@ -92,7 +92,9 @@ struct gr_fix {
     X(ATTRS_TOO_BIG, "attrs_too_big")      /* JSON "attrs" over GR_ATTRS_MAX */                    \
     X(BAD_VALUE, "bad_value")              /* speed, course, alt, hdop, sats: fix.h bounds */      \
     X(BAD_DATE, "bad_date")                /* a day its month does not have (31 Feb) */            \
-    X(TRUNCATED, "truncated")              /* cut by a hang-up, no checksum to prove it whole */
+    X(TRUNCATED, "truncated")              /* cut by a hang-up, no checksum to prove it whole */   \
+    X(CLUSTER_QUEUE_FULL, "cluster_queue_full") /* a cluster node's queue to the stream full,      \
+                                                 * or the node stopping (cluster.h) */
 
 enum gr_reason {
 #define GR_REASON_ENUM(name, label) GR_##name,

@@ -113,14 +113,33 @@ struct gr_assembler *gr_unit_assembler(struct gr_unit *u);
 const char *gr_unit_id(const struct gr_unit *u);
 
 /*
- * Applies the acceptance rules that need the unit's history (docs/ingest.md: future,
- * out of order, duplicate, implied speed) and the position checks (validity, range, 0,0),
- * then encodes and publishes the fix to every topic of the unit. Any fix, valid or not,
- * marks the unit alive at now_ms, the receive time (rx_ns: the same instant on the
- * monotonic clock). Returns GR_OK or the reason the fix was refused.
+ * Publishing a fix is accept, then apply (docs/architecture.md):
+ *
+ * gr_hub_accept: the acceptance rules that need the unit's history (docs/ingest.md:
+ *   future, out of order, duplicate, implied speed) and the position checks (validity,
+ *   range, 0,0). Any fix, valid or not, marks the unit alive at now_ms, the receive time.
+ *   Returns GR_OK or the reason the fix is refused.
+ * gr_hub_apply: the fix becomes the unit's position numbered seq, received at rx_ms (wall
+ *   clock: staleness) and rx_ns (monotonic: delivery latency), and every topic of the
+ *   unit is told. seq must be above gr_hub_seq(). A fix with the unit's position's time,
+ *   or older than a position that was not dated ahead of its receipt, is refused
+ *   (GR_DUPLICATE, GR_OUT_OF_ORDER), as acceptance would have: a stream that carries two
+ *   nodes' fixes of one unit is applied the same way on every node.
+ * gr_hub_publish: accept, then apply with the next seq; or, with a relay set, accept and
+ *   hand the fix to the relay, whose return is returned (a cluster: the stream numbers
+ *   it, and every node applies it from there).
  */
+enum gr_reason gr_hub_accept(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *fix,
+                             int64_t now_ms);
+enum gr_reason gr_hub_apply(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *fix,
+                            uint64_t seq, int64_t rx_ms, int64_t rx_ns);
 enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *fix,
                               int64_t now_ms, int64_t rx_ns);
+
+/* Where gr_hub_publish sends accepted fixes instead of applying them; NULL: apply. */
+typedef enum gr_reason (*gr_hub_relay_fn)(void *arg, struct gr_unit *u, const struct gr_fix *fix,
+                                          int64_t rx_ms);
+void gr_hub_set_relay(struct gr_hub *hub, gr_hub_relay_fn relay, void *arg);
 
 /*
  * Marks stale every unit whose last position was received stale_after_ms or more before
@@ -128,8 +147,24 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
  */
 size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms);
 
+/* Longest epoch: 16 hex digits (64 bits), for a single daemon and a cluster alike. */
+#define GR_HUB_EPOCH_MAX 16
+
 const char *gr_hub_epoch(const struct gr_hub *hub);
 uint64_t gr_hub_seq(const struct gr_hub *hub);
+
+/*
+ * A cluster node's hub: the epoch is the stream's (0, or -EINVAL when longer than
+ * GR_HUB_EPOCH_MAX), and seq_known the highest stream sequence the node has heard of,
+ * which may be ahead of gr_hub_seq() while the node catches up: a console that resumes
+ * from a node further ahead asks for a seq up to it (gr_hub_seq_known returns the larger
+ * of the two). The node name goes into join replies (0 or -ENOMEM); NULL: none.
+ */
+int gr_hub_set_epoch(struct gr_hub *hub, const char *epoch);
+void gr_hub_set_seq_known(struct gr_hub *hub, uint64_t seq);
+uint64_t gr_hub_seq_known(const struct gr_hub *hub);
+int gr_hub_set_node(struct gr_hub *hub, const char *node);
+const char *gr_hub_node(const struct gr_hub *hub);
 size_t gr_hub_device_count(const struct gr_hub *hub);
 size_t gr_hub_sub_count(const struct gr_hub *hub);
 size_t gr_hub_stale_count(const struct gr_hub *hub);
@@ -157,6 +192,10 @@ const char *gr_topic_json_name(const struct gr_topic *t);
  * gr_sub_topic() stays valid until gr_sub_free() even if the mapping drops every unit.
  */
 struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner);
+
+/* Moves the position cursor forward to seq (a join that resumes from a seq this node has
+ * not applied yet: nothing at or below it is delivered). A lower seq changes nothing. */
+void gr_sub_skip_to(struct gr_sub *s, uint64_t seq);
 
 /* Ends a subscription; the topic is freed when nothing else holds it. */
 void gr_sub_free(struct gr_hub *hub, struct gr_sub *s);

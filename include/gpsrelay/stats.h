@@ -115,6 +115,19 @@ static inline void gr_histogram_observe(struct gr_histogram *h, double seconds)
         h->max = seconds;
 }
 
+/* Messages of the cluster's stream a node skipped (cluster.h), by reason. */
+#define GR_CLUSTER_SKIPS(X)                                                                        \
+    X(MALFORMED, "malformed")           /* not a position message (cluster_wire.h) */              \
+    X(UNKNOWN_DEVICE, "unknown_device") /* a device this node's mapping does not have */           \
+    X(OUT_OF_ORDER, "out_of_order")     /* not newer than the unit's position (hub.h) */
+
+enum gr_cluster_skip {
+#define GR_CLUSTER_SKIP_ENUM(name, label) GR_CLUSTER_SKIP_##name,
+    GR_CLUSTER_SKIPS(GR_CLUSTER_SKIP_ENUM)
+#undef GR_CLUSTER_SKIP_ENUM
+        GR_CLUSTER_SKIP_COUNT
+};
+
 struct gr_stats {
     uint64_t ingest_datagrams;      /* UDP datagrams received */
     uint64_t ingest_receive_errors; /* UDP reads that failed (ICMP errors, ...) */
@@ -146,6 +159,9 @@ struct gr_stats {
     uint64_t postgres_notifications; /* gpsrelay_mapping notifications received */
     uint64_t positions_conflated;    /* positions replaced by a newer one of their unit before a
                                         console took them (counted per console) */
+    uint64_t cluster_applied;        /* positions of the stream applied to the hub */
+    uint64_t cluster_skipped[GR_CLUSTER_SKIP_COUNT];
+    uint64_t cluster_publish_refused;     /* fixes refused: the queue full, or stopping */
     struct gr_histogram delivery_latency; /* report received to position written, per console */
     struct gr_histogram position_age;     /* fix time to position written, per console */
     struct gr_histogram loop_busy;        /* event loop: work between two polls */
@@ -163,6 +179,11 @@ struct gr_gauges {
     uint64_t channels_joined;
     uint64_t mapping_devices;
     uint64_t postgres_up; /* 1 while connected to PostgreSQL and listening */
+    uint64_t cluster_up;  /* 1 while connected to NATS and receiving the stream */
+    uint64_t cluster_lag; /* messages behind the stream's last */
+    uint64_t cluster_queued;
+    uint64_t cluster_published;
+    uint64_t cluster_publish_failures;
 };
 
 /*

@@ -67,8 +67,9 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
 /* After a mapping change: closes channels whose token no longer covers them. */
 void gr_ws_reauthorize(struct gr_ws *ws);
 
-/* /readyz answers 200 once this is true, 503 before. */
-void gr_ws_set_ready(struct gr_ws *ws, bool ready);
+/* /readyz answers 200 while not_ready is NULL, else 503 with it as the reason (text that
+ * lives as long as ws, a string literal). */
+void gr_ws_set_not_ready(struct gr_ws *ws, const char *not_ready);
 
 /* A reloaded configuration: allowed_origin, max_connections_per_source, idle_timeout,
  * slow_timeout and static_dir apply from now on; listeners and TLS stay. cfg is borrowed

@@ -3,6 +3,7 @@
  */
 #include "gpsrelay/endpoints.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,10 +14,14 @@ int gr_endpoint_healthz(struct lws *wsi)
     return gr_http_reply(wsi, 200, "text/plain", "ok\n", 3);
 }
 
-int gr_endpoint_readyz(struct lws *wsi, bool ready)
+int gr_endpoint_readyz(struct lws *wsi, const char *not_ready)
 {
-    return ready ? gr_http_reply(wsi, 200, "text/plain", "ready\n", 6)
-                 : gr_http_reply(wsi, 503, "text/plain", "not ready\n", 10);
+    if (not_ready == NULL)
+        return gr_http_reply(wsi, 200, "text/plain", "ready\n", 6);
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%s\n", not_ready);
+    return gr_http_reply(wsi, 503, "text/plain", body,
+                         n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
 }
 
 int gr_endpoint_metrics(struct lws *wsi, gr_gauges_fn gauges, void *ctx)

@@ -257,8 +257,8 @@ static bool join_allowed(struct gr_console *c, uint64_t now_ms)
 
 /*
  * The since_seq a join asks to resume from: the payload's seq when its epoch is ours and
- * the seq is one this hub has given (the reply then says "recovered"), else 0 for a full
- * snapshot (docs/protocol.md).
+ * the seq is one this hub has given, or in a cluster one the stream has (the reply then
+ * says "recovered"), else 0 for a full snapshot (docs/protocol.md).
  */
 static uint64_t join_since(const struct gr_hub *hub, json_t *payload, bool *recovered)
 {
@@ -269,7 +269,7 @@ static uint64_t join_since(const struct gr_hub *hub, json_t *payload, bool *reco
     if (epoch == NULL || !json_is_integer(seq) || strcmp(epoch, gr_hub_epoch(hub)) != 0)
         return 0;
     json_int_t n = json_integer_value(seq);
-    if (n < 0 || (uint64_t)n > gr_hub_seq(hub))
+    if (n < 0 || (uint64_t)n > gr_hub_seq_known(hub))
         return 0;
     *recovered = true;
     return (uint64_t)n;
@@ -317,9 +317,18 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
     }
 
     /* Snapshot and subscription in the same loop turn: the reply's seq is the
-     * subscription's cursor, so nothing is missed or sent twice. */
-    struct gr_reply joined = {.topic = t, .epoch = gr_hub_epoch(c->hub), .seq = gr_hub_seq(c->hub)};
+     * subscription's cursor, so nothing is missed or sent twice. A cluster node behind the
+     * seq a console resumes from (it was on a node further ahead) starts the cursor there:
+     * what the console has is not sent again when this node applies it. */
+    struct gr_reply joined = {.topic = t,
+                              .epoch = gr_hub_epoch(c->hub),
+                              .node = gr_hub_node(c->hub),
+                              .seq = gr_hub_seq(c->hub)};
     joined.since = join_since(c->hub, payload, &joined.recovered);
+    if (joined.since > joined.seq) {
+        gr_sub_skip_to(sub, joined.since);
+        joined.seq = joined.since;
+    }
     int rc = queue(c, join_ref, ref, topic_json, GR_EVENT_PHX_REPLY, &joined);
     if (rc) {
         gr_sub_free(c->hub, sub);

@@ -122,7 +122,7 @@ struct gr_ws {
     void *gauges_ctx;
     struct conn *conns;
     size_t n_conns;
-    bool ready;
+    const char *not_ready; /* /readyz: NULL when ready, else why not (static text) */
     bool stopping;
     size_t closing;        /* while stopping: handles (and the acceptor) not yet closed */
     gr_stopped_fn stopped; /* told once closing is 0 and lws is gone (stop.h) */
@@ -229,7 +229,7 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
     if (strcmp(path, "/healthz") == 0)
         return gr_endpoint_healthz(wsi);
     if (strcmp(path, "/readyz") == 0)
-        return gr_endpoint_readyz(wsi, ws->ready);
+        return gr_endpoint_readyz(wsi, ws->not_ready);
     if (strcmp(path, "/metrics") == 0)
         return gr_endpoint_metrics(wsi, ws->gauges, ws->gauges_ctx);
     if (strcmp(path, "/socket/longpoll") == 0)
@@ -663,6 +663,7 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
         return -ENOMEM;
     ws->cfg = cfg;
     ws->hub = hub;
+    ws->not_ready = "starting";
     ws->gauges = gauges;
     ws->gauges_ctx = gauges_ctx;
     ws->admission = gr_admission_new(cfg, key, key_len);
@@ -777,9 +778,9 @@ void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg)
     ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
 }
 
-void gr_ws_set_ready(struct gr_ws *ws, bool ready)
+void gr_ws_set_not_ready(struct gr_ws *ws, const char *not_ready)
 {
-    ws->ready = ready;
+    ws->not_ready = not_ready;
 }
 
 size_t gr_ws_consoles(const struct gr_ws *ws)
@@ -874,7 +875,7 @@ void gr_ws_stop(struct gr_ws *ws, gr_stopped_fn done, void *arg)
     gr_acceptor_stop(ws->acceptor, acceptor_stopped, ws);
     close_handle(ws, (uv_handle_t *)&ws->sweep);
     close_handle(ws, (uv_handle_t *)&ws->flush);
-    ws->ready = false;
+    ws->not_ready = "stopping";
     for (struct conn *c = ws->conns; c; c = c->next)
         conn_close(c, GR_WS_GOING_AWAY, GR_CLOSE_SHUTDOWN);
     uv_ref((uv_handle_t *)&ws->grace);

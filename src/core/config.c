@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -390,6 +391,79 @@ static int set_count(struct gr_cfg_parse *p, const struct gr_directive *d, const
 
 #define GR_OFF(f) offsetof(struct gr_config, f)
 
+/* A NATS server: nats://HOST:PORT (libnats resolves names on its own threads, so a host
+ * name is fine here, unlike postgres). */
+static int set_nats_url(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    char **urls = field_of(p->cfg, d);
+    size_t *n = count_of(p->cfg, d);
+    const char *host = v + strlen("nats://"), *colon = strrchr(v, ':');
+    long port;
+
+    if (*n == GR_CLUSTER_NATS_MAX)
+        return fail(p, "more than %d %s directives", GR_CLUSTER_NATS_MAX, d->name);
+    if (strncmp(v, "nats://", 7) != 0 || colon == NULL || colon < host + 1 || strlen(v) > 256 ||
+        strpbrk(host, "/@ ") != NULL || parse_uint(colon + 1, 65535, &port) < 0 || port == 0)
+        return fail(p, "bad value \"%s\" for %s: expected nats://HOST:PORT", v, d->name);
+    if ((urls[*n] = strdup(v)) == NULL)
+        return fail_oom(p);
+    (*n)++;
+    return 0;
+}
+
+/* A name made of [A-Za-z0-9_-], 1 to max bytes: cluster_name is a stream name and a NATS
+ * subject token, node_name goes into logs, /readyz and join replies as is. */
+static int set_name(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v, size_t max)
+{
+    char **field = field_of(p->cfg, d);
+    size_t len = strlen(v);
+
+    if (len == 0 || len > max ||
+        strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789_-") != len)
+        return fail(p, "bad value \"%s\" for %s: expected 1 to %zu of A-Z a-z 0-9 _ -", v, d->name,
+                    max);
+    free(*field); /* the default */
+    return (*field = strdup(v)) != NULL ? 0 : fail_oom(p);
+}
+
+static int set_cluster_name(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    return set_name(p, d, v, GR_CLUSTER_NAME_MAX);
+}
+
+static int set_node_name(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    return set_name(p, d, v, GR_NODE_NAME_MAX);
+}
+
+static int set_replicas(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = field_of(p->cfg, d);
+    long n;
+
+    if (parse_uint(v, GR_CLUSTER_REPLICAS_MAX, &n) < 0 || n == 0)
+        return fail(p, "bad value \"%s\" for %s: expected 1 to %d", v, d->name,
+                    GR_CLUSTER_REPLICAS_MAX);
+    *field = (int)n;
+    return 0;
+}
+
+/* cluster_history: at least a minute (a console's reconnect), at most 30 days: a unit
+ * parked for a long weekend still has its position on a node that starts meanwhile. */
+#define GR_CLUSTER_HISTORY_MAX (30 * 86400)
+static int set_history(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = field_of(p->cfg, d);
+    long s;
+
+    if (parse_uint(v, GR_CLUSTER_HISTORY_MAX, &s) < 0 || s < 60)
+        return fail(p, "bad value \"%s\" for %s: expected whole seconds from 60 to %d", v, d->name,
+                    GR_CLUSTER_HISTORY_MAX);
+    *field = (int)s;
+    return 0;
+}
+
 #define GR_OFF(f)   offsetof(struct gr_config, f)
 #define GR_MULTI(f) GR_OFF(f), GR_OFF(n_##f)
 #define GR_ONE(f)   GR_OFF(f), 0
@@ -426,6 +500,12 @@ static const struct gr_directive directives[] = {
     {"slow_timeout", set_seconds, GR_VAL_INT, GR_ONE(slow_timeout), 0, "30"},
     {"idle_timeout", set_seconds, GR_VAL_INT, GR_ONE(idle_timeout), 0, "60"},
     {"static_dir", set_path, GR_VAL_TEXT, GR_ONE(static_dir), 0, NULL},
+    {"cluster_nats", set_nats_url, GR_VAL_TEXTS, GR_MULTI(cluster_nats), GR_DIR_RESTART, NULL},
+    {"cluster_name", set_cluster_name, GR_VAL_TEXT, GR_ONE(cluster_name), GR_DIR_RESTART,
+     "gpsrelay"},
+    {"node_name", set_node_name, GR_VAL_TEXT, GR_ONE(node_name), GR_DIR_RESTART, NULL},
+    {"cluster_replicas", set_replicas, GR_VAL_INT, GR_ONE(cluster_replicas), GR_DIR_RESTART, "3"},
+    {"cluster_history", set_history, GR_VAL_INT, GR_ONE(cluster_history), GR_DIR_RESTART, "86400"},
 };
 
 #define GR_N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -587,6 +667,22 @@ static int validate(struct gr_cfg_parse *p)
     return 0;
 }
 
+/* node_name's default, the host name: the first label, in node_name's alphabet. */
+static int default_node_name(struct gr_cfg_parse *p)
+{
+    char host[256] = "";
+    size_t n;
+
+    if (p->cfg->node_name != NULL)
+        return 0;
+    gethostname(host, sizeof(host) - 1);
+    n = strspn(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+    if (n > GR_NODE_NAME_MAX)
+        n = GR_NODE_NAME_MAX;
+    host[n] = '\0';
+    return (p->cfg->node_name = strdup(n > 0 ? host : "node")) != NULL ? 0 : fail_oom(p);
+}
+
 int gr_config_load(const char *path, struct gr_config *out, char *err, size_t errlen)
 {
     struct gr_cfg_parse p = {.cfg = out, .path = path, .err = err, .errlen = errlen};
@@ -612,7 +708,7 @@ int gr_config_load(const char *path, struct gr_config *out, char *err, size_t er
         goto fail;
     rc = parse_file(&p, text, len);
     free(text);
-    if (rc < 0 || (rc = validate(&p)) < 0)
+    if (rc < 0 || (rc = validate(&p)) < 0 || (rc = default_node_name(&p)) < 0)
         goto fail;
     return 0;
 

@@ -55,6 +55,7 @@ static const char *const join_labels[] = {GR_JOIN_REFUSALS(GR_LABEL)};
 static const char *const refusal_labels[] = {GR_CONSOLE_REFUSALS(GR_LABEL)};
 static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
 static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
+static const char *const cluster_skip_labels[] = {GR_CLUSTER_SKIPS(GR_LABEL)};
 #undef GR_LABEL
 
 const char *gr_tcp_refusal_label(enum gr_tcp_refusal r)
@@ -201,6 +202,27 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "gpsrelay_postgres_notifications_total", "counter",
            "Mapping change notifications received from PostgreSQL.",
            gr_stats.postgres_notifications);
+    family(f, "gpsrelay_cluster_up", "gauge",
+           "1 while this cluster node is connected to NATS and receiving the position stream; "
+           "0 when not a cluster node.",
+           g->cluster_up);
+    family(f, "gpsrelay_cluster_published_total", "counter",
+           "Accepted fixes this node stored in the position stream (acknowledged).",
+           g->cluster_published);
+    family(f, "gpsrelay_cluster_applied_total", "counter",
+           "Positions of the stream this node applied, from every node.", gr_stats.cluster_applied);
+    labelled(f, "gpsrelay_cluster_skipped_total",
+             "Messages of the stream this node did not apply, by reason.", "reason",
+             cluster_skip_labels, gr_stats.cluster_skipped, 0, GR_CLUSTER_SKIP_COUNT);
+    family(f, "gpsrelay_cluster_lag", "gauge",
+           "Messages in the stream after the last one this node applied.", g->cluster_lag);
+    family(f, "gpsrelay_cluster_publish_failures_total", "counter",
+           "Publishes to the stream that failed (and were retried) or were refused (queue "
+           "full).",
+           g->cluster_publish_failures);
+    family(f, "gpsrelay_cluster_queued", "gauge",
+           "Accepted fixes waiting to be stored in the stream, or sent and not yet acknowledged.",
+           g->cluster_queued);
 
     family(f, "gpsrelay_positions_conflated_total", "counter",
            "Positions a console never got because a newer one of the same unit replaced them "

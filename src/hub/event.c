@@ -49,6 +49,10 @@ static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
     gr_jsonw_array(w);
     gr_topic_each_stale(r->topic, snapshot_add_stale, w);
     gr_jsonw_array_end(w);
+    if (r->node != NULL) {
+        gr_jsonw_key(w, "node");
+        gr_jsonw_string(w, r->node);
+    }
 }
 
 static int reply_payload(struct gr_jsonw *w, const void *subject)

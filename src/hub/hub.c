@@ -5,9 +5,11 @@
 #include "gpsrelay/hub.h"
 #include "model.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -59,6 +61,7 @@ void gr_hub_free(struct gr_hub *hub)
     gr_topics_free(hub);
     free(hub->units);
     gr_mapping_free(hub->mapping);
+    free(hub->node);
     free(hub);
 }
 
@@ -75,6 +78,46 @@ const char *gr_hub_epoch(const struct gr_hub *hub)
 uint64_t gr_hub_seq(const struct gr_hub *hub)
 {
     return hub->seq;
+}
+
+uint64_t gr_hub_seq_known(const struct gr_hub *hub)
+{
+    return hub->seq_known > hub->seq ? hub->seq_known : hub->seq;
+}
+
+void gr_hub_set_seq_known(struct gr_hub *hub, uint64_t seq)
+{
+    if (seq > hub->seq_known)
+        hub->seq_known = seq;
+}
+
+int gr_hub_set_epoch(struct gr_hub *hub, const char *epoch)
+{
+    if (strlen(epoch) > GR_HUB_EPOCH_MAX)
+        return -EINVAL;
+    strcpy(hub->epoch, epoch);
+    return 0;
+}
+
+int gr_hub_set_node(struct gr_hub *hub, const char *node)
+{
+    char *copy = strdup(node);
+    if (copy == NULL)
+        return -ENOMEM;
+    free(hub->node);
+    hub->node = copy;
+    return 0;
+}
+
+const char *gr_hub_node(const struct gr_hub *hub)
+{
+    return hub->node;
+}
+
+void gr_hub_set_relay(struct gr_hub *hub, gr_hub_relay_fn relay, void *arg)
+{
+    hub->relay = relay;
+    hub->relay_arg = arg;
 }
 
 size_t gr_hub_device_count(const struct gr_hub *hub)
@@ -119,23 +162,31 @@ static void unit_refresh(struct gr_hub *hub, struct gr_unit *u)
 
 /*
  * Publishing is two halves, kept apart because they need not run in the same place: accept
- * (the unit is alive; the fix passes the filters against the unit's history) and apply
- * (the fix becomes the unit's position with the next seq, and its topics' subscribers are
- * told). Today gr_hub_publish runs both at once. A second producer of positions (a stream
- * shared between nodes) accepts where the report arrived and applies where the stream
- * delivers; a consumer of every position (an archive writer) is told at the end of apply.
+ * (the unit is alive; the fix passes the filters against the unit's history) where the
+ * report arrived, and apply (the fix becomes the unit's position with its seq, and its
+ * topics' subscribers are told) where positions are numbered: here at once for a single
+ * daemon, on every node as the stream delivers it in a cluster (the relay).
  */
-static enum gr_reason accept_fix(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
-                                 int64_t now_ms)
+enum gr_reason gr_hub_accept(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
+                             int64_t now_ms)
 {
     u->last_seen_ms = now_ms;
     return gr_filter_fix(&hub->opt, u, f, now_ms);
 }
 
-static enum gr_reason apply_fix(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
-                                int64_t now_ms, int64_t rx_ns)
+enum gr_reason gr_hub_apply(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
+                            uint64_t seq, int64_t rx_ms, int64_t rx_ns)
 {
-    struct gr_position *p = gr_position_encode(u->json_id, hub->seq + 1, f);
+    if (seq <= hub->seq)
+        return GR_DUPLICATE;
+    /* Two nodes may each accept a fix of one unit before either is applied (a modem that
+     * moved between them, or sent one fix to both): the stream's order decides, the same
+     * way on every node, by the rules acceptance itself never breaks (filter.c): no fix
+     * twice, and nothing older than a position that was on time. */
+    if (u->pos != NULL && (f->time_ms == u->pos->time_ms ||
+                           (f->time_ms < u->pos->time_ms && u->pos->time_ms <= u->pos_rx_ms)))
+        return f->time_ms == u->pos->time_ms ? GR_DUPLICATE : GR_OUT_OF_ORDER;
+    struct gr_position *p = gr_position_encode(u->json_id, seq, f);
     if (p == NULL) {
         gr_error("hub: out of memory encoding a position of %s", u->id);
         return GR_MALFORMED;
@@ -143,10 +194,10 @@ static enum gr_reason apply_fix(struct gr_hub *hub, struct gr_unit *u, const str
     p->rx_ns = rx_ns;
     uint64_t replaced = u->pos ? u->pos->seq : 0; /* subscribers below it never took it */
     unit_refresh(hub, u);
-    hub->seq++;
+    hub->seq = seq;
     free(u->pos);
     u->pos = p;
-    u->pos_rx_ms = now_ms;
+    u->pos_rx_ms = rx_ms;
     gr_stats.positions_published++;
 
     for (size_t k = 0; k < u->n_members; k++) {
@@ -172,8 +223,12 @@ static enum gr_reason apply_fix(struct gr_hub *hub, struct gr_unit *u, const str
 enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struct gr_fix *f,
                               int64_t now_ms, int64_t rx_ns)
 {
-    enum gr_reason r = accept_fix(hub, u, f, now_ms);
-    return r == GR_OK ? apply_fix(hub, u, f, now_ms, rx_ns) : r;
+    enum gr_reason r = gr_hub_accept(hub, u, f, now_ms);
+    if (r != GR_OK)
+        return r;
+    if (hub->relay != NULL)
+        return hub->relay(hub->relay_arg, u, f, now_ms);
+    return gr_hub_apply(hub, u, f, hub->seq + 1, now_ms, rx_ns);
 }
 
 size_t gr_hub_check_stale(struct gr_hub *hub, int64_t now_ms)

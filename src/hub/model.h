@@ -83,8 +83,13 @@ struct gr_sub {
 
 struct gr_hub {
     struct gr_hub_options opt;
-    char epoch[17]; /* 64 random bits in hex: new on every start */
-    uint64_t seq;
+    char epoch[GR_HUB_EPOCH_MAX + 1]; /* gr_hub_new: 64 random bits in hex; a cluster's:
+                                       * its stream's (gr_hub_set_epoch) */
+    uint64_t seq;                     /* of the latest position applied */
+    uint64_t seq_known;    /* highest seq known to exist: a cluster node may lag the stream */
+    char *node;            /* node_name in a cluster (join replies), else NULL */
+    gr_hub_relay_fn relay; /* set: accepted fixes go there instead of being applied */
+    void *relay_arg;
     uint64_t stale_seq;
     struct gr_mapping *mapping;
     struct gr_unit **units; /* sorted by id, parallel to the mapping's devices */

@@ -23,6 +23,12 @@ struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
     return s;
 }
 
+void gr_sub_skip_to(struct gr_sub *s, uint64_t seq)
+{
+    if (seq > s->cursor)
+        s->cursor = seq;
+}
+
 void gr_sub_free(struct gr_hub *hub, struct gr_sub *s)
 {
     struct gr_topic *t = s->topic;

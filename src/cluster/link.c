@@ -1,0 +1,676 @@
+/*
+ * link.c - the cluster's NATS side: one connection to the NATS servers, the position
+ * stream, publishing accepted fixes into it and receiving every position from it. Built
+ * as the loadable module GR_LINK_MODULE, the only code linked with libnats. See link.h for
+ * the threads; cluster.c is the loop side.
+ *
+ * The library runs on its own threads, not on the daemon's loop through its libuv adapter:
+ * every JetStream call that waits for a reply deadlocks when made on the loop thread that
+ * also reads the socket, and the known libnats 3.4 bugs around socket close and parser
+ * reset (nats.c #814, #1007) are in the event-loop mode. The loop never calls libnats.
+ *
+ * Publishing is at least once, stored once: each fix carries a message id made of its
+ * device and fix time, JetStream drops a second message with an id it stored within its
+ * de-duplication window (2 minutes), and a publish whose acknowledgement does not come
+ * within GR_LINK_ACK_WAIT_MS, or that fails (no stream leader during an election, a lost
+ * connection), is queued again with the same id.
+ *
+ * Receiving is an ordered consumer (libnats): an ephemeral consumer that starts with the
+ * last position of every unit, then every new one, in stream order; the library checks the
+ * consumer sequence of each message and the idle heartbeats, and on a gap or a silence of
+ * two heartbeats makes a new consumer from the next stream sequence. That is what fills a
+ * gap from the stream, whatever caused it (a lost server, a slow consumer).
+ */
+#include "link.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <nats/nats.h>
+
+/* Idle heartbeat of the ordered consumer: two missed (0.6 s) and the library makes a new
+ * consumer. The library's own default, 5 s, would leave consoles without positions for 10 s
+ * after the server holding the consumer died. */
+#define HEARTBEAT_MS 300
+
+/* Client settings that notice a dead or hung server within about three seconds, and never
+ * stop reconnecting (libnats' defaults: pings every 2 minutes, 60 reconnects). */
+#define PING_INTERVAL_MS   1000
+#define PINGS_OUT_MAX      2
+#define RECONNECT_WAIT_MS  200
+#define CONNECT_TIMEOUT_MS 2000
+#define REQUEST_WAIT_MS    2000
+
+/* How long the link thread sleeps when it has nothing to do or must retry later. */
+#define IDLE_WAIT_MS  100
+#define RETRY_WAIT_MS 500
+
+/* At most one log line about failed publishes per this long. */
+#define FAILURE_LOG_MS 5000
+
+/* How often the link thread asks for the stream's info while receiving it: a stream
+ * deleted and made anew (a new epoch) is noticed within this. */
+#define STREAM_CHECK_MS 5000
+
+/* Fixes taken from the queue and handed to libnats per round. */
+#define PUBLISH_BATCH 512
+
+/* One fix to publish: the strings point into the same allocation. */
+struct out {
+    char *subject, *msg_id, *rx, *src, *data;
+    size_t len;
+};
+
+struct gr_link {
+    struct gr_link_config cfg; /* deep copy: the strings are in `strings` */
+    char **urls;
+    char *strings;
+    struct gr_link_callbacks cb;
+
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t wake;
+    bool stopping;
+    struct out **ring; /* GR_LINK_QUEUE_MAX slots */
+    size_t head, count;
+    struct out **retry; /* failed publishes, sent again first; at most GR_LINK_INFLIGHT_MAX */
+    size_t n_retry;
+    size_t inflight;
+    int64_t failure_logged_ms;
+    struct gr_link_state st;
+
+    /* Owned by the link thread. */
+    natsConnection *nc;
+    jsCtx *js;
+    natsSubscription *sub;
+};
+
+static void out_free(struct out *o)
+{
+    free(o); /* one allocation */
+}
+
+static struct out *out_new(const char *subject, const char *msg_id, const char *rx, const char *src,
+                           const char *data, size_t len)
+{
+    size_t ls = strlen(subject) + 1, li = strlen(msg_id) + 1, lr = strlen(rx) + 1,
+           lc = strlen(src) + 1;
+    struct out *o = malloc(sizeof(*o) + ls + li + lr + lc + len + 1);
+    if (o == NULL)
+        return NULL;
+    char *p = (char *)(o + 1);
+    o->subject = memcpy(p, subject, ls);
+    o->msg_id = memcpy(p += ls, msg_id, li);
+    o->rx = memcpy(p += li, rx, lr);
+    o->src = memcpy(p += lr, src, lc);
+    o->data = memcpy(p += lc, data, len);
+    o->data[len] = '\0';
+    o->len = len;
+    return o;
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lock(struct gr_link *l)
+{
+    pthread_mutex_lock(&l->mu);
+}
+
+static void unlock(struct gr_link *l)
+{
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* Waits on l->wake for up to ms, l->mu held. */
+static void wait_ms(struct gr_link *l, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&l->wake, &l->mu, &ts);
+}
+
+static void set_connected(struct gr_link *l, bool connected)
+{
+    lock(l);
+    l->st.connected = connected;
+    unlock(l);
+    l->cb.changed(l->cb.arg);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    struct gr_link *l = closure;
+    lock(l);
+    bool stopping = l->stopping;
+    unlock(l);
+    if (!stopping)
+        l->cb.log(LOG_WARNING, "cluster: lost the NATS connection; reconnecting");
+    set_connected(l, false);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    struct gr_link *l = closure;
+    char url[256] = "";
+    natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+    l->cb.log(LOG_NOTICE, "cluster: connected to NATS at %s", url);
+    set_connected(l, true);
+}
+
+static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    struct gr_link *l = closure;
+    /* Missed heartbeats and slow-consumer drops are what the ordered consumer recovers
+     * from by itself; they are worth a line, not more. */
+    l->cb.log(LOG_WARNING, "cluster: NATS: %s", natsStatus_GetText(err));
+}
+
+/* Whether a failed publish gets a log line: one per FAILURE_LOG_MS, not one per fix (an
+ * election fails thousands). The counter says how many. */
+static bool log_failure_now(struct gr_link *l)
+{
+    int64_t now = monotonic_ms();
+    lock(l);
+    bool log = now - l->failure_logged_ms >= FAILURE_LOG_MS;
+    if (log)
+        l->failure_logged_ms = now;
+    unlock(l);
+    return log;
+}
+
+/* An acknowledgement, or its failure (libnats' reply or timer thread). */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    struct gr_link *l = closure;
+    struct out *again = NULL;
+    if (pa == NULL) {
+        /* Rebuilt from the message: a message libnats has sent is not sent again as is. */
+        const char *id = NULL, *rx = NULL, *src = NULL;
+        natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
+        natsMsgHeader_Get(msg, "Gr-Rx", &rx);
+        natsMsgHeader_Get(msg, "Gr-Src", &src);
+        again = out_new(natsMsg_GetSubject(msg), id ? id : "", rx ? rx : "", src ? src : "",
+                        natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    }
+    lock(l);
+    l->inflight--;
+    if (pa != NULL) {
+        l->st.published++;
+    } else {
+        l->st.failures++;
+        if (again != NULL)
+            l->retry[l->n_retry++] = again; /* room: at most inflight of them */
+        pthread_cond_signal(&l->wake);
+    }
+    unlock(l);
+    if (pa == NULL && again == NULL)
+        l->cb.log(LOG_ERR, "cluster: out of memory retrying a publish; one fix lost");
+    if (pae != NULL && log_failure_now(l))
+        l->cb.log(LOG_INFO, "cluster: publish failed (%s%s%s), retrying (%llu failures so far)",
+                  natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
+                  pae->ErrText ? pae->ErrText : "", (unsigned long long)l->st.failures);
+    natsMsg_Destroy(msg);
+}
+
+/* A message of the stream (libnats' delivery thread), in stream order. */
+static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    struct gr_link *l = closure;
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        struct gr_delivery d = {
+            .seq = meta->Sequence.Stream,
+            .pending = meta->NumPending,
+            .stored_ns = meta->Timestamp,
+            .data = natsMsg_GetData(msg),
+            .len = (size_t)natsMsg_GetDataLength(msg),
+        };
+        natsMsgHeader_Get(msg, "Gr-Rx", &d.rx);
+        natsMsgHeader_Get(msg, "Gr-Src", &d.src);
+        l->cb.deliver(l->cb.arg, &d);
+        jsMsgMetaData_Destroy(meta);
+    }
+    natsMsg_Destroy(msg);
+}
+
+static int connect_nats(struct gr_link *l, bool retry, char *err, size_t errlen)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetServers(o, (const char **)l->urls, (int)l->cfg.n_urls);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, l->cfg.node);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPingsOut(o, PINGS_OUT_MAX);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, RECONNECT_WAIT_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, CONNECT_TIMEOUT_MS);
+    if (s == NATS_OK && retry) {
+        s = natsOptions_SetRetryOnFailedConnect(o, true, on_reconnected, l);
+        if (s == NATS_OK)
+            s = natsOptions_SetDisconnectedCB(o, on_disconnected, l);
+        if (s == NATS_OK)
+            s = natsOptions_SetReconnectedCB(o, on_reconnected, l);
+        if (s == NATS_OK)
+            s = natsOptions_SetErrorHandler(o, on_nats_error, l);
+    }
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&l->nc, o);
+        if (s == NATS_NOT_YET_CONNECTED) /* retry: it goes on in the background */
+            s = NATS_OK;
+        else if (s == NATS_OK && retry)
+            on_reconnected(l->nc, l);
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = REQUEST_WAIT_MS;
+    jo.PublishAsync.MaxPending = GR_LINK_INFLIGHT_MAX;
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = l;
+    if (s == NATS_OK)
+        s = natsConnection_JetStream(&l->js, l->nc, &jo);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK)
+        snprintf(err, errlen, "cannot connect to NATS (%s): %s", l->urls[0],
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+    return s == NATS_OK ? 0 : -EIO;
+}
+
+/* The stream as found (its differences from ours logged), or made. Link thread. */
+static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool create, char *err,
+                                size_t errlen)
+{
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(si, l->js, l->cfg.stream, NULL, &jerr);
+    if (s == NATS_NOT_FOUND && create) {
+        jsStreamConfig sc;
+        jsStreamConfig_Init(&sc);
+        const char *subjects[1] = {l->cfg.subjects};
+        sc.Name = l->cfg.stream;
+        sc.Subjects = subjects;
+        sc.SubjectsLen = 1;
+        sc.Storage = js_FileStorage;
+        sc.Replicas = l->cfg.replicas;
+        sc.MaxAge = l->cfg.history_s * 1000000000LL;
+        s = js_AddStream(si, l->js, &sc, NULL, &jerr);
+        if (s == NATS_OK)
+            l->cb.log(LOG_NOTICE, "cluster: made stream %s (%d replicas, %" PRId64 " s)",
+                      l->cfg.stream, l->cfg.replicas, l->cfg.history_s);
+        else if (jerr == JSStreamNameExistErr) /* another node made it meanwhile */
+            s = js_GetStreamInfo(si, l->js, l->cfg.stream, NULL, &jerr);
+    }
+    if (s != NATS_OK) {
+        snprintf(err, errlen, "stream %s: %s", l->cfg.stream,
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        return s;
+    }
+    const jsStreamConfig *c = (*si)->Config;
+    if (c->Replicas != l->cfg.replicas)
+        l->cb.log(LOG_WARNING, "cluster: stream %s has %" PRId64 " replicas, not %d: used as is",
+                  l->cfg.stream, c->Replicas, l->cfg.replicas);
+    if (c->MaxAge != l->cfg.history_s * 1000000000LL)
+        l->cb.log(LOG_WARNING,
+                  "cluster: stream %s keeps %" PRId64 " s, not %" PRId64 ": used as is",
+                  l->cfg.stream, (int64_t)(c->MaxAge / 1000000000), l->cfg.history_s);
+    if (c->SubjectsLen != 1 || strcmp(c->Subjects[0], l->cfg.subjects) != 0)
+        l->cb.log(LOG_WARNING, "cluster: stream %s does not take exactly %s: used as is",
+                  l->cfg.stream, l->cfg.subjects);
+    return NATS_OK;
+}
+
+/* The stream found or made, and its positions delivered to on_msg. Link thread. */
+static bool subscribe(struct gr_link *l)
+{
+    char err[256];
+    jsStreamInfo *si = NULL;
+    if (ensure_stream(l, &si, true, err, sizeof(err)) != NATS_OK) {
+        l->cb.log(LOG_WARNING, "cluster: %s; trying again", err);
+        return false;
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = l->cfg.stream;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+    so.Config.Heartbeat = (int64_t)HEARTBEAT_MS * 1000000LL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_Subscribe(&l->sub, l->js, l->cfg.subjects, on_msg, l, NULL, &so, &jerr);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(l->sub, -1, -1); /* bounded by cluster.c */
+    if (s != NATS_OK) {
+        l->cb.log(LOG_WARNING, "cluster: cannot receive stream %s: %s; trying again", l->cfg.stream,
+                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        natsSubscription_Destroy(l->sub);
+        l->sub = NULL;
+        jsStreamInfo_Destroy(si);
+        return false;
+    }
+    lock(l);
+    l->st.subscribed = true;
+    snprintf(l->st.epoch, sizeof(l->st.epoch), "%016" PRIx64, (uint64_t)si->Created);
+    l->st.last_seq = si->State.LastSeq;
+    unlock(l);
+    l->cb.log(LOG_NOTICE,
+              "cluster: receiving stream %s (epoch %s, %" PRIu64 " messages, last %" PRIu64 ")",
+              l->cfg.stream, l->st.epoch, si->State.Msgs, si->State.LastSeq);
+    jsStreamInfo_Destroy(si);
+    l->cb.changed(l->cb.arg);
+    return true;
+}
+
+/* The stream's identity now: a stream deleted and made anew has another (cluster.c stops
+ * serving it). Link thread, l->mu not held. */
+static void check_epoch(struct gr_link *l)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, l->js, l->cfg.stream, NULL, &jerr) != NATS_OK)
+        return; /* no answer (an election, a lost server): asked again later */
+    char epoch[sizeof(l->st.epoch)];
+    snprintf(epoch, sizeof(epoch), "%016" PRIx64, (uint64_t)si->Created);
+    jsStreamInfo_Destroy(si);
+    lock(l);
+    bool changed = strcmp(epoch, l->st.epoch) != 0;
+    if (changed)
+        strcpy(l->st.epoch, epoch);
+    unlock(l);
+    if (changed)
+        l->cb.changed(l->cb.arg);
+}
+
+/* Hands one fix to libnats. Link thread, l->mu not held. */
+static natsStatus send_one(struct gr_link *l, const struct out *o)
+{
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, o->subject, NULL, o->data, (int)o->len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Gr-Rx", o->rx);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, "Gr-Src", o->src);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = o->msg_id;
+    po.MaxWait = GR_LINK_ACK_WAIT_MS;
+    if (s == NATS_OK) {
+        lock(l);
+        l->inflight++; /* before: the acknowledgement may come before the call returns */
+        unlock(l);
+        s = js_PublishMsgAsync(l->js, &m, &po);
+        if (s != NATS_OK) {
+            lock(l);
+            l->inflight--;
+            unlock(l);
+        }
+    }
+    natsMsg_Destroy(m); /* NULL when libnats took it */
+    return s;
+}
+
+/*
+ * One round: failed publishes first, then the queue, while connected and under
+ * GR_LINK_INFLIGHT_MAX. Returns whether it sent anything. l->mu held on entry and exit.
+ */
+static bool publish_round(struct gr_link *l)
+{
+    bool sent = false;
+    for (int n = 0; n < PUBLISH_BATCH && l->st.connected && !l->stopping; n++) {
+        if (l->inflight >= GR_LINK_INFLIGHT_MAX)
+            break;
+        struct out *o;
+        bool from_retry = l->n_retry > 0;
+        if (from_retry)
+            o = l->retry[l->n_retry - 1];
+        else if (l->count > 0)
+            o = l->ring[l->head];
+        else
+            break;
+        unlock(l);
+        natsStatus s = send_one(l, o);
+        lock(l);
+        if (s != NATS_OK) {
+            l->st.failures++;
+            break; /* kept where it was: sent again on a later round */
+        }
+        if (from_retry) {
+            l->n_retry--;
+        } else {
+            l->head = (l->head + 1) % GR_LINK_QUEUE_MAX;
+            l->count--;
+        }
+        out_free(o);
+        sent = true;
+    }
+    return sent;
+}
+
+static void *link_main(void *arg)
+{
+    struct gr_link *l = arg;
+    char err[256];
+    if (connect_nats(l, true, err, sizeof(err)) < 0)
+        l->cb.log(LOG_ERR, "cluster: %s", err); /* options only: a bad URL, out of memory */
+
+    int64_t last_check = monotonic_ms();
+    lock(l);
+    while (!l->stopping) {
+        if (l->st.subscribed && l->st.connected && monotonic_ms() - last_check >= STREAM_CHECK_MS) {
+            last_check = monotonic_ms();
+            unlock(l);
+            check_epoch(l);
+            lock(l);
+        }
+        if (l->js != NULL && !l->st.subscribed && l->st.connected) {
+            unlock(l);
+            bool ok = subscribe(l);
+            lock(l);
+            if (!ok) {
+                wait_ms(l, RETRY_WAIT_MS);
+                continue;
+            }
+        }
+        if (l->js == NULL || !publish_round(l))
+            wait_ms(l, IDLE_WAIT_MS);
+    }
+    unlock(l);
+
+    if (l->sub != NULL) {
+        natsSubscription_Unsubscribe(l->sub); /* the ephemeral consumer goes at once */
+        natsSubscription_Destroy(l->sub);
+    }
+    jsCtx_Destroy(l->js);
+    if (l->nc != NULL) {
+        natsConnection_Close(l->nc);
+        natsConnection_Destroy(l->nc);
+    }
+    return NULL;
+}
+
+static void link_free(struct gr_link *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        out_free(l->ring[(l->head + i) % GR_LINK_QUEUE_MAX]);
+    for (size_t i = 0; i < l->n_retry; i++)
+        out_free(l->retry[i]);
+    free(l->ring);
+    free(l->retry);
+    free(l->urls);
+    free(l->strings);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->wake);
+    free(l);
+}
+
+/* A copy of cfg's strings in one allocation, so the caller's may go. */
+static int copy_config(struct gr_link *l, const struct gr_link_config *cfg)
+{
+    size_t n = strlen(cfg->stream) + strlen(cfg->subjects) + strlen(cfg->node) + 3;
+    for (size_t i = 0; i < cfg->n_urls; i++)
+        n += strlen(cfg->urls[i]) + 1;
+    l->strings = malloc(n);
+    l->urls = calloc(cfg->n_urls, sizeof(*l->urls));
+    if (l->strings == NULL || l->urls == NULL)
+        return -ENOMEM;
+    char *p = l->strings;
+#define COPY(dst, src) (dst = strcpy(p, src), p += strlen(src) + 1)
+    l->cfg = *cfg;
+    COPY(l->cfg.stream, cfg->stream);
+    COPY(l->cfg.subjects, cfg->subjects);
+    COPY(l->cfg.node, cfg->node);
+    for (size_t i = 0; i < cfg->n_urls; i++)
+        COPY(l->urls[i], cfg->urls[i]);
+#undef COPY
+    l->cfg.urls = (const char *const *)l->urls;
+    return 0;
+}
+
+static struct gr_link *link_new(const struct gr_link_config *cfg,
+                                const struct gr_link_callbacks *cb)
+{
+    struct gr_link *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->wake, NULL);
+    if (cb != NULL)
+        l->cb = *cb;
+    if (copy_config(l, cfg) < 0) {
+        link_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static int link_start(const struct gr_link_config *cfg, const struct gr_link_callbacks *cb,
+                      struct gr_link **out, char *err, size_t errlen)
+{
+    struct gr_link *l = link_new(cfg, cb);
+    if (l != NULL) {
+        l->ring = calloc(GR_LINK_QUEUE_MAX, sizeof(*l->ring));
+        l->retry = calloc(GR_LINK_INFLIGHT_MAX, sizeof(*l->retry));
+    }
+    if (l == NULL || l->ring == NULL || l->retry == NULL) {
+        if (l != NULL)
+            link_free(l);
+        snprintf(err, errlen, "cluster: out of memory");
+        return -ENOMEM;
+    }
+    int rc = pthread_create(&l->thread, NULL, link_main, l);
+    if (rc != 0) {
+        link_free(l);
+        snprintf(err, errlen, "cluster: cannot start a thread: %s", strerror(rc));
+        return -rc;
+    }
+    *out = l;
+    return 0;
+}
+
+static int link_publish(struct gr_link *l, const struct gr_outgoing *m)
+{
+    struct out *o = out_new(m->subject, m->msg_id, m->rx, m->src, m->data, m->len);
+    if (o == NULL)
+        return -ENOMEM;
+    lock(l);
+    if (l->count == GR_LINK_QUEUE_MAX) { /* counted by the caller */
+        unlock(l);
+        out_free(o);
+        return -ENOSPC;
+    }
+    l->ring[(l->head + l->count) % GR_LINK_QUEUE_MAX] = o;
+    l->count++;
+    pthread_cond_signal(&l->wake);
+    unlock(l);
+    return 0;
+}
+
+static void link_state(struct gr_link *l, struct gr_link_state *out)
+{
+    lock(l);
+    *out = l->st;
+    out->queued = l->count + l->n_retry + l->inflight;
+    unlock(l);
+}
+
+static void link_destroy(struct gr_link *l)
+{
+    lock(l);
+    l->stopping = true;
+    pthread_cond_signal(&l->wake);
+    unlock(l);
+    pthread_join(l->thread, NULL);
+    link_free(l);
+    /* libnats' own threads and memory: it is loaded once per process, and stopped once. */
+    nats_CloseAndWait(CONNECT_TIMEOUT_MS);
+}
+
+static void log_nowhere(int level, const char *fmt, ...)
+{
+    (void)level;
+    (void)fmt;
+}
+
+static int link_check(const struct gr_link_config *cfg, char *err, size_t errlen)
+{
+    struct gr_link_callbacks cb = {.log = log_nowhere};
+    struct gr_link *l = link_new(cfg, &cb);
+    if (l == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = connect_nats(l, false, err, errlen);
+    if (rc == 0) {
+        jsStreamInfo *si = NULL;
+        natsStatus s = ensure_stream(l, &si, false, err, errlen);
+        if (s == NATS_NOT_FOUND) {
+            jsAccountInfo *ai = NULL; /* no stream yet: JetStream must be there to make it */
+            s = js_GetAccountInfo(&ai, l->js, NULL, NULL);
+            jsAccountInfo_Destroy(ai);
+            if (s != NATS_OK)
+                snprintf(err, errlen, "NATS at %s has no JetStream: %s", l->urls[0],
+                         natsStatus_GetText(s));
+        }
+        jsStreamInfo_Destroy(si);
+        rc = s == NATS_OK ? 0 : -EIO;
+    }
+    jsCtx_Destroy(l->js);
+    if (l->nc != NULL) {
+        natsConnection_Close(l->nc);
+        natsConnection_Destroy(l->nc);
+    }
+    link_free(l);
+    nats_CloseAndWait(CONNECT_TIMEOUT_MS);
+    return rc;
+}
+
+__attribute__((visibility("default"))) const struct gr_link_ops gr_link_ops = {
+    .start = link_start,
+    .publish = link_publish,
+    .state = link_state,
+    .destroy = link_destroy,
+    .check = link_check,
+};
