@@ -15,7 +15,8 @@
 // different messages.
 //
 // usage: node cluster.js GPSRELAYD CONFIG_DIR SCENARIO...
-//   scenarios: harness node_kill nats_leader_kill nats_follower_kill nats_stop cutoff rolling
+//   scenarios: harness node_kill nats_leader_kill nats_follower_kill nats_meta_leader_kill
+//   nats_stop cutoff rolling
 //   (harness needs no cluster support in the daemon: the NATS cluster, haproxy and the
 //   consoles on their own, against single-node daemons)
 "use strict";
@@ -169,6 +170,20 @@ async function settleAndAccount(cl, fleet, cons, streamBefore, conflatedBefore) 
         check(false, `${e.message}: ${cons.filter((c) => !(c.last && c.last.seq >= maxSeq)).map((c) => `${c.name} at ${c.last?.seq}`).join(", ")} (newest ${maxSeq})`);
     }
     const conflatedAfter = await metricByNode(cl, "gpsrelay_positions_conflated_total");
+    // What each node says of the stream: when a console misses positions the stream holds,
+    // these say whether the node skipped them (and why) or never got them.
+    for (const n of cl.nodes) {
+        if (!n.running()) continue;
+        const m = await n.metrics();
+        const skipped = Object.entries(m).filter(([k, v]) => k.startsWith("gpsrelay_cluster_skipped_total") && v > 0)
+            .map(([k, v]) => `${k.replace(/.*reason="([^"]*)".*/, "$1")}=${v}`);
+        log(`${n.name}: published ${m.gpsrelay_cluster_published_total}, applied ${m.gpsrelay_cluster_applied_total}, ` +
+            `skipped ${skipped.join(" ") || 0}, publish failures ${m.gpsrelay_cluster_publish_failures_total}, ` +
+            `lag ${m.gpsrelay_cluster_lag}, queued ${m.gpsrelay_cluster_queued}, ` +
+            `conflated ${m.gpsrelay_positions_conflated_total}, rejected ${Object.entries(m)
+                .filter(([k, v]) => k.startsWith("gpsrelay_ingest_rejected_total") && v > 0)
+                .map(([k, v]) => `${k.replace(/.*reason="([^"]*)".*/, "$1")}=${v}`).join(" ") || 0}`);
+    }
     const results = [];
     for (const c of cons) {
         const a = account(c, expected, conflationBudget(c, conflatedBefore, conflatedAfter));
@@ -298,21 +313,43 @@ S.nats_leader_kill = async (cl) => {
     });
 };
 
-// 2b. kill -9 of a NATS server that does not lead the stream: no pause over a second.
-S.nats_follower_kill = async (cl) => {
+// 2b. kill -9 of a NATS server that leads nothing (neither the stream nor the JetStream
+// meta group): no pause over a second.
+// 2c. kill -9 of the meta leader while another server leads the stream: the stream keeps
+// storing, but whatever needs the meta group (a consumer made anew for a node whose
+// consumer lived there) waits for its election: printed, bounded like a leader kill.
+async function killNonLeader(cl, which) {
     const specs = [{ name: "ws-h1", via: "haproxy" }, { name: "lp-h1", via: "haproxy", longpoll: true },
         { name: "ws-n1", via: 0 }, { name: "ws-n2", via: 1 }, { name: "ws-n3", via: 2 }];
-    await scenario(cl, "nats_follower_kill: kill -9 of a NATS server that does not lead", specs, async ({ cons }) => {
-        const l = await cl.nats.streamLeader(STREAM);
-        const f = (l + 1) % 3;
-        log(`stream leader ${cl.nats.servers[l].name}, killing ${cl.nats.servers[f].name}`);
+    const title = which === "meta" ? "nats_meta_leader_kill: kill -9 of the meta leader, not the stream's"
+        : "nats_follower_kill: kill -9 of a NATS server that leads nothing";
+    await scenario(cl, title, specs, async ({ cons }) => {
+        let l = await cl.nats.streamLeader(STREAM);
+        let meta = await cl.nats.metaLeader();
+        if (which === "meta" && meta === l) {
+            // Both on one server: make another lead the stream (step down), so that the
+            // kill is of the meta leader alone.
+            const c = await cl.nats.client();
+            await c.request(`$JS.API.STREAM.LEADER.STEPDOWN.${STREAM}`, "").catch(() => null);
+            c.close();
+            await waitFor("another stream leader", 15000, async () =>
+                (l = await cl.nats.streamLeader(STREAM)) !== meta, 100);
+        }
+        const f = which === "meta" ? meta : [0, 1, 2].find((i) => i !== l && i !== meta);
+        log(`stream leader ${cl.nats.servers[l].name}, meta leader ${cl.nats.servers[meta]?.name}; ` +
+            `killing ${cl.nats.servers[f].name}`);
+        if (f === undefined || f < 0 || f === l) throw new Error("no server to kill for this case");
         await flow(2000);
         const tKill = Date.now();
         await cl.nats.kill9(f);
-        await flow(5000);
+        await flow(which === "meta" ? 10000 : 5000);
         const ps = pauses(cons, tKill - 1000, Date.now());
-        printPauses("follower kill", ps);
+        printPauses(which === "meta" ? "meta leader kill" : "follower kill", ps);
         for (const p of ps) {
+            if (which === "meta") {
+                check(p.all < 15000, `${p.name}: pause after the meta leader's kill ${p.all} ms < 15 s`);
+                continue;
+            }
             check(p.all < 1000, `${p.name}: longest pause after a follower kill ${p.all} ms < 1 s`);
             check(p.unit.ms < 1000 + 1000 / HZ,
                 `${p.name}: longest pause of one unit (${p.unit.device}) ${p.unit.ms} ms < 1 s + its interval`);
@@ -322,7 +359,9 @@ S.nats_follower_kill = async (cl) => {
         log(`${cl.nats.servers[f].name} back, all replicas current`);
         await flow(1000);
     });
-};
+}
+S.nats_follower_kill = (cl) => killNonLeader(cl, "follower");
+S.nats_meta_leader_kill = (cl) => killNonLeader(cl, "meta");
 
 // 3. SIGSTOP of a NATS server (the stream's leader: the hardest one) for 30 s, SIGCONT.
 S.nats_stop = async (cl) => {
@@ -511,7 +550,8 @@ S.harness = async (cl) => {
 };
 
 async function main() {
-    const names = wanted.length ? wanted : ["node_kill", "nats_leader_kill", "nats_follower_kill", "nats_stop", "cutoff", "rolling"];
+    const names = wanted.length ? wanted : ["node_kill", "nats_leader_kill", "nats_follower_kill",
+        "nats_meta_leader_kill", "nats_stop", "cutoff", "rolling"];
     for (const n of names) if (!S[n]) { console.error(`unknown scenario ${n}`); process.exit(2); }
     let cl = null;
     const t0 = Date.now();

@@ -321,6 +321,18 @@ class NatsCluster {
         return this.servers.findIndex((s) => s.name === info.leader);
     }
 
+    // Index of the JetStream meta leader (the server that creates and places streams and
+    // consumers), as a live server's /jsz says; -1 when none is known.
+    async metaLeader() {
+        for (let i = 0; i < this.servers.length; i++) {
+            if (!this.alive(i)) continue;
+            const r = await httpGet(this.servers[i].mon, "/jsz");
+            const name = r && r.status === 200 ? JSON.parse(r.body).meta_cluster?.leader : null;
+            if (name) return this.servers.findIndex((s) => s.name === name);
+        }
+        return -1;
+    }
+
     // A NATS client on the first live server.
     client() {
         const i = this.servers.findIndex((_, k) => this.alive(k));
@@ -729,7 +741,12 @@ function account(con, expected, budget = 0) {
         if (!j.since) problems.push(`a rejoin without since`);
         else if (!j.recovered) problems.push(`rejoin since ${j.since.seq} not recovered (epoch ${j.since.epoch} -> ${j.epoch})`);
     }
-    if (missing.length) problems.push(`missing ${missing.length}: ${missing.slice(0, 10).join(",")}${missing.length > 10 ? ",..." : ""}`);
+    if (missing.length) {
+        const byDev = new Map();
+        for (const m of missing) byDev.set(expected.get(m), (byDev.get(expected.get(m)) || 0) + 1);
+        problems.push(`missing ${missing.length}: ${missing.slice(0, 10).join(",")}${missing.length > 10 ? ",..." : ""} ` +
+            `(seq ${missing[0]}..${missing[missing.length - 1]}; per unit ${[...byDev].slice(0, 8).map(([d, n]) => `${d}:${n}`).join(" ")}${byDev.size > 8 ? " ..." : ""})`);
+    }
     if (dups.length) problems.push(`duplicates ${dups.length}: ${dups.slice(0, 10).join(",")}`);
     if (strangers.length) problems.push(`not in the stream for this topic ${strangers.length}: ${strangers.slice(0, 10).join(",")}`);
     if (con.outOfOrder.length)
