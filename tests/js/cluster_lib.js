@@ -465,13 +465,15 @@ class Node {
         fs.writeFileSync(path.join(this.dir, "gpsrelay.conf"),
             `listen_udp 127.0.0.1:${this.ports.udp}\nlisten_ws 127.0.0.1:${this.ports.ws}\n` +
             // All modems of the test send from one address: no per-source rate limit.
-            `mapping_file devices.csv\nlog_level warning\nauth none\ningest_rate_limit 100000\n${conf}`);
+            `mapping_file devices.csv\nlog_level notice\nauth none\ningest_rate_limit 100000\n${conf}`);
     }
 
     // Starts the daemon; with wait, until /readyz says 200 (bounded).
     async start(wait = true, ms = 20000) {
         this.child = startChild(this.name, [this.binary, "-c", path.join(this.dir, "gpsrelay.conf")],
-            { quiet: /net\.core\.somaxconn/ });
+            // Notices show (the cluster's own: stream made or found, epoch, in step), but not
+            // the routine ones of every start and stop.
+            { quiet: /net\.core\.somaxconn|notice: (mapping: \d+ devices|ingest: listening|ws: listening|received Terminated|stopped$|gpsrelayd .* ready)/ });
         this.child.exited.then(({ code, signal }) => {
             if (this.expectExit) return;
             const what = `${this.name} exited unexpectedly: ${signal ? `signal ${signal}` : `code ${code}`}`;
@@ -494,7 +496,24 @@ class Node {
         return r;
     }
 
+    // Counters of earlier processes of this node, read just before each stop or kill, so
+    // that what a node counted survives its restarts (totals(): earlier + current).
+    async keepCounters() {
+        const m = await this.metrics();
+        this.past = this.past || {};
+        for (const [k, v] of Object.entries(m))
+            if (/_total(\{|$)/.test(k)) this.past[k] = (this.past[k] || 0) + v;
+    }
+
+    async totals() {
+        const m = this.running() ? await this.metrics() : {};
+        const out = { ...m };
+        for (const [k, v] of Object.entries(this.past || {})) out[k] = (out[k] || 0) + v;
+        return out;
+    }
+
     async kill9() {
+        await this.keepCounters();
         this.expectExit = true;
         this.child.kill("SIGKILL");
         await this.child.exited;
@@ -502,6 +521,7 @@ class Node {
 
     // SIGTERM: exits 0 within 5 s (SPEC section 9); resolves with the exit code.
     async stop() {
+        await this.keepCounters();
         this.expectExit = true;
         this.child.kill("SIGTERM");
         const r = await Promise.race([this.child.exited, sleep(8000).then(() => null)]);
@@ -753,8 +773,9 @@ function account(con, expected, budget = 0) {
         problems.push(`out of order ${con.outOfOrder.length}: ${con.outOfOrder.slice(0, 5).map((x) => x.join(":")).join(",")}`);
     const received = seqs.filter((s) => con.got.has(s)).length;
     const summary = `${con.name}: received ${received} of ${seqs.length} expected (seq ${seqs[0]}..${seqs[seqs.length - 1]}), ` +
-        `rejoins ${rejoins.length}${rejoins.length ? ` [${rejoins.map((j) => `${j.node || "?"} recovered=${j.recovered} since=${j.since?.seq} seq=${j.seq} +${j.seqs.length}`).join("; ")}]` : ""}, ` +
-        `skipped in rejoin windows ${windowSkips.length}, conflated ${conflated.length}, missing ${missing.length}, duplicates ${dups.length}`;
+        `rejoins ${rejoins.length}${rejoins.length ? ` [${rejoins.map((j) => `${j.node || "?"} recovered=${j.recovered} since=${j.since?.seq} seq=${j.seq}${j.recovered ? "" : ` epoch=${j.epoch}`} +${j.seqs.length}`).join("; ")}]` : ""}, ` +
+        `skipped in rejoin windows ${windowSkips.length}, conflated ${conflated.length} (its nodes counted ${budget}), ` +
+        `missing ${missing.length}, duplicates ${dups.length}`;
     return { ok: problems.length === 0, problems, summary, received, expected: seqs.length,
         windowSkips: windowSkips.length, conflated: conflated.length };
 }
