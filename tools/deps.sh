@@ -7,7 +7,7 @@ gr_install_packages() {
     if [ "${1:-}" = test ]; then
         want+=(clang-format postgresql openssl chromium) # chromium: tests/browser
         want+=(systemd) # systemd-analyze for tests/ops (it runs without systemd as PID 1)
-        want+=(nats-server haproxy) # tests/js/cluster.js: a NATS cluster, nodes behind haproxy
+        want+=(nats-server haproxy) # the cluster tests (tests/js/cluster*.js)
     fi
     if [ "${1:-}" = test ] || [ "${1:-}" = run ]; then # run: npm builds the console (web/)
         command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)

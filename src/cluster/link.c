@@ -29,15 +29,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <syslog.h>
 #include <time.h>
 
 #include <nats/nats.h>
 
-/* Idle heartbeat of the ordered consumer: two missed (0.6 s) and the library makes a new
- * consumer. The library's own default, 5 s, would leave consoles without positions for 10 s
- * after the server holding the consumer died. */
-#define HEARTBEAT_MS 300
+/* Idle heartbeat of the ordered consumer: two missed (0.3 s) and the library makes a new
+ * consumer, which starts delivering some 0.6 s later (measured: kill -9 of the server that
+ * held it, consoles of the node paused 1.25 s with a 300 ms heartbeat). The library's own
+ * default, 5 s, would leave consoles without positions for over 10 s. Only an idle
+ * consumer sends heartbeats: a few a second per node. */
+#define HEARTBEAT_MS 150
 
 /* Client settings that notice a dead or hung server within about three seconds, and never
  * stop reconnecting (libnats' defaults: pings every 2 minutes, 60 reconnects). */
@@ -50,6 +53,9 @@
 /* How long the link thread sleeps when it has nothing to do or must retry later. */
 #define IDLE_WAIT_MS  100
 #define RETRY_WAIT_MS 500
+
+/* How long a failed publish waits before it is sent again. */
+#define RETRY_DELAY_MS 100
 
 /* At most one log line about failed publishes per this long. */
 #define FAILURE_LOG_MS 5000
@@ -65,6 +71,7 @@
 struct out {
     char *subject, *msg_id, *rx, *src, *data;
     size_t len;
+    int64_t failed_ms; /* monotonic: when its publish last failed; 0 if never */
 };
 
 struct gr_link {
@@ -79,10 +86,12 @@ struct gr_link {
     bool stopping;
     struct out **ring; /* GR_LINK_QUEUE_MAX slots */
     size_t head, count;
-    struct out **retry; /* failed publishes, sent again first; at most GR_LINK_INFLIGHT_MAX */
-    size_t n_retry;
+    /* Failed publishes, sent again first and in the order they failed (a fix stored after
+     * a newer one of its unit is not applied); a ring of GR_LINK_INFLIGHT_MAX slots. */
+    struct out **retry;
+    size_t retry_head, n_retry;
     size_t inflight;
-    int64_t failure_logged_ms;
+    int64_t failure_logged_ms, error_logged_ms;
     struct gr_link_state st;
 
     /* Owned by the link thread. */
@@ -112,6 +121,7 @@ static struct out *out_new(const char *subject, const char *msg_id, const char *
     o->data = memcpy(p += lc, data, len);
     o->data[len] = '\0';
     o->len = len;
+    o->failed_ms = 0;
     return o;
 }
 
@@ -177,9 +187,18 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
     (void)nc;
     (void)sub;
     struct gr_link *l = closure;
-    /* Missed heartbeats and slow-consumer drops are what the ordered consumer recovers
-     * from by itself; they are worth a line, not more. */
-    l->cb.log(LOG_WARNING, "cluster: NATS: %s", natsStatus_GetText(err));
+    /* Missed heartbeats, timeouts re-making the consumer, slow-consumer drops: what the
+     * ordered consumer recovers from by itself, several times a second while a server is
+     * away. A line now and then, not more. */
+    int64_t now = monotonic_ms();
+    lock(l);
+    bool log = now - l->error_logged_ms >= FAILURE_LOG_MS;
+    if (log)
+        l->error_logged_ms = now;
+    unlock(l);
+    if (log)
+        l->cb.log(LOG_WARNING, "cluster: NATS: %s (further ones for %d s not logged)",
+                  natsStatus_GetText(err), FAILURE_LOG_MS / 1000);
 }
 
 /* Whether a failed publish gets a log line: one per FAILURE_LOG_MS, not one per fix (an
@@ -217,7 +236,9 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     } else {
         l->st.failures++;
         if (again != NULL)
-            l->retry[l->n_retry++] = again; /* room: at most inflight of them */
+            again->failed_ms = monotonic_ms();
+        if (again != NULL) /* room: it was in flight */
+            l->retry[(l->retry_head + l->n_retry++) % GR_LINK_INFLIGHT_MAX] = again;
         pthread_cond_signal(&l->wake);
     }
     unlock(l);
@@ -261,6 +282,11 @@ static int connect_nats(struct gr_link *l, bool retry, char *err, size_t errlen)
         s = natsOptions_SetServers(o, (const char **)l->urls, (int)l->cfg.n_urls);
     if (s == NATS_OK)
         s = natsOptions_SetName(o, l->cfg.node);
+    /* Only the servers cluster_nats lists: a server advertises its cluster peers by the
+     * addresses it sees, which need not be the ones this node may use (another network,
+     * a public address a firewall drops). */
+    if (s == NATS_OK)
+        s = natsOptions_SetIgnoreDiscoveredServers(o, true);
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
     if (s == NATS_OK)
@@ -302,6 +328,54 @@ static int connect_nats(struct gr_link *l, bool retry, char *err, size_t errlen)
     return s == NATS_OK ? 0 : -EIO;
 }
 
+/*
+ * The stream's identity, the epoch every node serves. It is written into the stream's
+ * description when the stream is made, because the stream has no identity of its own
+ * that all servers agree on: its creation time is each server's own clock at the moment
+ * it took its replica (it changes with the server that answers).
+ */
+#define EPOCH_PREFIX "gpsrelay position stream, epoch "
+
+/* The epoch in si's description into epoch (17 bytes); false when it holds none. */
+static bool epoch_of(const jsStreamInfo *si, char *epoch)
+{
+    const char *d = si->Config->Description;
+    size_t n = strlen(EPOCH_PREFIX);
+    if (d == NULL || strncmp(d, EPOCH_PREFIX, n) != 0 || strlen(d + n) != 16 ||
+        strspn(d + n, "0123456789abcdef") != 16)
+        return false;
+    memcpy(epoch, d + n, 17);
+    return true;
+}
+
+static void new_description(char *out, size_t len)
+{
+    uint64_t r;
+    if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        r = (uint64_t)monotonic_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)time(NULL);
+    snprintf(out, len, EPOCH_PREFIX "%016" PRIx64, r);
+}
+
+/* A stream made by someone else, without an epoch: given one, so every node serves the
+ * same. Two nodes doing this at once each give their own; the one that finds its epoch
+ * overwritten stops serving (cluster.c: "made anew"), and a restart puts it right. */
+static natsStatus add_epoch(struct gr_link *l, jsStreamInfo **si, jsErrCode *jerr)
+{
+    char description[64];
+    new_description(description, sizeof(description));
+    jsStreamConfig sc = *(*si)->Config;
+    sc.Description = description;
+    jsStreamInfo *updated = NULL;
+    natsStatus s = js_UpdateStream(&updated, l->js, &sc, NULL, jerr);
+    if (s == NATS_OK) {
+        jsStreamInfo_Destroy(*si);
+        *si = updated;
+        l->cb.log(LOG_WARNING, "cluster: stream %s had no epoch in its description: gave it one",
+                  l->cfg.stream);
+    }
+    return s;
+}
+
 /* The stream as found (its differences from ours logged), or made. Link thread. */
 static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool create, char *err,
                                 size_t errlen)
@@ -312,6 +386,9 @@ static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool creat
         jsStreamConfig sc;
         jsStreamConfig_Init(&sc);
         const char *subjects[1] = {l->cfg.subjects};
+        char description[64];
+        new_description(description, sizeof(description));
+        sc.Description = description;
         sc.Name = l->cfg.stream;
         sc.Subjects = subjects;
         sc.SubjectsLen = 1;
@@ -328,6 +405,14 @@ static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool creat
     if (s != NATS_OK) {
         snprintf(err, errlen, "stream %s: %s", l->cfg.stream,
                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        return s;
+    }
+    char epoch[17];
+    if (create && !epoch_of(*si, epoch) && (s = add_epoch(l, si, &jerr)) != NATS_OK) {
+        snprintf(err, errlen, "stream %s: cannot give it an epoch: %s", l->cfg.stream,
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        jsStreamInfo_Destroy(*si);
+        *si = NULL;
         return s;
     }
     const jsStreamConfig *c = (*si)->Config;
@@ -373,7 +458,7 @@ static bool subscribe(struct gr_link *l)
     }
     lock(l);
     l->st.subscribed = true;
-    snprintf(l->st.epoch, sizeof(l->st.epoch), "%016" PRIx64, (uint64_t)si->Created);
+    epoch_of(si, l->st.epoch); /* ensure_stream made sure it has one */
     l->st.last_seq = si->State.LastSeq;
     unlock(l);
     l->cb.log(LOG_NOTICE,
@@ -392,8 +477,8 @@ static void check_epoch(struct gr_link *l)
     jsErrCode jerr = 0;
     if (js_GetStreamInfo(&si, l->js, l->cfg.stream, NULL, &jerr) != NATS_OK)
         return; /* no answer (an election, a lost server): asked again later */
-    char epoch[sizeof(l->st.epoch)];
-    snprintf(epoch, sizeof(epoch), "%016" PRIx64, (uint64_t)si->Created);
+    char epoch[sizeof(l->st.epoch)] = "";
+    epoch_of(si, epoch);
     jsStreamInfo_Destroy(si);
     lock(l);
     bool changed = strcmp(epoch, l->st.epoch) != 0;
@@ -440,14 +525,20 @@ static bool publish_round(struct gr_link *l)
 {
     bool sent = false;
     for (int n = 0; n < PUBLISH_BATCH && l->st.connected && !l->stopping; n++) {
-        if (l->inflight >= GR_LINK_INFLIGHT_MAX)
-            break;
+        /* A publish in flight comes back to the retry list when it fails, so the two
+         * together stay within the list's GR_LINK_INFLIGHT_MAX slots. */
         struct out *o;
         bool from_retry = l->n_retry > 0;
-        if (from_retry)
-            o = l->retry[l->n_retry - 1];
-        else if (l->count > 0)
-            o = l->ring[l->head];
+        /* A stream without a leader (an election) refuses at once: failed publishes
+         * wait RETRY_DELAY_MS, and newer fixes behind them, rather than spin. */
+        if (from_retry && monotonic_ms() - l->retry[l->retry_head]->failed_ms < RETRY_DELAY_MS)
+            break;
+        if (from_retry) { /* taken now: on_ack may add others meanwhile */
+            o = l->retry[l->retry_head];
+            l->retry_head = (l->retry_head + 1) % GR_LINK_INFLIGHT_MAX;
+            l->n_retry--;
+        } else if (l->count > 0 && l->inflight + l->n_retry < GR_LINK_INFLIGHT_MAX)
+            o = l->ring[l->head]; /* only this thread takes from the ring */
         else
             break;
         unlock(l);
@@ -455,11 +546,14 @@ static bool publish_round(struct gr_link *l)
         lock(l);
         if (s != NATS_OK) {
             l->st.failures++;
-            break; /* kept where it was: sent again on a later round */
+            if (from_retry) { /* back in front: its slot is still free */
+                l->retry_head = (l->retry_head + GR_LINK_INFLIGHT_MAX - 1) % GR_LINK_INFLIGHT_MAX;
+                l->retry[l->retry_head] = o;
+                l->n_retry++;
+            }
+            break; /* sent again on a later round */
         }
-        if (from_retry) {
-            l->n_retry--;
-        } else {
+        if (!from_retry) {
             l->head = (l->head + 1) % GR_LINK_QUEUE_MAX;
             l->count--;
         }
@@ -516,7 +610,7 @@ static void link_free(struct gr_link *l)
     for (size_t i = 0; i < l->count; i++)
         out_free(l->ring[(l->head + i) % GR_LINK_QUEUE_MAX]);
     for (size_t i = 0; i < l->n_retry; i++)
-        out_free(l->retry[i]);
+        out_free(l->retry[(l->retry_head + i) % GR_LINK_INFLIGHT_MAX]);
     free(l->ring);
     free(l->retry);
     free(l->urls);
@@ -623,9 +717,12 @@ static void link_destroy(struct gr_link *l)
     pthread_cond_signal(&l->wake);
     unlock(l);
     pthread_join(l->thread, NULL);
-    link_free(l);
-    /* libnats' own threads and memory: it is loaded once per process, and stopped once. */
+    /* libnats delivers its callbacks (a disconnect, a late acknowledgement, a message) on
+     * its own threads, after the connection is closed: l must outlive them, so the library
+     * is stopped first, waiting for every one of its threads. It is loaded once per
+     * process, and stopped once. */
     nats_CloseAndWait(CONNECT_TIMEOUT_MS);
+    link_free(l);
 }
 
 static void log_nowhere(int level, const char *fmt, ...)
@@ -662,8 +759,8 @@ static int link_check(const struct gr_link_config *cfg, char *err, size_t errlen
         natsConnection_Close(l->nc);
         natsConnection_Destroy(l->nc);
     }
-    link_free(l);
     nats_CloseAndWait(CONNECT_TIMEOUT_MS);
+    link_free(l);
     return rc;
 }
 
