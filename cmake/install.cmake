@@ -61,7 +61,7 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # /bin/kill, the unit's ExecReload=.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "libwebsockets-evlib-uv (>= 4.1.6), procps")
-set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql, nats-server, haproxy")
 # conffiles: dpkg keeps the operator's edits on upgrade. postinst creates the token key
 # (see cmake/deb/postinst for why there), postrm removes it and the state on purge.
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
