@@ -132,6 +132,14 @@ static int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* What went wrong: libnats' last error text for this thread, or the status's (the text is
+ * empty for some, such as JetStream without a metadata leader yet). */
+static const char *why(natsStatus s)
+{
+    const char *text = nats_GetLastError(NULL);
+    return text != NULL && *text != '\0' ? text : natsStatus_GetText(s);
+}
+
 static void lock(struct gr_link *l)
 {
     pthread_mutex_lock(&l->mu);
@@ -230,6 +238,8 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
                         natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     }
     lock(l);
+    if (pa != NULL && l->inflight + l->n_retry == GR_LINK_INFLIGHT_MAX)
+        pthread_cond_signal(&l->wake); /* room again: the link thread need not wait it out */
     l->inflight--;
     if (pa != NULL) {
         l->st.published++;
@@ -323,8 +333,7 @@ static int connect_nats(struct gr_link *l, bool retry, char *err, size_t errlen)
         s = natsConnection_JetStream(&l->js, l->nc, &jo);
     natsOptions_Destroy(o);
     if (s != NATS_OK)
-        snprintf(err, errlen, "cannot connect to NATS (%s): %s", l->urls[0],
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        snprintf(err, errlen, "cannot connect to NATS (%s): %s", l->urls[0], why(s));
     return s == NATS_OK ? 0 : -EIO;
 }
 
@@ -403,14 +412,12 @@ static natsStatus ensure_stream(struct gr_link *l, jsStreamInfo **si, bool creat
             s = js_GetStreamInfo(si, l->js, l->cfg.stream, NULL, &jerr);
     }
     if (s != NATS_OK) {
-        snprintf(err, errlen, "stream %s: %s", l->cfg.stream,
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        snprintf(err, errlen, "stream %s: %s", l->cfg.stream, why(s));
         return s;
     }
     char epoch[17];
     if (create && !epoch_of(*si, epoch) && (s = add_epoch(l, si, &jerr)) != NATS_OK) {
-        snprintf(err, errlen, "stream %s: cannot give it an epoch: %s", l->cfg.stream,
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        snprintf(err, errlen, "stream %s: cannot give it an epoch: %s", l->cfg.stream, why(s));
         jsStreamInfo_Destroy(*si);
         *si = NULL;
         return s;
@@ -445,12 +452,12 @@ static bool subscribe(struct gr_link *l)
     so.Config.DeliverPolicy = js_DeliverLastPerSubject;
     so.Config.Heartbeat = (int64_t)HEARTBEAT_MS * 1000000LL;
     jsErrCode jerr = 0;
+    /* libnats' own bound on messages waiting for on_msg stays (65,536): past it the
+     * library drops, the ordered consumer sees the gap and fetches them again. */
     natsStatus s = js_Subscribe(&l->sub, l->js, l->cfg.subjects, on_msg, l, NULL, &so, &jerr);
-    if (s == NATS_OK)
-        s = natsSubscription_SetPendingLimits(l->sub, -1, -1); /* bounded by cluster.c */
     if (s != NATS_OK) {
         l->cb.log(LOG_WARNING, "cluster: cannot receive stream %s: %s; trying again", l->cfg.stream,
-                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+                  why(s));
         natsSubscription_Destroy(l->sub);
         l->sub = NULL;
         jsStreamInfo_Destroy(si);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gpsrelay/fix.h"
+#include "gpsrelay/hub.h"
 #include "gpsrelay/mapping.h"
 #include "check.h"
 
@@ -30,6 +31,20 @@ static inline struct gr_mapping *fixture_mapping(const char *pairs)
     struct gr_mapping *m = gr_mapping_builder_finish(b, err, sizeof err);
     CHECK(m != NULL);
     return m;
+}
+
+/* A hub with the daemon's default limits (docs/configuration.md: max_future_skew 300 s,
+ * max_speed 150 m/s, stale_after 120 s) and the test's callbacks. */
+static inline struct gr_hub *fixture_hub(gr_hub_notify_cb notify, gr_hub_event_cb event)
+{
+    struct gr_hub_options opt = {.max_future_skew_ms = 300000,
+                                 .max_speed = 150,
+                                 .stale_after_ms = 120000,
+                                 .notify = notify,
+                                 .event = event};
+    struct gr_hub *hub = gr_hub_new(&opt);
+    CHECK(hub != NULL);
+    return hub;
 }
 
 /* A valid NMEA fix at time_ms, with no optional field. */

@@ -51,12 +51,7 @@ static bool take(void *ctx, const struct gr_position *p)
 
 int main(void)
 {
-    struct gr_hub_options opt = {.max_future_skew_ms = 300000,
-                                 .max_speed = 150,
-                                 .stale_after_ms = 120000,
-                                 .notify = on_notify,
-                                 .event = on_event};
-    struct gr_hub *hub = gr_hub_new(&opt);
+    struct gr_hub *hub = fixture_hub(on_notify, on_event);
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("A a1;B a1")), 0);
     struct gr_unit *a = gr_hub_find_unit(hub, "A", 1), *b = gr_hub_find_unit(hub, "B", 1);
     int64_t t = T0_MS;

@@ -48,12 +48,7 @@ static const char *position_of(struct gr_hub *hub, const char *id)
 
 int main(void)
 {
-    struct gr_hub_options opt = {.max_future_skew_ms = 300000,
-                                 .max_speed = 150,
-                                 .stale_after_ms = 120000,
-                                 .notify = on_notify,
-                                 .event = on_event};
-    struct gr_hub *hub = gr_hub_new(&opt);
+    struct gr_hub *hub = fixture_hub(on_notify, on_event);
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E-7 a1;S@2 a1;Z a1")), 0);
 
     /* Every optional field: lat/lon with 7 decimals; speed and hdop to 0.01, course and

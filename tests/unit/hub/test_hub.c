@@ -43,12 +43,7 @@ static void publish(struct gr_hub *hub, const char *device)
 
 int main(void)
 {
-    struct gr_hub_options opt = {.max_future_skew_ms = 300000,
-                                 .max_speed = 150,
-                                 .stale_after_ms = 120000,
-                                 .notify = on_notify,
-                                 .event = on_event};
-    struct gr_hub *hub = gr_hub_new(&opt);
+    struct gr_hub *hub = fixture_hub(on_notify, on_event);
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("A a1;B a1;B a2;C a2")), 0);
     CHECK_INT(gr_hub_device_count(hub), 3);
     publish(hub, "A");
