@@ -91,6 +91,7 @@ struct gr_link {
     struct out **retry;
     size_t retry_head, n_retry;
     size_t inflight;
+    bool lost_inflight; /* the connection went with publishes unacknowledged */
     int64_t failure_logged_ms, error_logged_ms;
     struct gr_link_state st;
 
@@ -178,6 +179,9 @@ static void on_disconnected(natsConnection *nc, void *closure)
     unlock(l);
     if (!stopping)
         l->cb.log(LOG_WARNING, "cluster: lost the NATS connection; reconnecting");
+    lock(l);
+    l->lost_inflight = l->inflight > 0;
+    unlock(l);
     set_connected(l, false);
 }
 
@@ -209,6 +213,18 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
                   natsStatus_GetText(err), FAILURE_LOG_MS / 1000);
 }
 
+/* A fix to publish again, rebuilt from the message libnats sent (which is not sent again as
+ * it is); NULL on ENOMEM. */
+static struct out *out_from_msg(natsMsg *msg)
+{
+    const char *id = NULL, *rx = NULL, *src = NULL;
+    natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
+    natsMsgHeader_Get(msg, "Gr-Rx", &rx);
+    natsMsgHeader_Get(msg, "Gr-Src", &src);
+    return out_new(natsMsg_GetSubject(msg), id ? id : "", rx ? rx : "", src ? src : "",
+                   natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+}
+
 /* Whether a failed publish gets a log line: one per FAILURE_LOG_MS, not one per fix (an
  * election fails thousands). The counter says how many. */
 static bool log_failure_now(struct gr_link *l)
@@ -228,15 +244,8 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     (void)js;
     struct gr_link *l = closure;
     struct out *again = NULL;
-    if (pa == NULL) {
-        /* Rebuilt from the message: a message libnats has sent is not sent again as is. */
-        const char *id = NULL, *rx = NULL, *src = NULL;
-        natsMsgHeader_Get(msg, "Nats-Msg-Id", &id);
-        natsMsgHeader_Get(msg, "Gr-Rx", &rx);
-        natsMsgHeader_Get(msg, "Gr-Src", &src);
-        again = out_new(natsMsg_GetSubject(msg), id ? id : "", rx ? rx : "", src ? src : "",
-                        natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-    }
+    if (pa == NULL)
+        again = out_from_msg(msg);
     lock(l);
     if (pa != NULL && l->inflight + l->n_retry == GR_LINK_INFLIGHT_MAX)
         pthread_cond_signal(&l->wake); /* room again: the link thread need not wait it out */
@@ -496,6 +505,51 @@ static void check_epoch(struct gr_link *l)
         l->cb.changed(l->cb.arg);
 }
 
+/* Receive time, then fix time (the message id's tail): the order fixes were accepted in. */
+static int accepted_order(const void *a, const void *b)
+{
+    const struct out *x = *(struct out *const *)a, *y = *(struct out *const *)b;
+    long long rx = strtoll(x->rx, NULL, 10), ry = strtoll(y->rx, NULL, 10);
+    if (rx != ry)
+        return rx < ry ? -1 : 1;
+    const char *tx = strrchr(x->msg_id, '/'), *ty = strrchr(y->msg_id, '/');
+    long long fx = tx ? strtoll(tx + 1, NULL, 10) : 0, fy = ty ? strtoll(ty + 1, NULL, 10) : 0;
+    return (fx > fy) - (fx < fy);
+}
+
+/*
+ * After a reconnect: the publishes the lost connection carried may or may not have been
+ * stored, and their acknowledgements will never come. Left alone they would time out and
+ * be sent again behind fixes accepted since, and a unit's older fix stored after its newer
+ * one is applied by no node. So they are taken back now and sent first, in the order they
+ * were accepted, with their message ids (stored once). Link thread, l->mu not held.
+ */
+static void reclaim_inflight(struct gr_link *l)
+{
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, l->js) != NATS_OK)
+        return; /* none: they were acknowledged or failed meanwhile */
+    struct out **outs = calloc((size_t)pending.Count, sizeof(*outs));
+    size_t n = 0;
+    for (int i = 0; outs != NULL && i < pending.Count; i++)
+        if ((outs[n] = out_from_msg(pending.Msgs[i])) != NULL)
+            n++;
+    if ((size_t)pending.Count != n)
+        l->cb.log(LOG_ERR, "cluster: out of memory taking back %d publishes; %zu lost",
+                  pending.Count, (size_t)pending.Count - n);
+    qsort(outs, n, sizeof(*outs), accepted_order);
+    lock(l);
+    l->inflight -= (size_t)pending.Count; /* their acknowledgements are discarded now */
+    for (size_t i = n; i-- > 0;) {        /* in front of the retries, oldest first */
+        l->retry_head = (l->retry_head + GR_LINK_INFLIGHT_MAX - 1) % GR_LINK_INFLIGHT_MAX;
+        l->retry[l->retry_head] = outs[i];
+        l->n_retry++;
+    }
+    unlock(l);
+    free(outs);
+    natsMsgList_Destroy(&pending);
+}
+
 /* Hands one fix to libnats. Link thread, l->mu not held. */
 static natsStatus send_one(struct gr_link *l, const struct out *o)
 {
@@ -584,6 +638,12 @@ static void *link_main(void *arg)
             last_check = monotonic_ms();
             unlock(l);
             check_epoch(l);
+            lock(l);
+        }
+        if (l->lost_inflight && l->st.connected) {
+            l->lost_inflight = false;
+            unlock(l);
+            reclaim_inflight(l);
             lock(l);
         }
         if (l->js != NULL && !l->st.subscribed && l->st.connected) {
