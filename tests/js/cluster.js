@@ -148,7 +148,8 @@ async function settleAndAccount(cl, fleet, cons, streamBefore, conflatedBefore) 
     // out of order (SPEC 10: acceptance is the accepting node's, against what the stream
     // gave it), so no console ever gets them although the stream stored them.
     const newest = new Map(), behind = [];
-    for (const [seq, m] of stored) {
+    // In stream order (readStream answers in the order reads succeeded).
+    for (const [seq, m] of [...stored].sort((a, b) => a[0] - b[0])) {
         let dev = m.subject.startsWith(prefix) ? m.subject.slice(prefix.length) : m.subject;
         // The body names the device ("id", or "device") and the fix time: a fix stored twice
         // has the same pair twice.
