@@ -1,4 +1,4 @@
-// cluster.js - gpsrelayd as a cluster (issue 17, SPEC section 10) against real failures:
+// cluster.js - gpsrelayd as a cluster against real failures:
 // three nats-server (JetStream, R3) from config/nats-server.conf, three gpsrelayd nodes,
 // haproxy from config/haproxy.cfg in front, phoenix consoles (WebSocket and LongPoll,
 // through haproxy and directly to nodes) and UDP modems at a steady rate. Every scenario
@@ -6,7 +6,7 @@
 //
 // What a console should have received ("expected") is read from the stream itself
 // ($JS.API.STREAM.MSG.GET): every position of the console's agency the cluster stored after
-// the console's first join. That is the record every node serves from (SPEC 10: a
+// the console's first join. That is the record every node serves from (docs/cluster.md: a
 // position reaches consoles once the stream has stored it), and it does not depend on any
 // node being right. The stream is in turn checked against the modems: every fix sent
 // (all to running nodes, all acceptable: distinct rising times, plausible speeds) must be
@@ -79,7 +79,7 @@ async function consoles(cl, specs, { topic = `agency:${AGENCY}`, oneEpoch = true
     await Promise.all(out.map((c) => c.connect()));
     for (const c of out) c.via = specs.find((s) => s.name === c.name).via;
     log(`consoles joined: ${out.map((c) => `${c.name}${c.longpoll ? " (longpoll)" : ""} -> ${c.joins[0].node || "?"} seq ${c.joins[0].seq}`).join(", ")}`);
-    // One stream, one epoch: every node answers with the same (SPEC 10).
+    // One stream, one epoch: every node answers with the same (docs/cluster.md).
     const epochs = new Set(out.map((c) => c.joins[0].epoch));
     if (oneEpoch) check(epochs.size === 1, `every node's join reply has the stream's epoch: ${out.map((c) => `${c.name}@${c.joins[0].node}=${c.joins[0].epoch}`).join(" ")}`);
     return out;
@@ -145,7 +145,7 @@ async function settleAndAccount(cl, fleet, cons, streamBefore, conflatedBefore) 
     const seen = new Set();
     let twice = 0;
     // Fixes the stream holds after a newer fix of the same unit: every node skips them as
-    // out of order (SPEC 10: acceptance is the accepting node's, against what the stream
+    // out of order (docs/cluster.md: acceptance is the accepting node's, against what the stream
     // gave it), so no console ever gets them although the stream stored them.
     const newest = new Map(), behind = [];
     // In stream order (readStream answers in the order reads succeeded).

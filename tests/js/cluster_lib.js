@@ -1,4 +1,4 @@
-// cluster_lib.js - the pieces of the cluster tests (issue 17, SPEC section 10): a NATS
+// cluster_lib.js - the pieces of the cluster tests: a NATS
 // JetStream cluster of three nats-server, three gpsrelayd nodes in cluster mode, haproxy in
 // front of them (each generated from the shipped config/nats-server.conf and
 // config/haproxy.cfg), phoenix consoles that keep count of every position by `seq`, UDP
@@ -541,7 +541,7 @@ class Node {
         await this.child.exited;
     }
 
-    // SIGTERM: exits 0 within 5 s (SPEC section 9); resolves with the exit code.
+    // SIGTERM: exits 0 within 5 s (docs/operations.md); resolves with the exit code.
     async stop() {
         await this.keepCounters();
         this.expectExit = true;
@@ -638,7 +638,7 @@ class Fleet {
 
 // A phoenix console on topic, keeping count of every position by seq. Its channel params
 // are a function: every (re)join sends since {epoch, seq} of the newest seq it has (the
-// join reply's or a position's), as SPEC section 5 says a resuming console does.
+// join reply's or a position's), as docs/protocol.md says a resuming console does.
 class Console {
     constructor(name, url, topic, { longpoll = false } = {}) {
         Object.assign(this, { name, url, topic, longpoll });
@@ -732,7 +732,7 @@ class Console {
 
 // ---- accounting ----------------------------------------------------------------------
 
-// What one console received against what it should have (SPEC sections 5 and 10).
+// What one console received against what it should have (docs/protocol.md, docs/cluster.md).
 // expected: seq -> device, every position of the console's topic the stream stored after
 // the console's first join (that join's reply covers what came before). A position counts
 // as received once, in any push or join reply. Not receiving an expected position is
