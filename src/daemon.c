@@ -164,6 +164,7 @@ static void maybe_ready(struct daemon *d)
     if (d->ready || why != NULL)
         return;
     d->ready = true;
+    gr_ws_set_starting(d->ws, false);
     send_status(d, "READY=1\n", false);
     gr_notice("gpsrelayd %s ready (epoch %s)", GR_VERSION, gr_hub_epoch(d->hub));
 }
@@ -496,6 +497,7 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
         d.listening = true;
+        gr_ws_set_starting(d.ws, d.cluster != NULL); /* until the stream's epoch and seq */
         maybe_ready(&d);
         status = GR_EXIT_OK;
     }

@@ -52,6 +52,7 @@ enum gr_join_refusal {
     X(BAD_ORIGIN, "bad_origin")       /* Origin not in allowed_origin */                           \
     X(PER_SOURCE, "per_source_limit") /* max_connections_per_source reached */                     \
     X(STOPPING, "stopping")           /* the daemon is shutting down */                            \
+    X(STARTING, "starting")           /* a cluster node not caught up with the stream yet */       \
     X(SESSIONS_FULL, "sessions_full") /* GR_LONGPOLL_SESSIONS_MAX LongPoll sessions at once */     \
     X(DESCRIPTORS, "descriptors")     /* into the last GR_FD_RESERVE descriptors */                \
     X(SESSION_IDENTITY, "session_identity") /* a LongPoll session id presented by another token */ \

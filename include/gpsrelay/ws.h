@@ -71,6 +71,11 @@ void gr_ws_reauthorize(struct gr_ws *ws);
  * lives as long as ws, a string literal). */
 void gr_ws_set_not_ready(struct gr_ws *ws, const char *not_ready);
 
+/* While starting, consoles are refused with 503 (consoles_refused{reason="starting"}): a
+ * cluster node until it has first caught up with the stream, whose epoch and seq it does
+ * not know before. A single daemon never starts so. */
+void gr_ws_set_starting(struct gr_ws *ws, bool starting);
+
 /* A reloaded configuration: allowed_origin, max_connections_per_source, idle_timeout,
  * slow_timeout and static_dir apply from now on; listeners and TLS stay. cfg is borrowed
  * from now on. */

@@ -92,6 +92,8 @@ struct gr_link {
     size_t retry_head, n_retry;
     size_t inflight;
     bool lost_inflight; /* the connection went with publishes unacknowledged */
+    bool recovering;    /* a publish failed: order is restored before anything new goes */
+    bool retry_sorted;  /* ...and the retry ring is in accepted order */
     int64_t failure_logged_ms, error_logged_ms;
     struct gr_link_state st;
 
@@ -250,6 +252,12 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     if (pa != NULL && l->inflight + l->n_retry == GR_LINK_INFLIGHT_MAX)
         pthread_cond_signal(&l->wake); /* room again: the link thread need not wait it out */
     l->inflight--;
+    if (pa == NULL) {
+        l->recovering = true;
+        l->retry_sorted = false;
+    }
+    if (l->recovering && l->inflight == 0)
+        pthread_cond_signal(&l->wake); /* the last answer a recovery waits for */
     if (pa != NULL) {
         l->st.published++;
     } else {
@@ -517,36 +525,49 @@ static int accepted_order(const void *a, const void *b)
     return (fx > fy) - (fx < fy);
 }
 
+/* The retry ring in accepted order, from its head. l->mu held. */
+static void sort_retries(struct gr_link *l)
+{
+    struct out *tmp[256], **all = l->n_retry <= 256 ? tmp : malloc(l->n_retry * sizeof(*all));
+    if (all == NULL)
+        return; /* out of memory: sent in the order they failed */
+    for (size_t i = 0; i < l->n_retry; i++)
+        all[i] = l->retry[(l->retry_head + i) % GR_LINK_INFLIGHT_MAX];
+    qsort(all, l->n_retry, sizeof(*all), accepted_order);
+    for (size_t i = 0; i < l->n_retry; i++)
+        l->retry[(l->retry_head + i) % GR_LINK_INFLIGHT_MAX] = all[i];
+    if (all != tmp)
+        free(all);
+}
+
 /*
  * After a reconnect: the publishes the lost connection carried may or may not have been
- * stored, and their acknowledgements will never come. Left alone they would time out and
- * be sent again behind fixes accepted since, and a unit's older fix stored after its newer
- * one is applied by no node. So they are taken back now and sent first, in the order they
- * were accepted, with their message ids (stored once). Link thread, l->mu not held.
+ * stored, and their acknowledgements will never come. Left alone they would time out 2 s
+ * later, behind fixes accepted since. So they are taken back now and join the retries,
+ * which go first, in accepted order (publish_round), with their message ids (stored once).
+ * Link thread, l->mu not held.
  */
 static void reclaim_inflight(struct gr_link *l)
 {
     natsMsgList pending = {0};
     if (js_PublishAsyncGetPendingList(&pending, l->js) != NATS_OK)
         return; /* none: they were acknowledged or failed meanwhile */
-    struct out **outs = calloc((size_t)pending.Count, sizeof(*outs));
-    size_t n = 0;
-    for (int i = 0; outs != NULL && i < pending.Count; i++)
-        if ((outs[n] = out_from_msg(pending.Msgs[i])) != NULL)
-            n++;
-    if ((size_t)pending.Count != n)
-        l->cb.log(LOG_ERR, "cluster: out of memory taking back %d publishes; %zu lost",
-                  pending.Count, (size_t)pending.Count - n);
-    qsort(outs, n, sizeof(*outs), accepted_order);
+    size_t lost = 0;
     lock(l);
     l->inflight -= (size_t)pending.Count; /* their acknowledgements are discarded now */
-    for (size_t i = n; i-- > 0;) {        /* in front of the retries, oldest first */
-        l->retry_head = (l->retry_head + GR_LINK_INFLIGHT_MAX - 1) % GR_LINK_INFLIGHT_MAX;
-        l->retry[l->retry_head] = outs[i];
-        l->n_retry++;
+    for (int i = 0; i < pending.Count; i++) {
+        struct out *o = out_from_msg(pending.Msgs[i]);
+        if (o == NULL) {
+            lost++;
+            continue;
+        }
+        l->retry[(l->retry_head + l->n_retry++) % GR_LINK_INFLIGHT_MAX] = o; /* was in flight */
     }
+    l->recovering = true;
+    l->retry_sorted = false;
     unlock(l);
-    free(outs);
+    if (lost > 0)
+        l->cb.log(LOG_ERR, "cluster: out of memory taking back publishes; %zu fixes lost", lost);
     natsMsgList_Destroy(&pending);
 }
 
@@ -584,6 +605,24 @@ static natsStatus send_one(struct gr_link *l, const struct out *o)
  */
 static bool publish_round(struct gr_link *l)
 {
+    /*
+     * After a failure, order before speed. Publishes sent after the one that failed may be
+     * stored before it is sent again (a hung leader times out the early ones while a new
+     * leader takes the later ones), and a unit's older fix stored after its newer one is
+     * applied by no node. So nothing new goes out until every publish in flight has been
+     * answered; then the failed ones go again, in the order they were accepted, and new
+     * fixes only once those are stored.
+     */
+    if (l->recovering) {
+        if (l->inflight > 0)
+            return false; /* on_ack wakes the thread when the last is answered */
+        if (l->n_retry == 0) {
+            l->recovering = false;
+        } else if (!l->retry_sorted) {
+            sort_retries(l);
+            l->retry_sorted = true;
+        }
+    }
     bool sent = false;
     for (int n = 0; n < PUBLISH_BATCH && l->st.connected && !l->stopping; n++) {
         /* A publish in flight comes back to the retry list when it fails, so the two
@@ -598,7 +637,8 @@ static bool publish_round(struct gr_link *l)
             o = l->retry[l->retry_head];
             l->retry_head = (l->retry_head + 1) % GR_LINK_INFLIGHT_MAX;
             l->n_retry--;
-        } else if (l->count > 0 && l->inflight + l->n_retry < GR_LINK_INFLIGHT_MAX)
+        } else if (!l->recovering && l->count > 0 &&
+                   l->inflight + l->n_retry < GR_LINK_INFLIGHT_MAX)
             o = l->ring[l->head]; /* only this thread takes from the ring */
         else
             break;

@@ -124,6 +124,7 @@ struct gr_ws {
     size_t n_conns;
     const char *not_ready; /* /readyz: NULL when ready, else why not (static text) */
     bool stopping;
+    bool starting;         /* a cluster node not yet caught up: consoles are refused (503) */
     size_t closing;        /* while stopping: handles (and the acceptor) not yet closed */
     gr_stopped_fn stopped; /* told once closing is 0 and lws is gone (stop.h) */
     void *stopped_arg;
@@ -232,10 +233,14 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
         return gr_endpoint_readyz(wsi, ws->not_ready);
     if (strcmp(path, "/metrics") == 0)
         return gr_endpoint_metrics(wsi, ws->gauges, ws->gauges_ctx);
-    if (strcmp(path, "/socket/longpoll") == 0)
-        return ws->stopping
-                   ? gr_http_reply(wsi, 503, "text/plain", "stopping\n", 9)
-                   : gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
+    if (strcmp(path, "/socket/longpoll") == 0) {
+        if (ws->stopping || ws->starting) {
+            gr_stats.consoles_refused[ws->stopping ? GR_REFUSED_STOPPING : GR_REFUSED_STARTING]++;
+            return ws->stopping ? gr_http_reply(wsi, 503, "text/plain", "stopping\n", 9)
+                                : gr_http_reply(wsi, 503, "text/plain", "starting\n", 9);
+        }
+        return gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
+    }
     /* Everything under /socket/ belongs to the transports, even with static_dir set. */
     if (ws->cfg->static_dir != NULL && strncmp(path, "/socket/", 8) != 0)
         return gr_static_serve(ws->cfg->static_dir, wsi, path, &pss->file);
@@ -245,7 +250,8 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
 /*
  * Decides whether an upgrade may proceed: only /socket/websocket with vsn=2.0.0, from an
  * allowed Origin, with a valid token when auth is on, within the per-source limit, and
- * not while stopping. Refusals get an HTTP status and no upgrade.
+ * not while starting (a cluster node) or stopping. Refusals get an HTTP status and no
+ * upgrade.
  */
 static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
 {
@@ -263,8 +269,8 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
         gr_stats.consoles_refused[GR_REFUSED_BAD_VSN]++;
         return gr_http_refuse(wsi, HTTP_STATUS_FORBIDDEN);
     }
-    if (ws->stopping) {
-        gr_stats.consoles_refused[GR_REFUSED_STOPPING]++;
+    if (ws->stopping || ws->starting) {
+        gr_stats.consoles_refused[ws->stopping ? GR_REFUSED_STOPPING : GR_REFUSED_STARTING]++;
         return gr_http_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
     }
     struct gr_token claims;
@@ -776,6 +782,11 @@ void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg)
     gr_admission_set_config(ws->admission, cfg);
     ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
     ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
+}
+
+void gr_ws_set_starting(struct gr_ws *ws, bool starting)
+{
+    ws->starting = starting;
 }
 
 void gr_ws_set_not_ready(struct gr_ws *ws, const char *not_ready)

@@ -213,7 +213,9 @@ enum gr_reason gr_hub_apply(struct gr_hub *hub, struct gr_unit *u, const struct 
         for (struct gr_sub *s = t->subs; s; s = s->next) {
             if (s->cursor >= was_tail)
                 hub->opt.notify(s->owner);
-            else if (s->cursor < replaced)
+            /* Apart from the above: a subscriber that took the position before the one
+             * replaced (the unit was the topic's tail) is told and loses one too. */
+            if (s->cursor < replaced)
                 gr_stats.positions_conflated++;
         }
     }
