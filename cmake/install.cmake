@@ -26,6 +26,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/config/gpsrelay.conf.example DESTINATION sha
 file(WRITE ${PROJECT_BINARY_DIR}/devices.csv "device_id,agency_id,label,source_addr\n")
 install(FILES ${PROJECT_BINARY_DIR}/devices.csv DESTINATION ${GR_CONF_DIR})
 install(FILES ${PROJECT_SOURCE_DIR}/config/schema.sql DESTINATION share/gpsrelay)
+# A cluster's other parts, as examples (docs/cluster.md): one NATS server of three, haproxy.
+install(FILES ${PROJECT_SOURCE_DIR}/config/nats-server.conf ${PROJECT_SOURCE_DIR}/config/haproxy.cfg
+        DESTINATION share/doc/gpsrelay/examples)
 install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION share/doc/gpsrelay RENAME copyright)
 # Man pages compressed as Debian ships them (gzip -n: no time stamp, reproducible).
 foreach(page gpsrelayd.8 gpsrelay.conf.5)
