@@ -7,16 +7,23 @@
 #ifndef GR_BENCH_COMMON_H
 #define GR_BENCH_COMMON_H
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- clocks ---------------------------------------------------------------------------- */
 
@@ -69,6 +76,32 @@ static inline uint64_t reports_due(double elapsed_s, double rate, uint64_t sent,
         due_f -= (double)skip;
     }
     return due_f > 0 ? (uint64_t)due_f : 0;
+}
+
+/* ---- the process --------------------------------------------------------------------------- */
+
+/* SIGINT/SIGTERM end a run early: the result so far is printed and every console is
+ * reset, so no TIME_WAIT is left on the source ports for the next run. */
+static volatile sig_atomic_t stop_requested;
+
+static inline void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Signals as above, no SIGPIPE, and as many file descriptors as allowed: returns that. */
+static inline rlim_t bench_process_setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    struct rlimit nofile;
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+    return nofile.rlim_cur;
 }
 
 /* ---- the latency histogram ---------------------------------------------------------------- */
@@ -163,6 +196,16 @@ static inline void buf_consume(struct buf *b, size_t used)
     }
 }
 
+/* Decoding p[0..n) from console_read used `used` bytes: keeps the rest in raw for the next
+ * read; -1 when raw would pass max. */
+static inline int buf_keep(struct buf *raw, const char *p, size_t n, size_t used, uint32_t max)
+{
+    if (p != raw->data)
+        return used < n ? buf_append(raw, p + used, n - used, max) : 0;
+    buf_consume(raw, used);
+    return 0;
+}
+
 static inline void buf_free(struct buf *b)
 {
     free(b->data);
@@ -202,6 +245,86 @@ static inline uint64_t parse_iso_ms(const char *p, const char *end)
     return s * 1000 + parse_u64(p + 20, p + 23);
 }
 
+/* ---- consoles' connections ------------------------------------------------------------------ */
+
+/*
+ * Console i's connection to 127.0.0.1:port, nonblocking, from 127.0.0.<1 + i / per_addr>
+ * (each source address has its own ephemeral ports), in epfd for writing (the connect)
+ * and reading, with i as its data. *fd is set once there is a socket, for the caller to
+ * close on failure. Returns 0 or an errno.
+ */
+static inline int console_connect(int epfd, int i, int port, int per_addr, int *fd)
+{
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (*fd < 0)
+        return errno;
+    int one = 1;
+    setsockopt(*fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct sockaddr_in src = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)(i / per_addr))};
+    struct sockaddr_in dst = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(*fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+        (connect(*fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS))
+        return errno;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, *fd, &ev) < 0 ? errno : 0;
+}
+
+/* The connect of console i on fd has ended: 0 when it succeeded (and from now on only
+ * reading wakes the console), or its errno. */
+static inline int console_connected(int epfd, int i, int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0)
+        return err;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev);
+    return 0;
+}
+
+/*
+ * Reads what a console's socket has into scratch[0..cap) and says where to decode from,
+ * in *p and *n: scratch itself when nothing was left over (no copy), else raw with the
+ * read appended. Returns 1 then; 0 when there was nothing to read; -1 with *why when the
+ * connection ended or raw would pass max.
+ */
+static inline int console_read(int fd, struct buf *raw, char *scratch, size_t cap, uint32_t max,
+                               const char **p, size_t *n, const char **why)
+{
+    ssize_t r = read(fd, scratch, cap);
+    if (r <= 0) {
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        *why = r == 0 ? "closed by the server" : strerror(errno);
+        return -1;
+    }
+    if (raw->len == 0) {
+        *p = scratch;
+        *n = (size_t)r;
+        return 1;
+    }
+    if (buf_append(raw, scratch, (size_t)r, max) < 0) {
+        *why = "too much undecoded input";
+        return -1;
+    }
+    *p = raw->data;
+    *n = raw->len;
+    return 1;
+}
+
+/* Closes with a reset: no TIME_WAIT on the 127.0.0.x ports, and the server hears at once. */
+static inline void close_reset(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
 /* ---- WebSocket and Phoenix, the client's side ------------------------------------------- */
 
 /* Small writes to a socket that is keeping up: all of it goes, or it is an error. */
@@ -234,26 +357,41 @@ static inline long ws_upgrade_reply(const char *p, size_t n)
     return (long)(head_end + 4 - p);
 }
 
-/* The head of a server frame (servers do not mask) at u[0..n), n >= 2: its size, with the
- * payload's length in *len; 0 while the head is incomplete. */
-static inline size_t ws_frame_head(const unsigned char *u, size_t n, size_t *len)
+struct ws_in {
+    int opcode;
+    bool fin;
+    const char *payload;
+    size_t len;
+};
+
+/* The next complete server frame (servers do not mask) in p[*at..n): 1 with it in *f and
+ * *at past it, 0 while it is not all there, -1 when its payload would pass max. */
+static inline int ws_next_frame(const char *p, size_t n, size_t *at, uint32_t max, struct ws_in *f)
 {
-    *len = u[1] & 0x7f;
-    if (*len == 126) {
-        if (n < 4)
+    if (n - *at < 2)
+        return 0;
+    const unsigned char *u = (const unsigned char *)p + *at;
+    size_t len = u[1] & 0x7f, h = 2;
+    if (len == 126) {
+        if (n - *at < 4)
             return 0;
-        *len = (size_t)u[2] << 8 | u[3];
-        return 4;
-    }
-    if (*len == 127) {
-        if (n < 10)
+        len = (size_t)u[2] << 8 | u[3];
+        h = 4;
+    } else if (len == 127) {
+        if (n - *at < 10)
             return 0;
-        *len = 0;
+        len = 0;
         for (int i = 0; i < 8; i++)
-            *len = *len << 8 | u[2 + i];
-        return 10;
+            len = len << 8 | u[2 + i];
+        h = 10;
     }
-    return 2;
+    if (len > max)
+        return -1;
+    if (n - *at < h + len)
+        return 0;
+    *f = (struct ws_in){u[0] & 0x0f, (u[0] & 0x80) != 0, p + *at + h, len};
+    *at += h + len;
+    return 1;
 }
 
 /* The largest client frame: joins, heartbeats, pongs and MQTT packets of one report. */

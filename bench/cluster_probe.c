@@ -241,14 +241,6 @@ static struct {
     struct hist rejoin;
 } g;
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
 static int conn_index(const struct conn *c)
 {
     return (int)(c - conns);
@@ -257,11 +249,8 @@ static int conn_index(const struct conn *c)
 /* Closes with a reset, so the server hears at once and no TIME_WAIT is left. */
 static void conn_close(struct conn *c)
 {
-    if (c->fd >= 0) {
-        struct linger lg = {1, 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        close(c->fd);
-    }
+    if (c->fd >= 0)
+        close_reset(c->fd);
     if (c->state == ST_LIVE)
         g.live--;
     else if (c->state >= ST_CONNECTING)
@@ -443,92 +432,50 @@ static long decode(struct conn *c, const char *p, size_t n)
         if (join(c) < 0)
             return -1;
     }
-    while (n - at >= 2) {
-        const unsigned char *u = (const unsigned char *)p + at;
-        size_t len, h = ws_frame_head(u, n - at, &len);
-        if (h == 0)
-            break;
-        if (len > CONN_BUFFER_MAX)
-            return -1;
-        if (n - at < h + len)
-            break;
-        if (ws_frame(c, u[0] & 0x0f, (u[0] & 0x80) != 0, p + at + h, len) < 0)
+    for (struct ws_in f;;) {
+        int got = ws_next_frame(p, n, &at, CONN_BUFFER_MAX, &f);
+        if (got <= 0)
+            return got < 0 ? -1 : (long)at;
+        if (ws_frame(c, f.opcode, f.fin, f.payload, f.len) < 0)
             return conn_gone(c) ? -2 : -1;
         if (conn_gone(c))
             return -2;
-        at += h + len;
     }
-    return (long)at;
 }
 
 static void on_readable(struct conn *c)
 {
-    ssize_t r = read(c->fd, scratch, READ_CHUNK);
-    if (r <= 0) {
-        if (r < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_lost(c, r == 0 ? "closed by the server" : strerror(errno));
+    const char *p, *why = NULL;
+    size_t n;
+    int got = console_read(c->fd, &c->raw, scratch, READ_CHUNK, CONN_BUFFER_MAX, &p, &n, &why);
+    if (got <= 0) {
+        if (got < 0)
+            conn_lost(c, why);
         return;
     }
-    long used;
-    if (c->raw.len == 0) {
-        used = decode(c, scratch, (size_t)r);
-        if (used >= 0 && used < r &&
-            buf_append(&c->raw, scratch + used, (size_t)(r - used), CONN_BUFFER_MAX) < 0)
-            used = -1;
-    } else {
-        if (buf_append(&c->raw, scratch, (size_t)r, CONN_BUFFER_MAX) < 0) {
-            conn_lost(c, "too much undecoded input");
-            return;
-        }
-        used = decode(c, c->raw.data, c->raw.len);
-        if (used >= 0)
-            buf_consume(&c->raw, (size_t)used);
-    }
+    long used = decode(c, p, n);
+    if (used >= 0 && buf_keep(&c->raw, p, n, (size_t)used, CONN_BUFFER_MAX) < 0)
+        used = -1;
     if (used == -1)
         conn_lost(c, "protocol error");
 }
 
 static void start_connect(struct conn *c)
 {
-    int i = conn_index(c);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = ST_CONNECTING;
     g.in_flight++;
-    if (c->fd < 0) {
-        conn_lost(c, strerror(errno));
-        return;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in src = {.sin_family = AF_INET,
-                              .sin_addr.s_addr =
-                                  htonl(0x7f000001u + (uint32_t)(i / CONSOLES_PER_ADDR))};
-    struct sockaddr_in dst = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)c->port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
-        (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {
-        conn_lost(c, strerror(errno));
-        return;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        conn_lost(c, strerror(errno));
+    int err = console_connect(epfd, conn_index(c), c->port, CONSOLES_PER_ADDR, &c->fd);
+    if (err != 0)
+        conn_lost(c, strerror(err));
 }
 
 static void on_connected(struct conn *c)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    int err = console_connected(epfd, conn_index(c), c->fd);
     if (err != 0) {
         conn_lost(c, strerror(err));
         return;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)conn_index(c)};
-    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
     char req[512];
     int n = ws_upgrade_request(req, sizeof(req), "/socket/websocket?vsn=2.0.0", c->port, "");
     c->state = ST_UPGRADING;
@@ -725,14 +672,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 64;
     }
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_stop_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    struct rlimit nofile;
-    getrlimit(RLIMIT_NOFILE, &nofile);
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
+    bench_process_setup();
 
     conns = calloc((size_t)opt.consoles, sizeof(*conns));
     units = calloc((size_t)opt.units, sizeof(*units));
