@@ -394,6 +394,26 @@ static inline int ws_next_frame(const char *p, size_t n, size_t *at, uint32_t ma
     return 1;
 }
 
+/*
+ * A data frame p[0..n) of a message that may come in fragments: 1 when the message is
+ * whole, in *m and *mn (p itself when it came in one frame, else msg, which the caller
+ * empties once done with it); 0 while fragments are missing; -1 past max bytes.
+ */
+static inline int ws_message(struct buf *msg, const char *p, size_t n, bool fin, uint32_t max,
+                             const char **m, size_t *mn)
+{
+    if (fin && msg->len == 0) {
+        *m = p;
+        *mn = n;
+        return 1;
+    }
+    if (buf_append(msg, p, n, max) < 0)
+        return -1;
+    *m = msg->data;
+    *mn = msg->len;
+    return fin;
+}
+
 /* The largest client frame: joins, heartbeats, pongs and MQTT packets of one report. */
 #define WS_CLIENT_FRAME_MAX 528
 

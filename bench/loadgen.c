@@ -453,16 +453,14 @@ static int ws_frame(struct conn *c, int opcode, bool fin, const char *p, size_t 
         buf_consume(&c->msg, used);
         return 0;
     }
-    if (fin && c->msg.len == 0) {
-        phoenix_message(c, p, n);
-        return 0;
-    }
-    if (buf_append(&c->msg, p, n, CONN_BUFFER_MAX) < 0)
-        return -1;
-    if (fin) {
-        phoenix_message(c, c->msg.data, c->msg.len);
-        buf_consume(&c->msg, c->msg.len);
-    }
+    const char *m;
+    size_t mn;
+    int whole = ws_message(&c->msg, p, n, fin, CONN_BUFFER_MAX, &m, &mn);
+    if (whole <= 0)
+        return whole;
+    phoenix_message(c, m, mn);
+    if (m == c->msg.data) /* gathered, and still there: the console was not closed */
+        buf_consume(&c->msg, mn);
     return 0;
 }
 
