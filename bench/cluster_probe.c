@@ -56,6 +56,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 #define MAX_NODES         8
 #define READ_CHUNK        (256 * 1024)
 #define CONN_BUFFER_MAX   (8u << 20) /* a join snapshot of thousands of units fits */
@@ -70,11 +72,6 @@
 #define FAILOVER_TIMEOUT  30.0
 #define RETRY_S           0.02 /* a refused connect is retried on the next port after this */
 #define HEARTBEAT_S       20   /* under the daemon's idle_timeout (60 s) */
-
-/* Histogram: exact below 2048 us, then 256 sub-buckets per power of two (0.4%). */
-#define HIST_LINEAR 2048
-#define HIST_SUB    256
-#define HIST_SIZE   (HIST_LINEAR + 44 * HIST_SUB)
 
 static struct options {
     int ws[MAX_NODES], n_ws;
@@ -94,71 +91,6 @@ static struct options {
     .drain = 2,
     .agency = "bench-0",
 };
-
-static uint64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-struct hist {
-    uint64_t n, max;
-    uint64_t bucket[HIST_SIZE];
-};
-
-static void hist_add(struct hist *h, uint64_t us)
-{
-    size_t i;
-    if (us < HIST_LINEAR) {
-        i = (size_t)us;
-    } else {
-        int e = 63 - __builtin_clzll(us);
-        i = HIST_LINEAR + (size_t)(e - 11) * HIST_SUB + (size_t)((us >> (e - 8)) & (HIST_SUB - 1));
-        if (i >= HIST_SIZE)
-            i = HIST_SIZE - 1;
-    }
-    h->bucket[i]++;
-    h->n++;
-    if (us > h->max)
-        h->max = us;
-}
-
-static uint64_t hist_value(size_t i)
-{
-    if (i < HIST_LINEAR)
-        return i;
-    size_t e = 11 + (i - HIST_LINEAR) / HIST_SUB, sub = (i - HIST_LINEAR) % HIST_SUB;
-    return ((uint64_t)1 << e) + ((uint64_t)sub << (e - 8));
-}
-
-static double hist_ms(const struct hist *h, double q)
-{
-    if (h->n == 0)
-        return 0;
-    uint64_t rank = (uint64_t)(q * (double)(h->n - 1)) + 1, seen = 0;
-    for (size_t i = 0; i < HIST_SIZE; i++) {
-        seen += h->bucket[i];
-        if (seen >= rank)
-            return (double)hist_value(i) / 1000.0;
-    }
-    return (double)h->max / 1000.0;
-}
 
 /* ---- the publisher's record of what it sent ------------------------------------------------ */
 
@@ -205,24 +137,14 @@ static uint64_t sent_at(int u, uint64_t fix_ms, size_t *slot)
     return 0;
 }
 
-static int nmea_rmc(char *out, int u, uint64_t ms, uint64_t moves)
+static int nmea_report(char *out, int u, uint64_t ms, uint64_t moves)
 {
-    double lat = 40.70 + (double)(u % 100) * 0.001;
-    double lon = -74.10 + (double)(u / 100) * 0.001 + (double)(moves % 100000) * 0.000001;
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    double alat = lat, alon = -lon;
-    char body[160];
-    snprintf(body, sizeof(body),
-             "GPRMC,%02d%02d%02d.%03u,A,%02d%08.5f,N,%03d%08.5f,W,23.9,271.5,%02d%02d%02d,,,A",
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000), (int)alat,
-             (alat - (int)alat) * 60.0, (int)alon, (alon - (int)alon) * 60.0, tm.tm_mday,
-             tm.tm_mon + 1, tm.tm_year % 100);
-    unsigned sum = 0;
-    for (const char *p = body; *p; p++)
-        sum ^= (unsigned char)*p;
-    return snprintf(out, REPORT_MAX, "U-%d,$%s*%02X\r\n", u, body, sum);
+    double lat, lon;
+    unit_position(u, moves, &lat, &lon);
+    struct nmea_fix f;
+    nmea_fix(&f, ms, lat, lon);
+    int n = snprintf(out, REPORT_MAX, "U-%d,", u);
+    return n + nmea_rmc(out + n, (size_t)(REPORT_MAX - n), &f);
 }
 
 static void *publisher(void *arg)
@@ -246,29 +168,20 @@ static void *publisher(void *arg)
     struct timespec tick;
     clock_gettime(CLOCK_MONOTONIC, &tick);
     while (!atomic_load(&pub_stop)) {
-        double due_f = (mono_s() - start) * opt.rate - (double)(sent + skipped);
-        if (due_f > opt.rate * PUB_LAG_MAX_S) { /* fell behind: skip, do not burst */
-            uint64_t skip = (uint64_t)(due_f - opt.rate * PUB_LAG_MAX_S);
-            skipped += skip;
-            due_f -= (double)skip;
-        }
-        uint64_t due = due_f > 0 ? (uint64_t)due_f : 0;
+        uint64_t due = reports_due(mono_s() - start, opt.rate, sent, &skipped, PUB_LAG_MAX_S);
         while (due > 0) {
             int batch = due < PUB_BATCH ? (int)due : PUB_BATCH;
             uint64_t now_us = wall_us();
             for (int k = 0; k < batch; k++) {
                 int u = (int)((sent + skipped + (uint64_t)k) % (uint64_t)opt.units);
                 struct unit *un = &units[u];
-                uint64_t ms = now_us / 1000;
-                if (ms <= un->last_ms)
-                    ms = un->last_ms + 1;
-                un->last_ms = ms;
+                uint64_t ms = next_fix_ms(&un->last_ms, now_us);
                 uint64_t n = atomic_load_explicit(&un->count, memory_order_relaxed);
                 atomic_store_explicit(&un->fix_ms[n % RING_SIZE], ms, memory_order_relaxed);
                 atomic_store_explicit(&un->send_us[n % RING_SIZE], now_us, memory_order_relaxed);
                 atomic_store_explicit(&un->seen[n % RING_SIZE], 0, memory_order_relaxed);
                 atomic_store_explicit(&un->count, n + 1, memory_order_release);
-                iov[k] = (struct iovec){dgram[k], (size_t)nmea_rmc(dgram[k], u, ms, n)};
+                iov[k] = (struct iovec){dgram[k], (size_t)nmea_report(dgram[k], u, ms, n)};
                 msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &dst[u % opt.n_udp],
                                                        .msg_namelen = sizeof(dst[0]),
                                                        .msg_iov = &iov[k],
@@ -284,12 +197,7 @@ static void *publisher(void *arg)
         }
         atomic_store(&pub_sent, sent);
         atomic_store(&pub_in_window, in_window);
-        tick.tv_nsec += PUB_TICK_NS;
-        if (tick.tv_nsec >= 1000000000) {
-            tick.tv_nsec -= 1000000000;
-            tick.tv_sec++;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+        sleep_next_tick(&tick, PUB_TICK_NS);
     }
     atomic_store(&pub_sent, sent);
     atomic_store(&pub_in_window, in_window);
@@ -302,11 +210,6 @@ static void *publisher(void *arg)
 /* ---- consoles ------------------------------------------------------------------------------- */
 
 enum state { ST_DOWN, ST_WAITING, ST_CONNECTING, ST_UPGRADING, ST_JOINING, ST_LIVE };
-
-struct buf {
-    char *data;
-    uint32_t len, cap;
-};
 
 struct conn {
     int fd;
@@ -338,46 +241,6 @@ static struct {
     struct hist rejoin;
 } g;
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-static int buf_append(struct buf *b, const void *p, size_t n)
-{
-    if (b->len + n > CONN_BUFFER_MAX)
-        return -1;
-    if (b->len + n > b->cap) {
-        uint32_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL)
-            return -1;
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += (uint32_t)n;
-    return 0;
-}
-
-static void buf_consume(struct buf *b, size_t used)
-{
-    b->len -= (uint32_t)used;
-    if (b->len > 0)
-        memmove(b->data, b->data + used, b->len);
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->data);
-    *b = (struct buf){0};
-}
-
 static int conn_index(const struct conn *c)
 {
     return (int)(c - conns);
@@ -386,11 +249,8 @@ static int conn_index(const struct conn *c)
 /* Closes with a reset, so the server hears at once and no TIME_WAIT is left. */
 static void conn_close(struct conn *c)
 {
-    if (c->fd >= 0) {
-        struct linger lg = {1, 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        close(c->fd);
-    }
+    if (c->fd >= 0)
+        close_reset(c->fd);
     if (c->state == ST_LIVE)
         g.live--;
     else if (c->state >= ST_CONNECTING)
@@ -425,73 +285,12 @@ static void conn_lost(struct conn *c, const char *why)
         fprintf(stderr, "cluster_probe: console %d: %s\n", conn_index(c), why);
 }
 
-static int ws_send(struct conn *c, int opcode, const void *payload, size_t n)
+static int join(struct conn *c)
 {
-    unsigned char frame[512];
-    static const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-    size_t h = 0;
-    if (n + 14 > sizeof(frame))
-        return -1;
-    frame[h++] = (unsigned char)(0x80 | opcode);
-    if (n < 126) {
-        frame[h++] = (unsigned char)(0x80 | n);
-    } else {
-        frame[h++] = 0x80 | 126;
-        frame[h++] = (unsigned char)(n >> 8);
-        frame[h++] = (unsigned char)n;
-    }
-    memcpy(frame + h, mask, 4);
-    h += 4;
-    for (size_t i = 0; i < n; i++)
-        frame[h + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
-    ssize_t w = send(c->fd, frame, h + n, MSG_NOSIGNAL);
-    return w == (ssize_t)(h + n) ? 0 : -1;
-}
-
-static int phoenix_join(struct conn *c)
-{
-    char frame[256];
-    int n = c->must_rejoin && g.epoch[0]
-                ? snprintf(frame, sizeof(frame),
-                           "[\"1\",\"1\",\"agency:%s\",\"phx_join\","
-                           "{\"since\":{\"epoch\":\"%s\",\"seq\":%" PRIu64 "}}]",
-                           opt.agency, g.epoch, c->last_seq)
-                : snprintf(frame, sizeof(frame), "[\"1\",\"1\",\"agency:%s\",\"phx_join\",{}]",
-                           opt.agency);
-    return ws_send(c, 1, frame, (size_t)n);
+    return phoenix_join(c->fd, opt.agency, c->must_rejoin, g.epoch, c->last_seq);
 }
 
 /* ---- what consoles receive ------------------------------------------------------------------ */
-
-static uint64_t parse_u64(const char *p, const char *end)
-{
-    uint64_t v = 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++)
-        v = v * 10 + (uint64_t)(*p - '0');
-    return v;
-}
-
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* "2026-11-23T18:20:01.123Z": milliseconds since 1970, or 0. */
-static uint64_t parse_iso_ms(const char *p, const char *end)
-{
-    if (end - p < 24 || p[4] != '-' || p[10] != 'T' || p[19] != '.')
-        return 0;
-    int64_t days = days_from_civil((int64_t)parse_u64(p, p + 4), (unsigned)parse_u64(p + 5, p + 7),
-                                   (unsigned)parse_u64(p + 8, p + 10));
-    uint64_t s = (uint64_t)days * 86400 + parse_u64(p + 11, p + 13) * 3600 +
-                 parse_u64(p + 14, p + 16) * 60 + parse_u64(p + 17, p + 19);
-    return s * 1000 + parse_u64(p + 20, p + 23);
-}
 
 static const char DEV_KEY[] = "{\"device\":\"U-";
 static const char SEQ_KEY[] = "\"seq\":";
@@ -547,23 +346,15 @@ static uint64_t scan_positions(struct conn *c, const char *p, const char *end, b
 
 static void join_reply(struct conn *c, const char *m, const char *end)
 {
-    if (memmem(m, (size_t)(end - m), "\"status\":\"ok\"", 13) == NULL) {
-        g.refused++;
-        conn_lost(c, "join refused");
+    uint64_t seq;
+    const char *rest;
+    int ok = phoenix_join_reply(m, end, g.epoch, sizeof(g.epoch), &seq, &rest);
+    if (ok <= 0) {
+        g.refused += ok == 0;
+        conn_lost(c, ok == 0 ? "join refused" : "join reply without epoch or seq");
         return;
     }
-    const char *e = memmem(m, (size_t)(end - m), "\"epoch\":\"", 9);
-    const char *s = memmem(m, (size_t)(end - m), "\"seq\":", 6);
-    if (e == NULL || s == NULL) {
-        conn_lost(c, "join reply without epoch or seq");
-        return;
-    }
-    e += 9;
-    const char *q = memchr(e, '"', (size_t)(end - e));
-    if (q != NULL && (size_t)(q - e) < sizeof(g.epoch) && g.epoch[0] == '\0')
-        memcpy(g.epoch, e, (size_t)(q - e));
-    uint64_t seq = parse_u64(s + 6, end);
-    uint64_t k = scan_positions(c, s + 6, end, false);
+    uint64_t k = scan_positions(c, rest, end, false);
     if (seq > c->last_seq)
         c->last_seq = seq;
     if (c->state == ST_JOINING) {
@@ -585,19 +376,19 @@ static void join_reply(struct conn *c, const char *m, const char *end)
 
 static void phoenix_message(struct conn *c, const char *m, size_t n)
 {
-    const char *end = m + n;
-    static const char PUSH[] = "[null,null,";
-    if (n > sizeof(PUSH) && memcmp(m, PUSH, sizeof(PUSH) - 1) == 0) {
-        const char *ev = memchr(m + sizeof(PUSH), ',', n - sizeof(PUSH));
-        if (ev != NULL && end - ev > 13 && memcmp(ev, ",\"positions\",", 13) == 0)
-            scan_positions(c, ev + 13, end, true);
-        return;
+    const char *positions = NULL;
+    switch (phoenix_kind(m, n, &positions)) {
+    case PHX_POSITIONS:
+        scan_positions(c, positions, m + n, true);
+        break;
+    case PHX_REPLY:
+        join_reply(c, m, m + n);
+        break;
+    case PHX_PUSH_OTHER:
+    case PHX_HEARTBEAT:
+    case PHX_OTHER:
+        break;
     }
-    if (memmem(m, n, "\"phx_reply\"", 11) == NULL)
-        return;
-    if (n > 7 && memcmp(m, "[null,\"", 7) == 0) /* a heartbeat's reply */
-        return;
-    join_reply(c, m, end);
 }
 
 static int ws_frame(struct conn *c, int opcode, bool fin, const char *p, size_t n)
@@ -607,20 +398,17 @@ static int ws_frame(struct conn *c, int opcode, bool fin, const char *p, size_t 
         return -1;
     }
     if (opcode == 9)
-        return ws_send(c, 10, p, n);
+        return ws_send(c->fd, 10, p, n);
     if (opcode == 10)
         return 0;
-    if (fin && c->msg.len == 0) {
-        phoenix_message(c, p, n);
-        return 0;
-    }
-    if (buf_append(&c->msg, p, n) < 0)
-        return -1;
-    if (fin) {
-        phoenix_message(c, c->msg.data, c->msg.len);
-        if (c->state != ST_DOWN && c->state != ST_WAITING)
-            buf_consume(&c->msg, c->msg.len);
-    }
+    const char *m;
+    size_t mn;
+    int whole = ws_message(&c->msg, p, n, fin, CONN_BUFFER_MAX, &m, &mn);
+    if (whole <= 0)
+        return whole;
+    phoenix_message(c, m, mn);
+    if (m == c->msg.data) /* gathered, and still there: the console was not closed */
+        buf_consume(&c->msg, mn);
     return 0;
 }
 
@@ -633,121 +421,62 @@ static long decode(struct conn *c, const char *p, size_t n)
 {
     size_t at = 0;
     if (c->state == ST_UPGRADING) {
-        const char *head_end = memmem(p, n, "\r\n\r\n", 4);
-        if (head_end == NULL)
-            return n > 8192 ? -1 : 0;
-        if (n < 12 || memcmp(p + 9, "101", 3) != 0)
-            return -1;
-        at = (size_t)(head_end + 4 - p);
+        long head = ws_upgrade_reply(p, n);
+        if (head <= 0)
+            return head;
+        at = (size_t)head;
         c->state = ST_JOINING;
-        if (phoenix_join(c) < 0)
+        if (join(c) < 0)
             return -1;
     }
-    while (n - at >= 2) {
-        const unsigned char *u = (const unsigned char *)p + at;
-        size_t len = u[1] & 0x7f, h = 2;
-        if (len == 126) {
-            if (n - at < 4)
-                break;
-            len = (size_t)u[2] << 8 | u[3];
-            h = 4;
-        } else if (len == 127) {
-            if (n - at < 10)
-                break;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | u[2 + i];
-            h = 10;
-        }
-        if (len > CONN_BUFFER_MAX)
-            return -1;
-        if (n - at < h + len)
-            break;
-        if (ws_frame(c, u[0] & 0x0f, (u[0] & 0x80) != 0, p + at + h, len) < 0)
+    for (struct ws_in f;;) {
+        int got = ws_next_frame(p, n, &at, CONN_BUFFER_MAX, &f);
+        if (got <= 0)
+            return got < 0 ? -1 : (long)at;
+        if (ws_frame(c, f.opcode, f.fin, f.payload, f.len) < 0)
             return conn_gone(c) ? -2 : -1;
         if (conn_gone(c))
             return -2;
-        at += h + len;
     }
-    return (long)at;
 }
 
 static void on_readable(struct conn *c)
 {
-    ssize_t r = read(c->fd, scratch, READ_CHUNK);
-    if (r <= 0) {
-        if (r < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_lost(c, r == 0 ? "closed by the server" : strerror(errno));
+    const char *p, *why = NULL;
+    size_t n;
+    int got = console_read(c->fd, &c->raw, scratch, READ_CHUNK, CONN_BUFFER_MAX, &p, &n, &why);
+    if (got <= 0) {
+        if (got < 0)
+            conn_lost(c, why);
         return;
     }
-    long used;
-    if (c->raw.len == 0) {
-        used = decode(c, scratch, (size_t)r);
-        if (used >= 0 && used < r && buf_append(&c->raw, scratch + used, (size_t)(r - used)) < 0)
-            used = -1;
-    } else {
-        if (buf_append(&c->raw, scratch, (size_t)r) < 0) {
-            conn_lost(c, "too much undecoded input");
-            return;
-        }
-        used = decode(c, c->raw.data, c->raw.len);
-        if (used >= 0)
-            buf_consume(&c->raw, (size_t)used);
-    }
+    long used = decode(c, p, n);
+    if (used >= 0 && buf_keep(&c->raw, p, n, (size_t)used, CONN_BUFFER_MAX) < 0)
+        used = -1;
     if (used == -1)
         conn_lost(c, "protocol error");
 }
 
 static void start_connect(struct conn *c)
 {
-    int i = conn_index(c);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     c->state = ST_CONNECTING;
     g.in_flight++;
-    if (c->fd < 0) {
-        conn_lost(c, strerror(errno));
-        return;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in src = {.sin_family = AF_INET,
-                              .sin_addr.s_addr =
-                                  htonl(0x7f000001u + (uint32_t)(i / CONSOLES_PER_ADDR))};
-    struct sockaddr_in dst = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)c->port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
-        (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {
-        conn_lost(c, strerror(errno));
-        return;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        conn_lost(c, strerror(errno));
+    int err = console_connect(epfd, conn_index(c), c->port, CONSOLES_PER_ADDR, &c->fd);
+    if (err != 0)
+        conn_lost(c, strerror(err));
 }
 
 static void on_connected(struct conn *c)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    int err = console_connected(epfd, conn_index(c), c->fd);
     if (err != 0) {
         conn_lost(c, strerror(err));
         return;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)conn_index(c)};
-    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    char req[256];
-    int n = snprintf(req, sizeof(req),
-                     "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     c->port);
+    char req[512];
+    int n = ws_upgrade_request(req, sizeof(req), "/socket/websocket?vsn=2.0.0", c->port, "");
     c->state = ST_UPGRADING;
-    if (send(c->fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+    if (send_all(c->fd, req, (size_t)n) < 0)
         conn_lost(c, "upgrade not sent");
 }
 
@@ -780,9 +509,9 @@ static void heartbeats(void)
 {
     static unsigned ref;
     char frame[64];
-    int n = snprintf(frame, sizeof(frame), "[null,\"%u\",\"phoenix\",\"heartbeat\",{}]", ++ref);
+    int n = phoenix_heartbeat(frame, sizeof(frame), ++ref);
     for (int i = 0; i < opt.consoles; i++)
-        if (conns[i].state == ST_LIVE && ws_send(&conns[i], 1, frame, (size_t)n) < 0)
+        if (conns[i].state == ST_LIVE && ws_send(conns[i].fd, 1, frame, (size_t)n) < 0)
             conn_lost(&conns[i], "heartbeat not sent");
 }
 
@@ -940,14 +669,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 64;
     }
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_stop_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    struct rlimit nofile;
-    getrlimit(RLIMIT_NOFILE, &nofile);
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
+    bench_process_setup();
 
     conns = calloc((size_t)opt.consoles, sizeof(*conns));
     units = calloc((size_t)opt.units, sizeof(*units));

@@ -28,6 +28,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
+
 #define MAX_SERVERS  5
 #define INFLIGHT_MAX 8192 /* as GR_LINK_INFLIGHT_MAX */
 #define ACK_WAIT_MS  2000 /* as GR_LINK_ACK_WAIT_MS */
@@ -36,63 +38,6 @@
 #define WARMUP_S     2.0
 #define DRAIN_S      5.0
 #define TICK_NS      1000000
-
-#define HIST_LINEAR 2048
-#define HIST_SUB    256
-#define HIST_SIZE   (HIST_LINEAR + 44 * HIST_SUB)
-
-struct hist {
-    uint64_t n, max;
-    uint64_t bucket[HIST_SIZE];
-};
-
-static void hist_add(struct hist *h, uint64_t us)
-{
-    size_t i;
-    if (us < HIST_LINEAR) {
-        i = (size_t)us;
-    } else {
-        int e = 63 - __builtin_clzll(us);
-        i = HIST_LINEAR + (size_t)(e - 11) * HIST_SUB + (size_t)((us >> (e - 8)) & (HIST_SUB - 1));
-        if (i >= HIST_SIZE)
-            i = HIST_SIZE - 1;
-    }
-    h->bucket[i]++;
-    h->n++;
-    if (us > h->max)
-        h->max = us;
-}
-
-static double hist_ms(const struct hist *h, double q)
-{
-    if (h->n == 0)
-        return 0;
-    uint64_t rank = (uint64_t)(q * (double)(h->n - 1)) + 1, seen = 0;
-    for (size_t i = 0; i < HIST_SIZE; i++) {
-        seen += h->bucket[i];
-        if (seen >= rank) {
-            if (i < HIST_LINEAR)
-                return (double)i / 1000.0;
-            size_t e = 11 + (i - HIST_LINEAR) / HIST_SUB, sub = (i - HIST_LINEAR) % HIST_SUB;
-            return (double)(((uint64_t)1 << e) + ((uint64_t)sub << (e - 8))) / 1000.0;
-        }
-    }
-    return (double)h->max / 1000.0;
-}
-
-static uint64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* A node: its connection, its publisher context, its consumer and what it received. */
 struct node {
@@ -241,12 +186,7 @@ int main(int argc, char **argv)
             else if (now >= window_start_us && now < window_end_us)
                 in_window++;
         }
-        tick.tv_nsec += TICK_NS;
-        if (tick.tv_nsec >= 1000000000) {
-            tick.tv_nsec -= 1000000000;
-            tick.tv_sec++;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+        sleep_next_tick(&tick, TICK_NS);
     }
     double publish_s = mono_s() - t0;
     for (double end = mono_s() + DRAIN_S; mono_s() < end;) {

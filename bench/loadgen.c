@@ -55,6 +55,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
+
 /* ---- bounds ----------------------------------------------------------------------------- */
 
 #define READ_CHUNK (256 * 1024) /* one read() per readable event, into a shared buffer */
@@ -74,11 +76,6 @@
 #define SETUP_TIMEOUT_S 180.0 /* connecting every console must finish by then */
 #define STORM_TIMEOUT_S 60.0  /* every dropped console must have rejoined by then */
 #define DRAIN_S         0.3   /* after the window, wait this long before closing */
-
-/* Latency histogram: exact below 2048 us, then 256 sub-buckets per power of two (0.4%). */
-#define HIST_LINEAR 2048
-#define HIST_SUB    256
-#define HIST_SIZE   (HIST_LINEAR + 44 * HIST_SUB)
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -112,84 +109,10 @@ static struct options {
     .parallel = 500,
 };
 
-/* ---- clocks and the histogram --------------------------------------------------------------- */
-
-static uint64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* CPU time of this process (both threads), to tell when the load side is the limit. */
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-struct hist {
-    uint64_t n, max;
-    uint64_t bucket[HIST_SIZE];
-};
-
-static void hist_add(struct hist *h, uint64_t us)
-{
-    size_t i;
-    if (us < HIST_LINEAR) {
-        i = (size_t)us;
-    } else {
-        int e = 63 - __builtin_clzll(us); /* >= 11 */
-        i = HIST_LINEAR + (size_t)(e - 11) * HIST_SUB + (size_t)((us >> (e - 8)) & (HIST_SUB - 1));
-        if (i >= HIST_SIZE)
-            i = HIST_SIZE - 1;
-    }
-    h->bucket[i]++;
-    h->n++;
-    if (us > h->max)
-        h->max = us;
-}
-
-/* The lower bound of bucket i, in microseconds. */
-static uint64_t hist_value(size_t i)
-{
-    if (i < HIST_LINEAR)
-        return i;
-    size_t e = 11 + (i - HIST_LINEAR) / HIST_SUB, sub = (i - HIST_LINEAR) % HIST_SUB;
-    return ((uint64_t)1 << e) + ((uint64_t)sub << (e - 8));
-}
-
-static double hist_ms(const struct hist *h, double q)
-{
-    if (h->n == 0)
-        return 0;
-    uint64_t rank = (uint64_t)(q * (double)(h->n - 1)) + 1, seen = 0;
-    for (size_t i = 0; i < HIST_SIZE; i++) {
-        seen += h->bucket[i];
-        if (seen >= rank)
-            return (double)hist_value(i) / 1000.0;
-    }
-    return (double)h->max / 1000.0;
-}
-
 /* ---- consoles ----------------------------------------------------------------------------------
  */
 
 enum state { ST_DOWN, ST_CONNECTING, ST_UPGRADING, ST_JOINING, ST_LIVE };
-
-struct buf {
-    char *data;
-    uint32_t len, cap;
-};
 
 struct conn {
     int fd;
@@ -227,54 +150,6 @@ static struct {
 static atomic_uint_fast64_t pub_sent, pub_skipped, pub_errors;
 static atomic_bool pub_stop;
 
-/* SIGINT/SIGTERM end the run early: the result so far is printed and every console is
- * reset, so no TIME_WAIT is left on the source ports for the next run. */
-static volatile sig_atomic_t stop_requested;
-
-static void on_stop_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
-
-static int buf_append(struct buf *b, const void *p, size_t n)
-{
-    if (b->len + n > CONN_BUFFER_MAX)
-        return -1;
-    if (b->len + n > b->cap) {
-        uint32_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *grown = realloc(b->data, cap);
-        if (grown == NULL)
-            return -1;
-        b->data = grown;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += (uint32_t)n;
-    return 0;
-}
-
-/* Keeps the first n bytes from at; frees a large buffer once it is empty again. */
-static void buf_consume(struct buf *b, size_t used)
-{
-    b->len -= (uint32_t)used;
-    if (b->len > 0) {
-        memmove(b->data, b->data + used, b->len);
-    } else if (b->cap > 65536) {
-        free(b->data);
-        b->data = NULL;
-        b->cap = 0;
-    }
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->data);
-    *b = (struct buf){0};
-}
-
 static int conn_index(const struct conn *c)
 {
     return (int)(c - conns);
@@ -283,11 +158,8 @@ static int conn_index(const struct conn *c)
 /* Closes with a reset: no TIME_WAIT on the 127.0.0.x ports, and the server hears at once. */
 static void conn_down(struct conn *c)
 {
-    if (c->fd >= 0) {
-        struct linger lg = {1, 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        close(c->fd);
-    }
+    if (c->fd >= 0)
+        close_reset(c->fd);
     if (c->state == ST_LIVE)
         g.live--;
     else if (c->state != ST_DOWN)
@@ -305,39 +177,10 @@ static void conn_fail(struct conn *c, const char *why)
     conn_down(c);
 }
 
-static int send_all(struct conn *c, const void *p, size_t n)
-{
-    ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-    return w == (ssize_t)n ? 0 : -1; /* small writes to a socket that is keeping up */
-}
-
-/* A client frame: FIN, the opcode, a mask (RFC 6455 requires one from clients). */
-static int ws_send(struct conn *c, int opcode, const void *payload, size_t n)
-{
-    unsigned char frame[REPORT_MAX + 16];
-    static const unsigned char mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-    size_t h = 0;
-    if (n + 14 > sizeof(frame))
-        return -1;
-    frame[h++] = (unsigned char)(0x80 | opcode);
-    if (n < 126) {
-        frame[h++] = (unsigned char)(0x80 | n);
-    } else {
-        frame[h++] = 0x80 | 126;
-        frame[h++] = (unsigned char)(n >> 8);
-        frame[h++] = (unsigned char)n;
-    }
-    memcpy(frame + h, mask, 4);
-    h += 4;
-    for (size_t i = 0; i < n; i++)
-        frame[h + i] = ((const unsigned char *)payload)[i] ^ mask[i % 4];
-    return send_all(c, frame, h + n);
-}
-
 /* MQTT bytes go out as one binary WebSocket frame, or straight onto the TCP stream. */
 static int mqtt_send(struct conn *c, const void *p, size_t n)
 {
-    return opt.proto == PROTO_MQTT_WS ? ws_send(c, 2, p, n) : send_all(c, p, n);
+    return opt.proto == PROTO_MQTT_WS ? ws_send(c->fd, 2, p, n) : send_all(c->fd, p, n);
 }
 
 static size_t mqtt_put_len(unsigned char *p, size_t n)
@@ -394,17 +237,11 @@ static int mqtt_subscribe(struct conn *c)
     return mqtt_send(c, pkt, h + n);
 }
 
-static int phoenix_join(struct conn *c, bool since)
+static int loadgen_join(struct conn *c, bool since)
 {
-    char frame[256];
-    int n = since && g.epoch[0]
-                ? snprintf(frame, sizeof(frame),
-                           "[\"1\",\"1\",\"agency:%s%u\",\"phx_join\","
-                           "{\"since\":{\"epoch\":\"%s\",\"seq\":%" PRIu64 "}}]",
-                           opt.agency_prefix, c->agency, g.epoch, c->last_seq)
-                : snprintf(frame, sizeof(frame), "[\"1\",\"1\",\"agency:%s%u\",\"phx_join\",{}]",
-                           opt.agency_prefix, c->agency);
-    return ws_send(c, 1, frame, (size_t)n);
+    char agency[96];
+    snprintf(agency, sizeof(agency), "%s%u", opt.agency_prefix, c->agency);
+    return phoenix_join(c->fd, agency, since, g.epoch, c->last_seq);
 }
 
 static void heartbeat(struct conn *c)
@@ -413,9 +250,8 @@ static void heartbeat(struct conn *c)
     int rc;
     if (opt.proto == PROTO_PHOENIX) {
         char frame[64];
-        int n = snprintf(frame, sizeof(frame), "[null,\"%u\",\"phoenix\",\"heartbeat\",{}]",
-                         ++c->hb_ref);
-        rc = ws_send(c, 1, frame, (size_t)n);
+        int n = phoenix_heartbeat(frame, sizeof(frame), ++c->hb_ref);
+        rc = ws_send(c->fd, 1, frame, (size_t)n);
     } else {
         static const unsigned char pingreq[2] = {0xc0, 0};
         rc = mqtt_send(c, pingreq, 2);
@@ -425,37 +261,6 @@ static void heartbeat(struct conn *c)
 }
 
 /* ---- what consoles receive ------------------------------------------------------------------- */
-
-static uint64_t parse_u64(const char *p, const char *end)
-{
-    uint64_t v = 0;
-    for (; p < end && *p >= '0' && *p <= '9'; p++)
-        v = v * 10 + (uint64_t)(*p - '0');
-    return v;
-}
-
-/* Days since 1970-01-01 of a civil date (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* "2026-11-23T18:20:01.123Z" at p: microseconds since 1970, or 0. */
-static uint64_t parse_iso_us(const char *p, const char *end)
-{
-    if (end - p < 24 || p[4] != '-' || p[10] != 'T' || p[19] != '.')
-        return 0;
-    int64_t days = days_from_civil((int64_t)parse_u64(p, p + 4), (unsigned)parse_u64(p + 5, p + 7),
-                                   (unsigned)parse_u64(p + 8, p + 10));
-    uint64_t s = (uint64_t)days * 86400 + parse_u64(p + 11, p + 13) * 3600 +
-                 parse_u64(p + 14, p + 16) * 60 + parse_u64(p + 17, p + 19);
-    return s * 1000000 + parse_u64(p + 20, p + 23) * 1000;
-}
 
 static const char SEQ_KEY[] = "\"seq\":";
 static const char SENT_KEY[] = "\"sent_us\":";
@@ -485,7 +290,8 @@ static uint64_t scan_positions(struct conn *c, const char *p, const char *end, u
         t += key_len;
         count++;
         if (timed) {
-            uint64_t sent = opt.format == FORMAT_JSON ? parse_u64(t, end) : parse_iso_us(t, end);
+            uint64_t sent =
+                opt.format == FORMAT_JSON ? parse_u64(t, end) : parse_iso_ms(t, end) * 1000;
             hist_add(&g.latency, now_us > sent ? now_us - sent : 0);
         }
         p = t;
@@ -501,25 +307,16 @@ static void console_live(struct conn *c)
 }
 
 /* A join reply: epoch and seq to resume from; whether the since was honoured. */
-static void phoenix_join_reply(struct conn *c, const char *m, const char *end, uint64_t now_us)
+static void join_reply(struct conn *c, const char *m, const char *end, uint64_t now_us)
 {
-    if (memmem(m, (size_t)(end - m), "\"status\":\"ok\"", 13) == NULL) {
-        g.refused++;
-        conn_fail(c, "join refused");
+    uint64_t seq;
+    const char *rest;
+    int ok = phoenix_join_reply(m, end, g.epoch, sizeof(g.epoch), &seq, &rest);
+    if (ok <= 0) {
+        g.refused += ok == 0;
+        conn_fail(c, ok == 0 ? "join refused" : "join reply without epoch or seq");
         return;
     }
-    const char *e = memmem(m, (size_t)(end - m), "\"epoch\":\"", 9);
-    const char *s = memmem(m, (size_t)(end - m), "\"seq\":", 6);
-    if (e == NULL || s == NULL) {
-        conn_fail(c, "join reply without epoch or seq");
-        return;
-    }
-    e += 9;
-    const char *q = memchr(e, '"', (size_t)(end - e));
-    if (q != NULL && (size_t)(q - e) < sizeof(g.epoch) && g.epoch[0] == '\0')
-        memcpy(g.epoch, e, (size_t)(q - e));
-    uint64_t seq = parse_u64(s + 6, end);
-    const char *rest = s + 6;
     if (seq > c->last_seq)
         c->last_seq = seq;
     g.snapshot_positions += scan_positions(c, rest, end, now_us, false);
@@ -539,34 +336,33 @@ static void phoenix_join_reply(struct conn *c, const char *m, const char *end, u
 /* One complete Phoenix message (a JSON array). */
 static void phoenix_message(struct conn *c, const char *m, size_t n)
 {
-    const char *end = m + n;
+    const char *end = m + n, *positions = NULL;
     uint64_t now_us = wall_us();
-    static const char PUSH[] = "[null,null,";
-    if (n > sizeof(PUSH) && memcmp(m, PUSH, sizeof(PUSH) - 1) == 0) {
-        /* [null,null,"agency:x","positions",{"positions":[...]}] */
-        const char *ev = memchr(m + sizeof(PUSH), ',', n - sizeof(PUSH));
-        if (ev != NULL && end - ev > 13 && memcmp(ev, ",\"positions\",", 13) == 0) {
-            uint64_t k = scan_positions(c, ev + 13, end, now_us, g.counting);
-            if (g.counting) {
-                g.positions += k;
-                g.frames++;
-                g.position_bytes += n;
-            }
-        } else {
-            g.pushes_other++;
+    switch (phoenix_kind(m, n, &positions)) {
+    case PHX_POSITIONS: {
+        uint64_t k = scan_positions(c, positions, end, now_us, g.counting);
+        if (g.counting) {
+            g.positions += k;
+            g.frames++;
+            g.position_bytes += n;
         }
-        return;
+        break;
     }
-    if (memmem(m, n, "\"phx_reply\"", 11) == NULL)
-        return;                                   /* phx_close and the like */
-    if (n > 7 && memcmp(m, "[null,\"", 7) == 0) { /* a heartbeat's reply */
+    case PHX_PUSH_OTHER:
+        g.pushes_other++;
+        break;
+    case PHX_HEARTBEAT:
         g.hb_replies++;
         if (c->hb_sent_us)
             hist_add(&g.hb_rtt, now_us - c->hb_sent_us);
         c->hb_sent_us = 0;
-        return;
+        break;
+    case PHX_REPLY:
+        join_reply(c, m, end, now_us);
+        break;
+    case PHX_OTHER:
+        break;
     }
-    phoenix_join_reply(c, m, end, now_us);
 }
 
 /* The MQTT stream of a console: the bytes not yet decoded are in p[0..n); returns how
@@ -638,7 +434,7 @@ static int ws_frame(struct conn *c, int opcode, bool fin, const char *p, size_t 
         return -1;
     }
     if (opcode == 9) /* ping */
-        return ws_send(c, 10, p, n);
+        return ws_send(c->fd, 10, p, n);
     if (opcode == 10)
         return 0;
     if (opt.proto == PROTO_MQTT_WS) {
@@ -647,9 +443,9 @@ static int ws_frame(struct conn *c, int opcode, bool fin, const char *p, size_t 
             size_t used = mqtt_packets(c, p, n);
             if (used == (size_t)-1)
                 return -1;
-            return used < n ? buf_append(&c->msg, p + used, n - used) : 0;
+            return used < n ? buf_append(&c->msg, p + used, n - used, CONN_BUFFER_MAX) : 0;
         }
-        if (buf_append(&c->msg, p, n) < 0)
+        if (buf_append(&c->msg, p, n, CONN_BUFFER_MAX) < 0)
             return -1;
         size_t used = mqtt_packets(c, c->msg.data, c->msg.len);
         if (used == (size_t)-1)
@@ -657,16 +453,14 @@ static int ws_frame(struct conn *c, int opcode, bool fin, const char *p, size_t 
         buf_consume(&c->msg, used);
         return 0;
     }
-    if (fin && c->msg.len == 0) {
-        phoenix_message(c, p, n);
-        return 0;
-    }
-    if (buf_append(&c->msg, p, n) < 0)
-        return -1;
-    if (fin) {
-        phoenix_message(c, c->msg.data, c->msg.len);
-        buf_consume(&c->msg, c->msg.len);
-    }
+    const char *m;
+    size_t mn;
+    int whole = ws_message(&c->msg, p, n, fin, CONN_BUFFER_MAX, &m, &mn);
+    if (whole <= 0)
+        return whole;
+    phoenix_message(c, m, mn);
+    if (m == c->msg.data) /* gathered, and still there: the console was not closed */
+        buf_consume(&c->msg, mn);
     return 0;
 }
 
@@ -675,17 +469,15 @@ static long decode(struct conn *c, const char *p, size_t n)
 {
     size_t at = 0;
     if (c->state == ST_UPGRADING) {
-        const char *head_end = memmem(p, n, "\r\n\r\n", 4);
-        if (head_end == NULL)
-            return n > 8192 ? -1 : 0;
-        if (n < 12 || memcmp(p + 9, "101", 3) != 0)
-            return -1;
-        at = (size_t)(head_end + 4 - p);
+        long head = ws_upgrade_reply(p, n);
+        if (head <= 0)
+            return head;
+        at = (size_t)head;
         c->state = ST_JOINING;
         if (g.storm_start_us != 0)
             hist_add(&g.storm_upgraded, wall_us() - g.storm_start_us);
         int rc =
-            opt.proto == PROTO_PHOENIX ? phoenix_join(c, g.storm_start_us != 0) : mqtt_connect(c);
+            opt.proto == PROTO_PHOENIX ? loadgen_join(c, g.storm_start_us != 0) : mqtt_connect(c);
         if (rc < 0)
             return -1;
     }
@@ -693,59 +485,29 @@ static long decode(struct conn *c, const char *p, size_t n)
         size_t used = mqtt_packets(c, p + at, n - at);
         return used == (size_t)-1 ? -1 : (long)(at + used);
     }
-    while (n - at >= 2) {
-        const unsigned char *u = (const unsigned char *)p + at;
-        size_t len = u[1] & 0x7f, h = 2;
-        if (len == 126) {
-            if (n - at < 4)
-                break;
-            len = (size_t)u[2] << 8 | u[3];
-            h = 4;
-        } else if (len == 127) {
-            if (n - at < 10)
-                break;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | u[2 + i];
-            h = 10;
-        }
-        if (len > CONN_BUFFER_MAX)
+    for (struct ws_in f;;) {
+        int got = ws_next_frame(p, n, &at, CONN_BUFFER_MAX, &f);
+        if (got <= 0)
+            return got < 0 ? -1 : (long)at;
+        if (ws_frame(c, f.opcode, f.fin, f.payload, f.len) < 0 || c->state == ST_DOWN)
             return -1;
-        if (n - at < h + len)
-            break;
-        if (ws_frame(c, u[0] & 0x0f, (u[0] & 0x80) != 0, p + at + h, len) < 0)
-            return -1;
-        if (c->state == ST_DOWN)
-            return -1;
-        at += h + len;
     }
-    return (long)at;
 }
 
 static void on_readable(struct conn *c)
 {
-    ssize_t r = read(c->fd, scratch, READ_CHUNK);
-    if (r <= 0) {
-        if (r < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        conn_fail(c, r == 0 ? "closed by the server" : strerror(errno));
+    const char *p, *why = NULL;
+    size_t n;
+    int got = console_read(c->fd, &c->raw, scratch, READ_CHUNK, CONN_BUFFER_MAX, &p, &n, &why);
+    if (got <= 0) {
+        if (got < 0)
+            conn_fail(c, why);
         return;
     }
-    long used;
-    if (c->raw.len == 0) {
-        used = decode(c, scratch, (size_t)r);
-        if (used >= 0 && c->state != ST_DOWN && used < r &&
-            buf_append(&c->raw, scratch + used, (size_t)(r - used)) < 0)
-            used = -1;
-    } else {
-        if (buf_append(&c->raw, scratch, (size_t)r) < 0) {
-            conn_fail(c, "too much undecoded input");
-            return;
-        }
-        used = decode(c, c->raw.data, c->raw.len);
-        if (used >= 0 && c->state != ST_DOWN)
-            buf_consume(&c->raw, (size_t)used);
-    }
+    long used = decode(c, p, n);
+    if (used >= 0 && c->state != ST_DOWN &&
+        buf_keep(&c->raw, p, n, (size_t)used, CONN_BUFFER_MAX) < 0)
+        used = -1;
     if (used < 0 && c->state != ST_DOWN)
         conn_fail(c, "protocol error");
 }
@@ -756,43 +518,20 @@ static void on_readable(struct conn *c)
 static void start_connect(int i)
 {
     struct conn *c = &conns[i];
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        conn_fail(c, strerror(errno));
-        return;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in src = {.sin_family = AF_INET,
-                              .sin_addr.s_addr =
-                                  htonl(0x7f000001u + (uint32_t)(i / CONSOLES_PER_ADDR))};
-    struct sockaddr_in dst = {.sin_family = AF_INET,
-                              .sin_port = htons((uint16_t)opt.port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     c->state = ST_CONNECTING;
     g.in_flight++;
-    if (bind(c->fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
-        (connect(c->fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {
-        conn_fail(c, strerror(errno));
-        return;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        conn_fail(c, strerror(errno));
+    int err = console_connect(epfd, i, opt.port, CONSOLES_PER_ADDR, &c->fd);
+    if (err != 0)
+        conn_fail(c, strerror(err));
 }
 
 static void on_connected(struct conn *c)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    int err = console_connected(epfd, conn_index(c), c->fd);
     if (err != 0) {
         conn_fail(c, strerror(err));
         return;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)conn_index(c)};
-    epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
     if (g.storm_start_us != 0)
         hist_add(&g.storm_connected, wall_us() - g.storm_start_us);
     if (opt.proto == PROTO_MQTT_TCP) {
@@ -802,14 +541,11 @@ static void on_connected(struct conn *c)
         return;
     }
     char req[512];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
-                     opt.proto == PROTO_PHOENIX ? "/socket/websocket?vsn=2.0.0" : "/mqtt", opt.port,
-                     opt.proto == PROTO_PHOENIX ? "" : "Sec-WebSocket-Protocol: mqtt\r\n");
+    int n = ws_upgrade_request(
+        req, sizeof(req), opt.proto == PROTO_PHOENIX ? "/socket/websocket?vsn=2.0.0" : "/mqtt",
+        opt.port, opt.proto == PROTO_PHOENIX ? "" : "Sec-WebSocket-Protocol: mqtt\r\n");
     c->state = ST_UPGRADING;
-    if (send_all(c, req, (size_t)n) < 0)
+    if (send_all(c->fd, req, (size_t)n) < 0)
         conn_fail(c, "upgrade not sent");
 }
 
@@ -857,41 +593,17 @@ struct unit {
     uint32_t moves;
 };
 
-/* Where unit u is after k moves: its own spot near New York, east by ~0.1 m a report. */
-static void unit_position(int u, uint32_t k, double *lat, double *lon)
-{
-    *lat = 40.70 + (double)(u % 100) * 0.001;
-    *lon = -74.10 + (double)(u / 100) * 0.001 + (double)(k % 100000) * 0.000001;
-}
-
-static uint64_t unit_fix_ms(struct unit *un, uint64_t now_us)
-{
-    uint64_t ms = now_us / 1000;
-    if (ms <= un->last_ms)
-        ms = un->last_ms + 1;
-    un->last_ms = ms;
-    return ms;
-}
-
 /* A JSON report, for gpsrelay's UDP ingest. */
 static int report_json(char *out, int u, struct unit *un, uint64_t now_us)
 {
     double lat, lon;
     unit_position(u, un->moves++, &lat, &lon);
     char when[80];
-    format_iso_ms(when, sizeof(when), unit_fix_ms(un, now_us));
+    format_iso_ms(when, sizeof(when), next_fix_ms(&un->last_ms, now_us));
     return snprintf(out, REPORT_MAX,
                     "{\"id\":\"U-%d\",\"time\":\"%s\",\"lat\":%.7f,\"lon\":%.7f,\"speed\":12.3,"
                     "\"course\":271.5,\"attrs\":{\"sent_us\":%" PRIu64 "}}",
                     u, when, lat, lon, now_us);
-}
-
-static int nmea_sentence(char *out, size_t cap, const char *body)
-{
-    unsigned sum = 0;
-    for (const char *p = body; *p; p++)
-        sum ^= (unsigned char)*p;
-    return snprintf(out, cap, "$%s*%02X\r\n", body, sum);
 }
 
 /* RMC + GGA of one cycle with an id prefix (the sim's shape); fix time = wall clock. */
@@ -899,21 +611,12 @@ static int report_nmea(char *out, int u, struct unit *un, uint64_t now_us)
 {
     double lat, lon;
     unit_position(u, un->moves++, &lat, &lon);
-    uint64_t ms = unit_fix_ms(un, now_us);
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    char hms[48], pos[96], body[256];
-    snprintf(hms, sizeof(hms), "%02d%02d%02d.%03u", tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned)(ms % 1000));
-    double alat = lat < 0 ? -lat : lat, alon = lon < 0 ? -lon : lon;
-    snprintf(pos, sizeof(pos), "%02d%08.5f,%c,%03d%08.5f,%c", (int)alat, (alat - (int)alat) * 60.0,
-             lat < 0 ? 'S' : 'N', (int)alon, (alon - (int)alon) * 60.0, lon < 0 ? 'W' : 'E');
+    struct nmea_fix f;
+    nmea_fix(&f, next_fix_ms(&un->last_ms, now_us), lat, lon);
+    char body[256];
     int n = snprintf(out, REPORT_MAX, "U-%d,", u);
-    snprintf(body, sizeof(body), "GPRMC,%s,A,%s,23.9,271.5,%02d%02d%02d,,,A", hms, pos, tm.tm_mday,
-             tm.tm_mon + 1, tm.tm_year % 100);
-    n += nmea_sentence(out + n, (size_t)(REPORT_MAX - n), body);
-    snprintf(body, sizeof(body), "GPGGA,%s,%s,1,09,0.9,10.2,M,-34.2,M,,", hms, pos);
+    n += nmea_rmc(out + n, (size_t)(REPORT_MAX - n), &f);
+    snprintf(body, sizeof(body), "GPGGA,%s,%s,1,09,0.9,10.2,M,-34.2,M,,", f.hms, f.pos);
     n += snprintf(out + n, (size_t)(REPORT_MAX - n), "U-%d,", u); /* each line has its id */
     n += nmea_sentence(out + n, (size_t)(REPORT_MAX - n), body);
     return n;
@@ -927,7 +630,7 @@ static int publish_mqtt(unsigned char *out, int u, struct unit *un, uint64_t now
     double lat, lon;
     unit_position(u, un->moves++, &lat, &lon);
     char when[80], payload[REPORT_MAX], topic[96];
-    format_iso_ms(when, sizeof(when), unit_fix_ms(un, now_us));
+    format_iso_ms(when, sizeof(when), next_fix_ms(&un->last_ms, now_us));
     int n = snprintf(payload, sizeof(payload),
                      "{\"device\":\"U-%d\",\"seq\":%" PRIu64 ",\"time\":\"%s\",\"lat\":%.7f,"
                      "\"lon\":%.7f,\"speed\":12.3,\"course\":271.5,\"src\":\"json\","
@@ -992,13 +695,7 @@ static void *publisher(void *arg)
     struct timespec tick;
     clock_gettime(CLOCK_MONOTONIC, &tick);
     while (!atomic_load(&pub_stop)) {
-        double due_f = (mono_s() - *start) * opt.rate - (double)(sent + skipped);
-        if (due_f > opt.rate * PUB_LAG_MAX_S) { /* fell behind: skip, do not burst */
-            uint64_t skip = (uint64_t)(due_f - opt.rate * PUB_LAG_MAX_S);
-            skipped += skip;
-            due_f -= (double)skip;
-        }
-        uint64_t due = due_f > 0 ? (uint64_t)due_f : 0;
+        uint64_t due = reports_due(mono_s() - *start, opt.rate, sent, &skipped, PUB_LAG_MAX_S);
         while (due > 0) {
             int batch = due < PUB_BATCH ? (int)due : PUB_BATCH;
             uint64_t now_us = wall_us();
@@ -1034,12 +731,7 @@ static void *publisher(void *arg)
         }
         atomic_store(&pub_sent, sent);
         atomic_store(&pub_skipped, skipped);
-        tick.tv_nsec += PUB_TICK_NS;
-        if (tick.tv_nsec >= 1000000000) {
-            tick.tv_nsec -= 1000000000;
-            tick.tv_sec++;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+        sleep_next_tick(&tick, PUB_TICK_NS);
     }
 out:
     atomic_store(&pub_sent, sent);
@@ -1227,17 +919,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 64;
     }
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_stop_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    struct rlimit nofile;
-    getrlimit(RLIMIT_NOFILE, &nofile);
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-    if ((rlim_t)opt.consoles + 16 > nofile.rlim_cur)
+    rlim_t nofile = bench_process_setup();
+    if ((rlim_t)opt.consoles + 16 > nofile)
         fprintf(stderr, "loadgen: warning: %d consoles but only %ju file descriptors\n",
-                opt.consoles, (uintmax_t)nofile.rlim_cur);
+                opt.consoles, (uintmax_t)nofile);
 
     conns = calloc((size_t)opt.consoles, sizeof(*conns));
     g.queue = calloc((size_t)opt.consoles, sizeof(*g.queue));
