@@ -24,4 +24,10 @@ int64_t gr_days_from_civil(int year, int month, int day);
 /* The date of a day count since 1970-01-01: year, month 1-12, day 1-31. */
 void gr_civil_from_days(int64_t days, int *year, int *month, int *day);
 
+/* ms since 1970 as RFC 3339 UTC with milliseconds, "2026-11-23T18:20:01.000Z",
+ * NUL-terminated (positions, unit_stale, the cluster's stream). Hand-written: it runs once
+ * per published position. */
+#define GR_TIME_TEXT_MAX 32
+void gr_time_format(int64_t ms, char buf[GR_TIME_TEXT_MAX]);
+
 #endif
