@@ -37,4 +37,10 @@ void gr_civil_from_days(int64_t days, int *year, int *month, int *day);
  */
 enum gr_reason gr_time_parse_rfc3339(const char *s, size_t n, int64_t *ms);
 
+/* ms since 1970 as RFC 3339 UTC with milliseconds, "2026-11-23T18:20:01.000Z",
+ * NUL-terminated (positions, unit_stale, the cluster's stream). Hand-written: it runs once
+ * per published position. */
+#define GR_TIME_TEXT_MAX 32
+void gr_time_format(int64_t ms, char buf[GR_TIME_TEXT_MAX]);
+
 #endif

@@ -35,6 +35,8 @@
 
 #include <nats/nats.h>
 
+#include "gpsrelay/clock.h"
+
 /* Idle heartbeat of the ordered consumer: two missed (0.3 s) and the library makes a new
  * consumer, which starts delivering some 0.6 s later (measured: kill -9 of the server that
  * held it, consoles of the node paused 1.25 s with a 300 ms heartbeat). The library's own
@@ -130,9 +132,7 @@ static struct out *out_new(const char *subject, const char *msg_id, const char *
 
 static int64_t monotonic_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return gr_monotonic_ns() / 1000000;
 }
 
 /* What went wrong: libnats' last error text for this thread, or the status's (the text is
@@ -196,6 +196,19 @@ static void on_reconnected(natsConnection *nc, void *closure)
     set_connected(l, true);
 }
 
+/* Whether a line about something that recurs (*last: when its kind was last logged) is
+ * logged now: one per FAILURE_LOG_MS, the counters say how many. */
+static bool log_now(struct gr_link *l, int64_t *last)
+{
+    int64_t now = monotonic_ms();
+    lock(l);
+    bool log = now - *last >= FAILURE_LOG_MS;
+    if (log)
+        *last = now;
+    unlock(l);
+    return log;
+}
+
 static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     (void)nc;
@@ -203,14 +216,8 @@ static void on_nats_error(natsConnection *nc, natsSubscription *sub, natsStatus 
     struct gr_link *l = closure;
     /* Missed heartbeats, timeouts re-making the consumer, slow-consumer drops: what the
      * ordered consumer recovers from by itself, several times a second while a server is
-     * away. A line now and then, not more. */
-    int64_t now = monotonic_ms();
-    lock(l);
-    bool log = now - l->error_logged_ms >= FAILURE_LOG_MS;
-    if (log)
-        l->error_logged_ms = now;
-    unlock(l);
-    if (log)
+     * away. */
+    if (log_now(l, &l->error_logged_ms))
         l->cb.log(LOG_WARNING, "cluster: NATS: %s (further ones for %d s not logged)",
                   natsStatus_GetText(err), FAILURE_LOG_MS / 1000);
 }
@@ -225,19 +232,6 @@ static struct out *out_from_msg(natsMsg *msg)
     natsMsgHeader_Get(msg, "Gr-Src", &src);
     return out_new(natsMsg_GetSubject(msg), id ? id : "", rx ? rx : "", src ? src : "",
                    natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
-}
-
-/* Whether a failed publish gets a log line: one per FAILURE_LOG_MS, not one per fix (an
- * election fails thousands). The counter says how many. */
-static bool log_failure_now(struct gr_link *l)
-{
-    int64_t now = monotonic_ms();
-    lock(l);
-    bool log = now - l->failure_logged_ms >= FAILURE_LOG_MS;
-    if (log)
-        l->failure_logged_ms = now;
-    unlock(l);
-    return log;
 }
 
 /* An acknowledgement, or its failure (libnats' reply or timer thread). */
@@ -271,7 +265,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     unlock(l);
     if (pa == NULL && again == NULL)
         l->cb.log(LOG_ERR, "cluster: out of memory retrying a publish; one fix lost");
-    if (pae != NULL && log_failure_now(l))
+    if (pae != NULL && log_now(l, &l->failure_logged_ms)) /* an election fails thousands */
         l->cb.log(LOG_INFO, "cluster: publish failed (%s%s%s), retrying (%llu failures so far)",
                   natsStatus_GetText(pae->Err), pae->ErrText ? ": " : "",
                   pae->ErrText ? pae->ErrText : "", (unsigned long long)l->st.failures);
@@ -664,6 +658,21 @@ static bool publish_round(struct gr_link *l)
     return sent;
 }
 
+/* The subscription (its ephemeral consumer goes at once), the JetStream context and the
+ * connection, whichever exist. */
+static void hang_up(struct gr_link *l)
+{
+    if (l->sub != NULL) {
+        natsSubscription_Unsubscribe(l->sub);
+        natsSubscription_Destroy(l->sub);
+    }
+    jsCtx_Destroy(l->js);
+    if (l->nc != NULL) {
+        natsConnection_Close(l->nc);
+        natsConnection_Destroy(l->nc);
+    }
+}
+
 static void *link_main(void *arg)
 {
     struct gr_link *l = arg;
@@ -700,15 +709,7 @@ static void *link_main(void *arg)
     }
     unlock(l);
 
-    if (l->sub != NULL) {
-        natsSubscription_Unsubscribe(l->sub); /* the ephemeral consumer goes at once */
-        natsSubscription_Destroy(l->sub);
-    }
-    jsCtx_Destroy(l->js);
-    if (l->nc != NULL) {
-        natsConnection_Close(l->nc);
-        natsConnection_Destroy(l->nc);
-    }
+    hang_up(l);
     return NULL;
 }
 
@@ -861,11 +862,7 @@ static int link_check(const struct gr_link_config *cfg, char *err, size_t errlen
         jsStreamInfo_Destroy(si);
         rc = s == NATS_OK ? 0 : -EIO;
     }
-    jsCtx_Destroy(l->js);
-    if (l->nc != NULL) {
-        natsConnection_Close(l->nc);
-        natsConnection_Destroy(l->nc);
-    }
+    hang_up(l);
     nats_CloseAndWait(CONNECT_TIMEOUT_MS);
     link_free(l);
     return rc;

@@ -53,20 +53,6 @@ static size_t quote(const char *s, char *out)
     return n;
 }
 
-/* The fix time as RFC 3339 UTC to the millisecond. */
-static void format_time(int64_t ms, char out[32])
-{
-    int64_t days = ms / 86400000, rest = ms % 86400000;
-    if (rest < 0) {
-        rest += 86400000;
-        days--;
-    }
-    int y, mo, d;
-    gr_civil_from_days(days, &y, &mo, &d);
-    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, mo, d, (int)(rest / 3600000),
-             (int)(rest / 60000 % 60), (int)(rest / 1000 % 60), (int)(rest % 1000));
-}
-
 int gr_wire_encode(const char *name, const char *id, const struct gr_fix *f, int64_t rx_ms,
                    struct gr_wire_msg *out)
 {
@@ -75,10 +61,11 @@ int gr_wire_encode(const char *name, const char *id, const struct gr_fix *f, int
         return -EINVAL;
     if (f->attrs_len > GR_ATTRS_MAX)
         return -EINVAL;
-    char escaped[3 * GR_DEVICE_ID_MAX + 1], quoted[2 * GR_DEVICE_ID_MAX + 3], when[32];
+    char escaped[3 * GR_DEVICE_ID_MAX + 1], quoted[2 * GR_DEVICE_ID_MAX + 3];
+    char when[GR_TIME_TEXT_MAX];
     escape_id(id, escaped);
     quote(id, quoted);
-    format_time(f->time_ms, when);
+    gr_time_format(f->time_ms, when);
     snprintf(out->subject, sizeof(out->subject), "%s.pos.%s", name, escaped);
     snprintf(out->msg_id, sizeof(out->msg_id), "%s/%" PRId64, escaped, f->time_ms);
     snprintf(out->rx, sizeof(out->rx), "%" PRId64, rx_ms);

@@ -222,6 +222,16 @@ static int refuse_ambiguous(struct lws *wsi)
     return -1;
 }
 
+/* A new console now would be refused with 503 (counted): the answer's body, else NULL.
+ * A cluster node starting does not know the stream's epoch and seq yet. */
+static const char *unavailable(const struct gr_ws *ws)
+{
+    if (!ws->stopping && !ws->starting)
+        return NULL;
+    gr_stats.consoles_refused[ws->stopping ? GR_REFUSED_STOPPING : GR_REFUSED_STARTING]++;
+    return ws->stopping ? "stopping\n" : "starting\n";
+}
+
 static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const char *path)
 {
     early_end(ws, wsi);
@@ -234,12 +244,9 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
     if (strcmp(path, "/metrics") == 0)
         return gr_endpoint_metrics(wsi, ws->gauges, ws->gauges_ctx);
     if (strcmp(path, "/socket/longpoll") == 0) {
-        if (ws->stopping || ws->starting) {
-            gr_stats.consoles_refused[ws->stopping ? GR_REFUSED_STOPPING : GR_REFUSED_STARTING]++;
-            return ws->stopping ? gr_http_reply(wsi, 503, "text/plain", "stopping\n", 9)
-                                : gr_http_reply(wsi, 503, "text/plain", "starting\n", 9);
-        }
-        return gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
+        const char *busy = unavailable(ws);
+        return busy ? gr_http_reply(wsi, 503, "text/plain", busy, strlen(busy))
+                    : gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
     }
     /* Everything under /socket/ belongs to the transports, even with static_dir set. */
     if (ws->cfg->static_dir != NULL && strncmp(path, "/socket/", 8) != 0)
@@ -269,10 +276,8 @@ static int confirm_upgrade(struct gr_ws *ws, struct lws *wsi)
         gr_stats.consoles_refused[GR_REFUSED_BAD_VSN]++;
         return gr_http_refuse(wsi, HTTP_STATUS_FORBIDDEN);
     }
-    if (ws->stopping || ws->starting) {
-        gr_stats.consoles_refused[ws->stopping ? GR_REFUSED_STOPPING : GR_REFUSED_STARTING]++;
+    if (unavailable(ws) != NULL)
         return gr_http_refuse(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE);
-    }
     struct gr_token claims;
     bool authed;
     int refused = gr_admission_check(ws->admission, wsi, &claims, &authed);

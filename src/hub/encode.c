@@ -69,35 +69,6 @@ static char *put_fixed(char *p, double v, int decimals, bool trim)
     return p;
 }
 
-void gr_time_format(int64_t ms, char buf[GR_TIME_TEXT_MAX])
-{
-    int64_t days = ms / 86400000, rest = ms % 86400000;
-    if (rest < 0) { /* before 1970: C division truncates toward zero */
-        rest += 86400000;
-        days--;
-    }
-    int y, mo, d;
-    gr_civil_from_days(days, &y, &mo, &d);
-    char *p = buf;
-    if (y < 0 || y > 9999) /* never for a fix the filters accepted; keep the shape */
-        y = 0;
-    p = put_padded(p, (uint64_t)y, 4);
-    *p++ = '-';
-    p = put_padded(p, (uint64_t)mo, 2);
-    *p++ = '-';
-    p = put_padded(p, (uint64_t)d, 2);
-    *p++ = 'T';
-    p = put_padded(p, (uint64_t)(rest / 3600000), 2);
-    *p++ = ':';
-    p = put_padded(p, (uint64_t)(rest / 60000 % 60), 2);
-    *p++ = ':';
-    p = put_padded(p, (uint64_t)(rest / 1000 % 60), 2);
-    *p++ = '.';
-    p = put_padded(p, (uint64_t)(rest % 1000), 3);
-    *p++ = 'Z';
-    *p = '\0';
-}
-
 /* Longest position without attrs: the id's JSON literal aside, every field at its widest
  * ("seq":20 digits, "time":24 chars, numbers of up to 20 digits each) fits easily. */
 #define POSITION_FIXED_MAX 384

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/event.h"
 #include "gpsrelay/jsonw.h"
 #include "gpsrelay/stats.h"

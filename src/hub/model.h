@@ -194,8 +194,4 @@ enum gr_reason gr_filter_fix(const struct gr_hub_options *opt, struct gr_unit *u
  * json_id, numbered seq; NULL on ENOMEM. rx_ns is left for the caller. */
 struct gr_position *gr_position_encode(const char *json_id, uint64_t seq, const struct gr_fix *f);
 
-/* ISO 8601 UTC with milliseconds, "2026-11-23T18:20:01.000Z", NUL-terminated. */
-#define GR_TIME_TEXT_MAX 32
-void gr_time_format(int64_t ms, char buf[GR_TIME_TEXT_MAX]);
-
 #endif

@@ -973,6 +973,33 @@ json_t *phx_recv_event(int fd, const char *topic, const char *event, int timeout
     return phx_recv_match(fd, topic, event, NULL, timeout_ms, NULL);
 }
 
+/* How long a join's reply may take: generous, the daemon may run under ASan. */
+#define JOIN_WAIT_MS 5000
+
+int phx_join_console(int ws_port, const char *topic, json_t **response)
+{
+    int fd = ws_connect(ws_port, "/socket/websocket?vsn=2.0.0", NULL, NULL);
+    if (fd < 0)
+        return -1;
+    json_t *r = NULL;
+    if (phx_send(fd, "1", "1", topic, "phx_join", NULL) == 0)
+        r = phx_recv_match(fd, topic, "phx_reply", "1", JOIN_WAIT_MS, NULL);
+    json_t *body = json_array_get(r, 4);
+    const char *status = json_string_value(json_object_get(body, "status"));
+    if (status == NULL || strcmp(status, "ok") != 0) {
+        fprintf(stderr, "join %s: no ok reply\n", topic);
+        json_decref(r);
+        close(fd);
+        return -1;
+    }
+    if (response != NULL) {
+        *response = json_object_get(body, "response");
+        json_incref(*response);
+    }
+    json_decref(r);
+    return fd;
+}
+
 void nmea_line(char *out, size_t cap, const char *prefix, const char *body)
 {
     unsigned sum = 0;

@@ -206,6 +206,15 @@ json_t *phx_recv_match(int fd, const char *topic, const char *event, const char 
 /* phx_recv_match() with any ref, dropping the frames in between. */
 json_t *phx_recv_event(int fd, const char *topic, const char *event, int timeout_ms);
 
+/*
+ * A console joined to topic: connects to ws_port (vsn 2.0.0, no token), sends phx_join
+ * with ref "1" and waits for its reply. Returns the descriptor (the caller closes it), with
+ * the reply's response object in *response when not NULL (a reference: json_decref it);
+ * or -1 when the connection fails or the reply does not come or is not "ok" (reported on
+ * stderr).
+ */
+int phx_join_console(int ws_port, const char *topic, json_t **response);
+
 /* "prefix$body*hh\r\n" into out: body with its NMEA checksum, as a modem sends it. */
 void nmea_line(char *out, size_t cap, const char *prefix, const char *body);
 

@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #define WAIT_MS 5000
-#define WS_PATH "/socket/websocket?vsn=2.0.0"
 
 #define UNITS        200     /* F-0 .. F-199 of agency:fresh */
 #define RATE_HZ      5       /* fixes per unit per second */
@@ -168,13 +167,9 @@ static double p99(struct reader *r)
 static int join(int rcvbuf)
 {
     harness_rcvbuf = rcvbuf;
-    int fd = ws_connect(d.ws_port, WS_PATH, NULL, NULL);
+    int fd = phx_join_console(d.ws_port, "agency:fresh", NULL);
     harness_rcvbuf = 0;
     CHECK(fd >= 0);
-    CHECK_INT(phx_send(fd, "1", "1", "agency:fresh", "phx_join", NULL), 0);
-    json_t *r = phx_recv_match(fd, "agency:fresh", "phx_reply", "1", WAIT_MS, NULL);
-    CHECK(r != NULL);
-    json_decref(r);
     return fd;
 }
 

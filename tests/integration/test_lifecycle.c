@@ -103,12 +103,8 @@ static int origin_status(const char *origin)
 
 static void test_reload(void)
 {
-    int console = ws_connect(d.ws_port, WS_PATH, NULL, NULL);
+    int console = phx_join_console(d.ws_port, "agency:county-ems", NULL);
     CHECK(console >= 0);
-    CHECK_INT(phx_send(console, "1", "1", "agency:county-ems", "phx_join", NULL), 0);
-    json_t *r = phx_recv_match(console, "agency:county-ems", "phx_reply", "1", WAIT_MS, NULL);
-    CHECK(r != NULL);
-    json_decref(r);
     CHECK_INT(origin_status("http://evil.example"), 101); /* no allowlist yet */
 
     /* Good file: an allowlist, a different listen_ws (refused), a new device. */
@@ -135,7 +131,7 @@ static void test_reload(void)
 
     /* The console lived through both: a heartbeat still gets its reply. */
     CHECK_INT(phx_send(console, NULL, "9", "phoenix", "heartbeat", NULL), 0);
-    r = phx_recv_match(console, "phoenix", "phx_reply", "9", WAIT_MS, NULL);
+    json_t *r = phx_recv_match(console, "phoenix", "phx_reply", "9", WAIT_MS, NULL);
     CHECK(r != NULL);
     json_decref(r);
     close(console);

@@ -302,12 +302,8 @@ int main(int argc, char **argv)
     if (daemon_start(&daemon_, argv[1], extra, CSV) != 0)
         return 1;
 
-    console_fd = ws_connect(daemon_.ws_port, "/socket/websocket?vsn=2.0.0", NULL, NULL);
+    console_fd = phx_join_console(daemon_.ws_port, TOPIC, NULL);
     CHECK(console_fd >= 0);
-    CHECK_INT(phx_send(console_fd, "1", "1", TOPIC, "phx_join", NULL), 0);
-    json_t *reply = phx_recv_event(console_fd, TOPIC, "phx_reply", WAIT_MS);
-    CHECK(reply != NULL);
-    json_decref(reply);
 
     two_datagrams("RG-1,", "RG-1", true);
     two_datagrams("GR-1,", "GR-1", false);

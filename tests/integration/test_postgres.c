@@ -66,17 +66,8 @@ static int psql(const char *sql)
 
 static int console_join(const char *topic, json_t **response)
 {
-    int fd = ws_connect(d.ws_port, "/socket/websocket?vsn=2.0.0", NULL, NULL);
-    CHECK(fd >= 0);
-    CHECK_INT(phx_send(fd, "1", "1", topic, "phx_join", NULL), 0);
-    json_t *r = phx_recv_match(fd, topic, "phx_reply", "1", WAIT_MS, NULL);
-    json_t *body = json_array_get(r, 4);
-    CHECK_STR(json_string_value(json_object_get(body, "status")), "ok");
-    if (response != NULL) {
-        *response = json_object_get(body, "response");
-        json_incref(*response);
-    }
-    json_decref(r);
+    int fd = phx_join_console(d.ws_port, topic, response);
+    CHECK(fd >= 0); /* connected, joined, "ok" */
     return fd;
 }
 

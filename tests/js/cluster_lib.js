@@ -18,7 +18,7 @@ const os = require("node:os");
 const path = require("node:path");
 const { Socket, LongPoll } = require("phoenix");
 const WebSocket = require("ws");
-const { rmc } = require("./daemon");
+const { rmc, freePort } = require("./daemon");
 
 // The phoenix client logs every non-JSON LongPoll answer (haproxy's 503 page while no node
 // is up) with console.log: counted, not printed.
@@ -84,15 +84,6 @@ function startChild(name, argv, { quiet = null, cwd } = {}) {
     }));
     child.on("error", (e) => console.error(`${name}: ${e.message}`));
     return child;
-}
-
-function freePort(kind = "tcp") {
-    return new Promise((resolve, reject) => {
-        const s = kind === "udp" ? dgram.createSocket("udp4") : net.createServer();
-        const done = () => { const p = s.address().port; s.close(() => resolve(p)); };
-        if (kind === "udp") s.bind(0, "127.0.0.1", done);
-        else s.listen(0, "127.0.0.1", done).on("error", reject);
-    });
 }
 
 // Set when a process died that nobody killed: every wait gives up at once with it, so a

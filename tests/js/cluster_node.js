@@ -12,7 +12,8 @@ const os = require("node:os");
 const path = require("node:path");
 const { Socket } = require("phoenix");
 const WebSocket = require("ws");
-const { Daemon, rmc, check, report, WAIT_MS } = require("./daemon");
+const { Daemon, rmc, check, report, freePort, WAIT_MS } = require("./daemon");
+const { waitFor } = require("./cluster_lib");
 
 const binary = process.argv[2];
 const CSV = "device_id,agency_id,label,source_addr\nAMB-12,ems,Medic 12,\nAMB-7,ems,Medic 7,\n";
@@ -29,25 +30,6 @@ async function daemon(conf) {
     return d;
 }
 
-function freeTcpPort() {
-    return new Promise((resolve) => {
-        const s = net.createServer().listen(0, "127.0.0.1", () => {
-            const p = s.address().port;
-            s.close(() => resolve(p));
-        });
-    });
-}
-
-async function until(what, fn, ms = WAIT_MS) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const v = await fn().catch(() => undefined);
-        if (v) return v;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 50));
-    }
-}
-
 // One nats-server with JetStream; start() again after kill() reuses its store.
 class Nats {
     constructor(dir, port, mport) { Object.assign(this, { dir, port, mport }); }
@@ -57,7 +39,7 @@ class Nats {
             { stdio: ["ignore", "ignore", "ignore"] });
         children.add(this.child);
         this.exited = new Promise((r) => this.child.on("exit", r));
-        await until("nats-server", async () => {
+        await waitFor("nats-server", WAIT_MS, async () => {
             const r = await fetch(`http://127.0.0.1:${this.mport}/healthz?js-enabled-only=true`);
             return r.status === 200;
         });
@@ -119,8 +101,8 @@ function runT(d) {
 
 async function main() {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gpsrelay-nats-"));
-    const nats = new Nats(tmp, await freeTcpPort(), await freeTcpPort());
-    const deadPort = await freeTcpPort();
+    const nats = new Nats(tmp, await freePort(), await freePort());
+    const deadPort = await freePort();
     try {
         // A single daemon never maps libnats or the cluster module.
         const single = await daemon("auth none\n");
@@ -159,7 +141,7 @@ async function main() {
             `join reply: the stream's epoch, seq 0, node "na" (${JSON.stringify(ca.reply)})`);
         const t0 = Date.now() - 60000;
         await a.send(rmc("AMB-12", 40.71, -74.0, t0));
-        await until("the first position", async () => ca.positions.length === 1);
+        await waitFor("the first position", WAIT_MS, async () => ca.positions.length === 1);
         check(ca.positions[0].seq === 1 && ca.positions[0].device === "AMB-12", "the first position has the stream's seq 1");
         check(await a.metric("gpsrelay_cluster_published_total") === 1 && await a.metric("gpsrelay_cluster_applied_total") === 1,
             "one published, one applied");
@@ -174,11 +156,11 @@ async function main() {
             { subject: "gpsrelay.pos.AMB-12", headers: { "Gr-Rx": "1", "Gr-Src": "morse" }, body: body("AMB-12", t0 + 1000) },
             { subject: "gpsrelay.pos.NOPE", headers: { "Gr-Rx": String(Date.now()), "Gr-Src": "json" }, body: body("NOPE", t0 + 1000) },
         ]);
-        await until("the skips", async () =>
+        await waitFor("the skips", WAIT_MS, async () =>
             await a.metric('gpsrelay_cluster_skipped_total{reason="malformed"}') === 3 &&
             await a.metric('gpsrelay_cluster_skipped_total{reason="unknown_device"}') === 1);
         await a.send(rmc("AMB-7", 40.73, -74.0, t0 + 2000));
-        await until("the next position", async () => ca.positions.length === 2);
+        await waitFor("the next position", WAIT_MS, async () => ca.positions.length === 2);
         check(ca.positions[1].seq === 6 && ca.positions[1].device === "AMB-7", `seq 6 after five stored messages (${ca.positions[1].seq})`);
         check((await readyz(a)).status === 200, "the node stays ready through bad messages");
 
@@ -197,17 +179,17 @@ async function main() {
         // Cut off from NATS: 503 within 5 s, fixes queued, delivered when NATS is back.
         await nats.kill();
         const cut = Date.now();
-        await until("503 without NATS", async () => (await readyz(a)).body === "cluster: no NATS connection", 5000);
+        await waitFor("503 without NATS", 5000, async () => (await readyz(a)).body === "cluster: no NATS connection");
         check(Date.now() - cut <= 5000, `/readyz said 503 ${Date.now() - cut} ms after NATS went`);
         for (let k = 0; k < 3; k++)
             await a.send(rmc("AMB-12", 40.7101 + k * 0.0001, -74.0, t0 + 3000 + k * 1000));
-        await until("three queued", async () => await a.metric("gpsrelay_cluster_queued") >= 3);
+        await waitFor("three queued", WAIT_MS, async () => await a.metric("gpsrelay_cluster_queued") >= 3);
         await nats.start();
-        await until("ready again", async () => (await readyz(a)).status === 200, 15000);
+        await waitFor("ready again", 15000, async () => (await readyz(a)).status === 200);
         // Stored in order as 7, 8, 9 and applied on both nodes; consoles get the newest of the
         // unit at least (they conflate what arrives in one burst: docs/protocol.md).
         const last = (c) => c.positions.length && c.positions[c.positions.length - 1].seq;
-        await until("the queued fixes on both nodes", async () => last(ca) === 9 && last(cb) === 9, 15000)
+        await waitFor("the queued fixes on both nodes", 15000, async () => last(ca) === 9 && last(cb) === 9)
             .catch(async (e) => {
                 console.error(`a got ${ca.positions.map((p) => p.seq)}, b got ${cb.positions.map((p) => p.seq)}; ` +
                     `a: queued ${await a.metric("gpsrelay_cluster_queued")} published ${await a.metric("gpsrelay_cluster_published_total")}`);

@@ -115,4 +115,4 @@ function report() {
     process.exit(results.failed ? 1 : 0);
 }
 
-module.exports = { Daemon, rmc, check, report, WAIT_MS };
+module.exports = { Daemon, rmc, check, report, freePort, WAIT_MS };
