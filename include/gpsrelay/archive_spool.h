@@ -14,9 +14,9 @@
  * Threads. The loop never touches the file: it appends into a buffer of its own, handed to
  * the spool thread at least every GR_SPOOL_FLUSH_MS. The spool thread does all file I/O:
  * writes, reading batches ahead, persisting the committed offset, fdatasync every
- * GR_SPOOL_SYNC_MS, compaction, the bound. A kill -9 loses at most the last
- * GR_SPOOL_FLUSH_MS of appends (and a power loss the last GR_SPOOL_SYNC_MS). Every call
- * below is on the loop's thread; every callback comes from a loop callback.
+ * GR_SPOOL_SYNC_MS, compaction (truncating, punching holes, rewinding), the bound. A kill -9 loses
+ * at most the last GR_SPOOL_FLUSH_MS of appends (and a power loss the last GR_SPOOL_SYNC_MS). Every
+ * call below is on the loop's thread; every callback comes from a loop callback.
  *
  * Bounds. Appended but not yet written (the disk is slow or failing): GR_SPOOL_HANDOFF_MAX,
  * past which appends are refused. In the file: max_bytes of backlog, past which the oldest
@@ -49,6 +49,12 @@
 /* Committed bytes freed (a hole punched) once this many have built up, while a backlog
  * keeps the file from being truncated: fewer, larger fallocate calls. */
 #define GR_SPOOL_PUNCH_MIN (16u << 20)
+/* Once lines begin this far into the file and at most GR_SPOOL_REWIND_COPY_MAX of them wait,
+ * they are copied back to the header's end and the file cut after them: under steady load
+ * the spool is seldom found drained, and the file's size (not its blocks: holes) would grow
+ * for ever. A copy of at most 8 MiB per 64 MiB that went through. */
+#define GR_SPOOL_REWIND_MIN      (64u << 20)
+#define GR_SPOOL_REWIND_COPY_MAX (8u << 20)
 /* While the backlog overflows max_bytes, one log line per this long, with the total. */
 #define GR_SPOOL_DROP_LOG_MS 10000
 /* After a failed write or read, the thread tries again after this long. */

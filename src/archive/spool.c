@@ -83,6 +83,8 @@ struct header {
     uint32_t version;
     uint32_t data_off; /* GR_SPOOL_HEADER_SIZE: where lines begin */
     uint64_t committed;
+    /* Nonzero while a rewind is being finished: the file ends here (see rewind()). */
+    uint64_t rewound_end;
 };
 
 /* The thread's kinds of I/O: an episode of failures of one kind ends with a success of
@@ -146,6 +148,7 @@ struct gr_spool {
     uint64_t hdr_committed; /* the committed offset in the header as last written */
     uint64_t synced;        /* ...as of the last fdatasync */
     uint64_t punched;       /* holes punched up to here */
+    uint64_t rewound_end;   /* a rewind passed its commit point and is not finished */
     int64_t retry_ms;       /* after a failed I/O, nothing is tried again before this */
     int64_t next_sync_ms;
     int64_t drop_logged_ms;
@@ -210,11 +213,12 @@ static int pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
     return 0;
 }
 
-static int write_header(int fd, uint64_t committed)
+static int write_header(int fd, uint64_t committed, uint64_t rewound_end)
 {
     struct header h = {.version = htole32(GR_SPOOL_VERSION),
                        .data_off = htole32(GR_SPOOL_HEADER_SIZE),
-                       .committed = htole64(committed)};
+                       .committed = htole64(committed),
+                       .rewound_end = htole64(rewound_end)};
     memcpy(h.magic, GR_SPOOL_MAGIC, sizeof(h.magic));
     return pwrite_all(fd, (const char *)&h, sizeof(h), 0);
 }
@@ -408,9 +412,9 @@ static void prepare(struct gr_spool *s)
 /* Writes the committed offset into the header. Lock held. */
 static void persist_header(struct gr_spool *s)
 {
-    uint64_t committed = s->committed.off;
+    uint64_t committed = s->committed.off, rewound_end = s->rewound_end;
     unlock(s);
-    int err = write_header(s->fd, committed);
+    int err = write_header(s->fd, committed, rewound_end);
     note_io(s, err, IO_HEADER);
     lock(s);
     s->disk_error = s->bad != IO_OK;
@@ -433,7 +437,7 @@ static void truncate_drained(struct gr_spool *s)
     int err = ftruncate(s->fd, GR_SPOOL_HEADER_SIZE) < 0 ? -errno : 0;
     bool truncated = err == 0;
     if (err == 0)
-        err = write_header(s->fd, GR_SPOOL_HEADER_SIZE);
+        err = write_header(s->fd, GR_SPOOL_HEADER_SIZE, 0);
     if (err == 0)
         err = sync_file(s->fd);
     note_io(s, err, IO_TRUNCATE);
@@ -473,6 +477,90 @@ static void punch(struct gr_spool *s)
         s->punch_unsupported = true;
 }
 
+/* The end of a rewind: the old copy cut off, the header cleared and made durable. Until then
+ * no line is written (the next open would cut it with the old copy). Lock held. */
+static void finish_rewind(struct gr_spool *s)
+{
+    uint64_t end = s->rewound_end, committed = s->committed.off;
+    unlock(s);
+    int err = ftruncate(s->fd, (off_t)end) < 0 ? -errno : 0;
+    if (err == 0)
+        err = write_header(s->fd, committed, 0);
+    if (err == 0)
+        err = sync_file(s->fd);
+    note_io(s, err, IO_TRUNCATE);
+    lock(s);
+    s->disk_error = s->bad != IO_OK;
+    if (err == 0) {
+        s->rewound_end = 0;
+        s->hdr_committed = s->synced = committed;
+    }
+}
+
+/* Where p lands when [from.off, ...) moves to the header's end: what lay before from (a batch
+ * out whose first lines a drop took) lands on from. */
+static void shift(struct pos *p, struct pos from)
+{
+    if (p->off < from.off)
+        *p = from;
+    p->off -= from.off - GR_SPOOL_HEADER_SIZE;
+}
+
+/*
+ * A small backlog far into the file is copied back to just after the header, and the file
+ * cut after it: under steady load the spool is seldom drained at the moment the thread
+ * looks, and the file's size would grow for ever (holes keep its blocks few, but ext4 ends
+ * files at 16 TiB). Lock held; the committed offset is durable (synced).
+ *
+ * The copy goes below committed, over lines archived (or holes), so nothing the header
+ * points at changes until the commit point, a header saying the lines begin after it and
+ * the file ends at rewound_end. An open that finds rewound_end set cuts the file there (the
+ * old copy); the header is cleared, and made durable, before any new line is written.
+ *
+ * The loop may take, commit or retry meanwhile: all it can move stays in [from, end), in
+ * the old offsets, and is shifted once the lock is held again.
+ */
+static void rewind_file(struct gr_spool *s)
+{
+    struct pos from = s->committed;
+    uint64_t len = s->end.off - from.off, done = 0;
+    uint64_t new_end = GR_SPOOL_HEADER_SIZE + len;
+    unlock(s);
+    int err = 0;
+    while (err == 0 && done < len) {
+        size_t n = len - done < SCAN_SIZE ? (size_t)(len - done) : SCAN_SIZE;
+        err = pread_all(s->fd, s->scan, n, from.off + done);
+        if (err == 0)
+            err = pwrite_all(s->fd, s->scan, n, GR_SPOOL_HEADER_SIZE + done);
+        done += n;
+    }
+    if (err == 0)
+        err = sync_file(s->fd);
+    if (err == 0)
+        err = write_header(s->fd, GR_SPOOL_HEADER_SIZE, new_end);
+    if (err == 0)
+        err = sync_file(s->fd);
+    note_io(s, err, IO_TRUNCATE);
+    lock(s);
+    s->disk_error = s->bad != IO_OK;
+    if (err < 0)
+        return; /* before the commit point: as if not tried */
+    s->rewound_end = new_end;
+    shift(&s->committed, from);
+    shift(&s->read, from);
+    shift(&s->end, from);
+    for (int i = 0; i < 2; i++) {
+        if (s->slots[i].state == SLOT_READY || s->slots[i].state == SLOT_OUT) {
+            shift(&s->slots[i].start, from);
+            shift(&s->slots[i].end, from);
+        }
+    }
+    s->hdr_committed = s->synced = GR_SPOOL_HEADER_SIZE;
+    s->punched = GR_SPOOL_HEADER_SIZE;
+    s->gen++;
+    finish_rewind(s);
+}
+
 /* fdatasync if anything was written, then compaction. Lock held. */
 static int sync_and_compact(struct gr_spool *s)
 {
@@ -492,10 +580,15 @@ static int sync_and_compact(struct gr_spool *s)
         }
     }
     s->synced = hdr;
-    if (s->committed.off == s->end.off && s->end.off > GR_SPOOL_HEADER_SIZE && s->out == NULL &&
-        s->hdr_committed == s->committed.off && s->synced == s->committed.off) {
+    bool durable = s->hdr_committed == s->committed.off && s->synced == s->committed.off &&
+                   s->rewound_end == 0;
+    if (durable && s->committed.off == s->end.off && s->end.off > GR_SPOOL_HEADER_SIZE &&
+        s->out == NULL) {
         assert(s->ready == NULL);
         truncate_drained(s);
+    } else if (durable && s->committed.off >= GR_SPOOL_HEADER_SIZE + GR_SPOOL_REWIND_MIN &&
+               s->end.off - s->committed.off <= GR_SPOOL_REWIND_COPY_MAX) {
+        rewind_file(s);
     } else if (!s->punch_unsupported &&
                s->synced / PAGE * PAGE >= s->punched + GR_SPOOL_PUNCH_MIN) {
         punch(s);
@@ -537,7 +630,7 @@ static bool has_work(const struct gr_spool *s, int64_t now)
     bool io = now >= s->retry_ms;
     return s->stopping || s->sync_req != s->sync_done || now >= s->next_sync_ms ||
            (io && (s->handoff != NULL || s->committed.off != s->hdr_committed ||
-                   s->end.off - s->committed.off > s->o.max_bytes ||
+                   s->rewound_end != 0 || s->end.off - s->committed.off > s->o.max_bytes ||
                    (s->ready == NULL && s->read.off < s->end.off)));
 }
 
@@ -574,7 +667,11 @@ static void *run(void *arg)
         bool io = now >= s->retry_ms || stop;
         bool syncing = req != s->sync_done;
         int err = 0;
-        if (s->handoff != NULL && (io || syncing))
+        if (s->rewound_end != 0 && (io || syncing))
+            finish_rewind(s);
+        if (s->handoff != NULL && s->rewound_end != 0)
+            err = -EIO; /* held until the rewind is finished */
+        else if (s->handoff != NULL && (io || syncing))
             err = write_handoff(s);
         if (io || syncing)
             enforce_bound(s);
@@ -851,7 +948,7 @@ static int init_file(struct gr_spool *s)
     int err = pwrite_all(s->fd, page, GR_SPOOL_HEADER_SIZE, 0);
     free(page);
     if (err == 0)
-        err = write_header(s->fd, GR_SPOOL_HEADER_SIZE);
+        err = write_header(s->fd, GR_SPOOL_HEADER_SIZE, 0);
     if (err == 0 && ftruncate(s->fd, GR_SPOOL_HEADER_SIZE) < 0)
         err = -errno;
     if (err == 0)
@@ -924,6 +1021,22 @@ static int load(struct gr_spool *s, char *err, size_t errlen)
                     ", inside the header; left as it is",
                     committed);
     s->hdr_committed = committed;
+    /* A rewind passed its commit point: what lies after rewound_end is the old copy. */
+    uint64_t rewound_end = le64toh(h.rewound_end);
+    if (rewound_end != 0) {
+        if (rewound_end < GR_SPOOL_HEADER_SIZE || rewound_end > size)
+            return fail(err, errlen, -EINVAL, s->name,
+                        "the header says the file ends at %" PRIu64 ", it has %" PRIu64
+                        " bytes; left as it is",
+                        rewound_end, size);
+        if (ftruncate(s->fd, (off_t)rewound_end) < 0 ||
+            (rc = write_header(s->fd, committed, 0)) < 0 || (rc = sync_file(s->fd)) < 0)
+            return fail(err, errlen, rc < 0 ? rc : -errno, s->name, "finishing a rewind: %s",
+                        strerror(rc < 0 ? -rc : errno));
+        gr_notice("archive: spool %s: finished a rewind (the old copy of %" PRIu64 " bytes cut)",
+                  s->name, size - rewound_end);
+        size = rewound_end;
+    }
     /* Past the end: truncated when drained, the header not yet rewritten. */
     if (committed > size)
         committed = size;

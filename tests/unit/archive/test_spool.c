@@ -5,7 +5,8 @@
  * that was out included; a torn last line is cut; a file that is not a spool, or one held
  * by another process, is refused and left as it was; the bound drops the oldest lines and
  * counts them exactly; a drained file is truncated, a committed stretch punched out (its
- * blocks freed); the memfd mode; a failing disk (RLIMIT_FSIZE) holds lines and recovers;
+ * blocks freed), a small backlog far into the file moved back to its start (a rewind, and
+ * one interrupted); the memfd mode; a failing disk (RLIMIT_FSIZE) holds lines and recovers;
  * and kill -9: of a child that wrote N lines, of one with a batch out, and of one killed
  * at a random moment while appending, each line coming back exactly once.
  */
@@ -230,17 +231,27 @@ static off_t file_size(const char *path)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-static uint64_t header_committed(const char *path)
+/* The header's fields: magic, version and where lines begin (4 bytes each), the committed
+ * offset, the end of a rewind (8 bytes each, little-endian). */
+#define HDR_COMMITTED   16
+#define HDR_REWOUND_END 24
+
+static uint64_t header_field(const char *path, int at)
 {
-    unsigned char h[24];
+    unsigned char h[32];
     int fd = open(path, O_RDONLY);
     CHECK(fd >= 0 && pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h));
     close(fd);
     CHECK(memcmp(h, GR_SPOOL_MAGIC, 8) == 0);
     uint64_t v = 0;
     for (int i = 7; i >= 0; i--)
-        v = v << 8 | h[16 + i];
+        v = v << 8 | h[at + i];
     return v;
+}
+
+static uint64_t header_committed(const char *path)
+{
+    return header_field(path, HDR_COMMITTED);
 }
 
 /* Append, take, done: order and bytes; a drained file goes back to its header. */
@@ -580,6 +591,128 @@ static void test_punch(void)
     free(got.p);
 }
 
+/* Past GR_SPOOL_REWIND_MIN with a small backlog (a batch of it out), the backlog moves back
+ * to the header's end and the file is cut after it; the batch out is committed in its new
+ * place, and all comes in order, across a restart too. */
+static void test_rewind(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char path[4200];
+    path_of(path, sizeof(path), "rewind");
+    struct events e = {0};
+    struct gr_spool *s = open_spool(&loop, path, 1 << 30, 0, &e);
+    if (s == NULL)
+        return;
+    struct text got = {0}, want = {0};
+    uint64_t appended = 0, received = 0, committed_bytes = 0;
+    /* Through more than GR_SPOOL_REWIND_MIN with more than GR_SPOOL_REWIND_COPY_MAX waiting
+     * (500,000 lines, less a batch of at most 161,000 lines of at least 26 bytes), so that no
+     * rewind comes yet. */
+    while (committed_bytes < GR_SPOOL_REWIND_MIN + (4u << 20)) {
+        append_lines(s, appended, appended + 100000);
+        appended += 100000;
+        while (received + 500000 < appended) {
+            const struct gr_spool_batch *b = take(&loop, s, &e);
+            if (b == NULL)
+                return;
+            committed_bytes += b->len;
+            received += b->lines;
+            gr_spool_done(s, b);
+        }
+    }
+    CHECK(file_size(path) > GR_SPOOL_REWIND_MIN);
+    /* Then all but the last batch, which stays out, and some lines after it. */
+    const struct gr_spool_batch *out = NULL;
+    while (out == NULL) {
+        const struct gr_spool_batch *b = take(&loop, s, &e);
+        if (b == NULL)
+            return;
+        if (received + b->lines == appended) {
+            out = b;
+        } else {
+            received += b->lines;
+            gr_spool_done(s, b);
+        }
+    }
+    append_lines(s, appended, appended + 1000);
+    appended += 1000;
+    struct text out_text = {0};
+    text_add(&out_text, out->data, out->len);
+    uint64_t out_lines = out->lines;
+    sync_spool(&loop, s, &e);
+    struct gr_spool_stats st;
+    gr_spool_stats(s, &st);
+    CHECK(st.backlog_bytes > 0 && st.backlog_bytes <= GR_SPOOL_REWIND_COPY_MAX);
+    CHECK_INT(file_size(path), GR_SPOOL_HEADER_SIZE + st.backlog_bytes);
+    CHECK_INT(header_committed(path), GR_SPOOL_HEADER_SIZE);
+    CHECK_INT(header_field(path, HDR_REWOUND_END), 0);
+    CHECK_INT(st.queued_lines, appended - received);
+    gr_spool_done(s, out);
+    gr_spool_stats(s, &st);
+    CHECK_INT(st.queued_lines, appended - received - out_lines);
+    sync_spool(&loop, s, &e);
+    CHECK_INT(header_committed(path), GR_SPOOL_HEADER_SIZE + out_text.len);
+    /* The rest after a restart, then what is appended after it. */
+    append_lines(s, appended, appended + 1000);
+    close_spool(&loop, s, &e);
+    s = open_spool(&loop, path, 1 << 30, 0, &e);
+    if (s == NULL)
+        return;
+    got.len = 0;
+    lines_text(&want, received, appended + 1000);
+    text_add(&got, out_text.p, out_text.len);
+    receive(&loop, s, &e, appended + 1000 - received - out_lines, GR_SPOOL_BATCH_MAX, &got);
+    check_text(&got, &want);
+    check_empty(&loop, s, &e);
+    close_spool(&loop, s, &e);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    free(out_text.p);
+    free(want.p);
+    free(got.p);
+}
+
+/* A rewind interrupted after its commit point (the header says where the file ends now):
+ * open cuts the old copy, clears the mark, and delivers the lines before it only. */
+static void test_rewind_interrupted(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char path[4200];
+    path_of(path, sizeof(path), "rewind-cut");
+    struct events e = {0};
+    struct gr_spool *s = open_spool(&loop, path, 1 << 30, GR_SPOOL_BATCH_MIN, &e);
+    if (s == NULL)
+        return;
+    append_lines(s, 0, 1000);
+    close_spool(&loop, s, &e);
+    off_t size = file_size(path);
+    unsigned char mark[8];
+    for (int i = 0; i < 8; i++)
+        mark[i] = (unsigned char)((uint64_t)size >> (8 * i));
+    int fd = open(path, O_WRONLY);
+    char old[64];
+    for (uint64_t i = 0; i < 100; i++)
+        CHECK(pwrite(fd, old, make_line(old, 5000 + i), size + (off_t)i * 64) > 0);
+    CHECK(pwrite(fd, mark, sizeof(mark), HDR_REWOUND_END) == sizeof(mark));
+    close(fd);
+
+    s = open_spool(&loop, path, 1 << 30, GR_SPOOL_BATCH_MIN, &e);
+    if (s == NULL)
+        return;
+    CHECK_INT(file_size(path), size);
+    CHECK_INT(header_field(path, HDR_REWOUND_END), 0);
+    struct text want = {0}, got = {0};
+    lines_text(&want, 0, 1000);
+    receive(&loop, s, &e, 1000, GR_SPOOL_BATCH_MIN, &got);
+    check_text(&got, &want);
+    check_empty(&loop, s, &e);
+    close_spool(&loop, s, &e);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    free(want.p);
+    free(got.p);
+}
+
 /* No path: the same, in memory, gone after close. */
 static void test_memfd(void)
 {
@@ -824,6 +957,7 @@ static void test_kill_streaming(void)
 
 int main(int argc, char **argv)
 {
+
     snprintf(dir, sizeof(dir), "%s/spool.XXXXXX", argc > 1 ? argv[1] : "/tmp");
     if (mkdtemp(dir) == NULL) {
         perror(dir);
@@ -836,6 +970,8 @@ int main(int argc, char **argv)
     test_refused();
     test_bound();
     test_punch();
+    test_rewind();
+    test_rewind_interrupted();
     test_memfd();
     test_disk_error();
     test_kill(false);
