@@ -3,7 +3,8 @@
  * PostgreSQL goes through one file (archive_spool), and batches for COPY are read back
  * from it. At least once, durable across a kill of the process, bounded.
  *
- * The file. A 4096-byte header ("GRSPOOL1", a version, the committed offset), then lines
+ * The file. A 4096-byte header ("GRSPOOL1", a version, the committed offset, where the file
+ * ends while a rewind is finished), then lines
  * in COPY's text format (archive_row.h), each ending in '\n'. Lines before the committed
  * offset are in PostgreSQL (or were dropped); the lines after it, the backlog, are
  * delivered first, oldest first, after a restart. Delivery is at least once: a batch that

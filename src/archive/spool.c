@@ -17,7 +17,9 @@
  *   - truncating a drained file is: ftruncate, header with the reset offset, fdatasync, and
  *     only then new lines. A header that still says the old offset is past the end of the
  *     file: open clamps it (all was committed). A header that was reset over an untruncated
- *     file delivers the old lines again.
+ *     file delivers the old lines again;
+ *   - a rewind (a small backlog far into the file copied back to the header's end) has its
+ *     own commit point: see rewind_file().
  *
  * Locking. One mutex guards the state shared by the loop and the thread (the hand-off
  * list, the three positions, the two batch slots, the counters). The thread never holds it
