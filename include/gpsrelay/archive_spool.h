@@ -4,20 +4,21 @@
  * from it. At least once, durable across a kill of the process, bounded.
  *
  * The file. A 4096-byte header ("GRSPOOL1", a version, the committed offset, where the file
- * ends while a rewind is finished), then lines
- * in COPY's text format (archive_row.h), each ending in '\n'. Lines before the committed
- * offset are in PostgreSQL (or were dropped); the lines after it, the backlog, are
- * delivered first, oldest first, after a restart. Delivery is at least once: a batch that
- * was out when the process died comes again (the archive's key makes a second copy a
- * no-op). Without a path the same code runs on an anonymous memfd_create() file: positions
- * then wait in memory, under the same bound, and do not survive a restart.
+ * ends while a rewind is finished), then lines in COPY's text format (archive_row.h), each
+ * ending in '\n'. Lines before the committed offset are in PostgreSQL (or were dropped);
+ * the lines after it, the backlog, are delivered first, oldest first, after a restart.
+ * Delivery is at least once: a batch that was out when the process died comes again (the
+ * archive's key makes a second copy a no-op). Without a path the same code runs on an
+ * anonymous memfd_create() file: positions then wait in memory, under the same bound, and
+ * do not survive a restart.
  *
  * Threads. The loop never touches the file: it appends into a buffer of its own, handed to
  * the spool thread at least every GR_SPOOL_FLUSH_MS. The spool thread does all file I/O:
  * writes, reading batches ahead, persisting the committed offset, fdatasync every
- * GR_SPOOL_SYNC_MS, compaction (truncating, punching holes, rewinding), the bound. A kill -9 loses
- * at most the last GR_SPOOL_FLUSH_MS of appends (and a power loss the last GR_SPOOL_SYNC_MS). Every
- * call below is on the loop's thread; every callback comes from a loop callback.
+ * GR_SPOOL_SYNC_MS, compaction (truncating, punching holes, rewinding), the bound.
+ * A kill -9 loses at most the last GR_SPOOL_FLUSH_MS of appends (a power loss, the last
+ * GR_SPOOL_SYNC_MS). Every call below is on the loop's thread; every callback comes from a
+ * loop callback.
  *
  * Bounds. Appended but not yet written (the disk is slow or failing): GR_SPOOL_HANDOFF_MAX,
  * past which appends are refused. In the file: max_bytes of backlog, past which the oldest
