@@ -147,11 +147,14 @@ struct gr_spool {
     enum io bad;            /* what failed, in a disk error episode; IO_OK: none */
     bool dirty;             /* written since the last fdatasync */
     bool punch_unsupported; /* logged once */
+    bool punch_failed;      /* the last punch failed otherwise (logged once) */
     uint64_t hdr_committed; /* the committed offset in the header as last written */
     uint64_t synced;        /* ...as of the last fdatasync */
     uint64_t punched;       /* holes punched up to here */
     uint64_t rewound_end;   /* a rewind passed its commit point and is not finished */
-    int64_t retry_ms;       /* after a failed I/O, nothing is tried again before this */
+    /* After a failed read, no read before this; after any other failed I/O, no write: on
+     * a full disk, batches still go to PostgreSQL (and draining frees space). */
+    int64_t retry_read_ms, retry_write_ms;
     int64_t next_sync_ms;
     int64_t drop_logged_ms;
     uint64_t drop_logged;
@@ -261,7 +264,7 @@ static int line_start_after(struct gr_spool *s, struct pos from, uint64_t target
 static void note_io(struct gr_spool *s, int err, enum io what)
 {
     if (err < 0) {
-        s->retry_ms = now_ms() + GR_SPOOL_RETRY_MS;
+        *(what == IO_READ ? &s->retry_read_ms : &s->retry_write_ms) = now_ms() + GR_SPOOL_RETRY_MS;
         if (s->bad == IO_OK)
             gr_error("archive: spool %s: %s: %s; positions wait in memory (up to %u MiB) and "
                      "it is tried again every %d s",
@@ -450,15 +453,23 @@ static void truncate_drained(struct gr_spool *s)
     struct pos start = {GR_SPOOL_HEADER_SIZE, s->end.line};
     s->committed = s->read = s->end = start;
     s->gen++;
-    s->punched = GR_SPOOL_HEADER_SIZE;
+    s->punched = s->synced = GR_SPOOL_HEADER_SIZE; /* nothing to punch in the new offsets */
     if (err == 0)
-        s->hdr_committed = s->synced = GR_SPOOL_HEADER_SIZE;
+        s->hdr_committed = GR_SPOOL_HEADER_SIZE;
+}
+
+/* The whole pages below the durable committed offset (and never past the one in memory:
+ * after a failed header write the durable one may be of the offsets before a truncation). */
+static uint64_t punchable(const struct gr_spool *s)
+{
+    uint64_t to = s->synced < s->committed.off ? s->synced : s->committed.off;
+    return to / PAGE * PAGE;
 }
 
 /* Frees the pages below the durable committed offset. Lock held. */
 static void punch(struct gr_spool *s)
 {
-    uint64_t from = s->punched, to = s->synced / PAGE * PAGE;
+    uint64_t from = s->punched, to = punchable(s);
     unlock(s);
     int err = fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
                         (off_t)(to - from)) < 0
@@ -466,13 +477,15 @@ static void punch(struct gr_spool *s)
                   : 0;
     if (err == -EOPNOTSUPP || err == -ENOSYS) {
         gr_warn("archive: spool %s: the file system cannot punch holes (%s): the disk space "
-                "of archived positions is freed only when the backlog is all archived",
+                "of archived positions is freed only when the file is cut (all archived, or "
+                "a rewind)",
                 s->name, strerror(-err));
-    } else if (err < 0) {
-        gr_warn("archive: spool %s: punching a hole: %s; tried again later", s->name,
-                strerror(-err));
+    } else if (err < 0 && !s->punch_failed) {
+        gr_warn("archive: spool %s: punching a hole: %s; tried again every %d s", s->name,
+                strerror(-err), GR_SPOOL_SYNC_MS / 1000);
     }
     lock(s);
+    s->punch_failed = err < 0;
     if (err == 0)
         s->punched = to;
     else if (err == -EOPNOTSUPP || err == -ENOSYS)
@@ -591,8 +604,7 @@ static int sync_and_compact(struct gr_spool *s)
     } else if (durable && s->committed.off >= GR_SPOOL_HEADER_SIZE + GR_SPOOL_REWIND_MIN &&
                s->end.off - s->committed.off <= GR_SPOOL_REWIND_COPY_MAX) {
         rewind_file(s);
-    } else if (!s->punch_unsupported &&
-               s->synced / PAGE * PAGE >= s->punched + GR_SPOOL_PUNCH_MIN) {
+    } else if (!s->punch_unsupported && punchable(s) >= s->punched + GR_SPOOL_PUNCH_MIN) {
         punch(s);
     }
     return 0;
@@ -604,17 +616,17 @@ static void count_backlog(struct gr_spool *s)
 {
     uint64_t off = s->committed.off, lines = 0;
     while (off < s->end.off) {
+        lock(s);
+        bool stop = s->stopping; /* a close need not wait for a long count */
+        unlock(s);
+        if (stop)
+            break;
         size_t n = s->end.off - off < SCAN_SIZE ? (size_t)(s->end.off - off) : SCAN_SIZE;
         int err = pread_all(s->fd, s->scan, n, off);
         note_io(s, err, IO_READ);
         if (err < 0) {
             struct timespec ts = {GR_SPOOL_RETRY_MS / 1000, GR_SPOOL_RETRY_MS % 1000 * 1000000};
             nanosleep(&ts, NULL);
-            lock(s);
-            bool stop = s->stopping;
-            unlock(s);
-            if (stop)
-                break;
             continue;
         }
         lines += count_lines(s->scan, n);
@@ -629,11 +641,12 @@ static void count_backlog(struct gr_spool *s)
 /* Whether the thread has something to do now. Lock held. */
 static bool has_work(const struct gr_spool *s, int64_t now)
 {
-    bool io = now >= s->retry_ms;
+    bool w = now >= s->retry_write_ms, r = now >= s->retry_read_ms;
     return s->stopping || s->sync_req != s->sync_done || now >= s->next_sync_ms ||
-           (io && (s->handoff != NULL || s->committed.off != s->hdr_committed ||
-                   s->rewound_end != 0 || s->end.off - s->committed.off > s->o.max_bytes ||
-                   (s->ready == NULL && s->read.off < s->end.off)));
+           (w &&
+            (s->handoff != NULL || s->committed.off != s->hdr_committed || s->rewound_end != 0)) ||
+           (r && (s->end.off - s->committed.off > s->o.max_bytes ||
+                  (s->ready == NULL && s->read.off < s->end.off)));
 }
 
 static void wait_until(struct gr_spool *s, int64_t deadline_ms)
@@ -665,21 +678,22 @@ static void *run(void *arg)
          * under the same hold of the lock, take all of it. */
         bool stop = s->stopping;
         uint64_t req = s->sync_req;
-        int64_t now = now_ms();
-        bool io = now >= s->retry_ms || stop;
         bool syncing = req != s->sync_done;
+        int64_t now = now_ms();
+        bool w = now >= s->retry_write_ms || stop || syncing;
+        bool r = now >= s->retry_read_ms || stop || syncing;
         int err = 0;
-        if (s->rewound_end != 0 && (io || syncing))
+        if (s->rewound_end != 0 && w)
             finish_rewind(s);
         if (s->handoff != NULL && s->rewound_end != 0)
             err = -EIO; /* held until the rewind is finished */
-        else if (s->handoff != NULL && (io || syncing))
+        else if (s->handoff != NULL && w)
             err = write_handoff(s);
-        if (io || syncing)
+        if (r)
             enforce_bound(s);
-        if (s->committed.off != s->hdr_committed && (io || syncing))
+        if (s->committed.off != s->hdr_committed && w)
             persist_header(s);
-        if (io && !stop && s->ready == NULL && s->read.off < s->end.off)
+        if (r && !stop && s->ready == NULL && s->read.off < s->end.off)
             prepare(s);
         if (stop || syncing || now_ms() >= s->next_sync_ms) {
             int serr = sync_and_compact(s);
@@ -694,8 +708,10 @@ static void *run(void *arg)
         now = now_ms();
         if (!has_work(s, now)) {
             int64_t deadline = s->next_sync_ms;
-            if (s->retry_ms > now && s->retry_ms < deadline)
-                deadline = s->retry_ms;
+            if (s->retry_write_ms > now && s->retry_write_ms < deadline)
+                deadline = s->retry_write_ms;
+            if (s->retry_read_ms > now && s->retry_read_ms < deadline)
+                deadline = s->retry_read_ms;
             wait_until(s, deadline);
         }
     }
