@@ -141,6 +141,12 @@ typedef enum gr_reason (*gr_hub_relay_fn)(void *arg, struct gr_unit *u, const st
                                           int64_t rx_ms);
 void gr_hub_set_relay(struct gr_hub *hub, gr_hub_relay_fn relay, void *arg);
 
+/* Told of every position gr_hub_apply makes, after the unit's topics were (the archive);
+ * NULL: no one. */
+typedef void (*gr_hub_applied_fn)(void *arg, const struct gr_unit *u, const struct gr_fix *fix,
+                                  uint64_t seq, int64_t rx_ms);
+void gr_hub_set_applied(struct gr_hub *hub, gr_hub_applied_fn applied, void *arg);
+
 /*
  * Marks stale every unit whose last position was received stale_after_ms or more before
  * now_ms, and tells their subscribers. Cost: O(units going stale). Returns how many.

@@ -162,7 +162,13 @@ struct gr_stats {
                                         console took them (counted per console) */
     uint64_t cluster_applied;        /* positions of the stream applied to the hub */
     uint64_t cluster_skipped[GR_CLUSTER_SKIP_COUNT];
-    uint64_t cluster_publish_refused;     /* fixes refused: the queue full, or stopping */
+    uint64_t cluster_publish_refused; /* fixes refused: the queue full, or stopping */
+    uint64_t archive_written;         /* positions the archive's batches added to PostgreSQL */
+    uint64_t archive_duplicates;      /* ...that were there already (a batch again, another node) */
+    uint64_t archive_undated;  /* written into positions_default: their day had no partition */
+    uint64_t archive_failures; /* archive connection attempts failed, connections lost */
+    uint64_t archive_timeouts; /* ...of which: GR_PGCONN_QUERY_MS of silence */
+    struct gr_histogram archive_batch;    /* BEGIN to COMMIT's answer, per batch */
     struct gr_histogram delivery_latency; /* report received to position written, per console */
     struct gr_histogram position_age;     /* fix time to position written, per console */
     struct gr_histogram loop_busy;        /* event loop: work between two polls */
@@ -185,6 +191,10 @@ struct gr_gauges {
     uint64_t cluster_queued;
     uint64_t cluster_published;
     uint64_t cluster_publish_failures;
+    uint64_t archive_up; /* 1 while the archive is connected and writing */
+    uint64_t archive_queued;
+    uint64_t archive_spool_bytes;
+    uint64_t archive_dropped; /* a counter: positions given up (archive.h) */
 };
 
 /*

@@ -90,6 +90,8 @@ struct gr_hub {
     char *node;            /* node_name in a cluster (join replies), else NULL */
     gr_hub_relay_fn relay; /* set: accepted fixes go there instead of being applied */
     void *relay_arg;
+    gr_hub_applied_fn applied; /* set: told of every position applied */
+    void *applied_arg;
     uint64_t stale_seq;
     struct gr_mapping *mapping;
     struct gr_unit **units; /* sorted by id, parallel to the mapping's devices */
