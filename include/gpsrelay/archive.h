@@ -28,6 +28,7 @@
 #define GPSRELAY_ARCHIVE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -69,5 +70,9 @@ void gr_archive_gauges(struct gr_archive *a, struct gr_archive_gauges *g);
  * waits there for the next start), the connection closed; done as stop.h says. */
 void gr_archive_stop(struct gr_archive *a, gr_stopped_fn done, void *arg);
 void gr_archive_free(struct gr_archive *a);
+
+/* `gpsrelayd -t` (blocks, bounded as pgconn.h's check): the archive database answers and
+ * has config/archive.sql's table and functions. Returns 0, or -1 with the reason in err. */
+int gr_archive_check(const struct gr_config *cfg, char *err, size_t errlen);
 
 #endif

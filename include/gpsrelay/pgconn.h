@@ -45,6 +45,8 @@
  * long, freeing its backend from a statement we gave up on (a backend waiting on a lock
  * does not notice that we closed). */
 #define GR_PGCONN_STATEMENT_MS 60000
+/* `gpsrelayd -t` waits this long to connect (unless the conninfo sets connect_timeout). */
+#define GR_PGCONN_CHECK_CONNECT_MS 5000
 
 struct gr_pgconn;
 
@@ -123,5 +125,14 @@ void gr_pgconn_retry_now(struct gr_pgconn *c);
  * after this. */
 void gr_pgconn_stop(struct gr_pgconn *c, gr_stopped_fn done, void *arg);
 void gr_pgconn_free(struct gr_pgconn *c);
+
+/*
+ * `gpsrelayd -t` only, never on the loop: blocks. Connects (GR_PGCONN_CHECK_CONNECT_MS)
+ * and runs sql (the simple protocol) under the daemon's statement_timeout, each wait
+ * bounded by GR_PGCONN_QUERY_MS of silence. Returns the last statement's result when it is
+ * rows (the caller PQclears it), or NULL with "name: why" in err.
+ */
+PGresult *gr_pgconn_check(const char *conninfo, const char *name, const char *sql, char *err,
+                          size_t errlen);
 
 #endif

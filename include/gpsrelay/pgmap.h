@@ -40,10 +40,6 @@
  * gpsrelay_postgres_timeouts_total.
  */
 
-/* `gpsrelayd -t` (gr_mapping_source_postgres.check) waits this long to connect; its query
- * runs under GR_PGCONN_STATEMENT_MS and GR_PGCONN_QUERY_MS of silence, as the daemon's do. */
-#define GR_PGMAP_CHECK_CONNECT_MS 5000
-
 /* Rows a load could not take as they are are all counted; this many are logged per load. */
 #define GR_PGMAP_REJECTS_LOGGED 8
 

@@ -363,3 +363,21 @@ void gr_archive_free(struct gr_archive *a)
     gr_spool_free(a->spool);
     free(a);
 }
+
+int gr_archive_check(const struct gr_config *cfg, char *err, size_t errlen)
+{
+    PGresult *r = gr_pgconn_check(cfg->archive_postgres, "archive",
+                                  "SELECT to_regclass('positions') IS NOT NULL "
+                                  "AND to_regclass('positions_default') IS NOT NULL "
+                                  "AND to_regprocedure('gpsrelay_archive_move()') IS NOT NULL "
+                                  "AND to_regprocedure('gpsrelay_archive_add_days(integer, date)') "
+                                  "IS NOT NULL",
+                                  err, errlen);
+    if (r == NULL)
+        return -1;
+    bool ok = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!ok)
+        snprintf(err, errlen, "archive: config/archive.sql is not applied to the archive database");
+    return ok ? 0 : -1;
+}

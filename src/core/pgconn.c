@@ -12,6 +12,7 @@
 #include "gpsrelay/pgconn.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -551,4 +552,80 @@ void gr_pgconn_free(struct gr_pgconn *c)
     free((char *)c->opt.conninfo);
     free(c->setup);
     free(c);
+}
+
+/* ---- `gpsrelayd -t` --------------------------------------------------------------------- */
+
+/* Waits until libpq has a whole result, or GR_PGCONN_QUERY_MS pass without a byte from the
+ * server (the daemon's bound on silence: a stopped server's kernel still accepts, so no
+ * error would ever come). Returns 0, or -1 with the reason in err. */
+static int wait_result(PGconn *c, const char *name, char *err, size_t errlen)
+{
+    while (PQisBusy(c)) {
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        int rc = poll(&pfd, 1, GR_PGCONN_QUERY_MS);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc == 0) {
+            snprintf(err, errlen, "%s: no answer for %d ms: server hung or cut off", name,
+                     GR_PGCONN_QUERY_MS);
+            return -1;
+        }
+        if (rc < 0 || !PQconsumeInput(c)) {
+            const char *why = rc < 0 ? strerror(errno) : PQerrorMessage(c);
+            snprintf(err, errlen, "%s: %.*s", name, (int)strcspn(why, "\n"), why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PGresult *gr_pgconn_check(const char *conninfo, const char *name, const char *sql, char *err,
+                          size_t errlen)
+{
+    char timeout[16];
+    snprintf(timeout, sizeof(timeout), "%d", (GR_PGCONN_CHECK_CONNECT_MS + 999) / 1000);
+    static const char *const keywords[] = {"application_name", "connect_timeout", "dbname", NULL};
+    const char *values[] = {"gpsrelayd -t", timeout, conninfo, NULL};
+    PGresult *last = NULL;
+    PGconn *c = PQconnectdbParams(keywords, values, 1);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        const char *why = c != NULL ? PQerrorMessage(c) : "out of memory";
+        snprintf(err, errlen, "%s: %.*s", name, (int)strcspn(why, "\n"), why);
+        goto out;
+    }
+    if (!PQsendQuery(c, STATEMENT_TIMEOUT))
+        goto failed;
+    if (wait_result(c, name, err, errlen) < 0)
+        goto out;
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL)
+        PQclear(r);
+    if (!PQsendQuery(c, sql))
+        goto failed;
+    /* One result per statement, or the first error, after which the server runs nothing
+     * more: the last one says how it went. */
+    for (;;) {
+        if (wait_result(c, name, err, errlen) < 0)
+            goto out;
+        if ((r = PQgetResult(c)) == NULL)
+            break;
+        PQclear(last);
+        last = r;
+    }
+    if (last != NULL && PQresultStatus(last) == PGRES_TUPLES_OK) {
+        PQfinish(c);
+        return last;
+    }
+    snprintf(err, errlen, "%s: %.*s", name,
+             (int)strcspn(last ? PQresultErrorMessage(last) : "no rows", "\n"),
+             last ? PQresultErrorMessage(last) : "no rows");
+    goto out;
+failed:
+    snprintf(err, errlen, "%s: %.*s", name, (int)strcspn(PQerrorMessage(c), "\n"),
+             PQerrorMessage(c));
+out:
+    PQclear(last);
+    PQfinish(c);
+    return NULL;
 }

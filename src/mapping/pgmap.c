@@ -8,7 +8,6 @@
 #include "gpsrelay/pgmap.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +18,6 @@
 #include "gpsrelay/pgconn.h"
 #include "gpsrelay/stats.h"
 #include "source.h"
-
-#define PG_STR(x)  #x
-#define PG_XSTR(x) PG_STR(x)
 
 /* Rows a load left out: all counted, the first GR_PGMAP_REJECTS_LOGGED kept for the log. */
 struct pg_rejects {
@@ -379,89 +375,21 @@ void gr_pgmap_free(struct gr_pgmap *p)
 
 /* ---- `gpsrelayd -t` ----------------------------------------------------------------------- */
 
-/* The check's query: the server's own bound first (it cancels a statement of ours that
- * runs GR_PGCONN_STATEMENT_MS), then the mapping, in one message of the simple protocol. */
-#define CHECK_QUERY "SET statement_timeout = " PG_XSTR(GR_PGCONN_STATEMENT_MS) "; " GR_PGMAP_QUERY
-
-/* Waits until libpq has a whole result, or GR_PGCONN_QUERY_MS pass without a byte from the
- * server (the daemon's bound on silence: a stopped server's kernel still accepts, so no
- * error would ever come). Returns 0, or with the reason in err -ETIMEDOUT, poll(2)'s errno,
- * or -EIO for what libpq says. */
-static int wait_result(PGconn *c, char *err, size_t errlen)
-{
-    while (PQisBusy(c)) {
-        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
-        int rc = poll(&pfd, 1, GR_PGCONN_QUERY_MS);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc == 0) {
-            snprintf(err, errlen,
-                     "postgres: no answer to the mapping query for %d ms: server "
-                     "hung or cut off",
-                     GR_PGCONN_QUERY_MS);
-            return -ETIMEDOUT;
-        }
-        if (rc < 0 || !PQconsumeInput(c)) {
-            int error = rc < 0 ? errno : EIO;
-            const char *why = rc < 0 ? strerror(error) : PQerrorMessage(c);
-            snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-            return -error;
-        }
-    }
-    return 0;
-}
-
-/*
- * Connects (at most GR_PGMAP_CHECK_CONNECT_MS, unless the operator's conninfo sets its own
- * connect_timeout) and loads once, each wait bounded by wait_result. Returns the mapping,
- * or NULL with the reason in err.
- */
+/* Loads once, as the daemon would (pgconn.h's check). Returns the mapping, or NULL with the
+ * reason in err. */
 static struct gr_mapping *load_blocking(const char *conninfo, char *err, size_t errlen)
 {
-    char timeout[16];
-    snprintf(timeout, sizeof(timeout), "%d", (GR_PGMAP_CHECK_CONNECT_MS + 999) / 1000);
-    static const char *const keywords[] = {"application_name", "connect_timeout", "dbname", NULL};
-    const char *values[] = {"gpsrelayd -t", timeout, conninfo, NULL};
-    struct gr_mapping *m = NULL;
-    PGresult *rows = NULL;
-    PGconn *c = PQconnectdbParams(keywords, values, 1);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        const char *why = c != NULL ? PQerrorMessage(c) : "out of memory";
-        snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-        goto out;
-    }
-    if (!PQsendQuery(c, CHECK_QUERY)) {
-        snprintf(err, errlen, "postgres: mapping query failed: %.*s",
-                 (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
-        goto out;
-    }
-    /* One result per statement: the SET's, then the rows (or the first error, after which
-     * the server runs nothing more). The last one says how it went. */
-    for (;;) {
-        if (wait_result(c, err, errlen) < 0)
-            goto out;
-        PGresult *r = PQgetResult(c);
-        if (r == NULL)
-            break;
-        PQclear(rows);
-        rows = r;
-    }
-    if (PQresultStatus(rows) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "postgres: mapping query failed: %.*s",
-                 (int)strcspn(PQresultErrorMessage(rows), "\n"), PQresultErrorMessage(rows));
-        goto out;
-    }
+    PGresult *rows = gr_pgconn_check(conninfo, "postgres", GR_PGMAP_QUERY, err, errlen);
+    if (rows == NULL)
+        return NULL;
     char why[512];
     struct pg_rejects rejects = {0};
-    m = build_mapping(rows, add_reject, &rejects, why, sizeof(why));
+    struct gr_mapping *m = build_mapping(rows, add_reject, &rejects, why, sizeof(why));
     if (m == NULL)
         snprintf(err, errlen, "postgres: mapping refused: %s", why);
     else
         log_rejects(&rejects);
-
-out:
     PQclear(rows);
-    PQfinish(c);
     return m;
 }
 

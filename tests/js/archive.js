@@ -89,10 +89,18 @@ async function spooled(d, published) {
 }
 
 async function exactValues(pg) {
-    log("exact values");
+    log("-t, then exact values");
     const d = await archiveDaemon(pg);
+    const conf = path.join(d.dir, "gpsrelay.conf");
+    let t = spawnSync(binary, ["-t", "-c", conf], { encoding: "utf8", timeout: WAIT_MS });
+    check(t.status === 0 && /archive schema in place/.test(t.stdout), `-t: ${t.stdout}${t.stderr}`);
+    await pg.sql("CREATE DATABASE empty");
+    fs.writeFileSync(conf, fs.readFileSync(conf, "utf8").replace("dbname=postgres", "dbname=empty"));
+    t = spawnSync(binary, ["-t", "-c", conf], { encoding: "utf8", timeout: WAIT_MS });
+    check(t.status === 1 && /archive.sql is not applied/.test(t.stderr), `-t, no schema: ${t.stderr}`);
+    fs.writeFileSync(conf, fs.readFileSync(conf, "utf8").replace("dbname=empty", "dbname=postgres"));
     await d.start();
-    const t = Date.now() - 5000;
+    t = Date.now() - 5000;
     const sent = [
         { id: "U-01", time: new Date(t).toISOString(), lat: 40.712812345678901, lon: -74.00601234567891,
             speed: 12.34, course: 271.5, alt: -10.25, hdop: 0.9, sats: 9,
