@@ -176,7 +176,7 @@ struct gr_stats {
     uint64_t config_reload_failures; /* SIGHUPs whose configuration was refused */
     uint64_t mapping_rows_rejected;  /* PostgreSQL rows left out of (or changed in) a load */
     uint64_t postgres_failures;      /* connection attempts failed, connections lost */
-    uint64_t postgres_timeouts;      /* ...of which: a query unanswered for GR_PGMAP_QUERY_MS */
+    uint64_t postgres_timeouts;      /* ...of which: GR_PGCONN_QUERY_MS of silence */
     uint64_t postgres_notifications; /* gpsrelay_mapping notifications received */
     uint64_t positions_conflated;    /* positions replaced by a newer one of their unit before a
                                         console took them (counted per console) */
