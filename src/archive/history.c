@@ -142,6 +142,7 @@ struct gr_history_req {
     enum req_phase phase;
     unsigned error;     /* non-zero: answer this status instead (before any head) */
     const char *reason; /* ...with this body */
+    bool sent; /* its statement went to the archive */
     bool head_sent;
     bool cut; /* end the connection at the next writeable: the answer broke */
     bool write_asked;
@@ -335,6 +336,7 @@ static void req_send(struct gr_history_req *r)
     struct slot *s = r->slot;
     char t1[GR_TIME_TEXT_MAX], t2[GR_TIME_TEXT_MAX], limit[24];
     int rc;
+    r->sent = true;
     if (r->kind == REQ_HISTORY) {
         time_param(r->q.from_ms, t1);
         time_param(r->q.to_ms, t2);
@@ -508,11 +510,12 @@ static int req_tail(struct gr_history_req *r)
 
 /* ---- the pool's connections ----------------------------------------------------------- */
 
-static void on_opened(void *ctx)
+/* Up and idle: a new connection, or one whose probe has ended. */
+static void on_idle(void *ctx)
 {
     struct slot *s = ctx;
     s->state = SLOT_UP;
-    if (s->req != NULL)
+    if (s->req != NULL && !s->req->sent)
         req_send(s->req);
 }
 
@@ -591,7 +594,7 @@ static int slot_open(struct gr_history *h, struct slot *s)
         .conninfo = h->cfg->archive_postgres,
         .name = "history",
         .setup_sql = SESSION_SQL,
-        .opened = on_opened,
+        .idle = on_idle,
         .result = on_result,
         .down = on_down,
         .ctx = s,
