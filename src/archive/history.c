@@ -142,7 +142,7 @@ struct gr_history_req {
     enum req_phase phase;
     unsigned error;     /* non-zero: answer this status instead (before any head) */
     const char *reason; /* ...with this body */
-    bool sent; /* its statement went to the archive */
+    bool sent;          /* its statement went to the archive */
     bool head_sent;
     bool cut; /* end the connection at the next writeable: the answer broke */
     bool write_asked;

@@ -151,6 +151,25 @@ async function ndjson(port) {
     r = await get(port, `/api/history?${qs({ device: "AMB-12", from: "2026-11-23T13:20:02-05:00",
         to: "2026-11-23T13:20:02.000-05:00" })}`, bearer(ems));
     check(r.body === AMB12_LINES[1] + "\n", `history: RFC 3339 with an offset\n${r.body}`);
+
+    // A chunked answer ends cleanly: the next request goes on the same connection.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const reused = [];
+    for (const p of [`/api/history?${qs(range)}`, "/api/snapshot?agency=ems&at=1", "/healthz"]) {
+        const res = await new Promise((resolve, reject) => {
+            const req = http.get({ host: "127.0.0.1", port, path: p, headers: bearer(ems), agent },
+                (x) => {
+                    const parts = [];
+                    x.on("data", (b) => parts.push(b));
+                    x.on("end", () => resolve({ status: x.statusCode, body: Buffer.concat(parts) }));
+                });
+            req.on("socket", () => reused.push(req.reusedSocket));
+            req.on("error", reject);
+        });
+        check(res.status === 200, `keep-alive: ${p} 200 (${res.status})`);
+    }
+    agent.destroy();
+    check(JSON.stringify(reused) === "[false,true,true]", `keep-alive: one connection (${reused})`);
 }
 
 async function geojson(port) {
@@ -404,25 +423,59 @@ async function until(what, fn) {
     return false;
 }
 
+// A request for BIG-1's day whose reader stops after the first bytes: `first` resolves
+// then, resume() reads the rest, `done` resolves with status and bytes.
+function heldReader(port) {
+    const path = `/api/history?${qs({ device: "BIG-1", from: iso(DAY0),
+        to: iso(DAY0 + 86400000), limit: 100000 })}`;
+    let first, resume;
+    const got = new Promise((r) => { first = r; });
+    const ready = new Promise((r) => { resume = r; });
+    const done = stream(port, path, bearer(big), (b, res) => {
+        if (res.held) return;
+        res.held = true;
+        res.pause();
+        first();
+        ready.then(() => res.resume());
+    });
+    return { first: got, resume, done };
+}
+
 async function unavailable(port, pg) {
     const path = `/api/history?${qs({ device: "AMB-12", from: 0, to: 2000000000 })}`;
-    // GR_HISTORY_QUERIES_MAX queries held by a frozen archive: one more is 503.
-    await pg.freeze();
-    const held = waitAll(port, QUERIES_MAX);
-    let r;
-    await until("the queries to be held", async () => {
-        r = await get(port, path, bearer(ems));
-        return r.status === 503;
-    });
+    // GR_HISTORY_QUERIES_MAX answers in flight to readers that stopped: one more is 503.
+    const held = Array.from({ length: QUERIES_MAX }, () => heldReader(port));
+    await Promise.all(held.map((h) => h.first));
+    let r = await get(port, path, bearer(ems));
     check(r.status === 503 && r.headers["retry-after"] === "1" && r.body === "too many queries\n",
         `503: too many queries, Retry-After 1 (${r.status} ${r.body})`);
+    held.forEach((h) => h.resume());
+    const done = await Promise.all(held.map((h) => h.done));
+    check(done.every((x) => x.status === 200 && !x.aborted && x.bytes > 14000000),
+        `held answers complete once read (${done.map((x) => `${x.status}/${x.bytes}`)})`);
+
+    // A frozen archive holds a query (deliberately, for 500 ms); thawed, it is answered.
+    await pg.freeze();
+    let settled = false;
+    const frozen = get(port, path, bearer(ems)).then((x) => { settled = true; return x; });
+    await new Promise((res) => setTimeout(res, 500));
+    check(!settled, "a frozen archive holds the query");
     await pg.thaw();
-    const done = await held;
-    check(done.every((x) => x.status === 200 && x.body === AMB12_LINES.join("\n") + "\n"),
-        `held queries answered once thawed (${done.map((x) => x.status)})`);
+    r = await frozen;
+    check(r.status === 200 && r.body === AMB12_LINES.join("\n") + "\n",
+        `answered once thawed (${r.status})`);
+
+    // The archive lost in the middle of an answer: the client sees it end early (no final
+    // chunk), not a complete-looking answer.
+    const cut = heldReader(port);
+    await cut.first;
+    await pg.stop();
+    cut.resume();
+    const c = await cut.done;
+    check(c.status === 200 && c.aborted && c.bytes < 14000000,
+        `archive lost mid-answer: the answer is cut (${c.bytes} bytes, aborted ${c.aborted})`);
 
     // The archive down: 503 unreachable; back: 200 again.
-    await pg.stop();
     r = await get(port, path, bearer(ems));
     if (r.status !== 503) // an idle connection may notice the shutdown only now
         r = await get(port, path, bearer(ems));
@@ -463,7 +516,14 @@ async function main() {
     check(r.status === 403 && r.body === "forbidden\n", "auth none: an unknown device 403");
     r = await get(n.ports.ws, `/api/snapshot?${qs({ agency: "nope", at: 1 })}`);
     check(r.status === 403, "auth none: an unknown agency 403");
-    check(await n.stop() === 0, "auth none daemon exit 0");
+    // Stopped in the middle of an answer: the answer is cut, nothing leaks.
+    const held = heldReader(n.ports.ws);
+    await held.first;
+    const exit = n.stop();
+    held.resume();
+    const h = await held.done;
+    check(h.aborted && h.bytes < 14000000, `stopped mid-answer: cut (${h.bytes} bytes)`);
+    check(await exit === 0, "auth none daemon, stopped mid-answer: exit 0");
     n.cleanup();
 
     // No archive_postgres: no such endpoints.
