@@ -405,6 +405,7 @@ static void req_row(struct gr_history_req *r, PGresult *res, int row)
     } else if (r->q.format == GR_HISTORY_GEOJSON) {
         if (r->rows == r->coords_cap) {
             size_t cap = r->coords_cap ? 2 * r->coords_cap : 256;
+            cap = cap < (size_t)r->q.limit ? cap : (size_t)r->q.limit;
             int32_t *c = realloc(r->coords, cap * 2 * sizeof(*c));
             if (c == NULL)
                 rc = -ENOMEM;
@@ -869,6 +870,8 @@ int gr_history_writeable(struct lws *wsi, struct gr_history_req **reqp)
 {
     struct gr_history_req *r = *reqp;
     r->write_asked = false;
+    if (r->error == 0 && !r->cut && r->phase == PHASE_ROWS && r->out.len == 0)
+        return 0; /* nothing yet (lws may call unasked): the status is not known either */
     if (!r->head_sent && r->error != 0) {
         if (r->slot != NULL)
             slot_drop(r->slot);
