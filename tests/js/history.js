@@ -17,9 +17,13 @@ const binary = process.argv[2];
 const QUERIES_MAX = 4; // GR_HISTORY_QUERIES_MAX
 const STALE_AFTER = 60;
 const ORIGIN = "https://cad.example";
+// A fleet of FLEET units for the snapshot's timing; every tenth has nothing recent.
+const FLEET = 2000;
+const FLEET_ROWS = 720; // an hour at one position per 5 s
 const CSV = "device_id,agency_id,label,source_addr\n" +
     "AMB-12,ems,Medic 12,\nAMB-7,ems,Medic 7,\nX-1,ems,Spare,\nE-7,fire,Engine 7,\n" +
-    "BIG-1,big,Day unit,\n";
+    "BIG-1,big,Day unit,\n" +
+    Array.from({ length: FLEET }, (_, i) => `U-${i},fleet,Unit ${i},\n`).join("");
 const COLUMNS = ["device", "time", "lat", "lon", "speed", "course", "alt", "hdop", "sats", "src",
     "attrs", "rx_time", "epoch", "seq"];
 const EPOCH = "0123456789abcdef";
@@ -99,6 +103,14 @@ async function fill(pg) {
                NULL, t, '${EPOCH}', 100000 + i
         FROM generate_series(0, ${DAY_ROWS - 1}) i,
              LATERAL (SELECT timestamptz '${iso(DAY0)}' + i * interval '1 second' AS t) x`);
+    // The fleet: FLEET_ROWS positions per unit up to T0, the last of every tenth unit older
+    // than stale_after.
+    await pg.sql(`INSERT INTO positions (${COLUMNS.join(", ")})
+        SELECT 'U-' || u, timestamptz '${iso(T0)}' - (k * 5 + u % 5 + (u % 10 = 0)::int * 600)
+                          * interval '1 second',
+               45, -75, NULL, NULL, NULL, NULL, NULL, 'nmea', NULL, now(), '${EPOCH}', k
+        FROM generate_series(0, ${FLEET - 1}) u, generate_series(0, ${FLEET_ROWS - 1}) k;
+        ANALYZE positions`);
 }
 
 // ---- RFC 7946 ----------------------------------------------------------------------------
@@ -234,6 +246,22 @@ async function snapshot(port) {
     r = await get(port, `/api/snapshot?${qs({ agency: "ems", at: 1 })}`, bearer(ems));
     check(r.body === '{"agency":"ems","at":"1970-01-01T00:00:01.000Z","positions":[],' +
         '"missing":["AMB-12","AMB-7","X-1"]}', `snapshot: nothing yet\n${r.body}`);
+
+    // 2,000 units: timed (reported, not asserted), the first on a cold cache.
+    const fleet = mint(claims(["fleet"]));
+    const times = [];
+    for (let i = 0; i < 3; i++) {
+        const t = process.hrtime.bigint();
+        r = await get(port, `/api/snapshot?${qs({ agency: "fleet", at: iso(T0) })}`, bearer(fleet));
+        times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    s = JSON.parse(r.body);
+    check(r.status === 200 && s.positions.length === FLEET * 0.9 && s.missing.length === FLEET / 10 &&
+        s.missing.every((id) => Number(id.slice(2)) % 10 === 0) &&
+        s.positions.every((p) => p.seq === 0 && Number(p.device.slice(2)) % 10 !== 0),
+        `snapshot of ${FLEET} units: the latest of each, the stale ones missing`);
+    console.log(`snapshot of ${FLEET} units (${FLEET * FLEET_ROWS} positions of theirs archived): ` +
+        `${times.map((x) => x.toFixed(1)).join(", ")} ms`);
 }
 
 // Every refusal, with the metric counting them.
