@@ -60,6 +60,7 @@ static const char *const refusal_labels[] = {GR_CONSOLE_REFUSALS(GR_LABEL)};
 static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
 static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
 static const char *const cluster_skip_labels[] = {GR_CLUSTER_SKIPS(GR_LABEL)};
+static const char *const history_labels[] = {GR_HISTORY_STATUSES(GR_LABEL)};
 #undef GR_LABEL
 
 const char *gr_tcp_refusal_label(enum gr_tcp_refusal r)
@@ -259,6 +260,9 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     histogram(f, "gpsrelay_archive_batch_seconds",
               "One archive batch, from BEGIN to the COMMIT's answer.", &gr_stats.archive_batch);
 
+    labelled(f, "gpsrelay_history_requests_total",
+             "Answers of /api/history and /api/snapshot, by HTTP status.", "status", history_labels,
+             gr_stats.history_requests, 0, GR_HISTORY_STATUS_COUNT);
     family(f, "gpsrelay_positions_conflated_total", "counter",
            "Positions a console never got because a newer one of the same unit replaced them "
            "while it was busy (one per console).",
