@@ -45,6 +45,11 @@ struct gr_position {
     char json[]; /* the encoded position object, NUL-terminated */
 };
 
+/* A new position (caller frees) for fix f of the unit whose id is the JSON literal
+ * json_id, numbered seq; NULL on ENOMEM. rx_ns is left for the caller. The one shape of a
+ * position (docs/protocol.md), for consoles and for the archive's answers alike. */
+struct gr_position *gr_position_encode(const char *json_id, uint64_t seq, const struct gr_fix *f);
+
 /* Called when a subscription goes from "nothing pending" to "something pending". */
 typedef void (*gr_hub_notify_cb)(void *owner);
 

@@ -26,9 +26,6 @@
  * single statement; units with no row are the "missing" list, written at the end.
  */
 #include "gpsrelay/history_query.h"
-/* history_query.h and mapping.h (through history.h) both define GR_AGENCY_ID_MAX, to 64
- * alike; the second definition must not see the first. */
-#undef GR_AGENCY_ID_MAX
 #include "gpsrelay/history.h"
 
 #include <errno.h>

@@ -14,9 +14,7 @@
 #include "gpsrelay/format.h"
 #include "gpsrelay/jsonw.h"
 #include "gpsrelay/json_report.h"
-/* gr_position_encode: the hub's encoder, the one shape of a position. Declared in the hub's
- * private model.h; it belongs in hub.h now that the archive encodes positions too. */
-#include "../hub/model.h"
+#include "gpsrelay/hub.h"
 
 /* As the JSON decoder dumps attrs (json_report.c), so a number reads the same again. */
 #define ATTRS_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15) | JSON_PRESERVE_ORDER)
