@@ -749,8 +749,9 @@ static void test_memfd(void)
 }
 
 /* In a child, since the limit is the process's: writes past RLIMIT_FSIZE fail (EFBIG) as
- * a full disk would. The lines wait, disk_error says so, what was written is delivered
- * meanwhile, and when the limit is lifted the rest is written and delivered, once. Exit status: the
+ * a full disk would. The lines wait, disk_error says so, past GR_SPOOL_HANDOFF_MAX appends
+ * are refused and counted, what was written is delivered meanwhile, and when the limit is
+ * lifted the rest is written and delivered, once. Exit status: the
  * failures. */
 static int disk_error_child(void)
 {
@@ -761,7 +762,7 @@ static int disk_error_child(void)
     char path[4200];
     path_of(path, sizeof(path), "diskerror");
     struct events e = {0};
-    struct gr_spool *s = open_spool(&loop, path, 1 << 30, GR_SPOOL_BATCH_MIN, &e);
+    struct gr_spool *s = open_spool(&loop, path, 1 << 30, 0, &e);
     if (s == NULL)
         return 1;
     struct rlimit rl;
@@ -775,6 +776,34 @@ static int disk_error_child(void)
     CHECK(st.disk_error);
     CHECK_INT(st.queued_lines, 20000);
     CHECK(st.written_bytes > 0 && st.written_bytes < 256 << 10);
+    /* Appends are taken until GR_SPOOL_HANDOFF_MAX wait, then refused and counted. */
+    uint64_t accepted = 20000, refused = 0, bytes = 0, refused_len = 0;
+    struct text first = {0};
+    lines_text(&first, 0, accepted);
+    bytes = first.len;
+    free(first.p);
+    char buf[128 * 100];
+    for (int rc = 0; rc == 0 || refused < 1000;) {
+        size_t len = 0;
+        for (uint64_t k = 0; k < 100; k++)
+            len += make_line(buf + len, accepted + k);
+        rc = gr_spool_append(s, buf, len, 100);
+        CHECK(rc == 0 || rc == -ENOBUFS);
+        if (rc == 0 && refused > 0)
+            CHECK(!"an append accepted after one was refused");
+        if (rc == 0) {
+            accepted += 100;
+            bytes += len;
+        } else {
+            refused += 100;
+            refused_len = len;
+        }
+    }
+    gr_spool_stats(s, &st);
+    CHECK(bytes - st.written_bytes <= GR_SPOOL_HANDOFF_MAX);
+    CHECK(bytes - st.written_bytes + refused_len > GR_SPOOL_HANDOFF_MAX);
+    CHECK_INT(st.refused_lines, refused);
+    CHECK_INT(st.queued_lines, accepted);
     /* What was written still goes to PostgreSQL meanwhile. */
     struct text want = {0}, got = {0};
     uint64_t n = 0;
@@ -791,8 +820,8 @@ static int disk_error_child(void)
     CHECK_INT(sync_spool(&loop, s, &e), 0);
     gr_spool_stats(s, &st);
     CHECK(!st.disk_error);
-    lines_text(&want, 0, 20000);
-    receive(&loop, s, &e, 20000 - n, GR_SPOOL_BATCH_MIN, &got);
+    lines_text(&want, 0, accepted);
+    receive(&loop, s, &e, accepted - n, GR_SPOOL_BATCH_MAX, &got);
     check_text(&got, &want);
     check_empty(&loop, s, &e);
     close_spool(&loop, s, &e);
@@ -804,6 +833,7 @@ static int disk_error_child(void)
 
 static void test_disk_error(void)
 {
+    fflush(NULL);
     pid_t pid = fork();
     if (pid == 0)
         _exit(disk_error_child() == 0 ? 0 : 1);
