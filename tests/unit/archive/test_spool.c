@@ -6,7 +6,8 @@
  * by another process, is refused and left as it was; the bound drops the oldest lines and
  * counts them exactly; a drained file is truncated, a committed stretch punched out (its
  * blocks freed), a small backlog far into the file moved back to its start (a rewind, and
- * one interrupted); the memfd mode; a failing disk (RLIMIT_FSIZE) holds lines and recovers;
+ * one interrupted); the memfd mode; a steady load with retries, cut while it runs; a
+ * failing disk (RLIMIT_FSIZE) holds lines, refuses past the hand-off bound, and recovers;
  * and kill -9: of a child that wrote N lines, of one with a batch out, and of one killed
  * at a random moment while appending, each line coming back exactly once.
  */
@@ -713,6 +714,132 @@ static void test_rewind_interrupted(void)
     free(got.p);
 }
 
+/* Steady load: a producer appending every millisecond, a consumer that takes each batch,
+ * holds it 0-2 ms (a COPY) and commits it, or retries one in ten. Some 130 MB go through,
+ * so that the file is rewound (GR_SPOOL_REWIND_MIN) while batches come and go. */
+struct stress {
+    uv_loop_t *loop;
+    struct gr_spool *s;
+    struct events e;
+    uv_timer_t produce, copy, watch;
+    const struct gr_spool_batch *out;
+    uint64_t appended, total, next; /* lines: appended, to append, next expected */
+    uint64_t batches, retries, bad;
+    off_t max_size;
+    const char *path;
+    unsigned seed;
+};
+
+/* Whether b holds lines next, next + 1, ... exactly. */
+static bool batch_is(const struct gr_spool_batch *b, uint64_t next)
+{
+    char line[128];
+    size_t at = 0;
+    for (uint64_t i = 0; i < b->lines; i++) {
+        size_t len = make_line(line, next + i);
+        if (at + len > b->len || memcmp(b->data + at, line, len) != 0)
+            return false;
+        at += len;
+    }
+    return at == b->len;
+}
+
+static void stress_take(struct stress *t);
+
+static void on_copied(uv_timer_t *h)
+{
+    struct stress *t = h->data;
+    const struct gr_spool_batch *b = t->out;
+    t->out = NULL;
+    if (!batch_is(b, t->next))
+        t->bad++;
+    if (rand_r(&t->seed) % 10 == 0) {
+        t->retries++;
+        gr_spool_retry(t->s, b);
+    } else {
+        t->next += b->lines;
+        t->batches++;
+        gr_spool_done(t->s, b);
+    }
+    stress_take(t);
+}
+
+static void stress_take(struct stress *t)
+{
+    if (t->out != NULL || (t->out = gr_spool_take(t->s)) == NULL)
+        return;
+    uv_timer_start(&t->copy, on_copied, (uint64_t)(rand_r(&t->seed) % 3), 0);
+}
+
+static void on_stress_ready(void *ctx)
+{
+    stress_take(ctx);
+}
+
+static void on_produce(uv_timer_t *h)
+{
+    struct stress *t = h->data;
+    /* Paced by the consumer, some 5 MB ahead at most: a slow machine must not make the
+     * backlog too large to rewind (GR_SPOOL_REWIND_COPY_MAX). */
+    if (t->appended - t->next > 120000)
+        return;
+    uint64_t to = t->appended + 2000 < t->total ? t->appended + 2000 : t->total;
+    append_lines(t->s, t->appended, to);
+    t->appended = to;
+    if (to == t->total)
+        uv_timer_stop(h);
+}
+
+static void on_watch(uv_timer_t *h)
+{
+    struct stress *t = h->data;
+    off_t size = file_size(t->path);
+    if (size > t->max_size)
+        t->max_size = size;
+}
+
+static void test_stress(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char path[4200];
+    path_of(path, sizeof(path), "stress");
+    struct stress t = {.loop = &loop, .total = 3000000, .path = path, .seed = 1};
+    struct gr_spool_options o = {
+        .path = path, .max_bytes = 1 << 30, .ready = on_stress_ready, .ctx = &t};
+    char err[256];
+    CHECK_INT(gr_spool_open(&loop, &o, &t.s, err, sizeof(err)), 0);
+    if (t.s == NULL)
+        return;
+    uv_timer_init(&loop, &t.produce);
+    uv_timer_init(&loop, &t.copy);
+    uv_timer_init(&loop, &t.watch);
+    t.produce.data = t.copy.data = t.watch.data = &t;
+    uv_timer_start(&t.produce, on_produce, 1, 1);
+    uv_timer_start(&t.watch, on_watch, 50, 50);
+    int64_t deadline = (int64_t)uv_now(&loop) + 120000;
+    while (t.next < t.total && (int64_t)uv_now(&loop) < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK_INT(t.next, t.total);
+    CHECK_INT(t.bad, 0);
+    CHECK(t.retries > 0);
+    uv_close((uv_handle_t *)&t.produce, NULL);
+    uv_close((uv_handle_t *)&t.copy, NULL);
+    uv_close((uv_handle_t *)&t.watch, NULL);
+    char line[128];
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; i < t.total; i++)
+        bytes += make_line(line, i);
+    printf("test_stress: %" PRIu64 " bytes in %" PRIu64 " batches (%" PRIu64
+           " retried), the file at most %lld bytes\n",
+           bytes, t.batches, t.retries, (long long)t.max_size);
+    /* Cut while it ran (drained, or rewound), not only at the end. */
+    CHECK(t.max_size < (off_t)bytes);
+    check_empty(&loop, t.s, &t.e);
+    close_spool(&loop, t.s, &t.e);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 /* No path: the same, in memory, gone after close. */
 static void test_memfd(void)
 {
@@ -1015,6 +1142,7 @@ int main(int argc, char **argv)
     test_rewind();
     test_rewind_interrupted();
     test_memfd();
+    test_stress();
     test_disk_error();
     test_kill(false);
     test_kill(true);
