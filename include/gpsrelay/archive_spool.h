@@ -74,8 +74,9 @@ struct gr_spool_options {
     const char *path;   /* the spool file (made, mode 0600, if missing); NULL: a memfd */
     uint64_t max_bytes; /* backlog bound in the file; > 0 */
     size_t batch_max;   /* bytes per batch, from GR_SPOOL_BATCH_MIN; 0: GR_SPOOL_BATCH_MAX */
-    /* gr_spool_take() returned NULL and now has a batch; called once per such NULL (and
-     * once at first, for the backlog found at open). Never after gr_spool_close(). */
+    /* gr_spool_take() returned NULL and now has a batch: called once per such NULL, and
+     * once for the first batch (the backlog found at open, or the first lines appended)
+     * if take() was not called before it. Never after gr_spool_close(). */
     void (*ready)(void *ctx);
     void *ctx;
 };
