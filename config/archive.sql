@@ -40,7 +40,7 @@ BEGIN;
 --
 -- device is COLLATE "C": ids are ASCII (schema.sql), and byte comparisons are the cheapest
 -- for the index. No CHECKs: the daemon validated every value before publishing it, and a
--- row refused here would fail its whole batch and stall the archive.
+-- row refused here is left out of the archive (the daemon logs and counts it).
 CREATE TABLE IF NOT EXISTS positions (
     device  text COLLATE "C" NOT NULL,
     time    timestamptz NOT NULL,       -- fix time; microseconds hold the daemon's ms
@@ -65,8 +65,9 @@ CREATE TABLE IF NOT EXISTS positions (
 -- gpsrelay_archive_drop_days, and each partition made scans it, so it should stay small.
 CREATE TABLE IF NOT EXISTS positions_default PARTITION OF positions DEFAULT;
 
--- The partitions of the UTC days from `today` to `today` + `ahead`; the daemon calls it at
--- start and daily. Days that have a partition are left alone (a second call does nothing).
+-- The partitions of the UTC days from `today` to `today` + `ahead`; the daemon calls it on
+-- each new connection and every 10 minutes. Days that have a partition are left alone (a
+-- second call does nothing).
 -- Returns the partitions made, and how many positions each took over from positions_default.
 -- `today` is a parameter so that days in the past can be made (tests, backfills).
 --
@@ -138,7 +139,8 @@ BEGIN
                          FROM 'TO \(''([^'']+)''\)'))::timestamptz <= cutoff
         ORDER BY c.relname
     LOOP
-        EXECUTE format('DROP TABLE %s', part);
+        -- IF EXISTS: another node may have dropped it since the loop read the catalogue.
+        EXECUTE format('DROP TABLE IF EXISTS %s', part);
         RETURN NEXT part;
     END LOOP;
 END;

@@ -42,6 +42,8 @@
 /* COPY data is put in pieces of this size, the next once libpq has sent the last: what
  * one loop callback copies, and what waits in libpq's buffer at most. */
 #define GR_ARCHIVE_COPY_PIECE (256u << 10)
+/* Without archive_spool positions wait in memory: at most this much of archive_spool_max. */
+#define GR_ARCHIVE_MEMORY_MAX (256u << 20)
 
 struct gr_archive;
 
@@ -51,7 +53,8 @@ struct gr_archive;
  * started, to be stopped and freed as stop.h says. */
 int gr_archive_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_archive **out);
 
-/* A position applied by the hub: archived, at least once, within the spool's bound. */
+/* A position applied by the hub: archived, at least once, within the spool's bound; not
+ * when older than archive_retention_days (gpsrelay_archive_expired_total). */
 void gr_archive_position(struct gr_archive *a, const char *device, const struct gr_fix *fix,
                          const char *epoch, uint64_t seq, int64_t rx_ms);
 

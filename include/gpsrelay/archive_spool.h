@@ -42,7 +42,7 @@
 /* Bytes appended but not yet written by the thread; past it appends are refused (the disk
  * is stalled or failing): 64 MiB, some 400,000 positions, 40 s of 10,000 units at 1 Hz. */
 #define GR_SPOOL_HANDOFF_MAX (64u << 20)
-/* Default bytes per batch: about 25,000 positions, one COPY. */
+/* Default bytes per batch: about 20,000 positions, one COPY. */
 #define GR_SPOOL_BATCH_MAX (4u << 20)
 /* Smallest batch_max accepted: many times the longest line (GR_ARCHIVE_ROW_MAX). A line
  * longer than batch_max cannot be delivered: it is dropped (counted) when read. */

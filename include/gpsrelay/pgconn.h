@@ -39,8 +39,12 @@
 #define GR_PGCONN_CONNECT_MS     10000 /* a connection attempt that takes longer fails */
 #define GR_PGCONN_BACKOFF_MIN_MS 250   /* first retry after a failure; doubles per failure */
 #define GR_PGCONN_BACKOFF_MAX_MS 30000 /* ...up to this */
-#define GR_PGCONN_QUERY_MS       10000 /* silence allowed while a statement is in flight */
-#define GR_PGCONN_PROBE_MS       15000 /* silence on an idle connection before `SELECT 1` */
+/* The backoff starts again from its minimum only after a connection that stayed up this
+ * long: one that the owner's own statement fails every time (a schema missing, a row the
+ * server refuses) is retried less and less often, not twice a second for ever. */
+#define GR_PGCONN_STABLE_MS 10000
+#define GR_PGCONN_QUERY_MS  10000 /* silence allowed while a statement is in flight */
+#define GR_PGCONN_PROBE_MS  15000 /* silence on an idle connection before `SELECT 1` */
 /* The session's statement_timeout: the server cancels a statement of ours that runs this
  * long, freeing its backend from a statement we gave up on (a backend waiting on a lock
  * does not notice that we closed). */

@@ -185,6 +185,8 @@ struct gr_stats {
     uint64_t cluster_publish_refused; /* fixes refused: the queue full, or stopping */
     uint64_t archive_written;         /* positions the archive's batches added to PostgreSQL */
     uint64_t archive_duplicates;      /* ...that were there already (a batch again, another node) */
+    uint64_t archive_refused;         /* left out: PostgreSQL refused the row itself (archive.c) */
+    uint64_t archive_expired;         /* not archived: older than archive_retention_days already */
     uint64_t archive_undated;  /* written into positions_default: their day had no partition */
     uint64_t archive_failures; /* archive connection attempts failed, connections lost */
     uint64_t archive_timeouts; /* ...of which: GR_PGCONN_QUERY_MS of silence */

@@ -11,7 +11,12 @@
  *
  * Any error fails the connection (pgconn logs it and tries again after its backoff), which
  * aborts the transaction: the batch comes again from the spool, and the move skips what an
- * earlier attempt may have committed after all (a COMMIT whose answer was lost).
+ * earlier attempt may have committed after all (a COMMIT whose answer was lost). But for a
+ * row PostgreSQL refuses for what it holds (SQLSTATE class 22, data exception, or 23, a
+ * constraint the operator added), which would fail every attempt and stall the archive for
+ * ever: then the transaction is rolled back and the batch halved, each half sent on its
+ * own, down to the single row refused, which is left out, counted and logged
+ * (ROLLBACK); the rest of the batch is archived.
  */
 #include "gpsrelay/archive.h"
 
@@ -23,6 +28,7 @@
 
 #include "gpsrelay/archive_row.h"
 #include "gpsrelay/archive_spool.h"
+#include "gpsrelay/clock.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/pgconn.h"
 #include "gpsrelay/stats.h"
@@ -30,7 +36,16 @@
 #define COPY_SQL "BEGIN; COPY pg_temp.gpsrelay_staging (" GR_ARCHIVE_COLUMNS ") FROM STDIN"
 #define MOVE_SQL "SELECT moved, undated FROM gpsrelay_archive_move(); COMMIT"
 
-enum phase { P_WAIT, P_MAINTAIN, P_IDLE, P_COPY, P_MOVE };
+enum phase { P_WAIT, P_MAINTAIN, P_IDLE, P_COPY, P_MOVE, P_ROLLBACK };
+
+/* Parts of a refused batch still to send: halving a batch of n lines leaves at most
+ * log2(n) + 1 waiting, and a batch holds far fewer than 2^48 lines. */
+#define RANGES_MAX 48
+
+/* A part of the batch: bytes [lo, hi), whole lines. */
+struct range {
+    size_t lo, hi;
+};
 
 struct gr_archive {
     uv_loop_t *loop;
@@ -42,10 +57,15 @@ struct gr_archive {
     bool maintain_due;                  /* partitions to be checked before the next batch */
     uv_timer_t maintain;                /* sets maintain_due every GR_ARCHIVE_MAINTAIN_MS */
     const struct gr_spool_batch *batch; /* out: taken from the spool, not yet done */
-    size_t put;                         /* bytes of the batch put into the COPY */
+    struct range part;                  /* the part of it being sent: all, or a half... */
+    struct range parts[RANGES_MAX];     /* ...and the parts waiting, after a refusal */
+    int n_parts;
+    size_t put;        /* bytes of the part put into the COPY */
+    char refused[512]; /* PostgreSQL's reason, while the refused part is rolled back */
     uint64_t batch_start_ns;
     uint64_t moved, undated; /* the move's answer, counted once the COMMIT answers */
     uint64_t dropped_stopping;
+    bool in_memory; /* no archive_spool: the spool is a memfd */
 
     bool stopping;
     int stopping_parts;
@@ -54,6 +74,7 @@ struct gr_archive {
 };
 
 static void next(struct gr_archive *a);
+static void batch_done(struct gr_archive *a);
 
 /* ---- maintenance ------------------------------------------------------------------------- */
 
@@ -102,7 +123,7 @@ static void maintain_result(struct gr_archive *a, PGresult *r)
         char what[640];
         snprintf(what, sizeof(what), "%s%s",
                  state && (!strcmp(state, "42883") || !strcmp(state, "42P01"))
-                     ? "config/archive.sql is not applied to the archive database: "
+                     ? "archive.sql is not applied to the archive database: "
                      : "partition maintenance failed: ",
                  PQresultErrorMessage(r));
         gr_pgconn_fail(a->conn, what);
@@ -124,11 +145,11 @@ static void on_maintain_timer(uv_timer_t *t)
  * socket (`drained` resumes), ends the copy after the last. */
 static void put_pieces(struct gr_archive *a)
 {
-    while (a->put < a->batch->len) {
-        size_t n = a->batch->len - a->put;
+    while (a->put < a->part.hi - a->part.lo) {
+        size_t n = a->part.hi - a->part.lo - a->put;
         if (n > GR_ARCHIVE_COPY_PIECE)
             n = GR_ARCHIVE_COPY_PIECE;
-        int rc = gr_pgconn_copy_put(a->conn, a->batch->data + a->put, n);
+        int rc = gr_pgconn_copy_put(a->conn, a->batch->data + a->part.lo + a->put, n);
         if (rc < 0)
             return; /* failed: `down` follows */
         a->put += n;
@@ -148,18 +169,84 @@ static void next(struct gr_archive *a)
         maintain(a);
         return;
     }
-    const struct gr_spool_batch *b = gr_spool_take(a->spool);
-    if (b == NULL)
-        return;
-    a->batch = b;
+    if (a->batch == NULL) {
+        if ((a->batch = gr_spool_take(a->spool)) == NULL)
+            return;
+        a->part = (struct range){0, a->batch->len};
+        a->n_parts = 0;
+        a->moved = a->undated = 0;
+        a->batch_start_ns = uv_hrtime();
+    }
     a->put = 0;
-    a->moved = a->undated = 0;
-    a->batch_start_ns = uv_hrtime();
     if (gr_pgconn_send(a->conn, COPY_SQL, 0, NULL) == 0)
         a->phase = P_COPY;
 }
 
-/* The COMMIT answered: the batch is in PostgreSQL. */
+/* Lines in [lo, hi). */
+static uint64_t lines_in(const char *data, size_t lo, size_t hi)
+{
+    uint64_t n = 0;
+    for (const char *p = data + lo; (p = memchr(p, '\n', (size_t)(data + hi - p))) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Where to halve part r of data: after the line that holds r's middle byte, or before r's
+ * last line when that one holds it; NULL for a single line. */
+static const char *split_at(const char *d, struct range r)
+{
+    size_t mid = r.lo + (r.hi - r.lo) / 2;
+    const char *nl = memchr(d + mid, '\n', r.hi - mid);
+    if (nl != NULL && (size_t)(nl + 1 - d) < r.hi)
+        return nl + 1;
+    nl = memrchr(d + r.lo, '\n', r.hi - 1 - r.lo);
+    return nl != NULL ? nl + 1 : NULL;
+}
+
+/* The part was refused and rolled back: halved (each half sent on its own), or, a single
+ * line, left out and logged with the row's start (device and time). Then the next part. */
+static void part_refused(struct gr_archive *a)
+{
+    struct range r = a->part;
+    const char *d = a->batch->data, *split = split_at(d, r);
+    if (split != NULL && a->n_parts < RANGES_MAX) {
+        a->parts[a->n_parts++] = (struct range){(size_t)(split - d), r.hi};
+        a->part.hi = (size_t)(split - d);
+    } else {
+        uint64_t n = lines_in(d, r.lo, r.hi);
+        gr_stats.archive_refused += n;
+        /* The row's first two fields, its key: the device and the time. */
+        int id_len = (int)strcspn(d + r.lo, "\t\n");
+        const char *time = d + r.lo + id_len + (d[r.lo + id_len] == '\t');
+        gr_error("archive: PostgreSQL refused %" PRIu64 " position(s), left out of the archive "
+                 "(%.*s at %.*s): %.*s",
+                 n, id_len < 160 ? id_len : 160, d + r.lo, (int)strcspn(time, "\t\n"), time,
+                 (int)strcspn(a->refused, "\n"), a->refused);
+        if (a->n_parts == 0) {
+            a->refused[0] = '\0';
+            batch_done(a);
+            return;
+        }
+        a->part = a->parts[--a->n_parts];
+    }
+    a->refused[0] = '\0';
+    a->phase = P_IDLE;
+    next(a);
+}
+
+/* The COMMIT answered: the part is in PostgreSQL; the batch is when no part waits. */
+static void part_done(struct gr_archive *a)
+{
+    if (a->n_parts > 0) {
+        a->part = a->parts[--a->n_parts];
+        a->phase = P_IDLE;
+        next(a);
+        return;
+    }
+    batch_done(a);
+}
+
+/* The whole batch is in PostgreSQL (or left out, a row refused). */
 static void batch_done(struct gr_archive *a)
 {
     uint64_t lines = a->batch->lines;
@@ -173,15 +260,32 @@ static void batch_done(struct gr_archive *a)
     next(a);
 }
 
+/* Whether PostgreSQL refused what a row holds, rather than failed: SQLSTATE class 22 (data
+ * exception) or 23 (integrity constraint violation). */
+static bool refused_row(const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return state != NULL && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+}
+
 static void batch_result(struct gr_archive *a, PGresult *r)
 {
     if (r == NULL) {
-        if (a->phase == P_COPY) { /* the COPY's rows are in staging: move them, commit */
+        if (a->phase == P_ROLLBACK) {
+            part_refused(a);
+        } else if (a->refused[0] != '\0') { /* the transaction is aborted: end it */
+            if (gr_pgconn_send(a->conn, "ROLLBACK", 0, NULL) == 0)
+                a->phase = P_ROLLBACK;
+        } else if (a->phase == P_COPY) { /* the COPY's rows are in staging: move, commit */
             if (gr_pgconn_send(a->conn, MOVE_SQL, 0, NULL) == 0)
                 a->phase = P_MOVE;
         } else {
-            batch_done(a);
+            part_done(a);
         }
+        return;
+    }
+    if (a->phase == P_ROLLBACK) {
+        PQclear(r);
         return;
     }
     ExecStatusType st = PQresultStatus(r);
@@ -191,8 +295,10 @@ static void batch_result(struct gr_archive *a, PGresult *r)
         return;
     }
     if (st == PGRES_TUPLES_OK && a->phase == P_MOVE && PQntuples(r) == 1) {
-        a->moved = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        a->undated = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+        a->moved += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        a->undated += strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    } else if (st == PGRES_FATAL_ERROR && refused_row(r)) {
+        snprintf(a->refused, sizeof(a->refused), "%s", PQresultErrorMessage(r));
     } else if (st != PGRES_COMMAND_OK) {
         char what[640];
         snprintf(what, sizeof(what), "batch of %" PRIu64 " positions failed: %s", a->batch->lines,
@@ -219,7 +325,7 @@ static void on_result(void *ctx, PGresult *r)
     struct gr_archive *a = ctx;
     if (a->phase == P_MAINTAIN)
         maintain_result(a, r);
-    else if (a->phase == P_COPY || a->phase == P_MOVE)
+    else if (a->phase == P_COPY || a->phase == P_MOVE || a->phase == P_ROLLBACK)
         batch_result(a, r);
     else
         PQclear(r);
@@ -237,8 +343,9 @@ static void on_down(void *ctx)
 {
     struct gr_archive *a = ctx;
     if (a->batch != NULL && !a->stopping)
-        gr_spool_retry(a->spool, a->batch);
+        gr_spool_retry(a->spool, a->batch); /* whole: its parts already in go by the key */
     a->batch = NULL;
+    a->refused[0] = '\0';
     a->prepared = false; /* a new connection, a new temporary staging table */
     a->phase = P_WAIT;
 }
@@ -260,9 +367,12 @@ int gr_archive_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_arc
     }
     a->loop = loop;
     a->retention_days = cfg->archive_retention_days;
+    a->in_memory = cfg->archive_spool == NULL;
     struct gr_spool_options so = {
         .path = cfg->archive_spool,
-        .max_bytes = cfg->archive_spool_max,
+        .max_bytes = a->in_memory && cfg->archive_spool_max > GR_ARCHIVE_MEMORY_MAX
+                         ? GR_ARCHIVE_MEMORY_MAX
+                         : cfg->archive_spool_max,
         .ready = on_spool_ready,
         .ctx = a,
     };
@@ -272,10 +382,10 @@ int gr_archive_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_arc
         free(a);
         return rc;
     }
-    if (cfg->archive_spool == NULL)
+    if (a->in_memory)
         gr_warn("archive: no archive_spool: positions waiting for PostgreSQL are held in "
                 "memory (at most %" PRIu64 " bytes) and lost if the daemon stops",
-                cfg->archive_spool_max);
+                so.max_bytes);
     struct gr_pgconn_options co = {
         .conninfo = cfg->archive_postgres,
         .name = "archive",
@@ -302,6 +412,13 @@ void gr_archive_position(struct gr_archive *a, const char *device, const struct 
 {
     if (a->stopping) {
         a->dropped_stopping++;
+        return;
+    }
+    /* Already past the retention (a cluster node starting replays each unit's last position,
+     * which may be weeks old): its day's partition is gone, and in positions_default it
+     * would never expire. */
+    if (fix->time_ms < gr_wall_clock_ms() - (int64_t)a->retention_days * 86400000) {
+        gr_stats.archive_expired++;
         return;
     }
     char line[GR_ARCHIVE_ROW_MAX];
@@ -344,6 +461,14 @@ void gr_archive_stop(struct gr_archive *a, gr_stopped_fn done, void *arg)
     if (a->stopping)
         return;
     a->stopping = true;
+    if (a->in_memory) {
+        struct gr_spool_stats st;
+        gr_spool_stats(a->spool, &st);
+        if (st.queued_lines > 0)
+            gr_warn("archive: stopping with %" PRIu64 " positions not archived; without "
+                    "archive_spool they are lost",
+                    st.queued_lines);
+    }
     a->stopped = done;
     a->stopped_arg = arg;
     a->stopping_parts = 2 + (a->conn != NULL);
@@ -364,20 +489,32 @@ void gr_archive_free(struct gr_archive *a)
     free(a);
 }
 
+/* The schema's pieces, then what the daemon's role does with them: insert positions, make
+ * its temporary staging table, and make and drop partitions, which takes owning positions. */
+#define CHECK_SQL                                                                                  \
+    "SELECT CASE WHEN to_regclass('positions') IS NULL OR to_regclass('positions_default') IS "    \
+    "NULL OR to_regprocedure('gpsrelay_archive_move()') IS NULL OR "                               \
+    "to_regprocedure('gpsrelay_archive_staging()') IS NULL OR "                                    \
+    "to_regprocedure('gpsrelay_archive_add_days(integer, date)') IS NULL OR "                      \
+    "to_regprocedure('gpsrelay_archive_drop_days(integer, date)') IS NULL "                        \
+    "THEN 'archive.sql is not applied to the archive database (or not all of it)' "                \
+    "WHEN NOT has_table_privilege(to_regclass('positions'), 'INSERT') "                            \
+    "THEN 'the role may not INSERT into positions' "                                               \
+    "WHEN NOT has_database_privilege(current_database(), 'TEMPORARY') "                            \
+    "THEN 'the role may not make temporary tables (the staging table)' "                           \
+    "WHEN NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = to_regclass('positions')), "  \
+    "'USAGE') THEN 'the role does not own positions: it cannot make or drop day partitions' "      \
+    "ELSE '' END"
+
 int gr_archive_check(const struct gr_config *cfg, char *err, size_t errlen)
 {
-    PGresult *r = gr_pgconn_check(cfg->archive_postgres, "archive",
-                                  "SELECT to_regclass('positions') IS NOT NULL "
-                                  "AND to_regclass('positions_default') IS NOT NULL "
-                                  "AND to_regprocedure('gpsrelay_archive_move()') IS NOT NULL "
-                                  "AND to_regprocedure('gpsrelay_archive_add_days(integer, date)') "
-                                  "IS NOT NULL",
-                                  err, errlen);
+    PGresult *r = gr_pgconn_check(cfg->archive_postgres, "archive", CHECK_SQL, err, errlen);
     if (r == NULL)
         return -1;
-    bool ok = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    const char *why = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "no answer to the check";
+    int rc = why[0] == '\0' ? 0 : -1;
+    if (rc < 0)
+        snprintf(err, errlen, "archive: %s", why);
     PQclear(r);
-    if (!ok)
-        snprintf(err, errlen, "archive: config/archive.sql is not applied to the archive database");
-    return ok ? 0 : -1;
+    return rc;
 }

@@ -479,7 +479,7 @@ static int set_retention(struct gr_cfg_parse *p, const struct gr_directive *d, c
     return 0;
 }
 
-/* archive_spool_max: bytes, from GR_ARCHIVE_SPOOL_MIN (a few batches) to 1 TiB. */
+/* archive_spool_max: bytes, from GR_ARCHIVE_SPOOL_MIN (thousands of positions) to 1 TiB. */
 static int set_spool_max(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
 {
     uint64_t *field = field_of(p->cfg, d);

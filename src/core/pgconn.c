@@ -59,7 +59,8 @@ struct gr_pgconn {
     bool down_pending;    /* `down` to be said from `soon` */
     bool said_down;       /* a failure was logged as a warning; later ones go to info */
     unsigned backoff_ms;
-    uv_timer_t timer; /* backoff, connect bound, silence bound or probe: see the top */
+    uint64_t up_since; /* uv_now() when it was last set up */
+    uv_timer_t timer;  /* backoff, connect bound, silence bound or probe: see the top */
     uv_timer_t soon;
 
     bool stopping;
@@ -133,6 +134,8 @@ static void on_soon(uv_timer_t *t);
 static void fail(struct gr_pgconn *c, const char *what)
 {
     bool was_up = c->state == C_UP;
+    if (was_up && uv_now(c->loop) - c->up_since >= GR_PGCONN_STABLE_MS)
+        c->backoff_ms = 0;
     if (c->backoff_ms == 0)
         c->backoff_ms = GR_PGCONN_BACKOFF_MIN_MS;
     /* One line of a libpq message: they end in newlines and may run to several lines. */
@@ -248,7 +251,7 @@ static void setup_result(struct gr_pgconn *c, PGresult *r)
     }
     c->state = C_UP;
     c->stmt = S_NONE;
-    c->backoff_ms = 0;
+    c->up_since = uv_now(c->loop);
     if (c->said_down)
         gr_notice("%s: connected again", c->opt.name);
     c->said_down = false;

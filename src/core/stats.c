@@ -238,6 +238,13 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            "Positions an archive batch carried that were archived already (a batch sent again, "
            "another cluster node).",
            gr_stats.archive_duplicates);
+    family(f, "gpsrelay_archive_refused_total", "counter",
+           "Positions left out of the archive because PostgreSQL refused the row itself (a data "
+           "error or a constraint), each logged; the rest of their batch was archived.",
+           gr_stats.archive_refused);
+    family(f, "gpsrelay_archive_expired_total", "counter",
+           "Positions not archived because they were older than archive_retention_days already.",
+           gr_stats.archive_expired);
     family(f, "gpsrelay_archive_undated_total", "counter",
            "Positions archived into positions_default: their day had no partition.",
            gr_stats.archive_undated);

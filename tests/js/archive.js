@@ -160,9 +160,38 @@ async function partitions(pg) {
         (await metric(d, "gpsrelay_archive_undated_total")) === 1);
     check((await rowCount(pg, "tableoid = 'positions_default'::regclass")) === 1,
         "it is in positions_default");
+    // One from before the retention would never expire there: not archived, counted.
+    await d.send(report1("U-07", Date.now() - 95 * 86400000));
+    await waitFor("the expired position counted", WAIT_MS, async () =>
+        (await metric(d, "gpsrelay_archive_expired_total")) === 1);
+    check((await rowCount(pg)) === 1, "...and not archived");
     check((await d.stop()) === 0, "SIGTERM exits 0");
     d.cleanup();
     await pg.sql("TRUNCATE positions");
+}
+
+// A row PostgreSQL refuses (here a CHECK the operator added) is left out, counted and
+// logged; the rest of its batch is archived, and the archive goes on.
+async function refusedRow(pg) {
+    log("a row refused");
+    await pg.sql("ALTER TABLE positions ADD CONSTRAINT not_u13 CHECK (device <> 'U-13')");
+    const d = await archiveDaemon(pg);
+    await d.start();
+    const t0 = Date.now() - 60000;
+    let sent = 0;
+    for (let i = 0; i < 3; i++, sent += UNITS)
+        for (let u = 0; u < UNITS; u++)
+            await d.send(report1(`U-${String(u).padStart(2, "0")}`, t0 + i * 1000));
+    await waitFor("all published", WAIT_MS, async () =>
+        (await metric(d, "gpsrelay_positions_published_total")) === sent);
+    await drained(d);
+    check((await metric(d, "gpsrelay_archive_refused_total")) === 3, "U-13's 3 positions refused");
+    check((await rowCount(pg)) === sent - 3, `the rest archived: ${await rowCount(pg)} of ${sent}`);
+    await d.send(report1("U-01", t0 + 10000));
+    await waitFor("and on", WAIT_MS, async () => (await rowCount(pg)) === sent - 2);
+    check((await d.stop()) === 0, "SIGTERM exits 0");
+    d.cleanup();
+    await pg.sql("ALTER TABLE positions DROP CONSTRAINT not_u13; TRUNCATE positions");
 }
 
 // PostgreSQL stopped for 30 s, then frozen (SIGSTOP) past the daemon's bound on silence,
@@ -259,6 +288,7 @@ async function restarts(pg) {
         await pg.applyArchive();
         await exactValues(pg);
         await partitions(pg);
+        await refusedRow(pg);
         await restarts(pg);
         await outage(pg);
     } catch (e) {
