@@ -63,7 +63,8 @@ struct gr_archive {
     size_t put;        /* bytes of the part put into the COPY */
     char refused[512]; /* PostgreSQL's reason, while the refused part is rolled back */
     uint64_t batch_start_ns;
-    uint64_t moved, undated; /* the move's answer, counted once the COMMIT answers */
+    uint64_t moved, undated, left_out; /* the batch's parts so far: moved, of those undated,
+                                        * and refused */
     uint64_t dropped_stopping;
     bool in_memory; /* no archive_spool: the spool is a memfd */
 
@@ -174,7 +175,7 @@ static void next(struct gr_archive *a)
             return;
         a->part = (struct range){0, a->batch->len};
         a->n_parts = 0;
-        a->moved = a->undated = 0;
+        a->moved = a->undated = a->left_out = 0;
         a->batch_start_ns = uv_hrtime();
     }
     a->put = 0;
@@ -215,6 +216,7 @@ static void part_refused(struct gr_archive *a)
     } else {
         uint64_t n = lines_in(d, r.lo, r.hi);
         gr_stats.archive_refused += n;
+        a->left_out += n;
         /* The row's first two fields, its key: the device and the time. */
         int id_len = (int)strcspn(d + r.lo, "\t\n");
         const char *time = d + r.lo + id_len + (d[r.lo + id_len] == '\t');
@@ -253,7 +255,8 @@ static void batch_done(struct gr_archive *a)
     gr_spool_done(a->spool, a->batch);
     a->batch = NULL;
     gr_stats.archive_written += a->moved;
-    gr_stats.archive_duplicates += lines > a->moved ? lines - a->moved : 0;
+    gr_stats.archive_duplicates +=
+        lines > a->moved + a->left_out ? lines - a->moved - a->left_out : 0;
     gr_stats.archive_undated += a->undated;
     gr_histogram_observe(&gr_stats.archive_batch, (double)(uv_hrtime() - a->batch_start_ns) / 1e9);
     a->phase = P_IDLE;

@@ -186,6 +186,7 @@ async function refusedRow(pg) {
         (await metric(d, "gpsrelay_positions_published_total")) === sent);
     await drained(d);
     check((await metric(d, "gpsrelay_archive_refused_total")) === 3, "U-13's 3 positions refused");
+    check((await metric(d, "gpsrelay_archive_duplicates_total")) === 0, "...not counted as duplicates");
     check((await rowCount(pg)) === sent - 3, `the rest archived: ${await rowCount(pg)} of ${sent}`);
     await d.send(report1("U-01", t0 + 10000));
     await waitFor("and on", WAIT_MS, async () => (await rowCount(pg)) === sent - 2);
