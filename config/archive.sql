@@ -16,7 +16,7 @@
 --     SELECT gpsrelay_archive_staging();          -- once per connection
 --     BEGIN;
 --     COPY pg_temp.gpsrelay_staging (device, time, ...) FROM STDIN;
---     SELECT gpsrelay_archive_move();             -- how many positions were new
+--     SELECT * FROM gpsrelay_archive_move();      -- how many positions were new
 --     COMMIT;
 --
 -- The staging table is emptied at every COMMIT (and a ROLLBACK takes its rows with it), so
@@ -160,25 +160,29 @@ BEGIN
 END;
 $$;
 
--- Moves the staged batch into positions, in the caller's transaction, and returns how many
--- positions were new: those already archived, and repeats within the batch, are skipped.
--- Rows go in key order: two nodes moving the same positions at once then wait for each
--- other key by key in the same order, where any other order could deadlock (each holding
--- an uncommitted key the other needs).
-CREATE OR REPLACE FUNCTION gpsrelay_archive_move() RETURNS bigint
+-- Moves the staged batch into positions, in the caller's transaction. Returns how many
+-- positions were new (`moved`: those already archived, and repeats within the batch, are
+-- skipped), and how many of those went into positions_default because their day has no
+-- partition (`undated`: the daemon counts them). Rows go in key order: two nodes moving the
+-- same positions at once then wait for each other key by key in the same order, where any
+-- other order could deadlock (each holding an uncommitted key the other needs).
+-- plpgsql, not sql: the staging table exists only in the writer's session, so the body
+-- must not be checked when the function is made.
+CREATE OR REPLACE FUNCTION gpsrelay_archive_move(OUT moved bigint, OUT undated bigint)
 LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
 BEGIN
-    INSERT INTO positions (device, time, lat, lon, speed, course, alt, hdop, sats, src, attrs,
-                           rx_time, epoch, seq)
-    SELECT device, time, lat, lon, speed, course, alt, hdop, sats, src, attrs,
-           rx_time, epoch, seq
-    FROM pg_temp.gpsrelay_staging
-    ORDER BY device, time
-    ON CONFLICT (device, time) DO NOTHING;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    WITH added AS (
+        INSERT INTO positions (device, time, lat, lon, speed, course, alt, hdop, sats, src,
+                               attrs, rx_time, epoch, seq)
+        SELECT device, time, lat, lon, speed, course, alt, hdop, sats, src, attrs,
+               rx_time, epoch, seq
+        FROM pg_temp.gpsrelay_staging
+        ORDER BY device, time
+        ON CONFLICT (device, time) DO NOTHING
+        RETURNING tableoid)
+    SELECT count(*), count(*) FILTER (WHERE tableoid = 'positions_default'::regclass)
+    INTO moved, undated
+    FROM added;
 END;
 $$;
 

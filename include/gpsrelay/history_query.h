@@ -20,13 +20,11 @@
 #include <stdint.h>
 
 #include "gpsrelay/fix.h"
+#include "gpsrelay/mapping.h" /* GR_AGENCY_ID_MAX */
 
 /* Positions one history answer holds unless `limit` says fewer; and the most it may ask. */
 #define GR_HISTORY_LIMIT_DEFAULT 10000
 #define GR_HISTORY_LIMIT_MAX     100000
-
-/* Longest agency id a snapshot names: as a device id. */
-#define GR_AGENCY_ID_MAX GR_DEVICE_ID_MAX
 
 /* Longest query string looked at; longer is refused ("query too long"). */
 #define GR_HISTORY_QUERY_MAX 2048

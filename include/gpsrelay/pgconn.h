@@ -13,7 +13,7 @@
  *   - connects, with keepalives that notice a vanished server in about 25 s (the operator's
  *     conninfo overrides them) and a bound on the whole attempt (GR_PGCONN_CONNECT_MS);
  *   - sets up the session: statement_timeout = GR_PGCONN_STATEMENT_MS, then the owner's
- *     own setup statement if it has one, before saying `opened`;
+ *     own setup statement if it has one, before saying `idle`;
  *   - bounds silence: a statement in flight that gets no byte of its answer for
  *     GR_PGCONN_QUERY_MS fails the connection (a SIGSTOPped server's kernel still accepts
  *     and ACKs, so no error would ever come); an idle connection is probed with `SELECT 1`
@@ -36,34 +36,38 @@
 
 #include "gpsrelay/stop.h"
 
-#define GR_PGCONN_CONNECT_MS    10000 /* a connection attempt that takes longer fails */
-#define GR_PGCONN_BACKOFF_MIN_MS 250  /* first retry after a failure; doubles per failure */
+#define GR_PGCONN_CONNECT_MS     10000 /* a connection attempt that takes longer fails */
+#define GR_PGCONN_BACKOFF_MIN_MS 250   /* first retry after a failure; doubles per failure */
 #define GR_PGCONN_BACKOFF_MAX_MS 30000 /* ...up to this */
-#define GR_PGCONN_QUERY_MS      10000 /* silence allowed while a statement is in flight */
-#define GR_PGCONN_PROBE_MS      15000 /* silence on an idle connection before `SELECT 1` */
+#define GR_PGCONN_QUERY_MS       10000 /* silence allowed while a statement is in flight */
+#define GR_PGCONN_PROBE_MS       15000 /* silence on an idle connection before `SELECT 1` */
 /* The session's statement_timeout: the server cancels a statement of ours that runs this
  * long, freeing its backend from a statement we gave up on (a backend waiting on a lock
  * does not notice that we closed). */
 #define GR_PGCONN_STATEMENT_MS 60000
+/* `gpsrelayd -t` waits this long to connect (unless the conninfo sets connect_timeout). */
+#define GR_PGCONN_CHECK_CONNECT_MS 5000
 
 struct gr_pgconn;
 
 struct gr_pgconn_options {
     const char *conninfo; /* libpq connection string; copied */
     const char *name;     /* log prefix: "postgres", "archive", "history"; borrowed */
-    /* Sent (simple protocol) after statement_timeout, before `opened`; NULL: none.
+    /* Sent (simple protocol) after statement_timeout, before `idle`; NULL: none.
      * Borrowed: a string literal. */
     const char *setup_sql;
 
-    /* Connected and set up: statements may be sent. */
-    void (*opened)(void *ctx);
+    /* Up and idle: a statement may be sent. Called when the connection has been made and
+     * set up, and again whenever a `SELECT 1` probe of the connection's own has ended (an
+     * owner that found it busy then sends what it waited to send). */
+    void (*idle)(void *ctx);
     /* One result of the owner's statement in flight; the owner PQclears it. NULL when the
      * statement has ended (libpq's PQgetResult said NULL): another may be sent, from here. */
     void (*result)(void *ctx, PGresult *r);
     /* The connection failed or was lost (already logged); a statement in flight is lost
-     * with it. A new attempt follows after the backoff; `opened` again when it succeeds. */
+     * with it. A new attempt follows after the backoff; `idle` again when it succeeds. */
     void (*down)(void *ctx);
-    /* What gr_pgconn_flush could not send has been sent (COPY data); NULL: not wanted. */
+    /* COPY data that gr_pgconn_copy_put could not take can be put now. */
     void (*drained)(void *ctx);
     /* A NOTIFY arrived; the owner PQfreemems it. NULL: not wanted. */
     void (*notified)(void *ctx, PGnotify *n);
@@ -75,12 +79,11 @@ struct gr_pgconn_options {
 };
 
 /* Starts connecting at once. Returns 0, or -ENOMEM (logged). */
-int gr_pgconn_start(uv_loop_t *loop, const struct gr_pgconn_options *opt,
-                    struct gr_pgconn **out);
+int gr_pgconn_start(uv_loop_t *loop, const struct gr_pgconn_options *opt, struct gr_pgconn **out);
 
-/* The connection, while open and set up (between `opened` and `down`); else NULL. For
- * PQputCopyData, PQsetSingleRowMode, PQescape*: not for PQgetResult or PQconsumeInput,
- * which are the connection's own. */
+/* The connection, while up (from the first `idle` to `down`); else NULL. For
+ * PQsetSingleRowMode, PQescape*, PQserverVersion: not for sending, reading or COPY, which
+ * go through the calls below. */
 PGconn *gr_pgconn_conn(const struct gr_pgconn *c);
 
 /* Whether open and set up, and whether a statement is in flight. */
@@ -94,9 +97,17 @@ bool gr_pgconn_busy(const struct gr_pgconn *c);
  */
 int gr_pgconn_send(struct gr_pgconn *c, const char *sql, int n, const char *const *values);
 
-/* Sends what libpq has buffered (after PQputCopyData / PQputCopyEnd). Returns 0 when all
- * is sent, 1 when some waits for the socket (`drained` follows), or -EIO as above. */
-int gr_pgconn_flush(struct gr_pgconn *c);
+/*
+ * COPY ... FROM STDIN: after the statement's PGRES_COPY_IN result (which ends the results
+ * until the copy ends), the data in pieces, then the end. copy_put returns 0 when len
+ * bytes were taken, 1 when libpq's buffer is full (nothing taken: `drained` follows; put
+ * them again then), or -EIO as gr_pgconn_send. copy_end (error NULL: commit the rows;
+ * else abort the COPY with that message) returns 0 or -EIO; the statement's results then
+ * follow as for any other. A server that takes no byte for GR_PGCONN_QUERY_MS fails the
+ * connection, as silence does.
+ */
+int gr_pgconn_copy_put(struct gr_pgconn *c, const char *data, size_t len);
+int gr_pgconn_copy_end(struct gr_pgconn *c, const char *error);
 
 /* Stops (true) or resumes (false) reading the statement's answer: for an owner whose own
  * reader is slow (a history answer to a slow client), so rows wait in the server's socket
@@ -114,5 +125,14 @@ void gr_pgconn_retry_now(struct gr_pgconn *c);
  * after this. */
 void gr_pgconn_stop(struct gr_pgconn *c, gr_stopped_fn done, void *arg);
 void gr_pgconn_free(struct gr_pgconn *c);
+
+/*
+ * `gpsrelayd -t` only, never on the loop: blocks. Connects (GR_PGCONN_CHECK_CONNECT_MS)
+ * and runs sql (the simple protocol) under the daemon's statement_timeout, each wait
+ * bounded by GR_PGCONN_QUERY_MS of silence. Returns the last statement's result when it is
+ * rows (the caller PQclears it), or NULL with "name: why" in err.
+ */
+PGresult *gr_pgconn_check(const char *conninfo, const char *name, const char *sql, char *err,
+                          size_t errlen);
 
 #endif

@@ -28,8 +28,8 @@
 #define LIVE_MS       1000  /* docs/mapping.md: a change applies within a second */
 #define RECONNECT_MS  40000 /* backoff doubles to 30 s: an outage of a few s needs < 8 s */
 #define BURST_DEVICES 10000
-/* pgmap.h's bounds for a hung server: GR_PGMAP_QUERY_MS of silence fails a query in flight,
- * and an idle connection is probed after GR_PGMAP_PROBE_MS. */
+/* pgconn.h's bounds for a hung server: GR_PGCONN_QUERY_MS of silence fails a query in flight,
+ * and an idle connection is probed after GR_PGCONN_PROBE_MS. */
 #define QUERY_MS 10000
 #define PROBE_MS 15000
 

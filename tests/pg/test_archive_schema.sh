@@ -164,26 +164,42 @@ SELECT gpsrelay_archive_staging();
 SELECT gpsrelay_archive_staging();
 BEGIN;
 \\copy pg_temp.gpsrelay_staging (device, time, lat, lon, speed, course, alt, hdop, sats, src, attrs, rx_time, epoch, seq) from '$batch'
-SELECT gpsrelay_archive_move();
+SELECT moved || '/' || undated FROM gpsrelay_archive_move();
 COMMIT;
 SELECT 'staged after commit: ' || count(*) FROM pg_temp.gpsrelay_staging;
 EOF
 }
 got=$(move 2>&1 | grep -v '^$' | tr '\n' ' ')
-if [ "$got" = "3 staged after commit: 0 " ]; then ok "first move: 3 new, staging emptied"; else
+if [ "$got" = "3/0 staged after commit: 0 " ]; then ok "first move: 3 new, staging emptied"; else
     not_ok "first move (got '$got')"
 fi
 got=$(move 2>&1 | grep -v '^$' | tr '\n' ' ')
-if [ "$got" = "0 staged after commit: 0 " ]; then ok "second move: 0 new"; else
+if [ "$got" = "0/0 staged after commit: 0 " ]; then ok "second move: 0 new"; else
     not_ok "second move (got '$got')"
 fi
+# A position of a day without a partition lands in positions_default, and says so.
+got=$(psql_run -A -t <<EOF 2>&1
+SELECT gpsrelay_archive_staging();
+BEGIN;
+INSERT INTO pg_temp.gpsrelay_staging VALUES ('E-9', '2001-02-03 04:05:06+00', 1, 2, NULL, NULL,
+    NULL, NULL, NULL, 'nmea', NULL, '2001-02-03 04:05:07+00', '9f1c2a7b44e0d315', 499);
+SELECT moved || '/' || undated FROM gpsrelay_archive_move();
+COMMIT;
+SELECT tableoid::regclass FROM positions WHERE device = 'E-9';
+EOF
+)
+got=$(printf '%s' "$got" | grep -v '^$' | tr '\n' ' ')
+if [ "$got" = "1/1 positions_default " ]; then ok "an undated position: moved, counted, in positions_default"; else
+    not_ok "an undated position (got '$got')"
+fi
+psql_run -q -c "DELETE FROM positions WHERE device = 'E-9'"
 value "one row per position" "SELECT device || '/' || seq FROM positions
     WHERE device IN ('E-7', 'E-8') ORDER BY device, time" "E-7/500 E-7/501 E-8/502"
 # A COPY committed on its own is not archived (and not kept for a later move).
 got=$(psql_run -A -t <<EOF 2>&1
 SELECT gpsrelay_archive_staging();
 \\copy pg_temp.gpsrelay_staging from '$batch'
-SELECT gpsrelay_archive_move();
+SELECT moved FROM gpsrelay_archive_move();
 EOF
 )
 got=$(printf '%s' "$got" | grep -v '^$' | tr '\n' ' ')
