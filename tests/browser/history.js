@@ -1,8 +1,8 @@
 // history.js - the demo console's trail and replay (web/src/trail.js, replay_ui.js) in
 // headless Debian chromium, driven by playwright-core, against the real gpsrelayd serving
-// it, with archive_postgres on a throwaway PostgreSQL 15 (tests/pg/pg_cluster.sh) whose
-// positions table the test fills itself (config/archive.sql; known rows, not the daemon's
-// archive writer):
+// it, with archive_postgres on a throwaway PostgreSQL 15 (tests/js/pg.js) whose positions
+// table the test fills itself with known rows (config/archive.sql; the live positions the
+// daemon's own archive writer adds are allowed for where they can show):
 //   - clicking a unit's marker draws its last 30 minutes as a line (the rows of the window,
 //     none older, then its live position), extended by the live positions that follow;
 //     another unit's click replaces it, the close button clears it; the token goes as a
@@ -19,17 +19,17 @@
 //     first live position that came meanwhile given a marker, replay-only ones gone;
 //   - a daemon without an archive: no replay control, no trail, no page errors.
 //
-// usage: node history.js GPSRELAYD GPSRELAYCTL WEB_DIST PG_CLUSTER_SH ARCHIVE_SQL OUT_DIR
+// usage: node history.js GPSRELAYD GPSRELAYCTL WEB_DIST OUT_DIR
 "use strict";
 
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
-const os = require("node:os");
 const path = require("node:path");
 const { chromium } = require("playwright-core");
 const { Daemon, rmc, check, report } = require("../js/daemon");
+const { Pg } = require("../js/pg");
 
-const [binary, ctlBinary, webDist, clusterSh, archiveSql, outDir] = process.argv.slice(2);
+const [binary, ctlBinary, webDist, outDir] = process.argv.slice(2);
 const CHROMIUM = process.env.GR_CHROMIUM || "/usr/bin/chromium";
 const WAIT_MS = 20000;  // bound on every wait for the page (a cold chromium start included)
 const MIN = 60000;
@@ -85,12 +85,10 @@ row("AMB-4", R2.from + 2 * MIN, 40.61, -73.81);
 row("E-9", R2.from - 5000, 40.5, -74.2);
 row("E-9", R2.from + MIN, 40.51, -74.21);
 
-function insertSql() {
-    const v = (x) => (x === undefined ? "NULL" : String(x));
-    return "INSERT INTO positions (device, time, lat, lon, course, src, rx_time, epoch, seq) VALUES\n" +
-        rows.map((r) => `('${r.device}', '${new Date(r.t).toISOString()}', ${r.lat}, ${r.lon}, ` +
-            `${v(r.course)}, 'nmea', '${new Date(r.t).toISOString()}', '00000000000000aa', ${r.seq})`)
-            .join(",\n") + ";\n";
+function archiveRows(pg) {
+    return pg.copy("positions", ["device", "time", "lat", "lon", "course", "src", "rx_time",
+        "epoch", "seq"], rows.map((r) => [r.device, new Date(r.t), r.lat, r.lon, r.course, "nmea",
+        new Date(r.t), "00000000000000aa", r.seq]));
 }
 
 // What a replay of [from, to] must show for device at t: the last row at or before t among
@@ -229,14 +227,13 @@ async function waitLive(page, device, lat) {
 
 // ---- with an archive ----------------------------------------------------------------------
 
-async function withArchive(pgDir) {
-    execFileSync(clusterSh, ["psql", pgDir, "-f", archiveSql]);
-    execFileSync(clusterSh, ["psql", pgDir], { input: insertSql() });
-    const port = fs.readFileSync(path.join(pgDir, "port"), "utf8").trim();
+async function withArchive(pg) {
+    await pg.applyArchive();
+    await archiveRows(pg);
     const daemon = await Daemon.create(binary, MAPPING,
         `auth jwt\nauth_secret_file secret\nstatic_dir ${path.resolve(webDist)}\n` +
         `stale_after ${STALE_MS / 1000}\nmax_speed 100000\n` + // the test moves units far, fast
-        `archive_postgres "host=127.0.0.1 port=${port} user=postgres dbname=postgres"\n`,
+        `archive_postgres "${pg.conninfo}"\n`,
         { secret: SECRET });
     const token = execFileSync(ctlBinary, ["token", "--secret-file",
         path.join(daemon.dir, "secret"), "--agency", "agency-1", "--ttl", "600",
@@ -495,15 +492,11 @@ async function main() {
         throw new Error(`${webDist}/index.html is missing: build the console first ` +
             "(npm ci --prefix web && npm run --prefix web build; tools/check does)");
     fs.mkdirSync(outDir, { recursive: true });
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "gpsrelay-history-"));
-    fs.chmodSync(tmp, 0o755); // the cluster under it runs as postgres when this runs as root
-    const pgDir = path.join(tmp, "pg");
+    const pg = await Pg.create();
     try {
-        execFileSync(clusterSh, ["init", pgDir], { stdio: ["ignore", "inherit", "inherit"] });
-        await withArchive(pgDir);
+        await withArchive(pg);
     } finally {
-        execFileSync(clusterSh, ["destroy", pgDir], { stdio: ["ignore", "inherit", "inherit"] });
-        fs.rmSync(tmp, { recursive: true, force: true });
+        await pg.destroy();
     }
     await withoutArchive();
 }
