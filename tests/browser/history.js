@@ -8,7 +8,8 @@
 //     another unit's click replaces it, the close button clears it; the token goes as a
 //     Bearer header;
 //   - 503 with Retry-After is waited out and tried again; an archive that stays down gives
-//     up after a few tries with a short message;
+//     up after a few tries with a short message (503s made by the test, then PostgreSQL
+//     stopped and started again);
 //   - replaying one unit at x60: the slider follows replay time, the marker shows, in every
 //     frame, the unit's last position at or before replay time (the snapshot's before its
 //     first fix), replay time runs 60 times real time, a live position meanwhile does not
@@ -433,6 +434,25 @@ async function withArchive(pg) {
             after[d].visible && !after[d].replay) && !after["AMB-4"],
         "after the replay: markers at their live positions (AMB-3's first, from during " +
             `the replay), AMB-4's (no live position) gone (${JSON.stringify(after)})`);
+
+        // PostgreSQL stopped: the daemon's own 503s are waited out, then given up with a
+        // short message; once it is back, the trail is drawn again.
+        await pg.stop();
+        let before = api.length;
+        await page.click('#units li[data-device="AMB-1"]');
+        await page.waitForFunction(() => window.gpsrelay.trail?.status === "failed", null,
+            { timeout: WAIT_MS });
+        const down = api.slice(before).filter((a) => a.url.includes("/api/history")).length;
+        const saidDown = await page.textContent("#trail-text");
+        check(down === 4 && /unavailable/.test(saidDown),
+            `archive down: ${down} tries, then "${saidDown}"`);
+        await pg.start();
+        before = api.length;
+        await page.click('#units li[data-device="AMB-1"]');
+        await page.waitForFunction(() => window.gpsrelay.trail?.status === "shown", null,
+            { timeout: WAIT_MS });
+        checkTrail(await page.evaluate(() => window.gpsrelay.trail), "AMB-1", [live1], live1b,
+            `archive back: the trail again (${api.length - before} tries)`);
 
         // No console errors but the 503s this test made.
         const others = consoleErrors.filter((e) => !(e.url.includes("/api/history") &&
