@@ -16,9 +16,10 @@
  * the spool thread at least every GR_SPOOL_FLUSH_MS. The spool thread does all file I/O:
  * writes, reading batches ahead, persisting the committed offset, fdatasync every
  * GR_SPOOL_SYNC_MS, compaction (truncating, punching holes, rewinding), the bound.
- * A kill -9 loses at most the last GR_SPOOL_FLUSH_MS of appends (a power loss, the last
- * GR_SPOOL_SYNC_MS). Every call below is on the loop's thread; every callback comes from a
- * loop callback.
+ * A kill -9 loses the last GR_SPOOL_FLUSH_MS of appends and what the thread had not yet
+ * written (a few milliseconds' worth, unless the disk stalls); a power loss, the last
+ * GR_SPOOL_SYNC_MS too. Every call below is on the loop's thread; every callback comes from
+ * a loop callback.
  *
  * Bounds. Appended but not yet written (the disk is slow or failing): GR_SPOOL_HANDOFF_MAX,
  * past which appends are refused. In the file: max_bytes of backlog, past which the oldest
@@ -39,7 +40,7 @@
 /* The loop hands its appends to the thread at least this often: what a kill -9 can lose. */
 #define GR_SPOOL_FLUSH_MS 20
 /* Bytes appended but not yet written by the thread; past it appends are refused (the disk
- * is stalled or failing): 64 MiB, minutes of a large fleet's positions. */
+ * is stalled or failing): 64 MiB, some 400,000 positions, 40 s of 10,000 units at 1 Hz. */
 #define GR_SPOOL_HANDOFF_MAX (64u << 20)
 /* Default bytes per batch: about 25,000 positions, one COPY. */
 #define GR_SPOOL_BATCH_MAX (4u << 20)
@@ -73,8 +74,9 @@ struct gr_spool_options {
     const char *path;   /* the spool file (made, mode 0600, if missing); NULL: a memfd */
     uint64_t max_bytes; /* backlog bound in the file; > 0 */
     size_t batch_max;   /* bytes per batch, from GR_SPOOL_BATCH_MIN; 0: GR_SPOOL_BATCH_MAX */
-    /* gr_spool_take() returned NULL and now has a batch; called once per such NULL (and
-     * once at first, for the backlog found at open). Never after gr_spool_close(). */
+    /* gr_spool_take() returned NULL and now has a batch: called once per such NULL, and
+     * once for the first batch (the backlog found at open, or the first lines appended)
+     * if take() was not called before it. Never after gr_spool_close(). */
     void (*ready)(void *ctx);
     void *ctx;
 };
@@ -93,7 +95,8 @@ struct gr_spool_batch {
  * spool another process holds (-EBUSY, an exclusive flock), what open(2) or a read says,
  * -ENOMEM. Before returning it checks the header and cuts a torn last line (a tail without
  * '\n' left by a kill mid-write): a few syscalls at start, before the daemon serves. The
- * backlog's lines are counted by the thread. Returns 0 with *out set.
+ * backlog's lines are counted by the thread. Returns 0 with *out set. o is read during the
+ * call only; o->ctx is borrowed until close's done.
  */
 int gr_spool_open(uv_loop_t *loop, const struct gr_spool_options *o, struct gr_spool **out,
                   char *err, size_t errlen);
@@ -106,33 +109,40 @@ int gr_spool_open(uv_loop_t *loop, const struct gr_spool_options *o, struct gr_s
 int gr_spool_append(struct gr_spool *s, const char *lines, size_t len, uint64_t n_lines);
 
 /* The next batch, oldest first; NULL when none is ready yet (then `ready` follows) or one
- * is still out: one batch is out at a time. */
+ * is still out: one batch is out at a time. After done() or retry(), take again. Batches
+ * are what was written when the thread read ahead, up to batch_max: small under a light
+ * load, full while a backlog drains. */
 const struct gr_spool_batch *gr_spool_take(struct gr_spool *s);
 
 /* b is in PostgreSQL: its lines are committed (persisted by the thread soon after) and
  * never delivered again. b is gone. */
 void gr_spool_done(struct gr_spool *s, const struct gr_spool_batch *b);
 
-/* b was not archived (PostgreSQL failed): the same lines come again, from b's first (or
- * from the oldest line not dropped meanwhile). b is gone. */
+/* b was not archived (PostgreSQL failed): a batch from b's first line comes again (b's
+ * lines, and more if more were written since; from the oldest line not dropped, if the
+ * bound took some meanwhile). b is gone. A batch PostgreSQL refuses for its data, not for
+ * a lost connection, would come back for ever: done() is for giving it up. */
 void gr_spool_retry(struct gr_spool *s, const struct gr_spool_batch *b);
 
 /*
  * Hands what is buffered to the thread, and calls done(arg, status) from a later loop
  * callback once everything appended before this call is written, the committed offset
- * persisted, the file fdatasync'ed and compacted (truncated when drained, a hole punched).
- * status: 0, or the negative errno of a write or sync that failed (the lines stay queued).
- * For tests and benchmarks; -EBUSY while one is pending, -ECANCELED after close.
+ * persisted, the file fdatasync'ed and compacted (truncated when drained, rewound or a
+ * hole punched). status: 0, or the negative errno of a write or sync that failed (the lines
+ * stay queued). For tests and benchmarks; -EBUSY while one is pending, -ECANCELED after
+ * close; one pending at close is not called back.
  */
 int gr_spool_sync(struct gr_spool *s, void (*done)(void *arg, int status), void *arg);
 
 struct gr_spool_stats {
     uint64_t queued_lines;  /* accepted, neither committed nor dropped (a gauge) */
     uint64_t backlog_bytes; /* in the file after the committed offset (a gauge) */
-    uint64_t dropped_lines; /* oldest lines given up to the bound (since open) */
+    /* Given up (since open): the oldest lines, to the bound (those of a batch out then
+     * included), and lines longer than batch_max. */
+    uint64_t dropped_lines;
     uint64_t refused_lines; /* appends refused: GR_SPOOL_HANDOFF_MAX was reached */
     uint64_t written_bytes; /* written to the file by the thread (since open) */
-    bool disk_error;        /* the last write, read or sync failed; retried */
+    bool disk_error;        /* a write, read or sync failed and has not worked since */
 };
 
 /* A snapshot (takes the thread's lock for a moment). */

@@ -6,7 +6,8 @@
  * by another process, is refused and left as it was; the bound drops the oldest lines and
  * counts them exactly; a drained file is truncated, a committed stretch punched out (its
  * blocks freed), a small backlog far into the file moved back to its start (a rewind, and
- * one interrupted); the memfd mode; a failing disk (RLIMIT_FSIZE) holds lines and recovers;
+ * one interrupted); the memfd mode; a steady load with retries, cut while it runs; a
+ * failing disk (RLIMIT_FSIZE) holds lines, refuses past the hand-off bound, and recovers;
  * and kill -9: of a child that wrote N lines, of one with a batch out, and of one killed
  * at a random moment while appending, each line coming back exactly once.
  */
@@ -713,6 +714,132 @@ static void test_rewind_interrupted(void)
     free(got.p);
 }
 
+/* Steady load: a producer appending every millisecond, a consumer that takes each batch,
+ * holds it 0-2 ms (a COPY) and commits it, or retries one in ten. Some 130 MB go through,
+ * so that the file is rewound (GR_SPOOL_REWIND_MIN) while batches come and go. */
+struct stress {
+    uv_loop_t *loop;
+    struct gr_spool *s;
+    struct events e;
+    uv_timer_t produce, copy, watch;
+    const struct gr_spool_batch *out;
+    uint64_t appended, total, next; /* lines: appended, to append, next expected */
+    uint64_t batches, retries, bad;
+    off_t max_size;
+    const char *path;
+    unsigned seed;
+};
+
+/* Whether b holds lines next, next + 1, ... exactly. */
+static bool batch_is(const struct gr_spool_batch *b, uint64_t next)
+{
+    char line[128];
+    size_t at = 0;
+    for (uint64_t i = 0; i < b->lines; i++) {
+        size_t len = make_line(line, next + i);
+        if (at + len > b->len || memcmp(b->data + at, line, len) != 0)
+            return false;
+        at += len;
+    }
+    return at == b->len;
+}
+
+static void stress_take(struct stress *t);
+
+static void on_copied(uv_timer_t *h)
+{
+    struct stress *t = h->data;
+    const struct gr_spool_batch *b = t->out;
+    t->out = NULL;
+    if (!batch_is(b, t->next))
+        t->bad++;
+    if (rand_r(&t->seed) % 10 == 0) {
+        t->retries++;
+        gr_spool_retry(t->s, b);
+    } else {
+        t->next += b->lines;
+        t->batches++;
+        gr_spool_done(t->s, b);
+    }
+    stress_take(t);
+}
+
+static void stress_take(struct stress *t)
+{
+    if (t->out != NULL || (t->out = gr_spool_take(t->s)) == NULL)
+        return;
+    uv_timer_start(&t->copy, on_copied, (uint64_t)(rand_r(&t->seed) % 3), 0);
+}
+
+static void on_stress_ready(void *ctx)
+{
+    stress_take(ctx);
+}
+
+static void on_produce(uv_timer_t *h)
+{
+    struct stress *t = h->data;
+    /* Paced by the consumer, some 5 MB ahead at most: a slow machine must not make the
+     * backlog too large to rewind (GR_SPOOL_REWIND_COPY_MAX). */
+    if (t->appended - t->next > 120000)
+        return;
+    uint64_t to = t->appended + 2000 < t->total ? t->appended + 2000 : t->total;
+    append_lines(t->s, t->appended, to);
+    t->appended = to;
+    if (to == t->total)
+        uv_timer_stop(h);
+}
+
+static void on_watch(uv_timer_t *h)
+{
+    struct stress *t = h->data;
+    off_t size = file_size(t->path);
+    if (size > t->max_size)
+        t->max_size = size;
+}
+
+static void test_stress(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char path[4200];
+    path_of(path, sizeof(path), "stress");
+    struct stress t = {.loop = &loop, .total = 3000000, .path = path, .seed = 1};
+    struct gr_spool_options o = {
+        .path = path, .max_bytes = 1 << 30, .ready = on_stress_ready, .ctx = &t};
+    char err[256];
+    CHECK_INT(gr_spool_open(&loop, &o, &t.s, err, sizeof(err)), 0);
+    if (t.s == NULL)
+        return;
+    uv_timer_init(&loop, &t.produce);
+    uv_timer_init(&loop, &t.copy);
+    uv_timer_init(&loop, &t.watch);
+    t.produce.data = t.copy.data = t.watch.data = &t;
+    uv_timer_start(&t.produce, on_produce, 1, 1);
+    uv_timer_start(&t.watch, on_watch, 50, 50);
+    int64_t deadline = (int64_t)uv_now(&loop) + 120000;
+    while (t.next < t.total && (int64_t)uv_now(&loop) < deadline)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK_INT(t.next, t.total);
+    CHECK_INT(t.bad, 0);
+    CHECK(t.retries > 0);
+    uv_close((uv_handle_t *)&t.produce, NULL);
+    uv_close((uv_handle_t *)&t.copy, NULL);
+    uv_close((uv_handle_t *)&t.watch, NULL);
+    char line[128];
+    uint64_t bytes = 0;
+    for (uint64_t i = 0; i < t.total; i++)
+        bytes += make_line(line, i);
+    printf("test_stress: %" PRIu64 " bytes in %" PRIu64 " batches (%" PRIu64
+           " retried), the file at most %lld bytes\n",
+           bytes, t.batches, t.retries, (long long)t.max_size);
+    /* Cut while it ran (drained, or rewound), not only at the end. */
+    CHECK(t.max_size < (off_t)bytes);
+    check_empty(&loop, t.s, &t.e);
+    close_spool(&loop, t.s, &t.e);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 /* No path: the same, in memory, gone after close. */
 static void test_memfd(void)
 {
@@ -749,8 +876,9 @@ static void test_memfd(void)
 }
 
 /* In a child, since the limit is the process's: writes past RLIMIT_FSIZE fail (EFBIG) as
- * a full disk would. The lines wait, disk_error says so, what was written is delivered
- * meanwhile, and when the limit is lifted the rest is written and delivered, once. Exit status: the
+ * a full disk would. The lines wait, disk_error says so, past GR_SPOOL_HANDOFF_MAX appends
+ * are refused and counted, what was written is delivered meanwhile, and when the limit is
+ * lifted the rest is written and delivered, once. Exit status: the
  * failures. */
 static int disk_error_child(void)
 {
@@ -761,7 +889,7 @@ static int disk_error_child(void)
     char path[4200];
     path_of(path, sizeof(path), "diskerror");
     struct events e = {0};
-    struct gr_spool *s = open_spool(&loop, path, 1 << 30, GR_SPOOL_BATCH_MIN, &e);
+    struct gr_spool *s = open_spool(&loop, path, 1 << 30, 0, &e);
     if (s == NULL)
         return 1;
     struct rlimit rl;
@@ -775,6 +903,34 @@ static int disk_error_child(void)
     CHECK(st.disk_error);
     CHECK_INT(st.queued_lines, 20000);
     CHECK(st.written_bytes > 0 && st.written_bytes < 256 << 10);
+    /* Appends are taken until GR_SPOOL_HANDOFF_MAX wait, then refused and counted. */
+    uint64_t accepted = 20000, refused = 0, bytes = 0, refused_len = 0;
+    struct text first = {0};
+    lines_text(&first, 0, accepted);
+    bytes = first.len;
+    free(first.p);
+    char buf[128 * 100];
+    for (int rc = 0; rc == 0 || refused < 1000;) {
+        size_t len = 0;
+        for (uint64_t k = 0; k < 100; k++)
+            len += make_line(buf + len, accepted + k);
+        rc = gr_spool_append(s, buf, len, 100);
+        CHECK(rc == 0 || rc == -ENOBUFS);
+        if (rc == 0 && refused > 0)
+            CHECK(!"an append accepted after one was refused");
+        if (rc == 0) {
+            accepted += 100;
+            bytes += len;
+        } else {
+            refused += 100;
+            refused_len = len;
+        }
+    }
+    gr_spool_stats(s, &st);
+    CHECK(bytes - st.written_bytes <= GR_SPOOL_HANDOFF_MAX);
+    CHECK(bytes - st.written_bytes + refused_len > GR_SPOOL_HANDOFF_MAX);
+    CHECK_INT(st.refused_lines, refused);
+    CHECK_INT(st.queued_lines, accepted);
     /* What was written still goes to PostgreSQL meanwhile. */
     struct text want = {0}, got = {0};
     uint64_t n = 0;
@@ -791,8 +947,8 @@ static int disk_error_child(void)
     CHECK_INT(sync_spool(&loop, s, &e), 0);
     gr_spool_stats(s, &st);
     CHECK(!st.disk_error);
-    lines_text(&want, 0, 20000);
-    receive(&loop, s, &e, 20000 - n, GR_SPOOL_BATCH_MIN, &got);
+    lines_text(&want, 0, accepted);
+    receive(&loop, s, &e, accepted - n, GR_SPOOL_BATCH_MAX, &got);
     check_text(&got, &want);
     check_empty(&loop, s, &e);
     close_spool(&loop, s, &e);
@@ -804,6 +960,7 @@ static int disk_error_child(void)
 
 static void test_disk_error(void)
 {
+    fflush(NULL);
     pid_t pid = fork();
     if (pid == 0)
         _exit(disk_error_child() == 0 ? 0 : 1);
@@ -985,6 +1142,7 @@ int main(int argc, char **argv)
     test_rewind();
     test_rewind_interrupted();
     test_memfd();
+    test_stress();
     test_disk_error();
     test_kill(false);
     test_kill(true);
