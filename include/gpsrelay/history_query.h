@@ -20,7 +20,6 @@
 #include <stdint.h>
 
 #include "gpsrelay/fix.h"
-#include "gpsrelay/mapping.h" /* GR_AGENCY_ID_MAX */
 
 /* Positions one history answer holds unless `limit` says fewer; and the most it may ask. */
 #define GR_HISTORY_LIMIT_DEFAULT 10000
