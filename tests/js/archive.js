@@ -21,10 +21,17 @@ const csv = "device_id,agency_id,label,source_addr\n" +
 
 function log(...args) { console.log(`[${new Date().toISOString()}]`, ...args); }
 
+// Whatever happens, no daemon started here outlives the test (ctest would wait for it).
+const daemons = [];
+process.on("exit", () => {
+    for (const d of daemons) if (d.child && d.child.exitCode === null) d.child.kill("SIGKILL");
+});
+
 async function archiveDaemon(pg, extra = "") {
     const d = await Daemon.create(binary, csv,
         `auth none\ningest_rate_limit 10000\n` +
         `archive_postgres "${pg.conninfo}"\n${extra}`);
+    daemons.push(d);
     d.spool = path.join(d.dir, "archive.spool");
     d.write("gpsrelay.conf", fs.readFileSync(path.join(d.dir, "gpsrelay.conf"), "utf8") +
         `archive_spool ${d.spool}\n`);
@@ -61,6 +68,34 @@ function load(d, perSecond, t0) {
 }
 
 const metric = (d, m) => d.metric(m);
+const published = (d) => metric(d, "gpsrelay_positions_published_total");
+
+// Sends `ticks` reports of every unit from fix time t0 on, one tick at a time, each once the
+// daemon has published the last: no burst for the kernel to drop (a sanitizer build is slow
+// to read its socket). Resolves with how many it sent, all of them published.
+async function sendTicks(d, t0, ticks) {
+    const before = await published(d);
+    for (let i = 0; i < ticks; i++) {
+        for (let u = 0; u < UNITS; u++)
+            await d.send(report1(`U-${String(u).padStart(2, "0")}`, t0 + i * 1000));
+        await waitFor("the tick published", WAIT_MS, async () =>
+            (await published(d)) === before + (i + 1) * UNITS);
+    }
+    return ticks * UNITS;
+}
+
+// Waits until the daemon has taken in what was sent: its published count holding still for
+// 200 ms (UDP gives no other end to wait for). Resolves with the count.
+async function settled(d) {
+    let last = -1, same = 0;
+    await waitFor("published settled", WAIT_MS, async () => {
+        const n = await published(d);
+        same = n === last ? same + 1 : 0;
+        last = n;
+        return same >= 4;
+    }, 50);
+    return last;
+}
 
 // Every accepted position archived: nothing queued, written + what was there already.
 async function drained(d, ms = 60000) {
@@ -76,9 +111,8 @@ async function rowCount(pg, where = "true") {
 // Waits until everything the daemon published has reached its spool file: the loop hands
 // its appends over every 20 ms (GR_SPOOL_FLUSH_MS), so the backlog's size holding still for
 // 200 ms after the last position was published means it is all in the file.
-async function spooled(d, published) {
-    await waitFor("all published", WAIT_MS, async () =>
-        (await metric(d, "gpsrelay_positions_published_total")) === published);
+async function spooled(d) {
+    await settled(d);
     let last = -1, same = 0;
     await waitFor("the spool written", WAIT_MS, async () => {
         const b = await metric(d, "gpsrelay_archive_spool_bytes");
@@ -178,12 +212,7 @@ async function refusedRow(pg) {
     const d = await archiveDaemon(pg);
     await d.start();
     const t0 = Date.now() - 60000;
-    let sent = 0;
-    for (let i = 0; i < 3; i++, sent += UNITS)
-        for (let u = 0; u < UNITS; u++)
-            await d.send(report1(`U-${String(u).padStart(2, "0")}`, t0 + i * 1000));
-    await waitFor("all published", WAIT_MS, async () =>
-        (await metric(d, "gpsrelay_positions_published_total")) === sent);
+    const sent = await sendTicks(d, t0, 3);
     await drained(d);
     check((await metric(d, "gpsrelay_archive_refused_total")) === 3, "U-13's 3 positions refused");
     check((await metric(d, "gpsrelay_archive_duplicates_total")) === 0, "...not counted as duplicates");
@@ -219,11 +248,11 @@ async function outage(pg) {
     await pg.thaw();
     log("postgres thawed");
     const sent = await l.stop();
-    await waitFor("all published", WAIT_MS, async () =>
-        (await metric(d, "gpsrelay_positions_published_total")) === sent);
+    const accepted = await settled(d);
     await drained(d, 90000);
     const rows = await rowCount(pg);
-    check(rows === sent, `every position once after the outage: ${rows} rows, ${sent} sent`);
+    check(rows === accepted && accepted > 0,
+        `every position once after the outage: ${rows} rows, ${accepted} published (${sent} sent)`);
     check((await metric(d, "gpsrelay_archive_dropped_total")) === 0, "none dropped");
     check((await d.stop()) === 0, "SIGTERM exits 0");
     d.cleanup();
@@ -238,11 +267,8 @@ async function restarts(pg) {
     await d.start();
     await pg.stop();
     const t0 = Date.now() - 7200000;
-    let sent = 0;
-    for (let i = 0; i < 50; i++, sent += UNITS)
-        for (let u = 0; u < UNITS; u++)
-            await d.send(report1(`U-${String(u).padStart(2, "0")}`, t0 + i * 1000));
-    await spooled(d, sent);
+    const sent = await sendTicks(d, t0, 50);
+    await spooled(d);
     check((await d.stop()) === 0, "SIGTERM exits 0 with PostgreSQL down");
     await pg.start();
 
@@ -257,18 +283,17 @@ async function restarts(pg) {
     await pg.freeze();
     await new Promise((r) => setTimeout(r, 500)); // let positions queue behind the batch
     const more = await l.stop();
-    const published = await metric(d, "gpsrelay_positions_published_total");
-    await spooled(d, published);
+    const accepted = await spooled(d).then(() => published(d));
     const batches = await metric(d, "gpsrelay_archive_batch_seconds_count");
     d.child.kill("SIGKILL");
     await d.exited;
-    log(`killed with ${published} published, ${batches} batches done`);
+    log(`killed with ${accepted} published (${more} sent), ${batches} batches done`);
     await pg.thaw();
     await d.start();
     await drained(d);
     const rows = await rowCount(pg);
-    check(rows === sent + more && published === more,
-        `after kill -9: ${rows} rows, ${sent + more} sent (${published} by the killed daemon)`);
+    check(rows === sent + accepted,
+        `after kill -9: ${rows} rows, ${sent} + ${accepted} published (${more} sent to the killed daemon)`);
     check((await rowCount(pg, "true GROUP BY device, time HAVING count(*) > 1")) === 0,
         "no position twice");
     check((await d.stop()) === 0, "SIGTERM exits 0");
