@@ -21,7 +21,7 @@
 # pinned, so on two cores it shares both with them. Every figure is a median of RUNS runs.
 #
 # usage: bench/run-archive.sh [PART...]   (default: rate drain peer history snapshot)
-# env:   RUNS=3 RATES="25000 50000 100000 150000" DEVICES=2000 WARMUP=3 WINDOW=10
+# env:   PG_CPUS (PostgreSQL pinned there), ARCH_FSYNC=on, RUNS=3 RATES="25000 50000 100000 150000" DEVICES=2000 WARMUP=3 WINDOW=10
 #        DRAIN=2000000 PEER_ROWS=1000 SNAP_UNITS=2000 SNAP_HOURS=24 SNAP_EVERY=10
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -53,7 +53,17 @@ archive_cleanup() {
     rm -rf "$PGDIR_PARENT"
 }
 
+# PG_CPUS (a cpu list): PostgreSQL pinned there, its postmaster after every start (the
+# backends it forks inherit it); by default it is not pinned.
+pg_start() {
+    $PG start "$pgdir"
+    pg_pin
+}
+pg_pin() {
+    [ -z "${PG_CPUS:-}" ] || taskset -a -cp "$PG_CPUS" "$(head -n 1 "$pgdir/data/postmaster.pid")" >/dev/null
+}
 $PG init "$pgdir"
+pg_pin
 pgport=$(cat "$pgdir/port")
 pg() { $PG psql "$pgdir" "$@"; }
 if [ "${ARCH_FSYNC:-off}" = on ]; then
@@ -61,7 +71,7 @@ if [ "${ARCH_FSYNC:-off}" = on ]; then
 fi
 # pg_stat_statements: where PostgreSQL's time goes, per statement (drain and peer).
 pg -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
-$PG stop "$pgdir" && $PG start "$pgdir"
+$PG stop "$pgdir" && pg_start
 pg -c "CREATE EXTENSION pg_stat_statements" -f config/archive.sql >/dev/null
 echo "PostgreSQL $(pg -tAc 'SHOW server_version'), fsync=$(pg -tAc 'SHOW fsync')," \
     "shared_buffers=$(pg -tAc 'SHOW shared_buffers')"
@@ -220,7 +230,7 @@ fill_spool() {
         "$(metric "$WS" gpsrelay_archive_spool_bytes) bytes"
     bench_stop_gpsrelay
     cp "$SPOOL" "$ROWS"
-    $PG start "$pgdir"
+    pg_start
     FILLED=$(($(tail -c +4097 "$ROWS" | tr -d '\0' | wc -l)))
     echo "  spool file: $(stat -c %s "$ROWS") bytes, $FILLED lines"
 }
@@ -358,7 +368,7 @@ cold_start() { # restarts PostgreSQL with the page cache dropped (when allowed),
     $PG stop "$pgdir"
     sync
     if echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then COLD="PostgreSQL restarted, page cache dropped"; else COLD="PostgreSQL restarted (page cache not dropped: not allowed)"; fi
-    $PG start "$pgdir"
+    pg_start
     start_daemon
     bench_wait archive "$BENCH_DIR/gpsrelayd.log" archive_up
 }
