@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-archive.sh - the position archive (issue 18) against a throwaway PostgreSQL 15
-# (tests/pg/pg_cluster.sh: fsync=off, as the tests run it; ARCH_FSYNC=on turns it on).
+# (tests/pg/pg_cluster.sh: fsync=off, as the tests run it; ARCH_FSYNC=on starts it with
+# fsync on).
 #
 #   rate      end to end: bench/udp_flood at each of RATES datagrams/s (DEVICES devices, every
 #             datagram a new fix) into a Release gpsrelayd archiving; over a WINDOW-second
@@ -21,7 +22,8 @@
 # pinned, so on two cores it shares both with them. Every figure is a median of RUNS runs.
 #
 # usage: bench/run-archive.sh [PART...]   (default: rate drain peer history snapshot)
-# env:   PG_CPUS (PostgreSQL pinned there), ARCH_FSYNC=on, RUNS=3 RATES="25000 50000 100000 150000" DEVICES=2000 WARMUP=3 WINDOW=10
+# env:   RUNS=3 RATES="25000 50000 100000 150000" DEVICES=2000 WARMUP=3 WINDOW=10
+#        PG_CPUS (PostgreSQL pinned there) ARCH_FSYNC=on
 #        DRAIN=2000000 PEER_ROWS=1000 SNAP_UNITS=2000 SNAP_HOURS=24 SNAP_EVERY=10
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -55,20 +57,28 @@ archive_cleanup() {
 
 # PG_CPUS (a cpu list): PostgreSQL pinned there, its postmaster after every start (the
 # backends it forks inherit it); by default it is not pinned.
+# ARCH_FSYNC=on: started here as pg_cluster.sh starts it, but with fsync on (its own start
+# says fsync=off on the command line, which no configuration file overrides).
 pg_start() {
-    $PG start "$pgdir"
+    if [ "${ARCH_FSYNC:-off}" = on ]; then
+        local as_pg=
+        [ "$(id -u)" != 0 ] || as_pg="runuser -u postgres --"
+        $as_pg /usr/lib/postgresql/15/bin/pg_ctl -D "$pgdir/data" -l "$pgdir/log" -w -t 30 \
+            -o "-c listen_addresses=127.0.0.1 -p $(cat "$pgdir/port") -k $pgdir -c fsync=on" \
+            start >/dev/null
+    else
+        $PG start "$pgdir"
+    fi
     pg_pin
 }
 pg_pin() {
     [ -z "${PG_CPUS:-}" ] || taskset -a -cp "$PG_CPUS" "$(head -n 1 "$pgdir/data/postmaster.pid")" >/dev/null
 }
 $PG init "$pgdir"
+[ "${ARCH_FSYNC:-off}" != on ] || { $PG stop "$pgdir" && pg_start; }
 pg_pin
 pgport=$(cat "$pgdir/port")
 pg() { $PG psql "$pgdir" "$@"; }
-if [ "${ARCH_FSYNC:-off}" = on ]; then
-    pg -c "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
-fi
 # pg_stat_statements: where PostgreSQL's time goes, per statement (drain and peer).
 pg -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
 $PG stop "$pgdir" && pg_start
@@ -86,7 +96,9 @@ conninfo="hostaddr=127.0.0.1 port=$pgport user=postgres dbname=postgres"
     for ((u = 0; u < SNAP_UNITS; u++)); do echo "U-$u,snap,,"; done
 } >"$BENCH_DIR/devices.csv"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
 UDP=$(free_port)
 WS=$(free_port)
 SPOOL=$BENCH_DIR/spool
@@ -126,10 +138,12 @@ sample() {
         echo "x_time $(date +%s.%N)"
     } >"$BENCH_DIR/m.$1"
 }
+: >"$BENCH_DIR/m.none" # the sample before the start: all counters 0
 val() { awk -v m="$2" '$1 == m { print $2 }' "$BENCH_DIR/m.$1"; }
 delta() { awk -v a="$(val "$1" "$3")" -v b="$(val "$2" "$3")" 'BEGIN { printf "%.0f", b - a }'; }
 per_s() { # A B NAME: NAME's increase per second between samples A and B
-    awk -v a="$(val "$1" "$3")" -v b="$(val "$2" "$3")" -v t0="$(val "$1" x_time)" -v t1="$(val "$2" x_time)" \
+    awk -v a="$(val "$1" "$3")" -v b="$(val "$2" "$3")" \
+        -v t0="$(val "$1" x_time)" -v t1="$(val "$2" x_time)" \
         'BEGIN { printf "%.0f", (b - a) / (t1 - t0) }'
 }
 cpu_pct() { # A B NAME: the ticks NAME counts as % of one core between samples A and B
@@ -140,6 +154,11 @@ cpu_pct() { # A B NAME: the ticks NAME counts as % of one core between samples A
 busy_over() { # A B BOUND: loop turns longer than BOUND seconds between samples A and B
     local le="gpsrelay_loop_busy_seconds_bucket{le=\"$3\"}" inf='gpsrelay_loop_busy_seconds_bucket{le="+Inf"}'
     echo $(($(delta "$1" "$2" "$inf") - $(delta "$1" "$2" "$le")))
+}
+batch_ms() { # A B: the mean archive batch between samples A and B
+    awk -v s="$(delta "$1" "$2" gpsrelay_archive_batch_seconds_sum)" \
+        -v n="$(delta "$1" "$2" gpsrelay_archive_batch_seconds_count)" \
+        'BEGIN { if (n > 0) printf "%.0f ms", 1000 * s / n; else print "-" }'
 }
 longest_turn() { # A B: the smallest bucket bound that holds every turn between A and B
     local b
@@ -196,18 +215,22 @@ part_rate() {
             fi
             pubs+=("$pub") arcs+=("$arc") overs+=("$over") longs+=("$(longest_turn a b)")
             echo "  rate=$rate run $r: $(cat "$BENCH_DIR/flood.out"); published $pub/s," \
-                "archived $arc/s; socket drops $(delta a b gpsrelay_ingest_socket_drops_total); queued $(val a gpsrelay_archive_queued) -> $(val b gpsrelay_archive_queued)," \
-                "dropped $(val b gpsrelay_archive_dropped_total); loop turns $(delta a b 'gpsrelay_loop_busy_seconds_count')," \
-                "over 5 ms $over, longest $(longest_turn a b) (max since start $(val b gpsrelay_loop_busy_max_seconds) s);" \
-                "batches $(delta a b gpsrelay_archive_batch_seconds_count) ($(awk -v s="$(delta a b gpsrelay_archive_batch_seconds_sum)" \
-                -v n="$(delta a b gpsrelay_archive_batch_seconds_count)" 'BEGIN { if (n > 0) printf "%.0f ms", 1000 * s / n; else print "-" }') each);" \
+                "archived $arc/s; socket drops $(delta a b gpsrelay_ingest_socket_drops_total);" \
+                "queued $(val a gpsrelay_archive_queued) -> $(val b gpsrelay_archive_queued)," \
+                "dropped $(val b gpsrelay_archive_dropped_total);" \
+                "loop turns $(delta a b 'gpsrelay_loop_busy_seconds_count'), over 5 ms $over," \
+                "longest $(longest_turn a b)" \
+                "(max since start $(val b gpsrelay_loop_busy_max_seconds) s);" \
+                "batches $(delta a b gpsrelay_archive_batch_seconds_count) ($(batch_ms a b) each);" \
                 "cpu daemon $(cpu_pct a b x_daemon_ticks)%, postgres $(cpu_pct a b x_pg_ticks)%"
             bench_stop_gpsrelay
           done
         done
-        echo "rate=$rate median: published $(median "${pubs[@]}")/s, archived $(median "${arcs[@]}")/s," \
+        echo "rate=$rate median: published $(median "${pubs[@]}")/s," \
+            "archived $(median "${arcs[@]}")/s," \
             "turns over 5 ms $(median "${overs[@]}") (runs: ${overs[*]}), longest: ${longs[*]};" \
-            "archive off: published $(median "${offpubs[@]}")/s, turns over 5 ms $(median "${offovers[@]}") (runs: ${offovers[*]})"
+            "archive off: published $(median "${offpubs[@]}")/s," \
+            "turns over 5 ms $(median "${offovers[@]}") (runs: ${offovers[*]})"
     done
 }
 
@@ -251,8 +274,7 @@ drain_once() {
     DRAIN_BUSY=$(val b gpsrelay_loop_busy_max_seconds)
     echo "  drain: $(val b gpsrelay_archive_written_total) written in $ms ms from exec: $DRAIN_RATE/s;" \
         "loop busy max ${DRAIN_BUSY}s, turns over 5 ms $(busy_over a b 0.005);" \
-        "batches $(val b gpsrelay_archive_batch_seconds_count), mean $(awk -v s="$(val b gpsrelay_archive_batch_seconds_sum)" \
-        -v n="$(val b gpsrelay_archive_batch_seconds_count)" 'BEGIN { printf "%.0f", 1000 * s / n }') ms;" \
+        "batches $(val b gpsrelay_archive_batch_seconds_count), mean $(batch_ms none b);" \
         "cpu daemon $(cpu_pct a b x_daemon_ticks)%, postgres $(cpu_pct a b x_pg_ticks)%"
     echo "    PostgreSQL's time (calls | total | rows | statement):"
     statements
@@ -266,7 +288,8 @@ peer_once() { # MODE
     PEER_RATE=$(field "$line" rows_per_s)
     echo "  peer $1: ${line#result }"
     statements
-    [ "$(field "$line" inserted)" = "$FILLED" ] || echo "  peer $1: inserted $(field "$line" inserted), expected $FILLED" >&2
+    [ "$(field "$line" inserted)" = "$FILLED" ] ||
+        echo "  peer $1: inserted $(field "$line" inserted), expected $FILLED" >&2
 }
 
 # copy_once: the bound of the design, COPY of the same rows straight into positions (no
@@ -337,7 +360,9 @@ load_rows() { # UNITS SECONDS EVERY
     pg -c "VACUUM ANALYZE positions" >/dev/null
     echo "  loaded $(pg -tAc 'SELECT count(*) FROM positions') rows by COPY in" \
         "$((($(date +%s%N) - t0) / 1000000)) ms (with VACUUM ANALYZE);" \
-        "table $(pg -tAc "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid))) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'positions'::regclass")"
+        "table $(pg -tAc "SELECT pg_size_pretty(sum(pg_total_relation_size(c.oid)))
+                          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                          WHERE i.inhparent = 'positions'::regclass")"
 }
 
 timed_get() { # URL: "seconds bytes status"
@@ -367,7 +392,11 @@ cold_start() { # restarts PostgreSQL with the page cache dropped (when allowed),
     [ -z "$GR_PID" ] || bench_stop_gpsrelay
     $PG stop "$pgdir"
     sync
-    if echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then COLD="PostgreSQL restarted, page cache dropped"; else COLD="PostgreSQL restarted (page cache not dropped: not allowed)"; fi
+    if echo 3 2>/dev/null >/proc/sys/vm/drop_caches; then
+        COLD="PostgreSQL restarted, page cache dropped"
+    else
+        COLD="PostgreSQL restarted (page cache not dropped: not allowed)"
+    fi
     pg_start
     start_daemon
     bench_wait archive "$BENCH_DIR/gpsrelayd.log" archive_up
@@ -389,13 +418,16 @@ part_snapshot() {
         out=$(timed_get "$url")
         warms+=("${out%% *}")
     done
-    echo "  body: $(curl -s "127.0.0.1:$WS$url" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d["positions"]), "positions,", len(d["missing"]), "missing")')"
+    echo "  body: $(curl -s "127.0.0.1:$WS$url" | python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(len(d["positions"]), "positions,", len(d["missing"]), "missing")')"
     echo "snapshot: cold (first call) median $(median "${colds[@]}") s (runs: ${colds[*]});" \
         "warm median $(median "${warms[@]}") s (runs: ${warms[*]}; $out)"
     bench_stop_gpsrelay
 }
 
-echo "gpsrelay $(git rev-parse --short HEAD), $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "gpsrelay $(git rev-parse --short HEAD), $(date -u +%FT%TZ)," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for p in $parts; do
     case $p in
     rate) part_rate ;;
