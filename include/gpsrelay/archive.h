@@ -8,21 +8,28 @@
  * spool hands the lines back in batches, and each batch goes to PostgreSQL over one
  * non-blocking connection (pgconn.h), one batch in flight:
  *
- *     BEGIN; COPY pg_temp.gpsrelay_staging (GR_ARCHIVE_COLUMNS) FROM STDIN
+ *     BEGIN; COPY positions (GR_ARCHIVE_COLUMNS) FROM STDIN
  *     ...the batch, GR_ARCHIVE_COPY_PIECE bytes at a time, each put when the last is sent
- *     SELECT * FROM gpsrelay_archive_move(); COMMIT
+ *     COMMIT
  *
  * The batch is done in the spool only once the COMMIT has answered. Exactly once: every
  * batch is delivered at least once (a lost connection, a hung server, a restart or a
- * kill -9 sends it again from the spool), and the move skips positions already archived,
- * (device, time) being the key. So the nodes of a cluster, which all apply every position
- * with the same seq, epoch and receive time, all write all of them, and each lands once: a
+ * kill -9 sends it again from the spool), and (device, time) is the key. A batch with a
+ * position archived already (sent again after a COMMIT whose answer was lost) fails that
+ * COPY, is rolled back and goes again through the session's staging table and the move,
+ * which skips what is there:
+ *
+ *     BEGIN; COPY pg_temp.gpsrelay_staging (GR_ARCHIVE_COLUMNS) FROM STDIN ...
+ *     SELECT moved FROM gpsrelay_archive_move(); COMMIT
+ *
+ * A cluster node's batches always go that way: the nodes, which all apply every position
+ * with the same seq, epoch and receive time, all write all of them, and each lands once; a
  * node that dies mid-batch loses nothing, since the others write the same positions.
  *
  * Partitions: when a connection is made and every GR_ARCHIVE_MAINTAIN_MS, the partitions
  * of today and the next GR_ARCHIVE_DAYS_AHEAD days are made, and days older than
- * archive_retention_days dropped whole. A position of a day without a partition lands in
- * positions_default and is counted (gpsrelay_archive_undated_total).
+ * archive_retention_days dropped whole. A position of a day outside the partitions' range
+ * lands in positions_default and is counted when queued (gpsrelay_archive_undated_total).
  */
 #ifndef GPSRELAY_ARCHIVE_H
 #define GPSRELAY_ARCHIVE_H

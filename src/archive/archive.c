@@ -6,8 +6,11 @@
  *   WAIT      no connection yet, or it was lost (a batch that was out goes back to the spool)
  *   MAINTAIN  the staging table, the partitions: when connected and when maintenance is due
  *   IDLE      nothing in flight: the next batch is taken from the spool, or waited for
- *   COPY      BEGIN; COPY sent, the batch put in pieces, then the copy ended
- *   MOVE      the move and the COMMIT sent; their answer makes the batch done
+ *   COPY      BEGIN; COPY sent (into positions, or into staging: archive.h), the batch put
+ *             in pieces, then the copy ended
+ *   MOVE      the COMMIT (after the move, from staging) sent; its answer makes the batch done
+ *   ROLLBACK  after a COPY that conflicted (then the same part through staging) or a row
+ *             refused (below)
  *
  * Any error fails the connection (pgconn logs it and tries again after its backoff), which
  * aborts the transaction: the batch comes again from the spool, and the move skips what an
@@ -28,13 +31,21 @@
 
 #include "gpsrelay/archive_row.h"
 #include "gpsrelay/archive_spool.h"
+#include "gpsrelay/calendar.h"
 #include "gpsrelay/clock.h"
 #include "gpsrelay/log.h"
 #include "gpsrelay/pgconn.h"
 #include "gpsrelay/stats.h"
 
-#define COPY_SQL "BEGIN; COPY pg_temp.gpsrelay_staging (" GR_ARCHIVE_COLUMNS ") FROM STDIN"
-#define MOVE_SQL "SELECT moved, undated FROM gpsrelay_archive_move(); COMMIT"
+/* Straight into positions: the fast way, for positions not archived yet (a single daemon's
+ * batches, the first time). */
+#define COPY_DIRECT_SQL "BEGIN; COPY positions (" GR_ARCHIVE_COLUMNS ") FROM STDIN"
+/* Through the staging table and the move, which skips what is there already: for a batch
+ * some of whose positions may be (sent again, or a cluster's, which every node writes). */
+#define COPY_STAGED_SQL "BEGIN; COPY pg_temp.gpsrelay_staging (" GR_ARCHIVE_COLUMNS ") FROM STDIN"
+#define MOVE_SQL        "SELECT moved FROM gpsrelay_archive_move(); COMMIT"
+/* SQLSTATE unique_violation: a direct COPY met a position archived already. */
+#define UNIQUE_VIOLATION "23505"
 
 enum phase { P_WAIT, P_MAINTAIN, P_IDLE, P_COPY, P_MOVE, P_ROLLBACK };
 
@@ -63,8 +74,13 @@ struct gr_archive {
     size_t put;        /* bytes of the part put into the COPY */
     char refused[512]; /* PostgreSQL's reason, while the refused part is rolled back */
     uint64_t batch_start_ns;
-    uint64_t moved, undated, left_out; /* the batch's parts so far: moved, of those undated,
-                                        * and refused */
+    uint64_t moved, left_out;    /* the batch's parts so far: added, and refused */
+    uint64_t part_added;         /* the part in flight: what its COPY or move added */
+    bool staged_only;            /* a cluster node: every batch through staging */
+    bool part_staged;            /* this part goes through staging: a direct COPY conflicted */
+    bool conflict;               /* ...and is being rolled back */
+    int64_t first_day, last_day; /* the day partitions' range (days since 1970); empty
+                                  * (first > last) until maintenance has read it */
     uint64_t dropped_stopping;
     bool in_memory; /* no archive_spool: the spool is a memfd */
 
@@ -79,6 +95,21 @@ static void batch_done(struct gr_archive *a);
 
 /* ---- maintenance ------------------------------------------------------------------------- */
 
+/* The day partitions' range, as two names positions_YYYYMMDD (NULL when there is none). */
+#define DAY_RANGE_SQL                                                                              \
+    "SELECT min(c.relname) AS first_day, max(c.relname) AS last_day FROM pg_inherits i "           \
+    "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'positions'::regclass "             \
+    "AND c.relname ~ '^positions_[0-9]{8}$'"
+
+/* positions_YYYYMMDD as days since 1970, or INT64_MIN. */
+static int64_t partition_day(const char *name)
+{
+    int y, m, d;
+    if (strlen(name) != 18 || sscanf(name, "positions_%4d%2d%2d", &y, &m, &d) != 3)
+        return INT64_MIN;
+    return gr_days_from_civil(y, m, d);
+}
+
 /* The staging table (once per connection), then today's and the coming days' partitions,
  * then the expired days dropped: one simple query, one short transaction (add_days holds
  * positions_default's lock until it ends). */
@@ -87,7 +118,7 @@ static void maintain(struct gr_archive *a)
     char sql[512];
     snprintf(sql, sizeof(sql),
              "%sSELECT partition, moved FROM gpsrelay_archive_add_days(%d); "
-             "SELECT gpsrelay_archive_drop_days(%d)",
+             "SELECT gpsrelay_archive_drop_days(%d); " DAY_RANGE_SQL,
              a->prepared ? "" : "SELECT gpsrelay_archive_staging(); ", GR_ARCHIVE_DAYS_AHEAD,
              a->retention_days);
     a->maintain_due = false;
@@ -114,7 +145,10 @@ static void maintain_result(struct gr_archive *a, PGresult *r)
             gr_notice("archive: partition %s made (%s positions moved into it from "
                       "positions_default)",
                       PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-        else if (strcmp(col, "gpsrelay_archive_drop_days") == 0)
+        else if (strcmp(col, "first_day") == 0 && !PQgetisnull(r, i, 0)) {
+            a->first_day = partition_day(PQgetvalue(r, i, 0));
+            a->last_day = partition_day(PQgetvalue(r, i, 1));
+        } else if (strcmp(col, "gpsrelay_archive_drop_days") == 0)
             gr_notice("archive: partition %s dropped: older than archive_retention_days (%d)",
                       PQgetvalue(r, i, 0), a->retention_days);
     }
@@ -175,11 +209,13 @@ static void next(struct gr_archive *a)
             return;
         a->part = (struct range){0, a->batch->len};
         a->n_parts = 0;
-        a->moved = a->undated = a->left_out = 0;
+        a->moved = a->left_out = 0;
         a->batch_start_ns = uv_hrtime();
     }
     a->put = 0;
-    if (gr_pgconn_send(a->conn, COPY_SQL, 0, NULL) == 0)
+    a->part_added = 0;
+    bool staged = a->staged_only || a->part_staged;
+    if (gr_pgconn_send(a->conn, staged ? COPY_STAGED_SQL : COPY_DIRECT_SQL, 0, NULL) == 0)
         a->phase = P_COPY;
 }
 
@@ -239,6 +275,8 @@ static void part_refused(struct gr_archive *a)
 /* The COMMIT answered: the part is in PostgreSQL; the batch is when no part waits. */
 static void part_done(struct gr_archive *a)
 {
+    a->moved += a->part_added;
+    a->part_staged = false; /* the next part tries the fast way again */
     if (a->n_parts > 0) {
         a->part = a->parts[--a->n_parts];
         a->phase = P_IDLE;
@@ -257,10 +295,15 @@ static void batch_done(struct gr_archive *a)
     gr_stats.archive_written += a->moved;
     gr_stats.archive_duplicates +=
         lines > a->moved + a->left_out ? lines - a->moved - a->left_out : 0;
-    gr_stats.archive_undated += a->undated;
     gr_histogram_observe(&gr_stats.archive_batch, (double)(uv_hrtime() - a->batch_start_ns) / 1e9);
     a->phase = P_IDLE;
     next(a);
+}
+
+static bool unique_violation(const PGresult *r)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return state != NULL && strcmp(state, UNIQUE_VIOLATION) == 0;
 }
 
 /* Whether PostgreSQL refused what a row holds, rather than failed: SQLSTATE class 22 (data
@@ -274,13 +317,19 @@ static bool refused_row(const PGresult *r)
 static void batch_result(struct gr_archive *a, PGresult *r)
 {
     if (r == NULL) {
-        if (a->phase == P_ROLLBACK) {
+        if (a->phase == P_ROLLBACK && a->conflict) {
+            a->conflict = false;
+            a->part_staged = true;
+            a->phase = P_IDLE;
+            next(a);
+        } else if (a->phase == P_ROLLBACK) {
             part_refused(a);
-        } else if (a->refused[0] != '\0') { /* the transaction is aborted: end it */
+        } else if (a->refused[0] != '\0' || a->conflict) { /* aborted: end it */
             if (gr_pgconn_send(a->conn, "ROLLBACK", 0, NULL) == 0)
                 a->phase = P_ROLLBACK;
         } else if (a->phase == P_COPY) { /* the COPY's rows are in staging: move, commit */
-            if (gr_pgconn_send(a->conn, MOVE_SQL, 0, NULL) == 0)
+            bool staged = a->staged_only || a->part_staged;
+            if (gr_pgconn_send(a->conn, staged ? MOVE_SQL : "COMMIT", 0, NULL) == 0)
                 a->phase = P_MOVE;
         } else {
             part_done(a);
@@ -298,8 +347,13 @@ static void batch_result(struct gr_archive *a, PGresult *r)
         return;
     }
     if (st == PGRES_TUPLES_OK && a->phase == P_MOVE && PQntuples(r) == 1) {
-        a->moved += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        a->undated += strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+        a->part_added = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    } else if (st == PGRES_COMMAND_OK && a->phase == P_COPY && !a->staged_only && !a->part_staged &&
+               strncmp(PQcmdStatus(r), "COPY", 4) == 0) {
+        a->part_added = strtoull(PQcmdTuples(r), NULL, 10);
+    } else if (st == PGRES_FATAL_ERROR && a->phase == P_COPY && !a->part_staged &&
+               unique_violation(r)) {
+        a->conflict = true; /* rolled back, then the part again through staging */
     } else if (st == PGRES_FATAL_ERROR && refused_row(r)) {
         snprintf(a->refused, sizeof(a->refused), "%s", PQresultErrorMessage(r));
     } else if (st != PGRES_COMMAND_OK) {
@@ -349,6 +403,7 @@ static void on_down(void *ctx)
         gr_spool_retry(a->spool, a->batch); /* whole: its parts already in go by the key */
     a->batch = NULL;
     a->refused[0] = '\0';
+    a->conflict = a->part_staged = false;
     a->prepared = false; /* a new connection, a new temporary staging table */
     a->phase = P_WAIT;
 }
@@ -370,6 +425,9 @@ int gr_archive_start(uv_loop_t *loop, const struct gr_config *cfg, struct gr_arc
     }
     a->loop = loop;
     a->retention_days = cfg->archive_retention_days;
+    a->staged_only = cfg->n_cluster_nats > 0; /* every node writes every position */
+    a->first_day = 1;
+    a->last_day = 0; /* unknown yet */
     a->in_memory = cfg->archive_spool == NULL;
     struct gr_spool_options so = {
         .path = cfg->archive_spool,
@@ -424,6 +482,11 @@ void gr_archive_position(struct gr_archive *a, const char *device, const struct 
         gr_stats.archive_expired++;
         return;
     }
+    /* Outside the day partitions' range it goes to positions_default (counted here, when
+     * it is queued: a COPY straight into positions cannot say where each row went). */
+    int64_t day = fix->time_ms / 86400000;
+    if (a->first_day <= a->last_day && (day < a->first_day || day > a->last_day))
+        gr_stats.archive_undated++;
     char line[GR_ARCHIVE_ROW_MAX];
     struct gr_archive_row row = {
         .device = device, .fix = fix, .rx_ms = rx_ms, .epoch = epoch, .seq = seq};

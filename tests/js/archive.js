@@ -204,6 +204,29 @@ async function partitions(pg) {
     await pg.sql("TRUNCATE positions");
 }
 
+// A batch with a position archived already (a batch sent again after its COMMIT went
+// through unanswered): the fast COPY straight into positions conflicts, and the batch goes
+// again through staging and the move, which skips that one.
+async function conflict(pg) {
+    log("a batch with a position archived already");
+    const d = await archiveDaemon(pg);
+    await d.start();
+    const t0 = Date.now() - 30000;
+    await pg.sql(`INSERT INTO positions VALUES ('U-04', '${new Date(t0 + 1000).toISOString()}',
+        1, 2, NULL, NULL, NULL, NULL, NULL, 'nmea', NULL, now(), 'x', 1)`);
+    const sent = await sendTicks(d, t0, 3);
+    await drained(d);
+    check((await rowCount(pg)) === sent, `every position once: ${await rowCount(pg)} of ${sent}`);
+    check((await metric(d, "gpsrelay_archive_duplicates_total")) === 1 &&
+        (await metric(d, "gpsrelay_archive_written_total")) === sent - 1,
+        "the one there already skipped, the rest written");
+    check((await pg.sql("SELECT lat FROM positions WHERE device = 'U-04' AND epoch = 'x'")).trim()
+        === "1", "the first row of a key stays");
+    check((await d.stop()) === 0, "SIGTERM exits 0");
+    d.cleanup();
+    await pg.sql("TRUNCATE positions");
+}
+
 // A row PostgreSQL refuses (here a CHECK the operator added) is left out, counted and
 // logged; the rest of its batch is archived, and the archive goes on.
 async function refusedRow(pg) {
@@ -315,6 +338,7 @@ async function restarts(pg) {
         await exactValues(pg);
         await partitions(pg);
         await refusedRow(pg);
+        await conflict(pg);
         await restarts(pg);
         await outage(pg);
     } catch (e) {
