@@ -3,9 +3,13 @@
  * UDP listener as fast as one core allows, for a fixed time, with sendmmsg batches.
  * The daemon's own counters (/metrics) tell what it took; this tool says what it sent.
  *
- * usage: udp_flood PORT DEVICES SECONDS     (to 127.0.0.1 only)
+ * usage: udp_flood PORT DEVICES SECONDS [RATE]    (to 127.0.0.1 only)
+ *
+ * RATE (datagrams/s over all devices) paces the sending, batch by batch, for benches that
+ * offer a fixed load (bench/run-archive.sh); without it, or 0, as fast as one core allows.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,12 +56,12 @@ static size_t datagram(char *out, int d, time_t t)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s PORT DEVICES SECONDS\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s PORT DEVICES SECONDS [RATE]\n", argv[0]);
         return 64;
     }
     int port = atoi(argv[1]), devices = atoi(argv[2]);
-    double seconds = atof(argv[3]);
+    double seconds = atof(argv[3]), rate = argc == 5 ? atof(argv[4]) : 0;
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     struct sockaddr_in to = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)port),
@@ -78,6 +82,14 @@ int main(int argc, char **argv)
     unsigned long long sent = 0;
     double start = now_s(), end = start + seconds;
     while (now_s() < end) {
+        /* Paced: this batch waits for the moment the rate says it is due. */
+        double due = rate > 0 ? start + (double)sent / rate : 0, t_now = now_s();
+        if (due > t_now) {
+            double w = due - t_now;
+            struct timespec ts = {(time_t)w, (long)((w - (double)(time_t)w) * 1e9)};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+        }
         for (int i = 0; i < BATCH; i++) {
             iov[i].iov_base = bufs[i];
             iov[i].iov_len = datagram(bufs[i], d, t);

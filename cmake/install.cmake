@@ -25,7 +25,10 @@ install(FILES ${PROJECT_SOURCE_DIR}/config/gpsrelay.conf.example DESTINATION sha
 # devices of config/devices.csv do not belong on a production machine.
 file(WRITE ${PROJECT_BINARY_DIR}/devices.csv "device_id,agency_id,label,source_addr\n")
 install(FILES ${PROJECT_BINARY_DIR}/devices.csv DESTINATION ${GR_CONF_DIR})
-install(FILES ${PROJECT_SOURCE_DIR}/config/schema.sql DESTINATION share/gpsrelay)
+# The mapping's schema and the position archive's (docs/mapping.md, docs/archive.md), both
+# applied by the operator with psql.
+install(FILES ${PROJECT_SOURCE_DIR}/config/schema.sql ${PROJECT_SOURCE_DIR}/config/archive.sql
+        DESTINATION share/gpsrelay)
 # A cluster's other parts, as examples (docs/cluster.md): one NATS server of three, haproxy.
 install(FILES ${PROJECT_SOURCE_DIR}/config/nats-server.conf ${PROJECT_SOURCE_DIR}/config/haproxy.cfg
         DESTINATION share/doc/gpsrelay/examples)

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
+#include "gpsrelay/archive.h"
 #include "gpsrelay/clock.h"
 #include "gpsrelay/cluster.h"
 #include "gpsrelay/hub.h"
@@ -35,6 +36,7 @@ struct daemon {
     struct gr_ingest *ingest;    /* producers: sockets in, publishing into the hub */
     struct gr_ws *ws;            /* consumers: the consoles, told by the hub's callbacks */
     struct gr_cluster *cluster;  /* with cluster_nats: the stream between hub and ingest */
+    struct gr_archive *archive;  /* with archive_postgres: every position applied, stored */
     /* The mapping source the configuration names, and its state (owned: source->free)
      * once started, else NULL. */
     const struct gr_mapping_source_ops *source;
@@ -99,8 +101,8 @@ static void daemon_stop(struct daemon *d)
     gr_mapping_free(d->next_mapping);
     d->next_mapping = NULL;
     /* Counted before any stop begins; none calls back before this returns. */
-    d->stopping_parts =
-        (d->source_state != NULL) + (d->ingest != NULL) + (d->ws != NULL) + (d->cluster != NULL);
+    d->stopping_parts = (d->source_state != NULL) + (d->ingest != NULL) + (d->ws != NULL) +
+                        (d->cluster != NULL) + (d->archive != NULL);
     if (d->source_state != NULL)
         d->source->stop(d->source_state, part_stopped, d);
     if (d->ingest != NULL)
@@ -109,6 +111,8 @@ static void daemon_stop(struct daemon *d)
         gr_ws_stop(d->ws, part_stopped, d);
     if (d->cluster != NULL)
         gr_cluster_stop(d->cluster, part_stopped, d);
+    if (d->archive != NULL) /* what is not archived yet waits in the spool */
+        gr_archive_stop(d->archive, part_stopped, d);
     if (d->stopping_parts == 0)
         close_own_handles(d);
 }
@@ -134,6 +138,22 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
         g->cluster_published = c.published;
         g->cluster_publish_failures = c.publish_failures;
     }
+    if (d->archive != NULL) {
+        struct gr_archive_gauges a;
+        gr_archive_gauges(d->archive, &a);
+        g->archive_up = a.up;
+        g->archive_queued = a.queued;
+        g->archive_spool_bytes = a.spool_bytes;
+        g->archive_dropped = a.dropped;
+    }
+}
+
+/* The hub applied a position: into the archive, with the epoch it was numbered under. */
+static void on_applied(void *arg, const struct gr_unit *u, const struct gr_fix *fix, uint64_t seq,
+                       int64_t rx_ms)
+{
+    struct daemon *d = arg;
+    gr_archive_position(d->archive, gr_unit_id(u), fix, gr_hub_epoch(d->hub), seq, rx_ms);
 }
 
 /* Devices a mapping update prepares per loop turn: 2-5 ms of work (hub.h), so consoles
@@ -278,7 +298,7 @@ static int load_secret(struct daemon *d)
  * the same summary goes to the log. */
 static void send_status(struct daemon *d, const char *prefix, bool log)
 {
-    char line[512], cluster[256] = "";
+    char line[768], cluster[256] = "", archive[192] = "";
     if (d->cluster != NULL) {
         struct gr_cluster_gauges c;
         gr_cluster_gauges(d->cluster, &c);
@@ -290,11 +310,20 @@ static void send_status(struct daemon *d, const char *prefix, bool log)
                  (unsigned long long)c.lag, (unsigned long long)c.queued,
                  (unsigned long long)c.published, (unsigned long long)c.publish_failures);
     }
+    if (d->archive != NULL) {
+        struct gr_archive_gauges a;
+        gr_archive_gauges(d->archive, &a);
+        snprintf(archive, sizeof(archive),
+                 "; archive %s: %llu written, %llu queued, %llu spool bytes, %llu dropped",
+                 a.up ? "up" : "down", (unsigned long long)gr_stats.archive_written,
+                 (unsigned long long)a.queued, (unsigned long long)a.spool_bytes,
+                 (unsigned long long)a.dropped);
+    }
     int n = snprintf(line, sizeof(line),
-                     "%sSTATUS=%zu consoles, %zu devices (%zu stale), %llu positions published%s",
+                     "%sSTATUS=%zu consoles, %zu devices (%zu stale), %llu positions published%s%s",
                      prefix, d->ws ? gr_ws_consoles(d->ws) : 0, gr_hub_device_count(d->hub),
                      gr_hub_stale_count(d->hub), (unsigned long long)gr_stats.positions_published,
-                     cluster);
+                     cluster, archive);
     gr_sd_notify(line);
     if (log && n > 0)
         gr_info("%s", strstr(line, "STATUS=") + 7);
@@ -382,6 +411,8 @@ static int reload_config(struct daemon *d)
         gr_ws_set_config(d->ws, fresh);
     if (d->ingest != NULL)
         gr_ingest_set_config(d->ingest, fresh);
+    if (d->archive != NULL)
+        gr_archive_set_config(d->archive, fresh);
     struct gr_hub_options limits;
     hub_limits(fresh, &limits);
     gr_hub_set_limits(d->hub, &limits);
@@ -490,7 +521,11 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
     uv_timer_init(&d.loop, &d.status);
     d.status.data = &d;
     uv_timer_start(&d.status, on_status_timer, STATUS_MS, STATUS_MS);
-    if ((cfg->n_cluster_nats > 0 &&
+    int archive_rc = cfg->archive_postgres ? gr_archive_start(&d.loop, cfg, &d.archive) : 0;
+    if (d.archive != NULL && archive_rc == 0)
+        gr_hub_set_applied(d.hub, on_applied, &d);
+    if (archive_rc < 0 ||
+        (cfg->n_cluster_nats > 0 &&
          gr_cluster_start(&d.loop, cfg, d.hub, on_cluster_changed, &d, &d.cluster) < 0) ||
         gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
         gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d, &d.ws) < 0) {
@@ -508,6 +543,7 @@ out:
     sigprocmask(SIG_SETMASK, &previous, NULL); /* also when start-up failed before the loop */
     gr_ws_free(d.ws);
     gr_cluster_free(d.cluster);
+    gr_archive_free(d.archive);
     gr_ingest_free(d.ingest);
     if (d.source_state != NULL)
         d.source->free(d.source_state);

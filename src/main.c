@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 
+#include "gpsrelay/archive.h"
 #include "gpsrelay/cluster.h"
 #include "gpsrelay/config.h"
 #include "gpsrelay/daemon.h"
@@ -55,8 +56,13 @@ static int check_only(const struct gr_config *cfg)
         fprintf(stderr, "gpsrelayd: cluster: %s\n", err);
         return GR_EXIT_FAILURE;
     }
-    printf("gpsrelayd: configuration %s is ok (%d devices in %s%s)\n", cfg->path, devices,
-           source->where(cfg), cfg->n_cluster_nats > 0 ? "; cluster stream usable" : "");
+    if (cfg->archive_postgres != NULL && gr_archive_check(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "gpsrelayd: %s\n", err);
+        return GR_EXIT_FAILURE;
+    }
+    printf("gpsrelayd: configuration %s is ok (%d devices in %s%s%s)\n", cfg->path, devices,
+           source->where(cfg), cfg->n_cluster_nats > 0 ? "; cluster stream usable" : "",
+           cfg->archive_postgres != NULL ? "; archive schema in place" : "");
     return GR_EXIT_OK;
 }
 

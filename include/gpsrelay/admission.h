@@ -64,6 +64,16 @@ int gr_admission_check(struct gr_admission *a, struct lws *wsi, struct gr_token 
                        bool *authed);
 
 /*
+ * The same checks for the HTTP API (history.h), with HTTP's statuses: 0 when admitted (as
+ * above), 403 for an Origin refused, 401 for a token missing or refused. The token is
+ * bearer[0..bearer_len) when the caller found an "Authorization: Bearer" header (bearer NULL:
+ * none; a length over GR_TOKEN_MAX is malformed), else the first token= query argument.
+ * Counts nothing: the API counts its answers by status, and its clients are no consoles.
+ */
+int gr_admission_check_api(struct gr_admission *a, struct lws *wsi, const char *bearer,
+                           size_t bearer_len, struct gr_token *claims, bool *authed);
+
+/*
  * Whether peer may hold one more of kind: false (the refusal counted, reason per_source)
  * when it already holds max_connections_per_source. Takes nothing: gr_admission_hold()
  * does, once the connection or session exists.

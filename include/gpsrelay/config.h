@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "gpsrelay/cidr.h"
@@ -41,6 +42,10 @@ enum gr_auth { GR_AUTH_JWT, GR_AUTH_NONE };
 #define GR_CLUSTER_NAME_MAX     32 /* cluster_name: a NATS subject token and a stream name */
 #define GR_NODE_NAME_MAX        64
 #define GR_CLUSTER_REPLICAS_MAX 5 /* JetStream's own limit */
+
+#define GR_ARCHIVE_RETENTION_MAX 3660       /* archive_retention_days: ten years */
+#define GR_ARCHIVE_SPOOL_MIN     (1L << 20) /* archive_spool_max: 1 MiB */
+#define GR_ARCHIVE_SPOOL_MAX     (1L << 40) /* ...to 1 TiB */
 
 struct gr_config {
     char *path; /* the file this came from */
@@ -84,6 +89,12 @@ struct gr_config {
     char *node_name;      /* the host name unless set */
     int cluster_replicas; /* of the stream */
     int cluster_history;  /* seconds the stream keeps positions */
+
+    /* The position archive (archive.h) when archive_postgres is set. */
+    char *archive_postgres;     /* libpq conninfo, as postgres */
+    int archive_retention_days; /* whole UTC days kept besides today */
+    char *archive_spool;        /* the spool file; NULL: positions wait in memory only */
+    uint64_t archive_spool_max; /* bytes waiting, beyond which the oldest are dropped */
 };
 
 /*

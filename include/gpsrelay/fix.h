@@ -16,6 +16,8 @@
 
 /* Longest device id accepted. Real ids are short (AMB-12, 0x + 16 hex digits). */
 #define GR_DEVICE_ID_MAX 64
+/* Longest agency id accepted (the mapping's, tokens', snapshot queries'). */
+#define GR_AGENCY_ID_MAX 64
 
 /* Which optional fields of struct gr_fix hold a value. */
 enum gr_fix_field {

@@ -45,6 +45,11 @@ struct gr_position {
     char json[]; /* the encoded position object, NUL-terminated */
 };
 
+/* A new position (caller frees) for fix f of the unit whose id is the JSON literal
+ * json_id, numbered seq; NULL on ENOMEM. rx_ns is left for the caller. The one shape of a
+ * position (docs/protocol.md), for consoles and for the archive's answers alike. */
+struct gr_position *gr_position_encode(const char *json_id, uint64_t seq, const struct gr_fix *f);
+
 /* Called when a subscription goes from "nothing pending" to "something pending". */
 typedef void (*gr_hub_notify_cb)(void *owner);
 
@@ -140,6 +145,12 @@ enum gr_reason gr_hub_publish(struct gr_hub *hub, struct gr_unit *u, const struc
 typedef enum gr_reason (*gr_hub_relay_fn)(void *arg, struct gr_unit *u, const struct gr_fix *fix,
                                           int64_t rx_ms);
 void gr_hub_set_relay(struct gr_hub *hub, gr_hub_relay_fn relay, void *arg);
+
+/* Told of every position gr_hub_apply makes, after the unit's topics were (the archive);
+ * NULL: no one. */
+typedef void (*gr_hub_applied_fn)(void *arg, const struct gr_unit *u, const struct gr_fix *fix,
+                                  uint64_t seq, int64_t rx_ms);
+void gr_hub_set_applied(struct gr_hub *hub, gr_hub_applied_fn applied, void *arg);
 
 /*
  * Marks stale every unit whose last position was received stale_after_ms or more before

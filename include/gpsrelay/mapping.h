@@ -11,9 +11,10 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-/* Longest agency id or device label accepted from a mapping. */
-#define GR_AGENCY_ID_MAX 64
-#define GR_LABEL_MAX     128
+#include "gpsrelay/fix.h"
+
+/* Longest device label accepted from a mapping (ids: fix.h). */
+#define GR_LABEL_MAX 128
 
 /* Largest CSV file read (mapping_file, mapping_cache): a million rows of ids, a long label
  * and an IPv6 address stay well under this. */

@@ -3,11 +3,10 @@
  * (docs/mapping.md, config/schema.sql). pgmap.c also holds the PostgreSQL mapping source
  * (mapping_source.h), which adds mapping_cache for starts while the database is down.
  *
- * One connection, driven by libpq's asynchronous API from a uv_poll_t on PQsocket():
- * connect, LISTEN gpsrelay_mapping, then load every row; each notification (coalesced
- * over GR_PGMAP_COALESCE_MS, never more than one load in flight) loads every row again.
- * The loop only moves protocol bytes: rows become a struct gr_mapping on libuv's thread
- * pool, where the mapping cache is written too. Nothing that fails (connecting, a query)
+ * One connection (pgconn.h): connect, LISTEN gpsrelay_mapping, then load every row; each
+ * notification (coalesced over GR_PGMAP_COALESCE_MS, never more than one load in flight) loads
+ * every row again. The loop only moves protocol bytes: rows become a struct gr_mapping on libuv's
+ * thread pool, where the mapping cache is written too. Nothing that fails (connecting, a query)
  * touches the mapping in force; a row the mapping refuses is left out of it, counted
  * (gpsrelay_mapping_rows_rejected_total) and logged. A lost, or silent, connection is made
  * again after a capped exponential backoff and followed by a full load, since
@@ -29,31 +28,17 @@
     "SELECT d.id, da.agency_id, d.label, host(d.source_addr) "                                     \
     "FROM devices d JOIN device_agencies da ON da.device_id = d.id"
 
-#define GR_PGMAP_COALESCE_MS    100   /* notifications this close together: one load */
-#define GR_PGMAP_CONNECT_MS     10000 /* a connection attempt that takes longer fails */
-#define GR_PGMAP_BACKOFF_MIN_MS 250   /* first retry after a failure; doubles per failure */
-#define GR_PGMAP_BACKOFF_MAX_MS 30000 /* ...up to this */
+#define GR_PGMAP_COALESCE_MS 100 /* notifications this close together: one load */
 
 /*
- * A server that stops answering (a stopped or wedged postgres process, whose kernel still
- * accepts, ACKs and answers keepalives) is noticed by these. A query in flight that gets no
- * byte of its answer for GR_PGMAP_QUERY_MS fails the connection (gpsrelay_postgres_up 0,
- * gpsrelay_postgres_timeouts_total); the bound is on silence, not on the whole answer, so a
- * large mapping arriving slowly is not cut off. An idle connection gets no traffic at all
- * (LISTEN is silent), so after GR_PGMAP_PROBE_MS without a byte from the server a
- * `SELECT 1` probes it under the same bound: a hung server is noticed within
- * PROBE + QUERY = 25 s while idle, as the keepalives notice a vanished one.
+ * The connection is a gr_pgconn (pgconn.h), with its bounds: a hung server is noticed
+ * within GR_PGCONN_QUERY_MS of silence while the mapping query is in flight (the bound is
+ * on silence, not on the whole answer, so a large mapping arriving slowly is not cut off),
+ * and within GR_PGCONN_PROBE_MS + GR_PGCONN_QUERY_MS = 25 s while idle (LISTEN is silent,
+ * so an idle connection is probed), as the keepalives notice a vanished one. Failures count
+ * in gpsrelay_postgres_failures_total, the silences among them in
+ * gpsrelay_postgres_timeouts_total.
  */
-#define GR_PGMAP_QUERY_MS 10000
-#define GR_PGMAP_PROBE_MS 15000
-/* The session's statement_timeout: the server cancels a statement of ours that runs this
- * long, freeing its backend from a query we gave up on (a backend waiting on a lock does
- * not notice that we closed). Far above what a full load of the largest fleet needs. */
-#define GR_PGMAP_STATEMENT_MS 60000
-
-/* `gpsrelayd -t` (gr_mapping_source_postgres.check) waits this long to connect; its query
- * runs under GR_PGMAP_STATEMENT_MS and GR_PGMAP_QUERY_MS of silence, as the daemon's do. */
-#define GR_PGMAP_CHECK_CONNECT_MS 5000
 
 /* Rows a load could not take as they are are all counted; this many are logged per load. */
 #define GR_PGMAP_REJECTS_LOGGED 8

@@ -129,6 +129,26 @@ enum gr_cluster_skip {
         GR_CLUSTER_SKIP_COUNT
 };
 
+/* The answers of /api/history and /api/snapshot (history.h), by HTTP status; the `status`
+ * label of gpsrelay_history_requests_total. A 200 is counted when its head is written, even
+ * if the answer is cut later (the client went, the archive was lost mid-answer). */
+#define GR_HISTORY_STATUSES(X)                                                                     \
+    X(OK, "200")                                                                                   \
+    X(BAD_REQUEST, "400")  /* a malformed parameter */                                             \
+    X(UNAUTHORIZED, "401") /* no token, or a bad one */                                            \
+    X(FORBIDDEN, "403")    /* Origin refused; device or agency unknown or not the token's */       \
+    X(NOT_FOUND, "404")    /* no archive_postgres */                                               \
+    X(METHOD, "405")       /* not GET */                                                           \
+    X(ERROR, "500")        /* the archive refused the query (a missing table, a timeout) */        \
+    X(UNAVAILABLE, "503")  /* the archive unreachable, or GR_HISTORY_QUERIES_MAX running */
+
+enum gr_history_status {
+#define GR_HISTORY_STATUS_ENUM(name, label) GR_HISTORY_##name,
+    GR_HISTORY_STATUSES(GR_HISTORY_STATUS_ENUM)
+#undef GR_HISTORY_STATUS_ENUM
+        GR_HISTORY_STATUS_COUNT
+};
+
 struct gr_stats {
     uint64_t ingest_datagrams;      /* UDP datagrams received */
     uint64_t ingest_receive_errors; /* UDP reads that failed (ICMP errors, ...) */
@@ -156,13 +176,22 @@ struct gr_stats {
     uint64_t config_reload_failures; /* SIGHUPs whose configuration was refused */
     uint64_t mapping_rows_rejected;  /* PostgreSQL rows left out of (or changed in) a load */
     uint64_t postgres_failures;      /* connection attempts failed, connections lost */
-    uint64_t postgres_timeouts;      /* ...of which: a query unanswered for GR_PGMAP_QUERY_MS */
+    uint64_t postgres_timeouts;      /* ...of which: GR_PGCONN_QUERY_MS of silence */
     uint64_t postgres_notifications; /* gpsrelay_mapping notifications received */
     uint64_t positions_conflated;    /* positions replaced by a newer one of their unit before a
                                         console took them (counted per console) */
     uint64_t cluster_applied;        /* positions of the stream applied to the hub */
     uint64_t cluster_skipped[GR_CLUSTER_SKIP_COUNT];
-    uint64_t cluster_publish_refused;     /* fixes refused: the queue full, or stopping */
+    uint64_t cluster_publish_refused; /* fixes refused: the queue full, or stopping */
+    uint64_t archive_written;         /* positions the archive's batches added to PostgreSQL */
+    uint64_t archive_duplicates;      /* ...that were there already (a batch again, another node) */
+    uint64_t archive_refused;         /* left out: PostgreSQL refused the row itself (archive.c) */
+    uint64_t archive_expired;         /* not archived: older than archive_retention_days already */
+    uint64_t archive_undated;  /* written into positions_default: their day had no partition */
+    uint64_t archive_failures; /* archive connection attempts failed, connections lost */
+    uint64_t archive_timeouts; /* ...of which: GR_PGCONN_QUERY_MS of silence */
+    struct gr_histogram archive_batch;                  /* BEGIN to COMMIT's answer, per batch */
+    uint64_t history_requests[GR_HISTORY_STATUS_COUNT]; /* /api/history and /api/snapshot */
     struct gr_histogram delivery_latency; /* report received to position written, per console */
     struct gr_histogram position_age;     /* fix time to position written, per console */
     struct gr_histogram loop_busy;        /* event loop: work between two polls */
@@ -185,6 +214,10 @@ struct gr_gauges {
     uint64_t cluster_queued;
     uint64_t cluster_published;
     uint64_t cluster_publish_failures;
+    uint64_t archive_up; /* 1 while the archive is connected and writing */
+    uint64_t archive_queued;
+    uint64_t archive_spool_bytes;
+    uint64_t archive_dropped; /* a counter: positions given up (archive.h) */
 };
 
 /*

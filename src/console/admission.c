@@ -76,8 +76,12 @@ static size_t request_token(struct lws *wsi, char *out, size_t cap)
     return gr_token_from_subprotocols(arg, out, cap);
 }
 
-int gr_admission_check(struct gr_admission *a, struct lws *wsi, struct gr_token *claims,
-                       bool *authed)
+/*
+ * The Origin and token checks: the refusal (enum gr_console_refusal), or -1 when admitted.
+ * The token is bearer[0..bearer_len) when bearer is not NULL, else request_token()'s.
+ */
+static int admit(struct gr_admission *a, struct lws *wsi, const char *bearer, size_t bearer_len,
+                 struct gr_token *claims)
 {
     static const enum gr_console_refusal token_refusal[GR_TOKEN_ERROR_COUNT] = {
         [GR_TOKEN_MISSING] = GR_REFUSED_TOKEN_MISSING,
@@ -89,24 +93,44 @@ int gr_admission_check(struct gr_admission *a, struct lws *wsi, struct gr_token 
     };
     char origin[GR_ORIGIN_LEN_MAX + 1];
     int n = gr_http_origin(wsi, origin, sizeof(origin));
-    int refusal = -1;
-    if (n != 0 && (n < 0 || !gr_config_origin_ok(a->cfg, origin))) {
-        refusal = GR_REFUSED_BAD_ORIGIN;
-    } else if (a->key != NULL) {
-        char token[GR_TOKEN_MAX + 1];
-        size_t len = request_token(wsi, token, sizeof(token));
-        enum gr_token_error e =
-            len == 0 ? GR_TOKEN_MISSING
-            : len >= sizeof(token)
-                ? GR_TOKEN_MALFORMED
-                : gr_token_verify(token, len, a->key, a->key_len, time(NULL), claims);
-        if (e != GR_TOKEN_OK)
-            refusal = (int)token_refusal[e];
+    if (n != 0 && (n < 0 || !gr_config_origin_ok(a->cfg, origin)))
+        return GR_REFUSED_BAD_ORIGIN;
+    if (a->key == NULL)
+        return -1;
+    char token[GR_TOKEN_MAX + 1];
+    const char *jwt = token;
+    size_t len;
+    if (bearer != NULL) {
+        jwt = bearer;
+        len = bearer_len;
+    } else {
+        len = request_token(wsi, token, sizeof(token));
     }
+    enum gr_token_error e = len == 0 ? GR_TOKEN_MISSING
+                            : len > GR_TOKEN_MAX
+                                ? GR_TOKEN_MALFORMED
+                                : gr_token_verify(jwt, len, a->key, a->key_len, time(NULL), claims);
+    return e == GR_TOKEN_OK ? -1 : (int)token_refusal[e];
+}
+
+int gr_admission_check(struct gr_admission *a, struct lws *wsi, struct gr_token *claims,
+                       bool *authed)
+{
+    int refusal = admit(a, wsi, NULL, 0, claims);
     if (refusal >= 0) {
         gr_stats.consoles_refused[refusal]++;
         return 403;
     }
+    *authed = a->key != NULL;
+    return 0;
+}
+
+int gr_admission_check_api(struct gr_admission *a, struct lws *wsi, const char *bearer,
+                           size_t bearer_len, struct gr_token *claims, bool *authed)
+{
+    int refusal = admit(a, wsi, bearer, bearer_len, claims);
+    if (refusal >= 0)
+        return refusal == GR_REFUSED_BAD_ORIGIN ? 403 : 401;
     *authed = a->key != NULL;
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "gpsrelay/admission.h"
 #include "gpsrelay/buf.h"
 #include "gpsrelay/endpoints.h"
+#include "gpsrelay/history.h"
 #include "gpsrelay/http.h"
 #include "gpsrelay/list.h"
 #include "gpsrelay/log.h"
@@ -99,12 +100,13 @@ struct conn {
     struct conn *dirty_prev, *dirty_next;
 };
 
-/* lws's per-connection user data: four pointers, so plain HTTP requests cost little. */
+/* lws's per-connection user data: five pointers, so plain HTTP requests cost little. */
 struct pss {
     struct conn *conn;                  /* a WebSocket console */
     struct gr_token *claims;            /* from the upgrade request, until ESTABLISHED */
     struct gr_longpoll_request *lp_req; /* a LongPoll request in flight */
     struct gr_static_file *file;        /* a static_dir download in flight (static.h) */
+    struct gr_history_req *history;     /* an /api/ answer in flight (history.h) */
 };
 
 struct gr_ws {
@@ -118,6 +120,7 @@ struct gr_ws {
     uint64_t warned_ms;
     struct gr_hub *hub;
     struct gr_longpoll *longpoll;
+    struct gr_history *history; /* /api/history and /api/snapshot; NULL without the archive */
     gr_gauges_fn gauges;
     void *gauges_ctx;
     struct conn *conns;
@@ -248,6 +251,8 @@ static int serve_http(struct gr_ws *ws, struct lws *wsi, struct pss *pss, const 
         return busy ? gr_http_reply(wsi, 503, "text/plain", busy, strlen(busy))
                     : gr_longpoll_http(ws->longpoll, wsi, &pss->lp_req, uv_now(ws->grace.loop));
     }
+    if (gr_history_path(path))
+        return gr_history_serve(ws->history, wsi, path, &pss->history);
     /* Everything under /socket/ belongs to the transports, even with static_dir set. */
     if (ws->cfg->static_dir != NULL && strncmp(path, "/socket/", 8) != 0)
         return gr_static_serve(ws->cfg->static_dir, wsi, path, &pss->file);
@@ -568,12 +573,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (pss != NULL && pss->file != NULL)
             return gr_static_writeable(wsi, &pss->file);
+        if (pss != NULL && pss->history != NULL)
+            return gr_history_writeable(wsi, &pss->history);
         return longpoll ? gr_longpoll_writeable(&pss->lp_req, uv_now(ws->grace.loop)) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
         if (longpoll)
             gr_longpoll_done(&pss->lp_req, uv_now(ws->grace.loop));
-        if (pss != NULL)
+        if (pss != NULL) {
             gr_static_done(&pss->file); /* a download the client walked away from */
+            gr_history_done(&pss->history);
+        }
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return confirm_upgrade(ws, wsi);
@@ -596,8 +605,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             free(pss->claims);
             pss->claims = NULL;
         }
-        if (pss != NULL)
+        if (pss != NULL) {
             gr_static_done(&pss->file);
+            gr_history_done(&pss->history);
+        }
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
         pss->conn = conn_new(ws, wsi, pss->claims);
@@ -679,6 +690,12 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     ws->gauges_ctx = gauges_ctx;
     ws->admission = gr_admission_new(cfg, key, key_len);
     ws->longpoll = ws->admission ? gr_longpoll_new(hub, ws->admission) : NULL;
+    /* The archive's queries answer on this port, under the consoles' admission. */
+    if (ws->longpoll != NULL && cfg->archive_postgres != NULL &&
+        (ws->history = gr_history_new(loop, cfg, hub, ws->admission)) == NULL) {
+        gr_longpoll_free(ws->longpoll);
+        ws->longpoll = NULL;
+    }
     struct rlimit nofile;
     ws->fd_ceiling = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
                              nofile.rlim_cur < INT_MAX
@@ -785,6 +802,8 @@ void gr_ws_set_config(struct gr_ws *ws, const struct gr_config *cfg)
 {
     ws->cfg = cfg;
     gr_admission_set_config(ws->admission, cfg);
+    if (ws->history != NULL)
+        gr_history_set_config(ws->history, cfg);
     ws->idle_ms = (uint64_t)cfg->idle_timeout * 1000;
     ws->slow_ms = (uint64_t)cfg->slow_timeout * 1000;
 }
@@ -846,6 +865,7 @@ static void close_handle(struct gr_ws *ws, uv_handle_t *h)
     uv_close(h, handle_closed);
 }
 
+/* The acceptor's and the history pool's stops call back here. */
 static void acceptor_stopped(void *arg)
 {
     struct gr_ws *ws = arg;
@@ -889,6 +909,10 @@ void gr_ws_stop(struct gr_ws *ws, gr_stopped_fn done, void *arg)
     ws->stopped_arg = arg;
     ws->closing++;
     gr_acceptor_stop(ws->acceptor, acceptor_stopped, ws);
+    if (ws->history != NULL) {
+        ws->closing++;
+        gr_history_stop(ws->history, acceptor_stopped, ws);
+    }
     close_handle(ws, (uv_handle_t *)&ws->sweep);
     close_handle(ws, (uv_handle_t *)&ws->flush);
     ws->not_ready = "stopping";
@@ -903,6 +927,7 @@ void gr_ws_free(struct gr_ws *ws)
     if (ws == NULL)
         return;
     gr_longpoll_free(ws->longpoll); /* lws has let go of every request by now */
+    gr_history_free(ws->history);
     gr_acceptor_free(ws->acceptor);
     while (ws->earlies != NULL) /* records of wsi lws never destroyed (out of memory) */
         early_free(ws, ws->earlies);

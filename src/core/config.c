@@ -42,6 +42,7 @@
  */
 enum gr_value {
     GR_VAL_INT,   /* an int, or an enum (int-sized) */
+    GR_VAL_U64,   /* a uint64_t (sizes in bytes) */
     GR_VAL_TEXT,  /* a char * the configuration owns, or NULL */
     GR_VAL_TEXTS, /* an array of owned char * */
     GR_VAL_ADDRS, /* an array of struct gr_addr: sockets bound at start */
@@ -464,6 +465,33 @@ static int set_history(struct gr_cfg_parse *p, const struct gr_directive *d, con
     return 0;
 }
 
+/* archive_retention_days: at least a day (today's partition is never dropped), at most
+ * ten years of daily partitions. */
+static int set_retention(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    int *field = field_of(p->cfg, d);
+    long n;
+
+    if (parse_uint(v, GR_ARCHIVE_RETENTION_MAX, &n) < 0 || n == 0)
+        return fail(p, "bad value \"%s\" for %s: expected whole days from 1 to %d", v, d->name,
+                    GR_ARCHIVE_RETENTION_MAX);
+    *field = (int)n;
+    return 0;
+}
+
+/* archive_spool_max: bytes, from GR_ARCHIVE_SPOOL_MIN (thousands of positions) to 1 TiB. */
+static int set_spool_max(struct gr_cfg_parse *p, const struct gr_directive *d, const char *v)
+{
+    uint64_t *field = field_of(p->cfg, d);
+    long n;
+
+    if (parse_uint(v, GR_ARCHIVE_SPOOL_MAX, &n) < 0 || n < GR_ARCHIVE_SPOOL_MIN)
+        return fail(p, "bad value \"%s\" for %s: expected bytes from %ld to %ld", v, d->name,
+                    (long)GR_ARCHIVE_SPOOL_MIN, (long)GR_ARCHIVE_SPOOL_MAX);
+    *field = (uint64_t)n;
+    return 0;
+}
+
 #define GR_OFF(f)   offsetof(struct gr_config, f)
 #define GR_MULTI(f) GR_OFF(f), GR_OFF(n_##f)
 #define GR_ONE(f)   GR_OFF(f), 0
@@ -506,6 +534,11 @@ static const struct gr_directive directives[] = {
     {"node_name", set_node_name, GR_VAL_TEXT, GR_ONE(node_name), GR_DIR_RESTART, NULL},
     {"cluster_replicas", set_replicas, GR_VAL_INT, GR_ONE(cluster_replicas), GR_DIR_RESTART, "3"},
     {"cluster_history", set_history, GR_VAL_INT, GR_ONE(cluster_history), GR_DIR_RESTART, "86400"},
+    {"archive_postgres", set_conninfo, GR_VAL_TEXT, GR_ONE(archive_postgres), GR_DIR_RESTART, NULL},
+    {"archive_retention_days", set_retention, GR_VAL_INT, GR_ONE(archive_retention_days), 0, "90"},
+    {"archive_spool", set_path, GR_VAL_TEXT, GR_ONE(archive_spool), GR_DIR_RESTART, NULL},
+    {"archive_spool_max", set_spool_max, GR_VAL_U64, GR_ONE(archive_spool_max), GR_DIR_RESTART,
+     "1073741824"},
 };
 
 #define GR_N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
@@ -652,6 +685,9 @@ static int validate(struct gr_cfg_parse *p)
                     source[1]->name);
     if (c->mapping_cache != NULL && c->postgres == NULL)
         return fail(p, "mapping_cache keeps the last mapping read from postgres: set postgres");
+    if (c->archive_spool != NULL && c->archive_postgres == NULL)
+        return fail(p, "archive_spool holds positions on their way to archive_postgres: set "
+                       "archive_postgres");
     if (c->auth == GR_AUTH_JWT && c->auth_secret_file == NULL)
         return fail(p, "auth jwt needs auth_secret_file (a key of at least 32 bytes)");
     if ((c->tls_cert == NULL) != (c->tls_key == NULL))
@@ -745,6 +781,8 @@ static bool same_value(const struct gr_config *a, const struct gr_config *b,
     switch (d->kind) {
     case GR_VAL_INT:
         return *(const int *)fa == *(const int *)fb;
+    case GR_VAL_U64:
+        return *(const uint64_t *)fa == *(const uint64_t *)fb;
     case GR_VAL_TEXT:
         return same_text(*(char *const *)fa, *(char *const *)fb);
     case GR_VAL_TEXTS:
@@ -795,6 +833,9 @@ static int copy_value(struct gr_config *to, const struct gr_config *from,
     switch (d->kind) {
     case GR_VAL_INT:
         *(int *)field_of(to, d) = *(const int *)field_of(from, d);
+        return 0;
+    case GR_VAL_U64:
+        *(uint64_t *)field_of(to, d) = *(const uint64_t *)field_of(from, d);
         return 0;
     case GR_VAL_TEXT: {
         const char *old = *(char *const *)field_of(from, d);

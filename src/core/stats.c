@@ -20,12 +20,16 @@ static const double age_bounds[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300};
 /* Loop work per iteration: anything near 20 ms delays every console and modem. */
 static const double busy_bounds[] = {0.0001, 0.0005, 0.001, 0.002, 0.005,
                                      0.01,   0.02,   0.05,  0.1,   0.5};
+/* One archive batch, BEGIN to COMMIT: tens of ms for thousands of positions; seconds mean
+ * PostgreSQL is slow, and the spool grows. */
+static const double batch_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define N_BOUNDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 struct gr_stats gr_stats = {
     .delivery_latency = {.bounds = latency_bounds, .n_bounds = N_BOUNDS(latency_bounds)},
     .position_age = {.bounds = age_bounds, .n_bounds = N_BOUNDS(age_bounds)},
     .loop_busy = {.bounds = busy_bounds, .n_bounds = N_BOUNDS(busy_bounds)},
+    .archive_batch = {.bounds = batch_bounds, .n_bounds = N_BOUNDS(batch_bounds)},
 };
 
 /* Writes one histogram family: cumulative buckets, +Inf, sum and count. */
@@ -56,6 +60,7 @@ static const char *const refusal_labels[] = {GR_CONSOLE_REFUSALS(GR_LABEL)};
 static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
 static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
 static const char *const cluster_skip_labels[] = {GR_CLUSTER_SKIPS(GR_LABEL)};
+static const char *const history_labels[] = {GR_HISTORY_STATUSES(GR_LABEL)};
 #undef GR_LABEL
 
 const char *gr_tcp_refusal_label(enum gr_tcp_refusal r)
@@ -223,7 +228,48 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
     family(f, "gpsrelay_cluster_queued", "gauge",
            "Accepted fixes waiting to be stored in the stream, or sent and not yet acknowledged.",
            g->cluster_queued);
+    family(f, "gpsrelay_archive_up", "gauge",
+           "1 while the position archive is connected to PostgreSQL and writing; 0 when down or "
+           "not configured.",
+           g->archive_up);
+    family(f, "gpsrelay_archive_written_total", "counter",
+           "Positions the archive added to PostgreSQL.", gr_stats.archive_written);
+    family(f, "gpsrelay_archive_duplicates_total", "counter",
+           "Positions an archive batch carried that were archived already (a batch sent again, "
+           "another cluster node).",
+           gr_stats.archive_duplicates);
+    family(f, "gpsrelay_archive_refused_total", "counter",
+           "Positions left out of the archive because PostgreSQL refused the row itself (a data "
+           "error or a constraint), each logged; the rest of their batch was archived.",
+           gr_stats.archive_refused);
+    family(f, "gpsrelay_archive_expired_total", "counter",
+           "Positions not archived because they were older than archive_retention_days already.",
+           gr_stats.archive_expired);
+    family(f, "gpsrelay_archive_undated_total", "counter",
+           "Positions archived into positions_default: their day had no partition.",
+           gr_stats.archive_undated);
+    family(f, "gpsrelay_archive_queued", "gauge",
+           "Positions accepted and not yet archived (in memory and in the spool).",
+           g->archive_queued);
+    family(f, "gpsrelay_archive_spool_bytes", "gauge",
+           "Bytes of positions waiting in the archive spool.", g->archive_spool_bytes);
+    family(f, "gpsrelay_archive_dropped_total", "counter",
+           "Positions the archive gave up: the spool over archive_spool_max (oldest first), the "
+           "disk not keeping up, or arriving while stopping.",
+           g->archive_dropped);
+    family(f, "gpsrelay_archive_failures_total", "counter",
+           "Archive connection attempts that failed and connections lost (each batch then "
+           "comes again).",
+           gr_stats.archive_failures);
+    family(f, "gpsrelay_archive_timeouts_total", "counter",
+           "Archive connections dropped because PostgreSQL went silent (a hung server).",
+           gr_stats.archive_timeouts);
+    histogram(f, "gpsrelay_archive_batch_seconds",
+              "One archive batch, from BEGIN to the COMMIT's answer.", &gr_stats.archive_batch);
 
+    labelled(f, "gpsrelay_history_requests_total",
+             "Answers of /api/history and /api/snapshot, by HTTP status.", "status", history_labels,
+             gr_stats.history_requests, 0, GR_HISTORY_STATUS_COUNT);
     family(f, "gpsrelay_positions_conflated_total", "counter",
            "Positions a console never got because a newer one of the same unit replaced them "
            "while it was busy (one per console).",

@@ -21,8 +21,7 @@
 #include "gpsrelay/calendar.h"
 #include "gpsrelay/json_report.h"
 
-#define MS_PER_SECOND   1000
-#define SECONDS_PER_DAY 86400
+#define MS_PER_SECOND 1000
 
 /*
  * Times accepted, in milliseconds since 1970: from 1970-01-01T00:00:00Z up to, not
@@ -31,7 +30,7 @@
  * millisecond arithmetic far from int64 overflow whatever number a sender writes.
  */
 #define TIME_MS_MIN 0
-#define TIME_MS_END (253402300800LL * MS_PER_SECOND)
+#define TIME_MS_END GR_TIME_MS_END
 
 /*
  * Reals in attrs are written with 15 significant digits (DBL_DIG): every decimal a sender
@@ -41,80 +40,15 @@
 #define ATTRS_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /*
- * RFC 3339's profile of ISO 8601, parsed by hand (strptime and timegm depend on the locale
- * and the TZ variable):
- *
- *   YYYY-MM-DDTHH:MM:SS[.fff...](Z|+hh:mm|-hh:mm)
- *
- * 'T' and 'Z' in either case (RFC 3339 5.6). Any offset up to +-23:59 is accepted and
- * converted, since "2026-11-23T19:20:01+01:00" names one instant as surely as "...18:20:01Z";
- * "-00:00" (RFC 3339: UTC, local offset unknown) is UTC. A time without an offset is
- * refused: it is some local time we cannot place, and guessing UTC would put the vehicle
- * hours away from where it was. Fractions of any length are truncated to milliseconds.
- * Second 60 (a leap second) is accepted only in minute 59 and, as in POSIX time, counts as
- * the first second of the next minute.
- *
- * Returns GR_OK, GR_MALFORMED, or GR_BAD_DATE for a well-formed time on a day its month
- * does not have ("2026-02-30"), as the NMEA decoder does for "300226". A day outside 01-31
- * or a month outside 01-12 is malformed.
- */
-static enum gr_reason parse_iso_time(const char *s, size_t n, int64_t *ms)
-{
-    int frac = 0, off = 0;
-    size_t i = 19;
-
-    if (n < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
-        s[16] != ':') {
-        return GR_MALFORMED;
-    }
-    int year = gr_digits(s, 4), mon = gr_digits(s + 5, 2), day = gr_digits(s + 8, 2);
-    int hour = gr_digits(s + 11, 2), min = gr_digits(s + 14, 2), sec = gr_digits(s + 17, 2);
-    if (year < 0 || mon < 1 || mon > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 ||
-        min < 0 || min > 59 || sec < 0 || sec > 60 || (sec == 60 && min != 59)) {
-        return GR_MALFORMED;
-    }
-    if (s[i] == '.') {
-        size_t digits = gr_fraction_ms(s + i + 1, n - i - 1, &frac);
-        if (digits == 0) {
-            return GR_MALFORMED;
-        }
-        i += 1 + digits;
-    }
-    if (i < n && (s[i] == 'Z' || s[i] == 'z')) {
-        i++;
-    } else if (i < n && (s[i] == '+' || s[i] == '-')) {
-        int oh = n - i < 6 ? -1 : gr_digits(s + i + 1, 2);
-        int om = n - i < 6 ? -1 : gr_digits(s + i + 4, 2);
-        if (oh < 0 || oh > 23 || s[i + 3] != ':' || om < 0 || om > 59) {
-            return GR_MALFORMED;
-        }
-        off = (s[i] == '-' ? -1 : 1) * (oh * 3600 + om * 60);
-        i += 6;
-    } else {
-        return GR_MALFORMED;
-    }
-    if (i != n) {
-        return GR_MALFORMED;
-    }
-    if (!gr_date_valid(year, mon, day)) {
-        return GR_BAD_DATE;
-    }
-    int64_t t =
-        gr_days_from_civil(year, mon, day) * SECONDS_PER_DAY + hour * 3600 + min * 60 + sec - off;
-    *ms = t * MS_PER_SECOND + frac;
-    return *ms >= TIME_MS_MIN && *ms < TIME_MS_END ? GR_OK : GR_MALFORMED;
-}
-
-/*
  * "time": an RFC 3339 string, or seconds since 1970 as a number (integer or with a
  * fraction, rounded to the nearest millisecond). Range checks come before any conversion
  * to an integer, so 1e300 or 9223372036854775807 is refused, never undefined behaviour.
- * Returns GR_OK, GR_MALFORMED or GR_BAD_DATE (parse_iso_time).
+ * Returns GR_OK, GR_MALFORMED or GR_BAD_DATE (gr_time_parse_rfc3339).
  */
 static enum gr_reason parse_time(const json_t *v, int64_t *ms)
 {
     if (json_is_string(v)) {
-        return parse_iso_time(json_string_value(v), json_string_length(v), ms);
+        return gr_time_parse_rfc3339(json_string_value(v), json_string_length(v), ms);
     }
     if (json_is_integer(v)) {
         json_int_t s = json_integer_value(v);

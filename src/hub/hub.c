@@ -120,6 +120,12 @@ void gr_hub_set_relay(struct gr_hub *hub, gr_hub_relay_fn relay, void *arg)
     hub->relay_arg = arg;
 }
 
+void gr_hub_set_applied(struct gr_hub *hub, gr_hub_applied_fn applied, void *arg)
+{
+    hub->applied = applied;
+    hub->applied_arg = arg;
+}
+
 size_t gr_hub_device_count(const struct gr_hub *hub)
 {
     return hub->n_units;
@@ -219,6 +225,8 @@ enum gr_reason gr_hub_apply(struct gr_hub *hub, struct gr_unit *u, const struct 
                 gr_stats.positions_conflated++;
         }
     }
+    if (hub->applied != NULL)
+        hub->applied(hub->applied_arg, u, f, seq, rx_ms);
     return GR_OK;
 }
 

@@ -90,6 +90,8 @@ struct gr_hub {
     char *node;            /* node_name in a cluster (join replies), else NULL */
     gr_hub_relay_fn relay; /* set: accepted fixes go there instead of being applied */
     void *relay_arg;
+    gr_hub_applied_fn applied; /* set: told of every position applied */
+    void *applied_arg;
     uint64_t stale_seq;
     struct gr_mapping *mapping;
     struct gr_unit **units; /* sorted by id, parallel to the mapping's devices */
@@ -187,11 +189,5 @@ void gr_topic_mark(struct gr_topic **list, struct gr_topic *t);
  */
 enum gr_reason gr_filter_fix(const struct gr_hub_options *opt, struct gr_unit *u,
                              const struct gr_fix *f, int64_t now_ms);
-
-/* ---- encode.c ------------------------------------------------------------------------------ */
-
-/* A new position (caller frees) for fix f of the unit whose id is the JSON literal
- * json_id, numbered seq; NULL on ENOMEM. rx_ns is left for the caller. */
-struct gr_position *gr_position_encode(const char *json_id, uint64_t seq, const struct gr_fix *f);
 
 #endif

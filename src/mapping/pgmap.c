@@ -1,18 +1,13 @@
 /*
  * pgmap.c - the mapping from PostgreSQL on the event loop. See pgmap.h.
  *
- * States: IDLE (no connection; the timer counts down the backoff), CONNECTING
- * (PQconnectPoll steps; the timer is the connect timeout), OPEN (connected; `query` says
- * which statement is in flight, if any; the timer is GR_PGMAP_QUERY_MS of silence while one
- * is, else GR_PGMAP_PROBE_MS until the liveness probe). libpq never blocks here: the connection is
- * non-blocking, every read is PQconsumeInput after the poll said readable, every write is
- * PQflush, re-armed for writable while it returns 1. Connection strings need no name
- * lookup (config.c refuses those), so PQconnectStart does not block either.
+ * The connection is a gr_pgconn (pgconn.h: connecting, the session, the bounds on silence,
+ * the backoff) whose setup statement is LISTEN gpsrelay_mapping. Here: when to load
+ * (a new connection, a notification, SIGHUP), the load, and the build on the thread pool.
  */
 #include "gpsrelay/pgmap.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,36 +15,9 @@
 #include <libpq-fe.h>
 
 #include "gpsrelay/log.h"
+#include "gpsrelay/pgconn.h"
 #include "gpsrelay/stats.h"
 #include "source.h"
-
-/* Keepalives notice a server that vanished without a FIN (power, network) in about 25 s
- * (10 s idle, then 3 probes 5 s apart; tcp_user_timeout bounds unacknowledged writes at
- * 20 s) rather than the kernel's two hours. The operator's conninfo overrides these. */
-static const char *const conn_keywords[] = {
-    "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
-    "keepalives_count", "tcp_user_timeout", "dbname",          NULL,
-};
-#define CONN_DEFAULTS "gpsrelayd", "1", "10", "5", "3", "20000"
-
-enum pg_state { PG_IDLE, PG_CONNECTING, PG_OPEN };
-enum pg_query { Q_NONE, Q_LISTEN, Q_LOAD, Q_PROBE };
-
-static const char *const query_names[] = {"no query", "LISTEN", "mapping query", "probe"};
-
-/* Our session: the server's own bound on our statements, then changes notified from the
- * commit of this query on. One message (the simple protocol runs both), one round trip. */
-#define PG_STR(x)  #x
-#define PG_XSTR(x) PG_STR(x)
-#define SESSION_SETUP                                                                              \
-    "SET statement_timeout = " PG_XSTR(GR_PGMAP_STATEMENT_MS) "; LISTEN gpsrelay_mapping"
-
-/* A poll handle outlives its socket by a loop turn (uv_close is asynchronous), so each
- * socket gets its own, freed by its close callback. */
-struct pg_poll {
-    uv_poll_t handle;
-    struct gr_pgmap *owner;
-};
 
 /* Rows a load left out: all counted, the first GR_PGMAP_REJECTS_LOGGED kept for the log. */
 struct pg_rejects {
@@ -72,36 +40,27 @@ struct pg_build {
 
 struct gr_pgmap {
     uv_loop_t *loop;  /* borrowed */
-    char *conninfo;   /* owned copy */
     char *cache_path; /* owned copy, or NULL */
     void (*loaded)(void *ctx, struct gr_mapping *m);
     void (*failed)(void *ctx);
     void *ctx;
 
-    enum pg_state state;
-    PGconn *conn;         /* owned (PQfinish), or NULL while IDLE */
-    struct pg_poll *poll; /* owned; freed by its close callback (drop_poll) */
-    enum pg_query query;
-    PGresult *rows; /* owned: the load's result, until the query ends */
+    struct gr_pgconn *conn; /* owned */
+    bool loading;           /* the mapping query is in flight */
+    PGresult *rows;         /* owned: the load's result, until the query ends */
     int64_t load_started_ms;
     struct pg_build *build; /* on the thread pool, or NULL; on_build_done frees it */
-    bool load_wanted;       /* a notification or SIGHUP came since the last load began */
-    bool up;
-    bool said_down; /* a failure was logged as a warning; later ones go to info */
-    unsigned backoff_ms;
-    uv_timer_t timer;    /* backoff, connect timeout, query timeout or probe: see the top */
-    uv_timer_t coalesce; /* GR_PGMAP_COALESCE_MS after a notification */
+    bool load_wanted;       /* a notification, SIGHUP or new connection since the last load */
+    uv_timer_t coalesce;    /* GR_PGMAP_COALESCE_MS after a notification */
     bool stopping;
-    int open_handles;      /* the two timers, until their close callbacks ran */
-    gr_stopped_fn stopped; /* told once both timers are closed and no build is out */
+    int open_parts;        /* the connection and the timer, until they have stopped */
+    gr_stopped_fn stopped; /* told once both are stopped and no build is out */
     void *stopped_arg;
 };
 
 static void maybe_stopped(struct gr_pgmap *p);
 
-static void on_poll(uv_poll_t *h, int status, int events);
 static void on_coalesced(uv_timer_t *t);
-static void fail(struct gr_pgmap *p, const char *what);
 
 /* ---- building a mapping from rows ------------------------------------------------------- */
 
@@ -174,185 +133,23 @@ static void build_work(uv_work_t *w)
         job->cache_err[0] = '\0';
 }
 
-/* ---- connection plumbing ---------------------------------------------------------------- */
-
-static void free_poll(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void drop_poll(struct gr_pgmap *p)
-{
-    if (p->poll != NULL) {
-        uv_close((uv_handle_t *)&p->poll->handle, free_poll);
-        p->poll = NULL;
-    }
-}
-
-/* Watches the connection's socket for events. While connecting, the socket may differ from
- * one step to the next (libpq tries address after address, and may reuse the descriptor
- * number), so then every step gets a new handle. Returns 0, or -EBADF (libpq has no socket),
- * -ENOMEM or libuv's error. */
-static int watch(struct gr_pgmap *p, int events, bool new_handle)
-{
-    int fd = PQsocket(p->conn), rc;
-    if (fd < 0)
-        return -EBADF;
-    if (new_handle)
-        drop_poll(p);
-    if (p->poll == NULL) {
-        struct pg_poll *pp = calloc(1, sizeof(*pp));
-        if (pp == NULL)
-            return -ENOMEM;
-        if ((rc = uv_poll_init(p->loop, &pp->handle, fd)) < 0) {
-            free(pp);
-            return rc;
-        }
-        pp->owner = p;
-        pp->handle.data = pp;
-        p->poll = pp;
-    }
-    return uv_poll_start(&p->poll->handle, events, on_poll);
-}
-
-/* Sends what libpq has buffered and watches for its answer (and for writable while some
- * is left). */
-static void flush_and_watch(struct gr_pgmap *p)
-{
-    int rc = PQflush(p->conn);
-    if (rc < 0) {
-        fail(p, PQerrorMessage(p->conn));
-        return;
-    }
-    if (watch(p, UV_READABLE | (rc == 1 ? UV_WRITABLE : 0), false) < 0)
-        fail(p, "cannot watch the connection's socket");
-}
-
-static void close_conn(struct gr_pgmap *p)
-{
-    drop_poll(p); /* before PQfinish closes the descriptor the poll handle watches */
-    if (p->conn != NULL) {
-        PQfinish(p->conn);
-        p->conn = NULL;
-    }
-    PQclear(p->rows);
-    p->rows = NULL;
-    p->query = Q_NONE;
-    p->up = false;
-}
-
-static void on_timer(uv_timer_t *t);
-static void connect_now(struct gr_pgmap *p);
-
-/* One line of a libpq message: they end in newlines and may run to several lines. */
-static void log_failure(struct gr_pgmap *p, const char *what)
-{
-    int len = (int)strcspn(what, "\n");
-    if (p->up || !p->said_down)
-        gr_warn("postgres: %.*s; retrying in %u ms", len, what, p->backoff_ms);
-    else
-        gr_info("postgres: %.*s; retrying in %u ms", len, what, p->backoff_ms);
-    p->said_down = true;
-}
-
-/* Drops the connection and tries again after the backoff. */
-static void fail(struct gr_pgmap *p, const char *what)
-{
-    if (p->backoff_ms == 0)
-        p->backoff_ms = GR_PGMAP_BACKOFF_MIN_MS;
-    log_failure(p, what);
-    gr_stats.postgres_failures++;
-    close_conn(p);
-    p->state = PG_IDLE;
-    uv_timer_start(&p->timer, on_timer, p->backoff_ms, 0);
-    p->backoff_ms =
-        p->backoff_ms >= GR_PGMAP_BACKOFF_MAX_MS / 2 ? GR_PGMAP_BACKOFF_MAX_MS : p->backoff_ms * 2;
-    if (p->failed != NULL)
-        p->failed(p->ctx);
-}
-
-static void send_query(struct gr_pgmap *p, enum pg_query q, const char *sql);
-
-static void on_timer(uv_timer_t *t)
-{
-    struct gr_pgmap *p = t->data;
-    if (p->state == PG_IDLE) {
-        connect_now(p);
-    } else if (p->state == PG_CONNECTING) {
-        fail(p, "connection attempt timed out");
-    } else if (p->query != Q_NONE) {
-        char what[128];
-        snprintf(what, sizeof(what), "no answer to the %s for %d ms: server hung or cut off",
-                 query_names[p->query], GR_PGMAP_QUERY_MS);
-        gr_stats.postgres_timeouts++;
-        fail(p, what);
-    } else {
-        send_query(p, Q_PROBE, "SELECT 1");
-    }
-}
-
-/* While OPEN: the silence allowed from now on (any byte from the server restarts it). */
-static void arm_silence_timer(struct gr_pgmap *p)
-{
-    uv_timer_start(&p->timer, on_timer, p->query != Q_NONE ? GR_PGMAP_QUERY_MS : GR_PGMAP_PROBE_MS,
-                   0);
-}
-
-/* Server notices and warnings ("terminating connection due to administrator command")
- * go to our log instead of libpq's default, stderr. */
-static void on_notice(void *arg, const char *message)
-{
-    (void)arg;
-    gr_info("postgres: %.*s", (int)strcspn(message, "\n"), message);
-}
-
-static void connect_now(struct gr_pgmap *p)
-{
-    const char *values[] = {CONN_DEFAULTS, p->conninfo, NULL};
-    p->conn = PQconnectStartParams(conn_keywords, values, 1);
-    if (p->conn == NULL) {
-        fail(p, "out of memory");
-        return;
-    }
-    if (PQstatus(p->conn) == CONNECTION_BAD) {
-        fail(p, PQerrorMessage(p->conn));
-        return;
-    }
-    PQsetNoticeProcessor(p->conn, on_notice, NULL);
-    p->state = PG_CONNECTING;
-    uv_timer_start(&p->timer, on_timer, GR_PGMAP_CONNECT_MS, 0);
-    /* libpq's documented start: as if PQconnectPoll had said PGRES_POLLING_WRITING. */
-    if (watch(p, UV_WRITABLE, true) < 0)
-        fail(p, "cannot watch the connection's socket");
-}
-
-/* ---- queries ---------------------------------------------------------------------------- */
-
-/* The simple protocol: SESSION_SETUP is two statements. No query takes parameters. */
-static void send_query(struct gr_pgmap *p, enum pg_query q, const char *sql)
-{
-    if (!PQsendQuery(p->conn, sql)) {
-        fail(p, PQerrorMessage(p->conn));
-        return;
-    }
-    p->query = q;
-    arm_silence_timer(p);
-    flush_and_watch(p);
-}
+/* ---- loads ------------------------------------------------------------------------------ */
 
 static void start_load(struct gr_pgmap *p)
 {
     p->load_wanted = false; /* a notification from now on needs another load */
     p->load_started_ms = (int64_t)(uv_hrtime() / 1000000);
-    send_query(p, Q_LOAD, GR_PGMAP_QUERY);
+    if (gr_pgconn_send(p->conn, GR_PGMAP_QUERY, 0, NULL) == 0)
+        p->loading = true;
+    else
+        p->load_wanted = true; /* the connection failed: `down` follows, then a new load */
 }
 
-/* A load is wanted and nothing is in the way: connected and listening, no query in
+/* A load is wanted and nothing is in the way: connected and listening, no statement in
  * flight, no build on the thread pool (so loads never overtake each other). */
 static bool may_load(const struct gr_pgmap *p)
 {
-    return p->load_wanted && p->state == PG_OPEN && p->query == Q_NONE && p->build == NULL &&
-           !p->stopping;
+    return p->load_wanted && !gr_pgconn_busy(p->conn) && p->build == NULL && !p->stopping;
 }
 
 /* Loads GR_PGMAP_COALESCE_MS from now, so a burst of notifications makes one load. */
@@ -382,7 +179,6 @@ static void on_build_done(uv_work_t *w, int status)
         gr_info("postgres: %zu devices loaded in %lld ms (%zu rows left out or changed)",
                 gr_mapping_count(job->m),
                 (long long)((int64_t)(uv_hrtime() / 1000000) - job->started_ms), job->rejects.n);
-        p->backoff_ms = 0;
         p->loaded(p->ctx, job->m);
     }
     free(job->cache_path);
@@ -393,13 +189,13 @@ static void on_build_done(uv_work_t *w, int status)
         maybe_load(p);
 }
 
-/* The load query ended: hands its rows to the thread pool. */
+/* The load query ended with its rows: hands them to the thread pool. */
 static void load_done(struct gr_pgmap *p)
 {
     struct pg_build *job = calloc(1, sizeof(*job));
     if (job == NULL || (p->cache_path && (job->cache_path = strdup(p->cache_path)) == NULL)) {
         free(job);
-        fail(p, "out of memory");
+        gr_pgconn_fail(p->conn, "out of memory");
         return;
     }
     job->owner = p;
@@ -411,129 +207,67 @@ static void load_done(struct gr_pgmap *p)
         PQclear(job->rows);
         free(job->cache_path);
         free(job);
-        fail(p, "cannot queue the mapping build");
+        gr_pgconn_fail(p->conn, "cannot queue the mapping build");
         return;
     }
     p->build = job;
 }
 
-/* One result of the statement in flight; NULL when it has ended. */
-static void on_result(struct gr_pgmap *p, PGresult *r)
+/* ---- the connection's callbacks --------------------------------------------------------- */
+
+/* Listening (the setup's LISTEN is in force from its commit: every change after this point
+ * is notified, so a load now misses nothing), or a probe ended. The previous connection's
+ * build may still be on the thread pool: the load waits for it (on_build_done calls
+ * maybe_load), so two builds never write mapping_cache at once, nor put their mappings in
+ * force out of order. */
+static void on_idle(void *ctx)
 {
-    enum pg_query q = p->query;
+    struct gr_pgmap *p = ctx;
+    if (may_load(p))
+        start_load(p);
+}
+
+static void on_result(void *ctx, PGresult *r)
+{
+    struct gr_pgmap *p = ctx;
     if (r == NULL) {
-        p->query = Q_NONE;
-        if (q == Q_LISTEN) {
-            /* LISTEN is in force from its commit: every change after this point is
-             * notified, so a full load now misses nothing. */
-            p->up = true;
-            if (p->said_down)
-                gr_notice("postgres: connected again; loading the whole mapping");
-            p->said_down = false;
-            /* The previous connection's build may still be on the thread pool: this load
-             * waits for it (on_build_done calls maybe_load), so two builds never write
-             * mapping_cache at once, nor put their mappings in force out of order. */
-            p->load_wanted = true;
-            if (may_load(p))
-                start_load(p);
-        } else if (q == Q_LOAD && p->rows != NULL) {
+        p->loading = false;
+        if (p->rows != NULL)
             load_done(p);
-        } else if (q == Q_LOAD) {
-            fail(p, "the mapping query returned no rows result");
-        }
+        else
+            gr_pgconn_fail(p->conn, "the mapping query returned no rows result");
         return;
     }
-    ExecStatusType st = PQresultStatus(r);
-    if (q == Q_LOAD && st == PGRES_TUPLES_OK) {
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         PQclear(p->rows);
         p->rows = r;
         return;
     }
-    if ((q == Q_LISTEN && st == PGRES_COMMAND_OK) || (q == Q_PROBE && st == PGRES_TUPLES_OK)) {
-        PQclear(r);
-        return;
-    }
     char what[512];
-    snprintf(what, sizeof(what), "%s failed: %s", query_names[q], PQresultErrorMessage(r));
+    snprintf(what, sizeof(what), "mapping query failed: %s", PQresultErrorMessage(r));
     PQclear(r);
-    fail(p, what);
+    gr_pgconn_fail(p->conn, what);
 }
 
-static void connected(struct gr_pgmap *p)
+/* Notifications sent while disconnected are lost: a new connection loads everything. */
+static void on_down(void *ctx)
 {
-    uv_timer_stop(&p->timer);
-    if (PQsetnonblocking(p->conn, 1) != 0) {
-        fail(p, PQerrorMessage(p->conn));
-        return;
-    }
-    p->state = PG_OPEN;
-    gr_info("postgres: connected to %s:%s, database %s", PQhost(p->conn), PQport(p->conn),
-            PQdb(p->conn));
-    send_query(p, Q_LISTEN, SESSION_SETUP);
+    struct gr_pgmap *p = ctx;
+    PQclear(p->rows);
+    p->rows = NULL;
+    p->loading = false;
+    p->load_wanted = true;
+    if (p->failed != NULL)
+        p->failed(p->ctx);
 }
 
-static void on_connect_step(struct gr_pgmap *p)
+static void on_notified(void *ctx, PGnotify *n)
 {
-    switch (PQconnectPoll(p->conn)) {
-    case PGRES_POLLING_READING:
-        if (watch(p, UV_READABLE, true) < 0)
-            fail(p, "cannot watch the connection's socket");
-        break;
-    case PGRES_POLLING_WRITING:
-        if (watch(p, UV_WRITABLE, true) < 0)
-            fail(p, "cannot watch the connection's socket");
-        break;
-    case PGRES_POLLING_OK:
-        connected(p);
-        break;
-    default:
-        fail(p, PQerrorMessage(p->conn));
-        break;
-    }
-}
-
-static void on_open_events(struct gr_pgmap *p, int events)
-{
-    if ((events & UV_READABLE) && !PQconsumeInput(p->conn)) {
-        fail(p, PQerrorMessage(p->conn));
-        return;
-    }
-    PGnotify *n;
-    while ((n = PQnotifies(p->conn)) != NULL) {
-        gr_stats.postgres_notifications++;
-        p->load_wanted = true;
-        PQfreemem(n);
-    }
-    while (p->state == PG_OPEN && p->query != Q_NONE && !PQisBusy(p->conn))
-        on_result(p, PQgetResult(p->conn));
-    if (p->state != PG_OPEN)
-        return; /* failed meanwhile */
-    if (PQstatus(p->conn) == CONNECTION_BAD) {
-        fail(p, PQerrorMessage(p->conn));
-        return;
-    }
-    flush_and_watch(p);
-    if (p->state != PG_OPEN)
-        return;
-    /* The server spoke (an answer, a notification): it is alive; the silence counts anew,
-     * as a query's bound if one is in flight, else as the wait for the next probe. */
-    if (events & UV_READABLE)
-        arm_silence_timer(p);
+    struct gr_pgmap *p = ctx;
+    gr_stats.postgres_notifications++;
+    p->load_wanted = true;
+    PQfreemem(n);
     maybe_load(p);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct pg_poll *pp = h->data;
-    struct gr_pgmap *p = pp->owner;
-    /* libuv reports a socket error (POLLERR: a refused connect, a reset) as UV_EBADF and
-     * stops the handle; libpq reads the real error off the socket. */
-    if (status < 0)
-        events = UV_READABLE;
-    if (p->state == PG_CONNECTING)
-        on_connect_step(p);
-    else if (p->state == PG_OPEN)
-        on_open_events(p, events);
 }
 
 static void on_coalesced(uv_timer_t *t)
@@ -548,10 +282,8 @@ static void on_coalesced(uv_timer_t *t)
 int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct gr_pgmap **out)
 {
     struct gr_pgmap *p = calloc(1, sizeof(*p));
-    if (p == NULL || (p->conninfo = strdup(opt->conninfo)) == NULL ||
+    if (p == NULL ||
         (opt->cache_path != NULL && (p->cache_path = strdup(opt->cache_path)) == NULL)) {
-        if (p != NULL)
-            free(p->conninfo);
         free(p);
         gr_error("postgres: out of memory");
         return -ENOMEM;
@@ -560,45 +292,63 @@ int gr_pgmap_start(uv_loop_t *loop, const struct gr_pgmap_options *opt, struct g
     p->loaded = opt->loaded;
     p->failed = opt->failed;
     p->ctx = opt->ctx;
-    uv_timer_init(loop, &p->timer);
+    p->load_wanted = true;
+    struct gr_pgconn_options co = {
+        .conninfo = opt->conninfo,
+        .name = "postgres",
+        .setup_sql = "LISTEN gpsrelay_mapping",
+        .idle = on_idle,
+        .result = on_result,
+        .down = on_down,
+        .notified = on_notified,
+        .ctx = p,
+        .failures = &gr_stats.postgres_failures,
+        .timeouts = &gr_stats.postgres_timeouts,
+    };
+    int rc = gr_pgconn_start(loop, &co, &p->conn);
+    if (rc < 0) {
+        free(p->cache_path);
+        free(p);
+        return rc;
+    }
     uv_timer_init(loop, &p->coalesce);
-    p->timer.data = p->coalesce.data = p;
-    p->open_handles = 2;
+    p->coalesce.data = p;
+    p->open_parts = 2; /* the connection, the coalesce timer */
     *out = p;
-    connect_now(p);
     return 0;
 }
 
 void gr_pgmap_reload(struct gr_pgmap *p)
 {
     p->load_wanted = true;
-    if (p->state == PG_IDLE) {
-        uv_timer_stop(&p->timer);
-        connect_now(p);
-    } else {
-        maybe_load(p);
-    }
+    gr_pgconn_retry_now(p->conn);
+    maybe_load(p);
 }
 
 bool gr_pgmap_up(const struct gr_pgmap *p)
 {
-    return p != NULL && p->up;
+    return p != NULL && gr_pgconn_up(p->conn);
 }
 
 static void maybe_stopped(struct gr_pgmap *p)
 {
-    if (p->open_handles > 0 || p->build != NULL || p->stopped == NULL)
+    if (p->open_parts > 0 || p->build != NULL || p->stopped == NULL)
         return;
     gr_stopped_fn done = p->stopped;
     p->stopped = NULL; /* once */
     done(p->stopped_arg);
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_part_stopped(void *arg)
 {
-    struct gr_pgmap *p = h->data;
-    p->open_handles--;
+    struct gr_pgmap *p = arg;
+    p->open_parts--;
     maybe_stopped(p);
+}
+
+static void on_coalesce_closed(uv_handle_t *h)
+{
+    on_part_stopped(h->data);
 }
 
 void gr_pgmap_stop(struct gr_pgmap *p, gr_stopped_fn done, void *arg)
@@ -608,105 +358,38 @@ void gr_pgmap_stop(struct gr_pgmap *p, gr_stopped_fn done, void *arg)
     p->stopping = true;
     p->stopped = done;
     p->stopped_arg = arg;
-    close_conn(p);
-    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-    uv_close((uv_handle_t *)&p->coalesce, on_timer_closed);
+    PQclear(p->rows);
+    p->rows = NULL;
+    gr_pgconn_stop(p->conn, on_part_stopped, p);
+    uv_close((uv_handle_t *)&p->coalesce, on_coalesce_closed);
 }
 
 void gr_pgmap_free(struct gr_pgmap *p)
 {
     if (p == NULL)
         return;
-    free(p->conninfo);
+    gr_pgconn_free(p->conn);
     free(p->cache_path);
     free(p);
 }
 
 /* ---- `gpsrelayd -t` ----------------------------------------------------------------------- */
 
-/* The check's query: the server's own bound first (it cancels a statement of ours that
- * runs GR_PGMAP_STATEMENT_MS), then the mapping, in one message of the simple protocol. */
-#define CHECK_QUERY "SET statement_timeout = " PG_XSTR(GR_PGMAP_STATEMENT_MS) "; " GR_PGMAP_QUERY
-
-/* Waits until libpq has a whole result, or GR_PGMAP_QUERY_MS pass without a byte from the
- * server (the daemon's bound on silence: a stopped server's kernel still accepts, so no
- * error would ever come). Returns 0, or with the reason in err -ETIMEDOUT, poll(2)'s errno,
- * or -EIO for what libpq says. */
-static int wait_result(PGconn *c, char *err, size_t errlen)
-{
-    while (PQisBusy(c)) {
-        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
-        int rc = poll(&pfd, 1, GR_PGMAP_QUERY_MS);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc == 0) {
-            snprintf(err, errlen,
-                     "postgres: no answer to the mapping query for %d ms: server "
-                     "hung or cut off",
-                     GR_PGMAP_QUERY_MS);
-            return -ETIMEDOUT;
-        }
-        if (rc < 0 || !PQconsumeInput(c)) {
-            int error = rc < 0 ? errno : EIO;
-            const char *why = rc < 0 ? strerror(error) : PQerrorMessage(c);
-            snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-            return -error;
-        }
-    }
-    return 0;
-}
-
-/*
- * Connects (at most GR_PGMAP_CHECK_CONNECT_MS, unless the operator's conninfo sets its own
- * connect_timeout) and loads once, each wait bounded by wait_result. Returns the mapping,
- * or NULL with the reason in err.
- */
+/* Loads once, as the daemon would (pgconn.h's check). Returns the mapping, or NULL with the
+ * reason in err. */
 static struct gr_mapping *load_blocking(const char *conninfo, char *err, size_t errlen)
 {
-    char timeout[16];
-    snprintf(timeout, sizeof(timeout), "%d", (GR_PGMAP_CHECK_CONNECT_MS + 999) / 1000);
-    static const char *const keywords[] = {"application_name", "connect_timeout", "dbname", NULL};
-    const char *values[] = {"gpsrelayd -t", timeout, conninfo, NULL};
-    struct gr_mapping *m = NULL;
-    PGresult *rows = NULL;
-    PGconn *c = PQconnectdbParams(keywords, values, 1);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        const char *why = c != NULL ? PQerrorMessage(c) : "out of memory";
-        snprintf(err, errlen, "postgres: %.*s", (int)strcspn(why, "\n"), why);
-        goto out;
-    }
-    if (!PQsendQuery(c, CHECK_QUERY)) {
-        snprintf(err, errlen, "postgres: mapping query failed: %.*s",
-                 (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
-        goto out;
-    }
-    /* One result per statement: the SET's, then the rows (or the first error, after which
-     * the server runs nothing more). The last one says how it went. */
-    for (;;) {
-        if (wait_result(c, err, errlen) < 0)
-            goto out;
-        PGresult *r = PQgetResult(c);
-        if (r == NULL)
-            break;
-        PQclear(rows);
-        rows = r;
-    }
-    if (PQresultStatus(rows) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "postgres: mapping query failed: %.*s",
-                 (int)strcspn(PQresultErrorMessage(rows), "\n"), PQresultErrorMessage(rows));
-        goto out;
-    }
+    PGresult *rows = gr_pgconn_check(conninfo, "postgres", GR_PGMAP_QUERY, err, errlen);
+    if (rows == NULL)
+        return NULL;
     char why[512];
     struct pg_rejects rejects = {0};
-    m = build_mapping(rows, add_reject, &rejects, why, sizeof(why));
+    struct gr_mapping *m = build_mapping(rows, add_reject, &rejects, why, sizeof(why));
     if (m == NULL)
         snprintf(err, errlen, "postgres: mapping refused: %s", why);
     else
         log_rejects(&rejects);
-
-out:
     PQclear(rows);
-    PQfinish(c);
     return m;
 }
 

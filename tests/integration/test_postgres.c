@@ -24,12 +24,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WAIT_MS       5000  /* generous: the daemon runs under ASan in CI */
-#define LIVE_MS       1000  /* docs/mapping.md: a change applies within a second */
+#define WAIT_MS 5000 /* generous: the daemon runs under ASan in CI */
+/* docs/mapping.md: a change applies within a second; the sanitizers' build runs the same
+ * code two to five times slower, so there the bound on the 10,000-device burst is wider. */
+#define LIVE_MS 1000
+#ifdef GR_SANITIZED
+#define BURST_LIVE_MS (3 * LIVE_MS)
+#else
+#define BURST_LIVE_MS LIVE_MS
+#endif
 #define RECONNECT_MS  40000 /* backoff doubles to 30 s: an outage of a few s needs < 8 s */
 #define BURST_DEVICES 10000
-/* pgmap.h's bounds for a hung server: GR_PGMAP_QUERY_MS of silence fails a query in flight,
- * and an idle connection is probed after GR_PGMAP_PROBE_MS. */
+/* pgconn.h's bounds for a hung server: GR_PGCONN_QUERY_MS of silence fails a query in flight,
+ * and an idle connection is probed after GR_PGCONN_PROBE_MS. */
 #define QUERY_MS 10000
 #define PROBE_MS 15000
 
@@ -219,7 +226,7 @@ static void test_live_changes(void)
     ms = http_metric_wait(d.ws_port, "gpsrelay_mapping_devices", 3 + BURST_DEVICES, WAIT_MS);
     printf("%d devices in one transaction applied %ld ms after psql returned (%lld ms in all)\n",
            BURST_DEVICES, ms, (long long)(now_ms() - t0));
-    CHECK(ms >= 0 && ms <= LIVE_MS);
+    CHECK(ms >= 0 && ms <= BURST_LIVE_MS);
     positions_arrive(a1, "agency:a1", "D2", 3);
     close(a1);
 }

@@ -14,6 +14,7 @@ const { Socket } = require("phoenix");
 const WebSocket = require("ws");
 const { Daemon, rmc, check, report, freePort, WAIT_MS } = require("./daemon");
 const { waitFor } = require("./cluster_lib");
+const { Pg } = require("./pg");
 
 const binary = process.argv[2];
 const CSV = "device_id,agency_id,label,source_addr\nAMB-12,ems,Medic 12,\nAMB-7,ems,Medic 7,\n";
@@ -97,6 +98,62 @@ function clusterConf(natsPort, node) {
 
 function runT(d) {
     return spawnSync(binary, ["-t", "-c", path.join(d.dir, "gpsrelay.conf")], { encoding: "utf8", timeout: 20000 });
+}
+
+// Two nodes archiving into one PostgreSQL: both write every position of the stream, and each
+// lands once; a node killed while a batch is in flight (PostgreSQL frozen under it) loses
+// nothing, since the other writes the same positions.
+async function archiveOnce(nats) {
+    const pg = await Pg.create();
+    try {
+        await pg.applyArchive();
+        const conf = (node) => clusterConf(nats.port, node) + "cluster_name arch\ningest_rate_limit 10000\n" +
+            `archive_postgres "${pg.conninfo}"\narchive_spool archive.spool\n`;
+        const a = await daemon(conf("a1")), b = await daemon(conf("b1"));
+        await a.start();
+        await b.start();
+        const t0 = Date.now() - 600000;
+        let sent = 0;
+        const send = async (n) => {
+            for (let i = 0; i < n; i++, sent++) {
+                await a.send(rmc("AMB-12", 40.71 + sent * 1e-6, -74.0, t0 + sent * 1000));
+                await b.send(rmc("AMB-7", 40.72 + sent * 1e-6, -74.0, t0 + sent * 1000));
+            }
+        };
+        const rows = async () => Number((await pg.sql("SELECT count(*) FROM positions")).trim());
+        const sum = async (m) => (await a.metric(m)) + (await b.metric(m));
+        const applied = async (n) => waitFor(`${n} applied on both`, 20000, async () =>
+            (await a.metric("gpsrelay_cluster_applied_total")) === n &&
+            (await b.metric("gpsrelay_cluster_applied_total")) === n);
+        const drained = (d) => waitFor("archive drained", 60000, async () =>
+            (await d.metric("gpsrelay_archive_queued")) === 0 &&
+            (await d.metric("gpsrelay_archive_up")) === 1);
+
+        await send(100);
+        await applied(2 * sent);
+        await drained(a);
+        await drained(b);
+        check(await rows() === 2 * sent, `two nodes, one archive: ${await rows()} rows for ${2 * sent} positions`);
+        check(await sum("gpsrelay_archive_written_total") === 2 * sent &&
+            await sum("gpsrelay_archive_duplicates_total") === 2 * sent,
+            "each position written by one node, skipped by the other");
+
+        await pg.freeze();
+        await send(100);
+        await applied(2 * sent);
+        a.child.kill("SIGKILL");
+        await a.exited;
+        await pg.thaw();
+        await drained(b);
+        check(await rows() === 2 * sent, `a node killed mid-batch: ${await rows()} rows for ${2 * sent} positions`);
+        check((await pg.sql(`SELECT count(*) FROM (SELECT device, time FROM positions
+            GROUP BY 1, 2 HAVING count(*) > 1) x`)).trim() === "0", "none twice");
+        check(await b.stop() === 0, "the other node exits 0");
+        a.cleanup();
+        b.cleanup();
+    } finally {
+        await pg.destroy();
+    }
 }
 
 async function main() {
@@ -210,6 +267,7 @@ async function main() {
         check(await a.stop() === 0 && await b.stop() === 0, "both nodes exit 0");
         a.cleanup();
         b.cleanup();
+        await archiveOnce(nats);
     } finally {
         if (nats.child) await nats.kill().catch(() => {});
         fs.rmSync(tmp, { recursive: true, force: true });

@@ -8,10 +8,16 @@
 //    gets back only what changed (recovered: true), or, when the daemon restarted (a new
 //    epoch), everything it has (recovered: false).
 //  - pushes: "positions", "unit_stale", "unit_added", "unit_removed".
+// With an archive (docs/console.md "Trail and replay"): a clicked unit's trail of the last 30
+// minutes (trail.js) and a replay of an interval (replay_ui.js), over /api/history and
+// /api/snapshot (history.js); without one (404) neither is offered.
 import { Socket } from "phoenix";
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 import "./style.css";
+import { archive } from "./history.js";
+import { createTrail } from "./trail.js";
+import { createReplay } from "./replay_ui.js";
 
 const config = Object.assign(
     { tiles: "", tilesAttribution: "", center: [40.7128, -74.006], zoom: 11 },
@@ -72,6 +78,10 @@ function graticule(m) {
 // device id -> {device, pos (the last position P), stale, lastTime, marker, row}
 const units = new Map();
 let fitted = false;
+// The trail and the replay, once the archive is known to be there.
+let trail = null, replay = null;
+// The unit last clicked (marker or row): the one a trail shows and a replay may be of.
+let selected = null;
 
 function unit(device) {
     let u = units.get(device);
@@ -85,6 +95,7 @@ function unit(device) {
     u.row.querySelector(".name").textContent = device;
     u.row.addEventListener("click", () => {
         if (u.pos) map.setView([u.pos.lat, u.pos.lon], Math.max(map.getZoom(), 14));
+        select(u.device);
     });
     units.set(device, u);
     placeRow(u);
@@ -104,6 +115,17 @@ function removeUnit(device) {
     u.row.remove();
     if (u.marker) u.marker.remove();
     units.delete(device);
+    if (selected === device) select(null);
+}
+
+function select(device) {
+    selected = device;
+    for (const li of $("units").children) li.classList.toggle("selected", li.dataset.device === device);
+    if (trail) {
+        if (device) trail.show(device, units.get(device)?.pos || null);
+        else trail.close();
+    }
+    if (replay) replay.selectionChanged(device);
 }
 
 const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
@@ -119,31 +141,44 @@ function markerIcon(device) {
     return L.divIcon({ className: "gr-marker", html: el, iconSize: [24, 24], iconAnchor: [12, 12] });
 }
 
+function makeMarker(device, p) {
+    const m = L.marker([p.lat, p.lon], { icon: markerIcon(device), title: device,
+        keyboard: false }).addTo(map);
+    m.getElement().dataset.device = device;
+    m.on("click", () => select(device));
+    return m;
+}
+
+// A marker at position p: where, which way (an arrow along the course, else a dot), greyed
+// when stale.
+function placeMarker(m, p, stale) {
+    m.setLatLng([p.lat, p.lon]);
+    const el = m.getElement();
+    if (!el) return;
+    el.classList.toggle("stale", stale);
+    const arrow = el.querySelector(".gr-arrow");
+    const hasCourse = typeof p.course === "number";
+    arrow.classList.toggle("still", !hasCourse);
+    arrow.style.transform = hasCourse ? `rotate(${p.course}deg)` : "";
+}
+
+// During a replay its units' markers show the replay; live positions still update the
+// units (rows, trail, resume cursor) and their markers take them back when it ends.
+const replayed = new Set();
+
 function applyPosition(p) {
     const u = unit(p.device);
     if (u.pos && u.pos.seq > p.seq) return; // a resent older one: keep the newer
     u.pos = p;
     u.lastTime = p.time;
     u.stale = false;
-    if (!u.marker) {
-        u.marker = L.marker([p.lat, p.lon], { icon: markerIcon(p.device), title: p.device,
-            keyboard: false }).addTo(map);
-        u.marker.getElement().dataset.device = p.device;
-    } else {
-        u.marker.setLatLng([p.lat, p.lon]);
-    }
+    if (!u.marker && !replayed.has(u.device)) u.marker = makeMarker(u.device, p);
     drawUnit(u);
+    if (trail) trail.append(p);
 }
 
 function drawUnit(u) {
-    const el = u.marker && u.marker.getElement();
-    if (el) {
-        el.classList.toggle("stale", u.stale);
-        const arrow = el.querySelector(".gr-arrow");
-        const hasCourse = u.pos && typeof u.pos.course === "number";
-        arrow.classList.toggle("still", !hasCourse);
-        arrow.style.transform = hasCourse ? `rotate(${u.pos.course}deg)` : "";
-    }
+    if (u.marker && u.pos && !replayed.has(u.device)) placeMarker(u.marker, u.pos, u.stale);
     u.row.classList.toggle("stale", u.stale);
     u.row.classList.toggle("nofix", !u.pos);
     const p = u.pos;
@@ -200,7 +235,87 @@ $("fit").addEventListener("click", fitAll);
 let cursor = null;
 // Joins so far, for people (and the browser test) to see what resuming did.
 const joins = [];
-window.gpsrelay = { units, joins, get cursor() { return cursor; } };
+window.gpsrelay = { units, joins, get cursor() { return cursor; }, archive: undefined,
+    get trail() { return trail && trail.state(); },
+    get replay() { return replay && replay.state(); } };
+
+// What a replay draws with (replay_ui.js): markers of the units it replays, taken from the
+// live view while it runs and given back after. Units it knows that the page does not (no
+// live position, no longer mapped) get markers of their own.
+const replayMarkers = new Map(); // device -> marker for units not in `units`
+const replayView = {
+    map,
+    begin(devices) {
+        for (const d of devices) replayed.add(d);
+        document.body.classList.add("replaying");
+    },
+    // p null: the unit has no position yet at this replay time, its marker is hidden.
+    show(device, p) {
+        const u = units.get(device);
+        let m = u ? u.marker : replayMarkers.get(device);
+        if (!p) {
+            if (m) m.setOpacity(0);
+            return;
+        }
+        if (!m) {
+            m = makeMarker(device, p);
+            if (u) u.marker = m;
+            else replayMarkers.set(device, m);
+        }
+        m.setOpacity(1);
+        m.getElement().classList.add("replay");
+        placeMarker(m, p, false);
+    },
+    marker(device) {
+        const u = units.get(device);
+        return (u && u.marker) || replayMarkers.get(device) || null;
+    },
+    end() {
+        document.body.classList.remove("replaying");
+        for (const m of replayMarkers.values()) m.remove();
+        replayMarkers.clear();
+        for (const d of replayed) {
+            const u = units.get(d);
+            if (!u || !u.marker) continue;
+            if (!u.pos) {
+                u.marker.remove();
+                u.marker = null;
+                continue;
+            }
+            u.marker.getElement().classList.remove("replay");
+            u.marker.setOpacity(1);
+        }
+        const back = [...replayed];
+        replayed.clear();
+        for (const d of back) {
+            const u = units.get(d);
+            if (!u) continue;
+            // Its first live position may have come during the replay.
+            if (u.pos && !u.marker) u.marker = makeMarker(d, u.pos);
+            drawUnit(u);
+        }
+    },
+};
+
+// Where a unit's marker is and how it looks, for the browser test (and people debugging).
+window.gpsrelay.marker = (device) => {
+    const m = replayView.marker(device);
+    if (!m) return null;
+    const ll = m.getLatLng(), el = m.getElement();
+    return { lat: ll.lat, lon: ll.lng, visible: m.options.opacity !== 0,
+        replay: !!el && el.classList.contains("replay"), stale: !!el && el.classList.contains("stale") };
+};
+
+// Trail and replay are offered when the daemon has an archive: asked once, after the join.
+async function offerArchive(agency, token) {
+    const client = archive({ token });
+    const has = await client.probe(agency);
+    window.gpsrelay.archive = has;
+    if (has === false) return; // 404: no archive, nothing to offer
+    trail = createTrail({ map, client });
+    replay = createReplay({ agency, client, view: replayView, selected: () => selected });
+    if (selected) select(selected);
+}
 
 function setConn(state, text) {
     const el = $("conn");
@@ -265,8 +380,13 @@ function connect(agency, token) {
         drawSummary();
     });
 
+    let offered = false;
     channel.join()
         .receive("ok", (reply) => {
+            if (!offered) {
+                offered = true;
+                offerArchive(agency, token);
+            }
             // Called again on every rejoin (phoenix keeps the join's hooks).
             const resumed = cursor !== null;
             joins.push({ epoch: reply.epoch, seq: reply.seq, recovered: reply.recovered,

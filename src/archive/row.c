@@ -1,0 +1,106 @@
+/*
+ * row.c - a position as a line of COPY's text format. See archive_row.h.
+ */
+#include "gpsrelay/archive_row.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gpsrelay/calendar.h"
+#include "gpsrelay/format.h"
+
+struct line {
+    char *p;
+    size_t room, len;
+    bool full;
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct line *l, const char *fmt, ...)
+{
+    if (l->full)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->p + l->len, l->room - l->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= l->room - l->len)
+        l->full = true;
+    else
+        l->len += (size_t)n;
+}
+
+/* s[0..n) as one COPY text value: backslash, tab, newline and carriage return escaped. */
+static void put_text(struct line *l, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && !l->full; i++) {
+        switch (s[i]) {
+        case '\\':
+            put(l, "\\\\");
+            break;
+        case '\t':
+            put(l, "\\t");
+            break;
+        case '\n':
+            put(l, "\\n");
+            break;
+        case '\r':
+            put(l, "\\r");
+            break;
+        default:
+            put(l, "%c", s[i]);
+        }
+    }
+}
+
+static void put_time(struct line *l, int64_t ms)
+{
+    int64_t days = ms / 86400000, rest = ms % 86400000;
+    if (rest < 0) {
+        rest += 86400000;
+        days--;
+    }
+    int y, mo, d;
+    gr_civil_from_days(days, &y, &mo, &d);
+    put(l, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", y, mo, d, (int)(rest / 3600000),
+        (int)(rest / 60000 % 60), (int)(rest / 1000 % 60), (int)(rest % 1000));
+}
+
+static void put_optional(struct line *l, const struct gr_fix *f, unsigned bit, double v)
+{
+    if (f->fields & bit)
+        put(l, "\t%.17g", v);
+    else
+        put(l, "\t\\N");
+}
+
+long gr_archive_row_encode(const struct gr_archive_row *r, char *out, size_t room)
+{
+    const struct gr_fix *f = r->fix;
+    struct line l = {out, room, 0, room == 0};
+    put_text(&l, r->device, strlen(r->device));
+    put(&l, "\t");
+    put_time(&l, f->time_ms);
+    put(&l, "\t%.17g\t%.17g", f->lat, f->lon);
+    put_optional(&l, f, GR_FIX_SPEED, f->speed);
+    put_optional(&l, f, GR_FIX_COURSE, f->course);
+    put_optional(&l, f, GR_FIX_ALT, f->alt);
+    put_optional(&l, f, GR_FIX_HDOP, f->hdop);
+    if (f->fields & GR_FIX_SATS)
+        put(&l, "\t%d", f->sats);
+    else
+        put(&l, "\t\\N");
+    put(&l, "\t%s\t", gr_source_name(f->src));
+    if (f->attrs != NULL && f->attrs_len > 0)
+        put_text(&l, f->attrs, f->attrs_len);
+    else
+        put(&l, "\\N");
+    put(&l, "\t");
+    put_time(&l, r->rx_ms);
+    put(&l, "\t");
+    put_text(&l, r->epoch, strlen(r->epoch));
+    put(&l, "\t%llu\n", (unsigned long long)r->seq);
+    return l.full ? -ENOSPC : (long)l.len;
+}
