@@ -33,25 +33,34 @@ __attribute__((format(printf, 2, 3))) static void put(struct line *l, const char
 }
 
 /* s[0..n) as one COPY text value: backslash, tab, newline and carriage return escaped. */
+/* n bytes as they are. */
+static void put_bytes(struct line *l, const char *s, size_t n)
+{
+    if (l->full || n >= l->room - l->len) {
+        l->full = true;
+        return;
+    }
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+    l->p[l->len] = '\0';
+}
+
+/* s[0..n) as one COPY text value: backslash, tab, newline and carriage return escaped;
+ * the runs between them copied whole (an id or attrs is usually one run). */
 static void put_text(struct line *l, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n && !l->full; i++) {
-        switch (s[i]) {
-        case '\\':
-            put(l, "\\\\");
-            break;
-        case '\t':
-            put(l, "\\t");
-            break;
-        case '\n':
-            put(l, "\\n");
-            break;
-        case '\r':
-            put(l, "\\r");
-            break;
-        default:
-            put(l, "%c", s[i]);
-        }
+    while (n > 0 && !l->full) {
+        size_t run = 0;
+        while (run < n && s[run] != '\\' && s[run] != '\t' && s[run] != '\n' && s[run] != '\r')
+            run++;
+        put_bytes(l, s, run);
+        if (run == n)
+            return;
+        static const char esc[] = {['\\'] = '\\', ['\t'] = 't', ['\n'] = 'n', ['\r'] = 'r'};
+        char pair[2] = {'\\', esc[(unsigned char)s[run]]};
+        put_bytes(l, pair, 2);
+        s += run + 1;
+        n -= run + 1;
     }
 }
 
@@ -73,7 +82,7 @@ static void put_optional(struct line *l, const struct gr_fix *f, unsigned bit, d
     if (f->fields & bit)
         put(l, "\t%.17g", v);
     else
-        put(l, "\t\\N");
+        put_bytes(l, "\t\\N", 3);
 }
 
 long gr_archive_row_encode(const struct gr_archive_row *r, char *out, size_t room)
