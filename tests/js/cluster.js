@@ -35,6 +35,10 @@ const AGENCY = "county-ems";
 const UNITS = Array.from({ length: 20 }, (_, i) => `AMB${String(i + 1).padStart(2, "0")}`);
 const OTHERS = ["FIRE1", "FIRE2"]; // another agency: must never reach county-ems consoles
 const HZ = 5;
+// The bound on a console's pause after a follower kill (1 s: nothing a console can see).
+// The sanitizers' build, where these scenarios run in CI, is several times slower and has
+// once shown 1.18 s; there the bound is wider. bench/run-cluster.sh measures the pause.
+const FOLLOWER_PAUSE_MS = process.env.GR_SANITIZED ? 2000 : 1000;
 const CSV = "device_id,agency_id,label,source_addr\n" +
     UNITS.map((u) => `${u},${AGENCY},Medic ${u.slice(3)},\n`).join("") +
     OTHERS.map((u) => `${u},city-fire,Engine ${u.slice(4)},\n`).join("");
@@ -367,9 +371,11 @@ async function killNonLeader(cl, which) {
                 check(p.all < 15000, `${p.name}: pause after the meta leader's kill ${p.all} ms < 15 s`);
                 continue;
             }
-            check(p.all < 1000, `${p.name}: longest pause after a follower kill ${p.all} ms < 1 s`);
-            check(p.unit.ms < 1000 + 1000 / HZ,
-                `${p.name}: longest pause of one unit (${p.unit.device}) ${p.unit.ms} ms < 1 s + its interval`);
+            check(p.all < FOLLOWER_PAUSE_MS,
+                `${p.name}: longest pause after a follower kill ${p.all} ms < ${FOLLOWER_PAUSE_MS} ms`);
+            check(p.unit.ms < FOLLOWER_PAUSE_MS + 1000 / HZ,
+                `${p.name}: longest pause of one unit (${p.unit.device}) ${p.unit.ms} ms < ` +
+                `${FOLLOWER_PAUSE_MS} ms + its interval`);
         }
         await cl.nats.restart(f);
         await waitReplicas(cl);
