@@ -69,28 +69,8 @@ static char *put_uint(char *p, unsigned long long v, int width)
 
 static char *put_time(char *p, int64_t ms)
 {
-    int64_t days = ms / 86400000, rest = ms % 86400000;
-    if (rest < 0) {
-        rest += 86400000;
-        days--;
-    }
-    int y, mo, d;
-    gr_civil_from_days(days, &y, &mo, &d);
-    p = put_uint(p, (unsigned)y, 4);
-    *p++ = '-';
-    p = put_uint(p, (unsigned)mo, 2);
-    *p++ = '-';
-    p = put_uint(p, (unsigned)d, 2);
-    *p++ = ' ';
-    p = put_uint(p, (unsigned)(rest / 3600000), 2);
-    *p++ = ':';
-    p = put_uint(p, (unsigned)(rest / 60000 % 60), 2);
-    *p++ = ':';
-    p = put_uint(p, (unsigned)(rest / 1000 % 60), 2);
-    *p++ = '.';
-    p = put_uint(p, (unsigned)(rest % 1000), 3);
-    memcpy(p, "+00", 3);
-    return p + 3;
+    gr_time_format(ms, p);
+    return p + strlen(p);
 }
 
 static char *put_g17(char *p, double v)

@@ -6,9 +6,9 @@
  *
  * (GR_ARCHIVE_COLUMNS, for the COPY statement). Tab-separated, \N for a value the fix does
  * not have, newline-terminated; a backslash, tab, newline or carriage return inside a value
- * (a device id, attrs) is escaped as COPY reads it. Times are UTC to the millisecond,
- * doubles to 17 significant digits: the archive holds exactly the doubles the daemon held
- * (consoles get them rounded: 7 decimals for lat and lon, docs/protocol.md).
+ * (a device id, attrs) is escaped as COPY reads it. Times are RFC 3339 UTC to the
+ * millisecond, doubles to 17 significant digits: the archive holds exactly the doubles the
+ * daemon held (consoles get them rounded: 7 decimals for lat and lon, docs/protocol.md).
  * Pure: no I/O, no libpq.
  */
 #ifndef GPSRELAY_ARCHIVE_ROW_H

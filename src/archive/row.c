@@ -64,17 +64,13 @@ static void put_text(struct line *l, const char *s, size_t n)
     }
 }
 
+/* RFC 3339 UTC to the millisecond, which timestamptz reads whatever the session's TimeZone:
+ * calendar.h's writer, the one every position's time goes through. */
 static void put_time(struct line *l, int64_t ms)
 {
-    int64_t days = ms / 86400000, rest = ms % 86400000;
-    if (rest < 0) {
-        rest += 86400000;
-        days--;
-    }
-    int y, mo, d;
-    gr_civil_from_days(days, &y, &mo, &d);
-    put(l, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", y, mo, d, (int)(rest / 3600000),
-        (int)(rest / 60000 % 60), (int)(rest / 1000 % 60), (int)(rest % 1000));
+    char t[GR_TIME_TEXT_MAX];
+    gr_time_format(ms, t);
+    put_bytes(l, t, strlen(t));
 }
 
 static void put_optional(struct line *l, const struct gr_fix *f, unsigned bit, double v)
