@@ -77,7 +77,8 @@ struct gr_archive {
     uint64_t moved, left_out;    /* the batch's parts so far: added, and refused */
     uint64_t part_added;         /* the part in flight: what its COPY or move added */
     bool staged_only;            /* a cluster node: every batch through staging */
-    bool part_staged;            /* this part goes through staging: a direct COPY conflicted */
+    bool part_staged;            /* this part goes through staging: always on a cluster node,
+                                  * else after a direct COPY of it conflicted */
     bool conflict;               /* ...and is being rolled back */
     int64_t first_day, last_day; /* the day partitions' range (days since 1970); empty
                                   * (first > last) until maintenance has read it */
@@ -211,11 +212,11 @@ static void next(struct gr_archive *a)
         a->n_parts = 0;
         a->moved = a->left_out = 0;
         a->batch_start_ns = uv_hrtime();
+        a->part_staged = a->staged_only;
     }
     a->put = 0;
     a->part_added = 0;
-    bool staged = a->staged_only || a->part_staged;
-    if (gr_pgconn_send(a->conn, staged ? COPY_STAGED_SQL : COPY_DIRECT_SQL, 0, NULL) == 0)
+    if (gr_pgconn_send(a->conn, a->part_staged ? COPY_STAGED_SQL : COPY_DIRECT_SQL, 0, NULL) == 0)
         a->phase = P_COPY;
 }
 
@@ -276,7 +277,7 @@ static void part_refused(struct gr_archive *a)
 static void part_done(struct gr_archive *a)
 {
     a->moved += a->part_added;
-    a->part_staged = false; /* the next part tries the fast way again */
+    a->part_staged = a->staged_only; /* the next part tries the fast way again */
     if (a->n_parts > 0) {
         a->part = a->parts[--a->n_parts];
         a->phase = P_IDLE;
@@ -328,8 +329,7 @@ static void batch_result(struct gr_archive *a, PGresult *r)
             if (gr_pgconn_send(a->conn, "ROLLBACK", 0, NULL) == 0)
                 a->phase = P_ROLLBACK;
         } else if (a->phase == P_COPY) { /* the COPY's rows are in staging: move, commit */
-            bool staged = a->staged_only || a->part_staged;
-            if (gr_pgconn_send(a->conn, staged ? MOVE_SQL : "COMMIT", 0, NULL) == 0)
+            if (gr_pgconn_send(a->conn, a->part_staged ? MOVE_SQL : "COMMIT", 0, NULL) == 0)
                 a->phase = P_MOVE;
         } else {
             part_done(a);
@@ -348,7 +348,7 @@ static void batch_result(struct gr_archive *a, PGresult *r)
     }
     if (st == PGRES_TUPLES_OK && a->phase == P_MOVE && PQntuples(r) == 1) {
         a->part_added = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    } else if (st == PGRES_COMMAND_OK && a->phase == P_COPY && !a->staged_only && !a->part_staged &&
+    } else if (st == PGRES_COMMAND_OK && a->phase == P_COPY && !a->part_staged &&
                strncmp(PQcmdStatus(r), "COPY", 4) == 0) {
         a->part_added = strtoull(PQcmdTuples(r), NULL, 10);
     } else if (st == PGRES_FATAL_ERROR && a->phase == P_COPY && !a->part_staged &&
@@ -403,7 +403,7 @@ static void on_down(void *ctx)
         gr_spool_retry(a->spool, a->batch); /* whole: its parts already in go by the key */
     a->batch = NULL;
     a->refused[0] = '\0';
-    a->conflict = a->part_staged = false;
+    a->conflict = false;
     a->prepared = false; /* a new connection, a new temporary staging table */
     a->phase = P_WAIT;
 }
