@@ -103,10 +103,7 @@ enum gr_reason gr_wire_decode(const char *body, size_t len, const char *rx, cons
     long long ms = strtoll(rx, &end, 10);
     if (errno != 0 || end == rx || *end != '\0' || ms < 0)
         return GR_MALFORMED;
-    enum gr_fix_source s = GR_SRC_COUNT;
-    for (int i = 0; i < GR_SRC_COUNT; i++)
-        if (strcmp(src, gr_source_name((enum gr_fix_source)i)) == 0)
-            s = (enum gr_fix_source)i;
+    enum gr_fix_source s = gr_source_parse(src);
     if (s == GR_SRC_COUNT)
         return GR_MALFORMED;
     enum gr_reason r = gr_json_report_decode(body, len, out);

@@ -85,11 +85,7 @@ struct gr_position *gr_history_position(const char *const v[GR_HCOL_COUNT], cons
     if (gr_fix_check_values(&fix) != GR_OK)
         return NULL;
     *why = "src";
-    fix.src = GR_SRC_COUNT;
-    for (int s = 0; v[GR_HCOL_SRC] != NULL && s < GR_SRC_COUNT; s++) {
-        if (strcmp(v[GR_HCOL_SRC], gr_source_name((enum gr_fix_source)s)) == 0)
-            fix.src = (enum gr_fix_source)s;
-    }
+    fix.src = v[GR_HCOL_SRC] != NULL ? gr_source_parse(v[GR_HCOL_SRC]) : GR_SRC_COUNT;
     if (fix.src == GR_SRC_COUNT)
         return NULL;
     *why = "seq";

@@ -106,3 +106,11 @@ const char *gr_source_name(enum gr_fix_source src)
     /* An out-of-range value is a bug upstream, but a name must never be NULL. */
     return (unsigned)src < GR_SRC_COUNT ? formats[src].name : "unknown";
 }
+
+enum gr_fix_source gr_source_parse(const char *name)
+{
+    for (int s = 0; s < GR_SRC_COUNT; s++)
+        if (strcmp(name, formats[s].name) == 0)
+            return (enum gr_fix_source)s;
+    return GR_SRC_COUNT;
+}

@@ -93,6 +93,10 @@ static void test_source_names(void)
     CHECK_STR(gr_source_name(GR_SRC_TAIP), "taip");
     CHECK_STR(gr_source_name(GR_SRC_JSON), "json");
     CHECK_STR(gr_source_name(GR_SRC_COUNT), "unknown");
+    for (int s = 0; s < GR_SRC_COUNT; s++)
+        CHECK(gr_source_parse(gr_source_name((enum gr_fix_source)s)) == (enum gr_fix_source)s);
+    CHECK(gr_source_parse("unknown") == GR_SRC_COUNT);
+    CHECK(gr_source_parse("") == GR_SRC_COUNT);
 }
 
 int main(void)
