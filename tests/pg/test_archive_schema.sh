@@ -10,47 +10,16 @@ set -u
 
 HERE=$(dirname "$0")
 SCHEMA=${1:-$HERE/../../config/archive.sql}
-CLUSTER=$HERE/pg_cluster.sh
+. "$HERE/lib.sh"
 
 if [ ! -r "$SCHEMA" ]; then
     echo "cannot read $SCHEMA"
     exit 1
 fi
-
-T=$(mktemp -d /tmp/gpsrelay-pgarch.XXXXXX) || exit 1
-chmod 0755 "$T" # the cluster under it runs as postgres when this runs as root
-D=$T/pg
-cleanup() {
-    "$CLUSTER" destroy "$D"
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-"$CLUSTER" init "$D" || exit 1
+pg_start gpsrelay-pgarch
 
 # Far from UTC, so that day bounds that followed the session's TimeZone would show.
 export PGTZ=Pacific/Chatham
-
-psql_run() {
-    "$CLUSTER" psql "$D" "$@"
-}
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    echo "ok: $1"
-}
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAILED: $1"
-}
-
-# value NAME SQL EXPECTED : the output of SQL (unaligned, tuples only, rows joined by ' ').
-value() {
-    got=$(psql_run -A -t -c "$2" 2>&1 | tr '\n' ' ' | sed 's/ $//')
-    if [ "$got" = "$3" ]; then ok "$1"; else not_ok "$1 (got '$got', expected '$3')"; fi
-}
 
 for i in 1 2; do
     if psql_run -f "$SCHEMA" >"$T/apply$i.out" 2>&1; then

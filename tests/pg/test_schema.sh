@@ -5,75 +5,22 @@
 # any user initdb accepts. Usage: tests/pg/test_schema.sh [path/to/schema.sql]
 set -u
 
-PGBIN=/usr/lib/postgresql/15/bin
-SCHEMA=${1:-$(dirname "$0")/../../config/schema.sql}
+HERE=$(dirname "$0")
+SCHEMA=${1:-$HERE/../../config/schema.sql}
+. "$HERE/lib.sh"
 
-if [ ! -x "$PGBIN/initdb" ]; then
-    echo "postgresql-15 not installed"
-    exit 1
-fi
 if [ ! -r "$SCHEMA" ]; then
     echo "cannot read $SCHEMA"
     exit 1
 fi
-
-# initdb and pg_ctl refuse to run as root, so the cluster is run as the postgres user.
-if [ "$(id -u)" = 0 ]; then
-    as_pg() { runuser -u postgres -- "$@"; }
-else
-    as_pg() { "$@"; }
-fi
-
-D=$(mktemp -d /tmp/gpsrelay-pg.XXXXXX) || exit 1
-started=0
-cleanup() {
-    if [ "$started" = 1 ]; then
-        as_pg "$PGBIN/pg_ctl" -D "$D/data" -m fast -w stop >/dev/null 2>&1
-    fi
-    rm -rf "$D"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-[ "$(id -u)" = 0 ] && chown postgres "$D"
-
-# A free port: the kernel picks one; the tiny race with other tests is acceptable here.
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
-    PORT=55432
-
-if ! as_pg "$PGBIN/initdb" -D "$D/data" -U postgres --auth=trust --no-sync >"$D/initdb.log" 2>&1; then
-    cat "$D/initdb.log"
-    echo "initdb failed"
-    exit 1
-fi
-if ! as_pg "$PGBIN/pg_ctl" -D "$D/data" -l "$D/log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $PORT -k $D -c fsync=off" start >/dev/null; then
-    cat "$D/log"
-    echo "pg_ctl start failed"
-    exit 1
-fi
-started=1
-
-psql_run() {
-    "$PGBIN/psql" -X -q -h "$D" -p "$PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"
-}
-
-passed=0
-failed=0
-ok() {
-    passed=$((passed + 1))
-    echo "ok: $1"
-}
-not_ok() {
-    failed=$((failed + 1))
-    echo "FAILED: $1"
-}
+pg_start gpsrelay-pg
 
 # Applying twice must work: the second run re-creates functions and triggers only.
 for i in 1 2; do
-    if psql_run -f "$SCHEMA" >"$D/apply$i.out" 2>&1; then
+    if psql_run -f "$SCHEMA" >"$T/apply$i.out" 2>&1; then
         ok "schema applies (run $i)"
     else
-        cat "$D/apply$i.out"
+        cat "$T/apply$i.out"
         not_ok "schema applies (run $i)"
     fi
 done
@@ -160,11 +107,11 @@ psql_run -c "DELETE FROM devices WHERE id = 'X'" >/dev/null 2>&1
 # (with a warning), the constraint guards new rows, and is validated once the row is fixed.
 psql_run -c "ALTER TABLE devices DROP CONSTRAINT devices_source_addr_not_v4_mapped;
     INSERT INTO devices (id, source_addr) VALUES ('M', '::ffff:10.0.0.9')" >/dev/null 2>&1
-if psql_run -f "$SCHEMA" >"$D/apply-mapped.out" 2>&1 &&
-    grep -q 'WARNING:  devices: some source_addr is an IPv4-mapped' "$D/apply-mapped.out"; then
+if psql_run -f "$SCHEMA" >"$T/apply-mapped.out" 2>&1 &&
+    grep -q 'WARNING:  devices: some source_addr is an IPv4-mapped' "$T/apply-mapped.out"; then
     ok "schema applies over a mapped address, warning"
 else
-    cat "$D/apply-mapped.out"
+    cat "$T/apply-mapped.out"
     not_ok "schema applies over a mapped address, warning"
 fi
 refuse "new IPv4-mapped source_addr after that" "INSERT INTO devices (id, source_addr) VALUES
