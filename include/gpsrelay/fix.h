@@ -50,8 +50,17 @@ enum gr_fix_field {
  * GNSS constellations together fly fewer than 255. */
 #define GR_FIX_SATS_MAX 255
 
-/* Which format a fix came in: each has its row in the table of formats (format.h). */
-enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON, GR_SRC_COUNT };
+/* Which format a fix came in. The formats of lines (modems over UDP and TCP) have their row
+ * in the table of formats (format.h); the phones' HTTP reports (osmand.h) come whole, one
+ * per request, and have none. */
+enum gr_fix_source {
+    GR_SRC_NMEA,
+    GR_SRC_TAIP,
+    GR_SRC_JSON,
+    GR_SRC_LINE_FORMATS,                 /* how many formats of lines */
+    GR_SRC_OSMAND = GR_SRC_LINE_FORMATS, /* OsmAnd / Traccar Client over HTTP */
+    GR_SRC_COUNT
+};
 
 struct gr_fix {
     int64_t time_ms; /* UTC, milliseconds since 1970-01-01 */
