@@ -104,6 +104,8 @@ struct gr_fix {
     X(BAD_VALUE, "bad_value")              /* speed, course, alt, hdop, sats: fix.h bounds */      \
     X(BAD_DATE, "bad_date")                /* a day its month does not have (31 Feb) */            \
     X(TRUNCATED, "truncated")              /* cut by a hang-up, no checksum to prove it whole */   \
+    X(MISSING_FIELD, "missing_field")      /* a phone's report without id, lat, lon or time */     \
+    X(BODY_TOO_BIG, "body_too_big")        /* a phone's request body over GR_PHONE_BODY_MAX */     \
     X(CLUSTER_QUEUE_FULL, "cluster_queue_full") /* a cluster node's queue to the stream full,      \
                                                  * or the node stopping (cluster.h) */
 

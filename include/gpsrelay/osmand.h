@@ -31,9 +31,9 @@ struct gr_osmand_report {
 
 /*
  * Decodes a report from name=value pairs p[0..len), or from a JSON body. Returns GR_OK, or
- * GR_MALFORMED (a bad escape, a number that is not one, lat, lon or the time missing, a
- * name given twice, JSON that is not the shape above), GR_BAD_ID (no id, an empty or too
- * long one), GR_BAD_DATE, GR_ATTRS_TOO_BIG, or GR_BAD_VALUE (fix.h's bounds).
+ * GR_MISSING_FIELD (no id, lat, lon or time), GR_MALFORMED (a bad escape, a number that is
+ * not one, a name given twice, JSON that is not the shape above), GR_BAD_ID (an empty or
+ * too long id), GR_BAD_DATE, GR_ATTRS_TOO_BIG, or GR_BAD_VALUE (fix.h's bounds).
  */
 enum gr_reason gr_osmand_decode_form(const char *p, size_t len, struct gr_osmand_report *out);
 enum gr_reason gr_osmand_decode_json(const char *p, size_t len, struct gr_osmand_report *out);

@@ -203,10 +203,8 @@ enum gr_reason gr_osmand_decode_form(const char *p, size_t len, struct gr_osmand
             r = form_field(f, v, (size_t)n, attrs, out);
         seen[f] = true;
     }
-    if (r == GR_OK && !seen[F_ID])
-        r = GR_BAD_ID;
-    if (r == GR_OK && (!seen[F_LAT] || !seen[F_LON] || !seen[F_TIME]))
-        r = GR_MALFORMED;
+    if (r == GR_OK && (!seen[F_ID] || !seen[F_LAT] || !seen[F_LON] || !seen[F_TIME]))
+        r = GR_MISSING_FIELD;
     if (r == GR_OK)
         r = put_attrs(attrs, out);
     json_decref(attrs);
@@ -239,8 +237,15 @@ enum gr_reason gr_osmand_decode_json(const char *p, size_t len, struct gr_osmand
     const json_t *batt = json_object_get(loc, "battery");
     struct gr_fix *f = &out->fix;
     double x;
-    if (root == NULL || attrs == NULL || !json_is_object(root) || !json_is_object(coords))
+    if (root == NULL || attrs == NULL || !json_is_object(root))
         goto out;
+    if (coords != NULL && !json_is_object(coords))
+        goto out;
+    if (id == NULL || ts == NULL || json_object_get(coords, "latitude") == NULL ||
+        json_object_get(coords, "longitude") == NULL) {
+        r = GR_MISSING_FIELD;
+        goto out;
+    }
     if (!json_is_string(id) || !valid_id(json_string_value(id), json_string_length(id))) {
         r = GR_BAD_ID;
         goto out;

@@ -46,10 +46,11 @@ static void test_query(void)
 static void test_refusals(void)
 {
     struct gr_osmand_report r;
-    CHECK_INT(form("timestamp=1764921600&lat=1&lon=2", &r), GR_BAD_ID);
+    CHECK_INT(form("timestamp=1764921600&lat=1&lon=2", &r), GR_MISSING_FIELD);
     CHECK_INT(form("id=&timestamp=1764921600&lat=1&lon=2", &r), GR_BAD_ID);
-    CHECK_INT(form("id=A&lat=1&lon=2", &r), GR_MALFORMED);
-    CHECK_INT(form("id=A&timestamp=1764921600&lat=1", &r), GR_MALFORMED);
+    CHECK_INT(form("id=A&lat=1&lon=2", &r), GR_MISSING_FIELD);
+    CHECK_INT(form("id=A&timestamp=1764921600&lat=1", &r), GR_MISSING_FIELD);
+    CHECK_INT(form("", &r), GR_MISSING_FIELD);
     CHECK_INT(form("id=A&timestamp=1764921600&lat=abc&lon=2", &r), GR_MALFORMED);
     CHECK_INT(form("id=A&timestamp=1764921600&lat=nan&lon=2", &r), GR_MALFORMED);
     CHECK_INT(form("id=A&timestamp=1764921600&lat=0x10&lon=2", &r), GR_MALFORMED);
@@ -78,8 +79,12 @@ static void test_json(void)
     CHECK(r.fix.alt == 10.2);
     CHECK_STR(r.attrs, "{\"accuracy\":5.0,\"battery\":0.87,\"charge\":false,\"motion\":true,"
                        "\"odometer\":1234.5,\"event\":\"motionchange\"}");
-    CHECK_INT(json("{\"location\":{}}", &r), GR_MALFORMED);
-    CHECK_INT(json("{\"device_id\":\"\",\"location\":{\"coords\":{}}}", &r), GR_BAD_ID);
+    CHECK_INT(json("{\"location\":{}}", &r), GR_MISSING_FIELD);
+    CHECK_INT(json("{\"device_id\":\"A\",\"location\":{\"coords\":5}}", &r), GR_MALFORMED);
+    CHECK_INT(json("{\"device_id\":\"\",\"location\":{\"timestamp\":\"2025-12-05T08:00:00Z\","
+                   "\"coords\":{\"latitude\":1,\"longitude\":2}}}",
+                   &r),
+              GR_BAD_ID);
     CHECK_INT(json("not json", &r), GR_MALFORMED);
     CHECK_INT(json("{\"device_id\":\"A\",\"location\":{\"timestamp\":\"2025-12-05T08:00:00Z\","
                    "\"coords\":{\"latitude\":\"1\",\"longitude\":2}}}",
