@@ -32,8 +32,21 @@ static void snapshot_add_stale(void *ctx, const char *json_id)
     gr_jsonw_raw(ctx, json_id, strlen(json_id));
 }
 
+static void snapshot_add_unit(void *ctx, const struct gr_unit *u)
+{
+    struct gr_jsonw *w = ctx;
+    gr_jsonw_object(w);
+    gr_jsonw_key(w, "device");
+    gr_jsonw_raw(w, u->json_id, strlen(u->json_id));
+    gr_jsonw_key(w, "label");
+    gr_jsonw_string(w, u->label);
+    gr_jsonw_object_end(w);
+}
+
 /* A join's response: the hub's epoch and seq (the subscription's cursor), whether the
- * client's since was honoured, the topic's positions newer than it, its stale units. */
+ * client's since was honoured, the topic's positions newer than it, its stale units, and
+ * every unit of the topic with its label, in id order, so a console can list the units
+ * that never reported. */
 static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
 {
     gr_jsonw_key(w, "epoch");
@@ -49,6 +62,12 @@ static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
     gr_jsonw_key(w, "stale");
     gr_jsonw_array(w);
     gr_topic_each_stale(r->topic, snapshot_add_stale, w);
+    gr_jsonw_array_end(w);
+    gr_jsonw_key(w, "units");
+    gr_jsonw_array(w);
+    int rc = gr_topic_each_unit(r->topic, snapshot_add_unit, w);
+    if (rc < 0 && w->err == 0)
+        w->err = rc;
     gr_jsonw_array_end(w);
     if (r->node != NULL) {
         gr_jsonw_key(w, "node");
@@ -132,12 +151,15 @@ static void unit_device(struct gr_jsonw *w, const struct gr_unit *u)
     gr_jsonw_raw(w, u->json_id, strlen(u->json_id));
 }
 
-/* unit_added carries the unit's latest position too, so a console shows a unit that joins
- * its agency at once instead of at its next report (docs/protocol.md). */
+/* unit_added carries the unit's label, and its latest position too, so a console shows a
+ * unit that joins its agency at once instead of at its next report (docs/protocol.md). It
+ * also tells of a new label for a unit already there. */
 static int unit_added_payload(struct gr_jsonw *w, const void *subject)
 {
     const struct gr_unit *u = subject;
     unit_device(w, u);
+    gr_jsonw_key(w, "label");
+    gr_jsonw_string(w, u->label);
     if (u->pos != NULL) {
         gr_jsonw_key(w, "position");
         gr_jsonw_raw(w, u->pos->json, u->pos->json_len);

@@ -34,7 +34,10 @@ struct gr_member {
 
 struct gr_unit {
     char *id;
-    char *json_id;           /* id as a JSON string literal, for stale lists */
+    char *json_id; /* id as a JSON string literal, for stale lists */
+    /* The mapping's label ("" when none): borrowed from the device of the hub's mapping,
+     * so every commit points it into the new mapping before the old one is freed. */
+    const char *label;
     struct gr_position *pos; /* latest published position, NULL before the first */
     int64_t pos_rx_ms;       /* receive time of that position */
     int64_t last_seen_ms;    /* receive time of the last fix, valid or not */
@@ -49,8 +52,11 @@ struct gr_unit {
      * stale, each member is in its topic's stale list. */
     bool stale;
     /* During a mapping update: kept is set on an old unit taken over unchanged; twin links
-     * an old unit and its replacement, both ways (NULL: a unit that comes or goes). */
+     * an old unit and its replacement, both ways (NULL: a unit that comes or goes);
+     * relabeled marks a kept or replacement unit whose label differs from the old unit's
+     * (set while both mappings live, since the commit frees the old one first). */
     bool kept;
+    bool relabeled;
     struct gr_unit *twin;
     uint64_t stale_seq;
     char *stale_json; /* the unit_stale payload, encoded once when it went stale */

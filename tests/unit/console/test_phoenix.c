@@ -85,7 +85,7 @@ static struct gr_hub *hub_new(const char *mapping)
 /* Heartbeat, join, positions, leave, and what is refused, without auth. */
 static void test_session(void)
 {
-    struct gr_hub *hub = hub_new("E1 county;E2 county;F1 city");
+    struct gr_hub *hub = hub_new("E1 county;E2 county=Medic 2;F1 city=Fire \"1\"");
     struct gr_console *c = gr_console_new(hub, on_wake, NULL);
     uint64_t now = 1000;
     woken = 0;
@@ -103,7 +103,8 @@ static void test_session(void)
     CHECK_INT(receive(c, "[{},\"1\",\"agency:county\",\"phx_join\",{}]", now), GR_WS_INVALID);
     CHECK(next(c) == NULL);
 
-    /* A join replies with the snapshot: nothing yet. */
+    /* A join replies with the snapshot: E1's position, and every unit with its label in
+     * id order, E2 that never reported included. */
     publish(hub, "E1", T0_MS); /* before the join: in the snapshot, not pushed */
     CHECK_INT(receive(c, "[\"1\",\"1\",\"agency:county\",\"phx_join\",{}]", now), 0);
     char head[256];
@@ -111,7 +112,9 @@ static void test_session(void)
              "[\"1\",\"1\",\"agency:county\",\"phx_reply\",{\"status\":\"ok\",\"response\":"
              "{\"epoch\":\"%s\",\"seq\":1,\"recovered\":false,\"positions\":[",
              gr_hub_epoch(hub));
-    check_frame(next(c), head, positions(hub, "agency:county", 0), "],\"stale\":[]}}]");
+    check_frame(next(c), head, positions(hub, "agency:county", 0),
+                "],\"stale\":[],\"units\":[{\"device\":\"E1\",\"label\":\"\"},"
+                "{\"device\":\"E2\",\"label\":\"Medic 2\"}]}}]");
     CHECK(next(c) == NULL);
 
     /* Positions after the join: one frame for the channel, the newest per unit, oldest
@@ -163,7 +166,8 @@ static void test_session(void)
              "[\"8\",\"8\",\"agency:city\",\"phx_reply\",{\"status\":\"ok\",\"response\":"
              "{\"epoch\":\"%s\",\"seq\":5,\"recovered\":true,\"positions\":[",
              gr_hub_epoch(hub));
-    check_frame(next(c), head, positions(hub, "agency:city", 4), "],\"stale\":[]}}]");
+    check_frame(next(c), head, positions(hub, "agency:city", 4),
+                "],\"stale\":[],\"units\":[{\"device\":\"F1\",\"label\":\"Fire \\\"1\\\"\"}]}}]");
     /* ...and one from another epoch, or a seq this hub never gave, everything. */
     CHECK_INT(receive(c,
                       "[\"9\",\"9\",\"device:E2\",\"phx_join\",{\"since\":{\"epoch\":"
@@ -172,7 +176,8 @@ static void test_session(void)
               0);
     reply = next(c);
     CHECK(reply != NULL && strstr(reply, "\"recovered\":false") != NULL &&
-          strstr(reply, "\"seq\":3,\"time\"") != NULL);
+          strstr(reply, "\"seq\":3,\"time\"") != NULL &&
+          strstr(reply, "\"units\":[{\"device\":\"E2\",\"label\":\"Medic 2\"}]}}]") != NULL);
 
     /* Leaving: the reply, then phx_close; positions of the topic no longer come. */
     CHECK_INT(receive(c, "[\"8\",\"10\",\"agency:city\",\"phx_leave\",{}]", now), 0);
@@ -240,7 +245,8 @@ static void test_auth(void)
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E1 ems;F1 city")), 0);
     gr_console_reauthorize(c);
     CHECK_STR(next(c), "[null,null,\"agency:county\",\"unit_removed\",{\"device\":\"E1\"}]");
-    CHECK_STR(next(c), "[null,null,\"agency:ems\",\"unit_added\",{\"device\":\"E1\"}]");
+    CHECK_STR(next(c),
+              "[null,null,\"agency:ems\",\"unit_added\",{\"device\":\"E1\",\"label\":\"\"}]");
     CHECK(next(c) == NULL);
 
     /* E1 moves to city: out of the token's agencies, so its channel is closed at once. */
