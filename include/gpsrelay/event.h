@@ -45,11 +45,11 @@ enum gr_event {
 /* The subject of phx_reply: ok with an empty response; an error with its reason; or,
  * with a topic, the reply to a join, which carries the topic's snapshot. */
 struct gr_reply {
-    const char *error;            /* not NULL: status "error", response {"reason":error} */
-    const struct gr_topic *topic; /* a join's: its positions newer than since, its stale
-                                   * units, all its units with their labels */
-    const char *epoch;            /* a join's: the hub's epoch and seq (gr_hub_epoch, _seq) */
-    const char *node;             /* a join's: the cluster node answering, or NULL */
+    const char *error;      /* not NULL: status "error", response {"reason":error} */
+    struct gr_topic *topic; /* a join's: its positions newer than since, its stale units,
+                             * all its units with their labels (encoded once, kept in t) */
+    const char *epoch;      /* a join's: the hub's epoch and seq (gr_hub_epoch, _seq) */
+    const char *node;       /* a join's: the cluster node answering, or NULL */
     uint64_t seq;
     uint64_t since;
     bool recovered;

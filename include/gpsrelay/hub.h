@@ -227,11 +227,6 @@ typedef bool (*gr_position_fn)(void *ctx, const struct gr_position *p);
 void gr_topic_each_since(const struct gr_topic *t, uint64_t since_seq, gr_position_fn fn,
                          void *ctx);
 
-/* Calls fn with every unit of t in device id order (strcmp), reported or not (a join's
- * "units"). 0, or -ENOMEM with fn never called. */
-typedef void (*gr_unit_fn)(void *ctx, const struct gr_unit *u);
-int gr_topic_each_unit(const struct gr_topic *t, gr_unit_fn fn, void *ctx);
-
 /* Calls fn with the JSON string literal of the id of every stale unit of t. */
 typedef void (*gr_id_fn)(void *ctx, const char *json_id);
 void gr_topic_each_stale(const struct gr_topic *t, gr_id_fn fn, void *ctx);

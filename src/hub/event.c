@@ -7,6 +7,7 @@
  */
 #include "model.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,15 +33,53 @@ static void snapshot_add_stale(void *ctx, const char *json_id)
     gr_jsonw_raw(ctx, json_id, strlen(json_id));
 }
 
-static void snapshot_add_unit(void *ctx, const struct gr_unit *u)
+static int unit_id_cmp(const void *a, const void *b)
 {
-    struct gr_jsonw *w = ctx;
-    gr_jsonw_object(w);
-    gr_jsonw_key(w, "device");
-    gr_jsonw_raw(w, u->json_id, strlen(u->json_id));
-    gr_jsonw_key(w, "label");
-    gr_jsonw_string(w, u->label);
-    gr_jsonw_object_end(w);
+    return strcmp((*(struct gr_unit *const *)a)->id, (*(struct gr_unit *const *)b)->id);
+}
+
+/*
+ * The topic's "units" array: [{"device":id,"label":label}, ...] in device id order, so that
+ * it does not depend on who reported last (the members are in seq order, for the cursors).
+ * Encoded once and kept in the topic until its units change: a reconnect storm of
+ * thousands of consoles on one agency copies it rather than sorting and escaping its units
+ * once per join. NULL on ENOMEM.
+ */
+static const char *units_json(struct gr_topic *t, size_t *len)
+{
+    if (t->units_json != NULL) {
+        *len = t->units_json_len;
+        return t->units_json;
+    }
+    const struct gr_unit **order = malloc((t->n_members ? t->n_members : 1) * sizeof(*order));
+    if (order == NULL)
+        return NULL;
+    size_t n = 0;
+    for (struct gr_member *m = t->head; m; m = m->next)
+        order[n++] = m->unit;
+    qsort(order, n, sizeof(*order), unit_id_cmp);
+    struct gr_buf b = gr_buf_make(0);
+    struct gr_jsonw w = gr_jsonw_make(&b);
+    gr_jsonw_array(&w);
+    for (size_t k = 0; k < n; k++) {
+        gr_jsonw_object(&w);
+        gr_jsonw_key(&w, "device");
+        gr_jsonw_raw(&w, order[k]->json_id, strlen(order[k]->json_id));
+        gr_jsonw_key(&w, "label");
+        gr_jsonw_string(&w, order[k]->label);
+        gr_jsonw_object_end(&w);
+    }
+    gr_jsonw_array_end(&w);
+    free(order);
+    if (w.err) {
+        gr_buf_free(&b);
+        return NULL;
+    }
+    t->units_json_len = b.len;
+    char *text = realloc(b.mem, b.len);          /* kept: give back the spare room */
+    t->units_json = text != NULL ? text : b.mem; /* head 0: the text starts at mem */
+    *len = t->units_json_len;
+    return t->units_json;
 }
 
 /* A join's response: the hub's epoch and seq (the subscription's cursor), whether the
@@ -64,11 +103,12 @@ static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
     gr_topic_each_stale(r->topic, snapshot_add_stale, w);
     gr_jsonw_array_end(w);
     gr_jsonw_key(w, "units");
-    gr_jsonw_array(w);
-    int rc = gr_topic_each_unit(r->topic, snapshot_add_unit, w);
-    if (rc < 0 && w->err == 0)
-        w->err = rc;
-    gr_jsonw_array_end(w);
+    size_t units_len;
+    const char *units = units_json(r->topic, &units_len);
+    if (units != NULL)
+        gr_jsonw_raw(w, units, units_len);
+    else if (w->err == 0)
+        w->err = -ENOMEM;
     if (r->node != NULL) {
         gr_jsonw_key(w, "node");
         gr_jsonw_string(w, r->node);

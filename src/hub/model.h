@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "gpsrelay/hub.h"
 #include "gpsrelay/list.h"
@@ -77,6 +78,11 @@ struct gr_topic {
     struct gr_topic *hash_next; /* the hub's bucket chain */
     bool marked;                /* on a commit's work list (mark_next) */
     struct gr_topic *mark_next;
+    /* The join reply's "units" array, the same for every console that joins: encoded at the
+     * first join after the topic's units or their labels changed (event.c), dropped by the
+     * commit that changes them (gr_topic_units_changed); NULL until then. */
+    char *units_json;
+    size_t units_json_len;
 };
 
 struct gr_sub {
@@ -146,6 +152,14 @@ static inline void gr_member_prepend(struct gr_member *m)
     struct gr_topic *t = m->topic;
     GR_LIST_PREPEND(t->head, t->tail, m, prev, next);
     t->n_members++;
+}
+
+/* The topic's units or a label of one changed: its "units" array is encoded again at the
+ * next join. */
+static inline void gr_topic_units_changed(struct gr_topic *t)
+{
+    free(t->units_json);
+    t->units_json = NULL;
 }
 
 /* ---- unit.c: units ---------------------------------------------------------------------- */

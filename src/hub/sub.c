@@ -4,9 +4,7 @@
  */
 #include "model.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 struct gr_sub *gr_sub_new(struct gr_hub *hub, struct gr_topic *t, void *owner)
 {
@@ -72,30 +70,6 @@ void gr_topic_each_stale(const struct gr_topic *t, gr_id_fn fn, void *ctx)
 {
     for (struct gr_member *m = t->stale_head; m; m = m->stale_next)
         fn(ctx, m->unit->json_id);
-}
-
-static int unit_id_cmp(const void *a, const void *b)
-{
-    return strcmp((*(struct gr_unit *const *)a)->id, (*(struct gr_unit *const *)b)->id);
-}
-
-/* The members are kept in seq order for the cursors; id order, which a join reply gives
- * so that it does not depend on who reported last, is made here, O(n log n) per join. */
-int gr_topic_each_unit(const struct gr_topic *t, gr_unit_fn fn, void *ctx)
-{
-    if (t->n_members == 0)
-        return 0;
-    const struct gr_unit **order = malloc(t->n_members * sizeof(*order));
-    if (order == NULL)
-        return -ENOMEM;
-    size_t n = 0;
-    for (struct gr_member *m = t->head; m; m = m->next)
-        order[n++] = m->unit;
-    qsort(order, n, sizeof(*order), unit_id_cmp);
-    for (size_t k = 0; k < n; k++)
-        fn(ctx, order[k]);
-    free(order);
-    return 0;
 }
 
 size_t gr_sub_drain(struct gr_sub *s, gr_position_fn fn, void *ctx)

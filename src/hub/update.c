@@ -199,8 +199,10 @@ static void update_commit(struct gr_hub_update *up)
         struct gr_unit *old = old_units[i];
         if (old->kept)
             continue;
-        for (size_t k = 0; k < old->n_members; k++)
+        for (size_t k = 0; k < old->n_members; k++) {
             gr_member_unlink(&old->members[k]);
+            gr_topic_units_changed(old->members[k].topic);
+        }
         struct gr_unit *now = old->twin;
         bool fresh = old->pos != NULL && !old->stale;
         if (now != NULL) {
@@ -220,9 +222,12 @@ static void update_commit(struct gr_hub_update *up)
         struct gr_unit *u = units[i];
         if (u->kept) {
             u->label = gr_mapping_device(up->m, i)->label; /* the old mapping goes below */
+            for (size_t k = 0; u->relabeled && k < u->n_members; k++)
+                gr_topic_units_changed(u->members[k].topic);
             continue;
         }
         for (size_t k = 0; k < u->n_members; k++) {
+            gr_topic_units_changed(u->members[k].topic);
             u->members[k].topic->pins--;
             if (u->pos == NULL) {
                 gr_member_prepend(&u->members[k]); /* its place in the order: no reorder */

@@ -2,8 +2,9 @@
  * test_phoenix.c - Phoenix sessions over a real hub, without sockets (phoenix.h): what a
  * console receives, byte for byte, for heartbeats, joins, leaves and refusals; positions
  * batched per channel and conflated per unit; unit_stale; unit_added and unit_removed;
- * phx_close when a mapping change takes a device out of the token's agencies; and the
- * bounds (topics per socket, join rate, replies owed).
+ * phx_close when a mapping change takes a device out of the token's agencies; the join
+ * reply's units as the mapping changes; and the bounds (topics per socket, join rate,
+ * replies owed).
  */
 #include "gpsrelay/phoenix.h"
 #include "../hub/hub_fixture.h"
@@ -322,10 +323,68 @@ static void test_bounds(void)
     gr_hub_free(hub);
 }
 
+/* The "units" member of the console's next frame, a join reply: from its key to the end. */
+static const char *units_of(struct gr_console *c)
+{
+    const char *f = next(c);
+    const char *u = f ? strstr(f, "\"units\":") : NULL;
+    CHECK(u != NULL);
+    return u ? u : "";
+}
+
+/* The join reply's units follow the mapping: a label change, a unit added, one removed,
+ * each seen by the next join (the array is kept in the topic between changes). */
+static void test_units(void)
+{
+    struct gr_hub *hub = hub_new("B1 x;A1 x=Alpha;A1 y=Alpha");
+    struct gr_console *c = gr_console_new(hub, on_wake, NULL);
+    CHECK_INT(receive(c, "[\"1\",\"1\",\"agency:x\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha\"},"
+                           "{\"device\":\"B1\",\"label\":\"\"}]}}]");
+    CHECK_INT(receive(c, "[\"2\",\"2\",\"agency:y\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha\"}]}}]");
+
+    /* A1 relabeled, C1 added to x: the events, then the next join's units. */
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("B1 x;A1 x=Alpha 2;A1 y=Alpha 2;C1 x=C")), 0);
+    CHECK_STR(next(c), "[null,null,\"agency:x\",\"unit_added\",{\"device\":\"A1\","
+                       "\"label\":\"Alpha 2\"}]");
+    CHECK_STR(next(c), "[null,null,\"agency:y\",\"unit_added\",{\"device\":\"A1\","
+                       "\"label\":\"Alpha 2\"}]");
+    CHECK_STR(next(c), "[null,null,\"agency:x\",\"unit_added\",{\"device\":\"C1\","
+                       "\"label\":\"C\"}]");
+    CHECK(next(c) == NULL);
+    CHECK_INT(receive(c, "[\"3\",\"3\",\"agency:x\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"1\",\"1\",\"agency:x\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"},"
+                           "{\"device\":\"B1\",\"label\":\"\"},"
+                           "{\"device\":\"C1\",\"label\":\"C\"}]}}]");
+    CHECK_INT(receive(c, "[\"4\",\"4\",\"agency:y\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"2\",\"2\",\"agency:y\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"}]}}]");
+
+    /* B1 goes; y's units did not change and its array is kept as it was. */
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("A1 x=Alpha 2;A1 y=Alpha 2;C1 x=C")), 0);
+    CHECK_STR(next(c), "[null,null,\"agency:x\",\"unit_removed\",{\"device\":\"B1\"}]");
+    CHECK_INT(receive(c, "[\"5\",\"5\",\"agency:x\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"3\",\"3\",\"agency:x\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"},"
+                           "{\"device\":\"C1\",\"label\":\"C\"}]}}]");
+    CHECK_INT(receive(c, "[\"6\",\"6\",\"device:C1\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"C1\",\"label\":\"C\"}]}}]");
+    CHECK_INT(receive(c, "[\"7\",\"7\",\"agency:y\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"4\",\"4\",\"agency:y\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"}]}}]");
+    CHECK(next(c) == NULL);
+
+    gr_console_free(c);
+    gr_hub_free(hub);
+}
+
 int main(void)
 {
     test_session();
     test_auth();
+    test_units();
     test_bounds();
     return check_result("test_phoenix");
 }
