@@ -35,13 +35,13 @@ struct gr_member {
 
 struct gr_unit {
     char *id;
-    char *json_id; /* id as a JSON string literal, for stale lists */
-    /* The mapping's label ("" when none): borrowed from the device of the hub's mapping,
-     * so every commit points it into the new mapping before the old one is freed. */
-    const char *label;
+    char *json_id;           /* id as a JSON string literal, for stale lists */
     struct gr_position *pos; /* latest published position, NULL before the first */
     int64_t pos_rx_ms;       /* receive time of that position */
     int64_t last_seen_ms;    /* receive time of the last fix, valid or not */
+    /* The mapping's label ("" when none): borrowed from the device of the hub's mapping,
+     * so every commit points it into the new mapping before the old one is freed. */
+    const char *label;
     struct gr_assembler assembler;
     /* A fix refused against the published position (too fast, or too old for one dated
      * ahead of its receipt): if the next one agrees with it rather than with the published
