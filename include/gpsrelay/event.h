@@ -12,6 +12,7 @@
  *   event          subject                    payload
  *   phx_reply      const struct gr_reply *    {"status":"ok"|"error","response":{...}}
  *   phx_close      NULL                       {}
+ *   phx_error      NULL                       {}
  *   positions      const struct gr_batch *    {"positions":[pending positions, oldest first]}
  *   unit_added     const struct gr_unit *     {"device":id,"label":label,
  *                                             "position":latest (when it has one)}
@@ -35,6 +36,7 @@ struct gr_sub;
 enum gr_event {
     GR_EVENT_PHX_REPLY,
     GR_EVENT_PHX_CLOSE,
+    GR_EVENT_PHX_ERROR,
     GR_EVENT_POSITIONS,
     GR_EVENT_UNIT_ADDED,
     GR_EVENT_UNIT_REMOVED,

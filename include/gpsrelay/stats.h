@@ -188,6 +188,8 @@ struct gr_stats {
     uint64_t consoles_closed[GR_CLOSE_REASON_COUNT];
     uint64_t consoles_refused[GR_CONSOLE_REFUSAL_COUNT];
     uint64_t joins_refused[GR_JOIN_REFUSAL_COUNT];
+    uint64_t channels_resynced;      /* channels ended with phx_error: the hub's events for them
+                                        overflowed GR_CONSOLE_CONTROL_MAX (the client rejoins) */
     uint64_t ingest_not_allowed;     /* reports from outside ingest_allow */
     uint64_t ingest_rate_limited;    /* reports over ingest_rate_limit */
     uint64_t ingest_rate_evicted;    /* sources forgotten by the rate limiter to make room */

@@ -20,6 +20,10 @@
 struct channel {
     struct gr_sub *sub;
     char *join_ref; /* as received, JSON-encoded ("\"3\"" or "null") */
+    /* The hub's events for this channel overflowed the control queue (a mapping change of
+     * more units than GR_CONSOLE_CONTROL_MAX): the channel ends with phx_error, which the
+     * phoenix client answers by joining again, to a reply holding the whole new state. */
+    bool resync;
 };
 
 /* A reply or control event owed to the console, sent before any positions. */
@@ -90,7 +94,7 @@ bool gr_console_has_output(const struct gr_console *c)
     if (c->control_head != NULL || c->overflowed)
         return true;
     for (size_t i = 0; i < c->n_channels; i++)
-        if (gr_sub_pending(c->channels[i].sub))
+        if (c->channels[i].resync || gr_sub_pending(c->channels[i].sub))
             return true;
     return false;
 }
@@ -115,8 +119,20 @@ void gr_console_on_event(void *owner, const struct gr_topic *t, enum gr_event e,
                          const char *payload)
 {
     struct gr_console *c = owner;
-    if (queue_text(c, gr_topic_json_name(t), e, payload) != 0)
+    struct channel *ch = NULL;
+    for (size_t i = 0; i < c->n_channels && ch == NULL; i++)
+        if (gr_sub_topic(c->channels[i].sub) == t)
+            ch = &c->channels[i];
+    if (ch != NULL && ch->resync)
+        return; /* its join again will tell it */
+    if (queue_text(c, gr_topic_json_name(t), e, payload) == 0)
+        return;
+    if (ch == NULL)
         c->overflowed = true;
+    else
+        ch->resync = true;
+    gr_stats.channels_resynced++;
+    wake(c);
 }
 
 /* Queues a finished frame. Returns 0, or GR_WS_POLICY when the console stopped reading. */
@@ -335,7 +351,7 @@ static int handle_join(struct gr_console *c, const char *join_ref, const char *r
         free(jr);
         return rc;
     }
-    c->channels[c->n_channels++] = (struct channel){sub, jr};
+    c->channels[c->n_channels++] = (struct channel){.sub = sub, .join_ref = jr};
     return 0;
 }
 
@@ -426,6 +442,17 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
         c->n_control--;
         free(q);
         return 1;
+    }
+
+    for (size_t i = 0; i < c->n_channels; i++) {
+        if (!c->channels[i].resync)
+            continue;
+        struct channel *ch = &c->channels[i];
+        int rc =
+            gr_event_frame(out, ch->join_ref, "null", gr_topic_json_name(gr_sub_topic(ch->sub)),
+                           GR_EVENT_PHX_ERROR, NULL);
+        channel_drop(c, i);
+        return rc < 0 ? rc : 1;
     }
 
     for (size_t k = 0; k < c->n_channels; k++) {

@@ -169,6 +169,10 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
              gr_stats.consoles_refused, 0, GR_CONSOLE_REFUSAL_COUNT);
     labelled(f, "gpsrelay_joins_refused_total", "Channel joins refused, by reason.", "reason",
              join_labels, gr_stats.joins_refused, 0, GR_JOIN_REFUSAL_COUNT);
+    family(f, "gpsrelay_channels_resynced_total", "counter",
+           "Channels ended with phx_error for the client to join again: a mapping change "
+           "brought more unit events than a console's queue holds.",
+           gr_stats.channels_resynced);
     family(f, "gpsrelay_ingest_not_allowed_total", "counter",
            "Reports from sources outside ingest_allow.", gr_stats.ingest_not_allowed);
     family(f, "gpsrelay_ingest_rate_limited_total", "counter",

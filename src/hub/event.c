@@ -245,6 +245,7 @@ static const struct {
 } events[GR_EVENT_COUNT] = {
     EVENT(GR_EVENT_PHX_REPLY, "phx_reply", reply_payload),
     EVENT(GR_EVENT_PHX_CLOSE, "phx_close", close_payload),
+    EVENT(GR_EVENT_PHX_ERROR, "phx_error", close_payload),
     EVENT(GR_EVENT_POSITIONS, "positions", positions_payload),
     EVENT(GR_EVENT_UNIT_ADDED, "unit_added", unit_added_payload),
     EVENT(GR_EVENT_UNIT_REMOVED, "unit_removed", unit_removed_payload),
