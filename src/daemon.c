@@ -528,7 +528,11 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
         (cfg->n_cluster_nats > 0 &&
          gr_cluster_start(&d.loop, cfg, d.hub, on_cluster_changed, &d, &d.cluster) < 0) ||
         gr_ingest_start(&d.loop, cfg, d.hub, &d.ingest) < 0 ||
-        gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d, &d.ws) < 0) {
+        gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d,
+                    &(struct gr_ws_service){.protocols = gr_ingest_phone_protocols(),
+                                            .user = d.ingest,
+                                            .keepalive_s = GR_PHONE_KEEPALIVE_S},
+                    &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {
         d.listening = true;

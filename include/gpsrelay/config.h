@@ -56,6 +56,8 @@ struct gr_config {
     size_t n_listen_tcp;
     struct gr_addr listen_ws[GR_LISTEN_MAX];
     size_t n_listen_ws;
+    struct gr_addr listen_http_ingest[GR_LISTEN_MAX]; /* phones (OsmAnd); TLS as listen_ws */
+    size_t n_listen_http_ingest;
 
     /* The mapping comes from exactly one of these two. */
     char *mapping_file;  /* absolute, or relative to the config file's folder when written so */
@@ -63,7 +65,8 @@ struct gr_config {
     char *mapping_cache; /* with postgres: the last mapping loaded, for starts during outages */
     enum gr_auth auth;
     char *auth_secret_file;   /* HS256 key file (required with auth jwt); paths as mapping_file */
-    char *tls_cert, *tls_key; /* both or neither: listen_ws then serves HTTPS/WSS only */
+    char *tls_cert, *tls_key; /* both or neither: listen_ws (HTTPS/WSS) and
+                               * listen_http_ingest (HTTPS) then serve TLS only */
     char *allowed_origin[GR_ORIGINS_MAX]; /* none: any Origin (see gr_config_origin_ok) */
     size_t n_allowed_origin;
     struct gr_cidr ingest_allow[GR_INGEST_ALLOW_MAX]; /* none: every source may send */

@@ -50,8 +50,17 @@ enum gr_fix_field {
  * GNSS constellations together fly fewer than 255. */
 #define GR_FIX_SATS_MAX 255
 
-/* Which format a fix came in: each has its row in the table of formats (format.h). */
-enum gr_fix_source { GR_SRC_NMEA, GR_SRC_TAIP, GR_SRC_JSON, GR_SRC_COUNT };
+/* Which format a fix came in. The formats of lines (modems over UDP and TCP) have their row
+ * in the table of formats (format.h); the phones' HTTP reports (osmand.h) come whole, one
+ * per request, and have none. */
+enum gr_fix_source {
+    GR_SRC_NMEA,
+    GR_SRC_TAIP,
+    GR_SRC_JSON,
+    GR_SRC_LINE_FORMATS,                 /* how many formats of lines */
+    GR_SRC_OSMAND = GR_SRC_LINE_FORMATS, /* OsmAnd / Traccar Client over HTTP */
+    GR_SRC_COUNT
+};
 
 struct gr_fix {
     int64_t time_ms; /* UTC, milliseconds since 1970-01-01 */
@@ -95,6 +104,8 @@ struct gr_fix {
     X(BAD_VALUE, "bad_value")              /* speed, course, alt, hdop, sats: fix.h bounds */      \
     X(BAD_DATE, "bad_date")                /* a day its month does not have (31 Feb) */            \
     X(TRUNCATED, "truncated")              /* cut by a hang-up, no checksum to prove it whole */   \
+    X(MISSING_FIELD, "missing_field")      /* a phone's report without id, lat, lon or time */     \
+    X(BODY_TOO_BIG, "body_too_big")        /* a phone's request body over GR_PHONE_BODY_MAX */     \
     X(CLUSTER_QUEUE_FULL, "cluster_queue_full") /* a cluster node's queue to the stream full,      \
                                                  * or the node stopping (cluster.h) */
 

@@ -77,7 +77,7 @@ const struct gr_format *gr_format_get(enum gr_fix_source src);
 /* The source name of a fix ("nmea"); "unknown" for a value out of range, never NULL. */
 const char *gr_source_name(enum gr_fix_source src);
 
-/* The source a name names ("nmea": GR_SRC_NMEA); GR_SRC_COUNT for none. */
+/* The source a name names ("osmand": GR_SRC_OSMAND); GR_SRC_COUNT for none. */
 enum gr_fix_source gr_source_parse(const char *name);
 
 #endif

@@ -1,8 +1,9 @@
 /*
- * http.h - the few things the console side needs from an HTTP request: its query
+ * http.h - the few things the daemon's HTTP services need from a request: its query
  * arguments, method and headers, its peer, a reply or a refusal, a wake-up for a deferred
  * answer, a deadline. Everything generic about HTTP on lws is here; what one endpoint
- * serves is in its own file (static.c, endpoints.c, longpoll.c, ws.c).
+ * serves is in its own file (static.c, endpoints.c, longpoll.c, history.c, ws.c; the
+ * phones' ingest in src/ingest/phones.c).
  *
  * Implemented over libwebsockets by http.c; the console fuzzer (tests/fuzz) links a
  * recorder in its place, so the LongPoll logic and admission run without sockets. A struct lws is
@@ -43,6 +44,14 @@ int gr_http_reply(struct lws *wsi, unsigned int status, const char *type, const 
  * the first argument longer than the caller's buffer, so a token before vsn would hide it.
  */
 const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf);
+
+/*
+ * The request's query string, rebuilt percent-encoded (form.h reads it) from lws's decoded
+ * arguments, without the arguments named skip (NULL: all of them), into qs. Returns its
+ * length, or -1 when it does not fit in cap - 1 bytes. lws splits the arguments at '&'
+ * before decoding them, so a value's own %26 stays inside its pair.
+ */
+long gr_http_query(struct lws *wsi, const char *skip, char *qs, size_t cap);
 
 /*
  * Copies the request's Origin header (origin) or Sec-WebSocket-Protocol header

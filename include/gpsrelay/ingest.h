@@ -38,7 +38,23 @@
  * by a reload leaves open connections open.
  */
 
+/*
+ * Phones (listen_http_ingest, src/ingest/phones.c): one OsmAnd report per HTTP request,
+ * GET or POST on any path (a proxy in front may add a prefix), parameters in the query
+ * string, a form body or Traccar Client 9's JSON (osmand.h). The request goes through the
+ * same ingest_allow, ingest_rate_limit, identity (its id), acceptance and counters as a
+ * modem's line; the answer is its verdict (gr_phone_status in stats.h): 200 taken (also
+ * a duplicate or an older position, counted: a phone re-sends what it buffered in a dead
+ * zone and would send it for ever if refused), 400, 403, 404, 429. Bounds:
+ */
+#define GR_PHONE_BODY_MAX       (64 * 1024) /* larger: 413 from its Content-Length, unread */
+#define GR_PHONE_BODIES_MAX     (16 << 20)  /* bodies being read at once; beyond: 503 */
+#define GR_PHONE_BODY_TIMEOUT_S 10          /* to send the body, once the headers are in */
+#define GR_PHONE_QUERY_MAX      8192        /* a query string: a report is ~200 bytes */
+#define GR_PHONE_KEEPALIVE_S    60          /* an idle keep-alive connection is closed after */
+
 struct gr_ingest;
+struct lws_protocols;
 
 /*
  * Binds every listen_udp and listen_tcp of cfg on loop. Returns 0 and the listeners in
@@ -61,6 +77,11 @@ void gr_ingest_set_config(struct gr_ingest *in, const struct gr_config *cfg);
 /* Frees everything once the stop's done has been called (from inside done is fine). NULL
  * is fine. */
 void gr_ingest_free(struct gr_ingest *in);
+
+/* What serves phones' requests: the console server (ws.h), which owns libwebsockets, puts
+ * it on every listen_http_ingest listener with the gr_ingest as the vhost's user data. A
+ * phone's request while ingest stops is answered 503. */
+const struct lws_protocols *gr_ingest_phone_protocols(void);
 
 /* Modem TCP connections holding a descriptor: open, or waiting for their turn to close. */
 size_t gr_ingest_tcp_connections(const struct gr_ingest *in);

@@ -149,6 +149,26 @@ enum gr_history_status {
         GR_HISTORY_STATUS_COUNT
 };
 
+/* The answers to phones' requests on listen_http_ingest (ingest.h), by HTTP status; the
+ * `status` label of gpsrelay_ingest_http_requests_total. */
+#define GR_PHONE_STATUSES(X)                                                                       \
+    X(OK, "200")          /* taken: published, or counted as a duplicate, older, ... */            \
+    X(BAD_REQUEST, "400") /* malformed, a field missing (gpsrelay_ingest_rejected_total) */        \
+    X(FORBIDDEN, "403")   /* from outside ingest_allow */                                          \
+    X(NOT_FOUND, "404")   /* a device the mapping does not have */                                 \
+    X(METHOD, "405")      /* not GET or POST, or a WebSocket upgrade */                            \
+    X(LENGTH, "411")      /* a chunked body: lws 4.1 reads only bodies with a Content-Length */    \
+    X(TOO_LARGE, "413")   /* a body over GR_PHONE_BODY_MAX, refused before it is read */           \
+    X(TOO_MANY, "429")    /* over ingest_rate_limit for its address */                             \
+    X(UNAVAILABLE, "503") /* stopping, or GR_PHONE_BODIES_MAX bytes of bodies being read */
+
+enum gr_phone_status {
+#define GR_PHONE_STATUS_ENUM(name, label) GR_PHONE_##name,
+    GR_PHONE_STATUSES(GR_PHONE_STATUS_ENUM)
+#undef GR_PHONE_STATUS_ENUM
+        GR_PHONE_STATUS_COUNT
+};
+
 struct gr_stats {
     uint64_t ingest_datagrams;      /* UDP datagrams received */
     uint64_t ingest_receive_errors; /* UDP reads that failed (ICMP errors, ...) */
@@ -192,6 +212,10 @@ struct gr_stats {
     uint64_t archive_timeouts; /* ...of which: GR_PGCONN_QUERY_MS of silence */
     struct gr_histogram archive_batch;                  /* BEGIN to COMMIT's answer, per batch */
     uint64_t history_requests[GR_HISTORY_STATUS_COUNT]; /* /api/history and /api/snapshot */
+    uint64_t phone_requests[GR_PHONE_STATUS_COUNT];     /* listen_http_ingest, by answer */
+    uint64_t phone_incomplete; /* requests whose body never came whole: the phone went, or was
+                                  slower than GR_PHONE_BODY_TIMEOUT_S */
+    uint64_t phone_refused;    /* phone connections closed at once: descriptors (ingest.h) */
     struct gr_histogram delivery_latency; /* report received to position written, per console */
     struct gr_histogram position_age;     /* fix time to position written, per console */
     struct gr_histogram loop_busy;        /* event loop: work between two polls */

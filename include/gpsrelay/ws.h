@@ -49,20 +49,32 @@
  * "descriptors"). */
 
 struct gr_ws;
+struct lws_protocols;
+
+/* Another service on the server's libwebsockets: lws protocols (the first serves every
+ * request), their vhosts' user data (not NULL), and how long an idle keep-alive connection
+ * stays (0: lws's 5 s). */
+struct gr_ws_service {
+    const struct lws_protocols *protocols;
+    void *user;
+    unsigned keepalive_s;
+};
 
 /*
  * Creates the lws context on loop and binds every cfg->listen_ws (HTTPS/WSS only when
- * cfg has tls_cert). key (key_len bytes) is the HS256 secret consoles' tokens are checked
- * with, or NULL for auth none. cfg and key are borrowed for the server's life. Returns 0
- * and the server in *out, or a negative errno after logging what failed (a bind error
- * names the address: -EADDRNOTAVAIL; -ENOMEM with *out NULL); then *out, unless NULL,
+ * cfg has tls_cert), and every cfg->listen_http_ingest for phones (their service: ingest.h;
+ * NULL: none), TLS likewise. Phones' connections get no console admission, only the
+ * descriptors' bound (gpsrelay_ingest_http_refused_total). key (key_len bytes) is the HS256 secret
+ * consoles' tokens are checked with, or NULL for auth none. cfg and key are borrowed for the
+ * server's life. Returns 0 and the server in *out, or a negative errno after logging what failed (a
+ * bind error names the address: -EADDRNOTAVAIL; -ENOMEM with *out NULL); then *out, unless NULL,
  * holds what was started: stop and free it as a started one (stop.h; lws needs loop turns
  * to let go). cfg is only read during the call; hub is borrowed and must outlive the
  * server.
  */
 int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned char *key,
                 size_t key_len, struct gr_hub *hub, gr_gauges_fn gauges, void *gauges_ctx,
-                struct gr_ws **out);
+                const struct gr_ws_service *phones, struct gr_ws **out);
 
 /* After a mapping change: closes channels whose token no longer covers them. */
 void gr_ws_reauthorize(struct gr_ws *ws);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gpsrelay/calendar.h"
+#include "gpsrelay/form.h"
 
 /* Seconds since 1970 as digits with an optional fraction, to the millisecond (truncated). */
 static int epoch_seconds(const char *s, size_t n, int64_t *ms)
@@ -44,74 +45,11 @@ int gr_query_time_parse(const char *s, size_t n, int64_t *ms)
     return n <= 40 ? epoch_seconds(s, n, ms) : -EINVAL;
 }
 
-static int hex(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* Percent-decodes s[0..n) into out (room for max bytes and a NUL); '+' is a space. Returns
- * the length, or -EINVAL for a bad escape, a NUL or a control byte, or a value too long. */
-static long decode(const char *s, size_t n, char *out, size_t max)
-{
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            if (n - i < 3)
-                return -EINVAL;
-            int h = hex(s[i + 1]), l = hex(s[i + 2]);
-            if (h < 0 || l < 0)
-                return -EINVAL;
-            c = h * 16 + l;
-            i += 2;
-        }
-        if (c < 0x20 || c == 0x7f || len == max)
-            return -EINVAL;
-        out[len++] = (char)c;
-    }
-    out[len] = '\0';
-    return (long)len;
-}
-
-/* One name=value pair of a query string, raw. */
-struct pair {
-    const char *name, *value;
-    size_t name_len, value_len;
-};
-
-/* The next pair of [*p, end), *p past it and its '&'; false at the end. */
-static bool next_pair(const char **p, const char *end, struct pair *out)
-{
-    while (*p < end && **p == '&')
-        (*p)++;
-    if (*p == end)
-        return false;
-    const char *amp = memchr(*p, '&', (size_t)(end - *p));
-    const char *stop = amp ? amp : end;
-    const char *eq = memchr(*p, '=', (size_t)(stop - *p));
-    out->name = *p;
-    out->name_len = (size_t)((eq ? eq : stop) - *p);
-    out->value = eq ? eq + 1 : stop;
-    out->value_len = eq ? (size_t)(stop - eq - 1) : 0;
-    *p = stop;
-    return true;
-}
-
-static bool named(const struct pair *p, const char *name)
-{
-    return p->name_len == strlen(name) && memcmp(p->name, name, p->name_len) == 0;
-}
-
 /* The decoded value of p as a time; the reason it is not one, or NULL. */
-static const char *time_value(const struct pair *p, int64_t *ms, const char *bad)
+static const char *time_value(const struct gr_form_pair *p, int64_t *ms, const char *bad)
 {
     char v[64];
-    long n = decode(p->value, p->value_len, v, sizeof(v) - 1);
+    long n = gr_form_decode(p->value, p->value_len, v, sizeof(v) - 1);
     return n <= 0 || gr_query_time_parse(v, (size_t)n, ms) < 0 ? bad : NULL;
 }
 
@@ -123,30 +61,30 @@ const char *gr_history_query_parse(const char *qs, size_t len, struct gr_history
     out->limit = GR_HISTORY_LIMIT_DEFAULT;
     bool device = false, from = false, to = false, limit = false, format = false;
     const char *p = qs, *end = qs + len, *why;
-    struct pair kv;
-    while (next_pair(&p, end, &kv)) {
-        if (named(&kv, "token"))
+    struct gr_form_pair kv;
+    while (gr_form_next(&p, end, &kv)) {
+        if (gr_form_named(&kv, "token"))
             continue;
-        if (named(&kv, "device")) {
-            long n = decode(kv.value, kv.value_len, out->device, GR_DEVICE_ID_MAX);
+        if (gr_form_named(&kv, "device")) {
+            long n = gr_form_decode(kv.value, kv.value_len, out->device, GR_DEVICE_ID_MAX);
             if (device || n <= 0)
                 return device ? "device given twice" : "bad device";
             device = true;
-        } else if (named(&kv, "from")) {
+        } else if (gr_form_named(&kv, "from")) {
             if (from)
                 return "from given twice";
             if ((why = time_value(&kv, &out->from_ms, "bad from: RFC 3339 or seconds since 1970")))
                 return why;
             from = true;
-        } else if (named(&kv, "to")) {
+        } else if (gr_form_named(&kv, "to")) {
             if (to)
                 return "to given twice";
             if ((why = time_value(&kv, &out->to_ms, "bad to: RFC 3339 or seconds since 1970")))
                 return why;
             to = true;
-        } else if (named(&kv, "limit")) {
+        } else if (gr_form_named(&kv, "limit")) {
             char v[16];
-            long n = decode(kv.value, kv.value_len, v, sizeof(v) - 1), l = 0;
+            long n = gr_form_decode(kv.value, kv.value_len, v, sizeof(v) - 1), l = 0;
             if (limit)
                 return "limit given twice";
             for (long i = 0; i < n && l <= GR_HISTORY_LIMIT_MAX; i++)
@@ -155,9 +93,9 @@ const char *gr_history_query_parse(const char *qs, size_t len, struct gr_history
                 return "limit must be 1 to 100000";
             out->limit = l;
             limit = true;
-        } else if (named(&kv, "format")) {
+        } else if (gr_form_named(&kv, "format")) {
             char v[16];
-            long n = decode(kv.value, kv.value_len, v, sizeof(v) - 1);
+            long n = gr_form_decode(kv.value, kv.value_len, v, sizeof(v) - 1);
             if (format)
                 return "format given twice";
             if (n > 0 && strcmp(v, "ndjson") == 0)
@@ -185,16 +123,16 @@ const char *gr_snapshot_query_parse(const char *qs, size_t len, struct gr_snapsh
     memset(out, 0, sizeof(*out));
     bool agency = false, at = false;
     const char *p = qs, *end = qs + len, *why;
-    struct pair kv;
-    while (next_pair(&p, end, &kv)) {
-        if (named(&kv, "token"))
+    struct gr_form_pair kv;
+    while (gr_form_next(&p, end, &kv)) {
+        if (gr_form_named(&kv, "token"))
             continue;
-        if (named(&kv, "agency")) {
-            long n = decode(kv.value, kv.value_len, out->agency, GR_AGENCY_ID_MAX);
+        if (gr_form_named(&kv, "agency")) {
+            long n = gr_form_decode(kv.value, kv.value_len, out->agency, GR_AGENCY_ID_MAX);
             if (agency || n <= 0)
                 return agency ? "agency given twice" : "bad agency";
             agency = true;
-        } else if (named(&kv, "at")) {
+        } else if (gr_form_named(&kv, "at")) {
             if (at)
                 return "at given twice";
             if ((why = time_value(&kv, &out->at_ms, "bad at: RFC 3339 or seconds since 1970")))

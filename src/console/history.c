@@ -647,46 +647,6 @@ bool gr_history_path(const char *path)
     return strcmp(path, "/api/history") == 0 || strcmp(path, "/api/snapshot") == 0;
 }
 
-/*
- * The request's query string without token (admission's, and possibly long), rebuilt
- * percent-encoded from lws's decoded arguments for the parsers (history_query.h). Returns
- * its length, or -1 when longer than cap - 1.
- */
-static long query_string(struct lws *wsi, char *qs, size_t cap)
-{
-    static const char hexdigit[] = "0123456789ABCDEF";
-    char frag[GR_HTTP_ARG_MAX];
-    size_t len = 0;
-    for (int i = 0;; i++) {
-        /* lws copies no fragment longer than the buffer; none fits a query this long. */
-        if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) >= (int)sizeof(frag))
-            return -1;
-        if (lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-            break;
-        if (strncmp(frag, "token=", 6) == 0)
-            continue;
-        if (len > 0 && len < cap)
-            qs[len++] = '&';
-        bool eq = false;
-        for (const unsigned char *c = (const unsigned char *)frag; *c != '\0'; c++) {
-            bool plain =
-                *c > 0x20 && *c < 0x7f && *c != '%' && *c != '&' && *c != '+' && (*c != '=' || !eq);
-            eq |= *c == '=';
-            if (len + 3 >= cap)
-                return -1;
-            if (plain) {
-                qs[len++] = (char)*c;
-            } else {
-                qs[len++] = '%';
-                qs[len++] = hexdigit[*c >> 4];
-                qs[len++] = hexdigit[*c & 15];
-            }
-        }
-    }
-    qs[len] = '\0';
-    return (long)len;
-}
-
 /* The token of an "Authorization: Bearer" header into *bearer (NULL: no such header);
  * an Authorization header of another scheme gives an empty token (refused as missing). */
 static size_t bearer_token(struct lws *wsi, char *buf, size_t cap, const char **bearer)
@@ -789,7 +749,7 @@ int gr_history_serve(struct gr_history *h, struct lws *wsi, const char *path,
     r->out = gr_buf_make(LWS_PRE + CHUNK_HEAD);
     GR_LIST_PUSH(h->reqs, r, prev, next);
     char qs[GR_HISTORY_QUERY_MAX + 1];
-    long qlen = query_string(wsi, qs, sizeof(qs));
+    long qlen = gr_http_query(wsi, "token", qs, sizeof(qs));
     const char *bad = NULL;
     int status = 0;
     const struct gr_mapping *m = gr_hub_mapping(h->hub);

@@ -37,6 +37,44 @@ out:
     return rc;
 }
 
+long gr_http_query(struct lws *wsi, const char *skip, char *qs, size_t cap)
+{
+    static const char hexdigit[] = "0123456789ABCDEF";
+    size_t skip_len = skip != NULL ? strlen(skip) : 0;
+    char frag[GR_HTTP_ARG_MAX];
+    size_t len = 0;
+    for (int i = 0;; i++) {
+        /* lws copies no fragment longer than the buffer; none fits a query this long. */
+        if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) >= (int)sizeof(frag))
+            return -1;
+        if (lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+            break;
+        if (skip != NULL && strncmp(frag, skip, skip_len) == 0 && frag[skip_len] == '=')
+            continue;
+        if (len > 0 && len < cap)
+            qs[len++] = '&';
+        bool eq = false;
+        for (const unsigned char *c = (const unsigned char *)frag; *c != '\0'; c++) {
+            bool plain =
+                *c > 0x20 && *c < 0x7f && *c != '%' && *c != '&' && *c != '+' && (*c != '=' || !eq);
+            eq |= *c == '=';
+            if (len + 3 >= cap)
+                return -1;
+            if (plain) {
+                qs[len++] = (char)*c;
+            } else {
+                qs[len++] = '%';
+                qs[len++] = hexdigit[*c >> 4];
+                qs[len++] = hexdigit[*c & 15];
+            }
+        }
+    }
+    if (cap == 0)
+        return -1;
+    qs[len] = '\0';
+    return (long)len;
+}
+
 const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
 {
     size_t n = strlen(name);

@@ -110,7 +110,12 @@ struct pss {
 };
 
 struct gr_ws {
-    struct lws_context *ctx;        /* set to NULL by lws when it is really gone (pcontext) */
+    struct lws_context *ctx; /* set to NULL by lws when it is really gone (pcontext) */
+    /* Phones' listeners (listen_http_ingest) have a context of their own: lws 4.1 moves a
+     * request to whichever vhost of its context its Host header names, and every vhost of
+     * ours shares one port number (none: the acceptor feeds them), so "Host: :1" would
+     * reach the consoles' endpoints through a phones' port, and the other way round. */
+    struct lws_context *phones_ctx;
     const struct gr_config *cfg;    /* borrowed: listen_ws, static_dir, timeouts */
     struct gr_admission *admission; /* Origin, token, counts per source (both transports) */
     struct early *earlies;          /* every early record (struct early) */
@@ -504,9 +509,30 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
+/* A phone's connection (listen_http_ingest): no console admission, only the descriptors'
+ * bound. Its requests are the phones' protocol's (ingest.h) from here on. */
+static void adopt_phone(struct gr_ws *ws, void *vhost, int fd)
+{
+    if (fd >= ws->fd_ceiling) {
+        gr_stats.phone_refused++;
+        close(fd);
+        return;
+    }
+    lws_adopt_desc_t info;
+    memset(&info, 0, sizeof(info));
+    info.vh = vhost;
+    info.type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL;
+    info.fd.sockfd = fd;
+    (void)lws_adopt_descriptor_vhost_via_info(&info); /* closes fd on failure */
+}
+
 static void adopt(void *ctx, void *vhost, int fd)
 {
     struct gr_ws *ws = ctx;
+    if (lws_get_vhost_user(vhost) != NULL) {
+        adopt_phone(ws, vhost, fd);
+        return;
+    }
     if (fd >= ws->fd_ceiling) {
         gr_stats.consoles_refused[GR_REFUSED_DESCRIPTORS]++;
         early_refuse(ws, fd, GR_REFUSED_DESCRIPTORS);
@@ -676,9 +702,77 @@ void gr_ws_reauthorize(struct gr_ws *ws)
     gr_longpoll_reauthorize(ws->longpoll);
 }
 
+/*
+ * An lws context on loop into *pctx, which lws clears when the context is gone. Returns 0,
+ * or -1 after logging.
+ */
+static int make_context(struct gr_ws *ws, uv_loop_t *loop, struct lws_context **pctx)
+{
+    void *loops[] = {loop};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    /* Explicit vhosts: lws_create_context() on a foreign loop hides bind errors. */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   (ws->cfg->tls_cert ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+    info.foreign_loops = loops;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.user = ws;
+    info.pcontext = pctx;
+    info.retry_and_idle_policy = &no_validity_timers;
+    *pctx = lws_create_context(&info);
+    if (*pctx == NULL) {
+        gr_error("ws: cannot create the libwebsockets context (is libwebsockets-evlib-uv "
+                 "installed?)");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * A vhost for one listening address, serving service (consoles: user NULL), fed by the
+ * acceptor. Returns 0, or -1 after logging what failed.
+ */
+static int serve(struct gr_ws *ws, struct lws_context *ctx, const struct gr_addr *a,
+                 const struct gr_ws_service *service, const char *kind)
+{
+    const struct gr_config *cfg = ws->cfg;
+    struct lws_context_creation_info v;
+    memset(&v, 0, sizeof(v));
+    v.vhost_name = a->text;
+    v.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* serves what the acceptor adopts into it */
+    v.protocols = service->protocols;
+    v.user = service->user;
+    v.keepalive_timeout = (int)service->keepalive_s;
+    v.retry_and_idle_policy = &no_validity_timers;
+    if (cfg->tls_cert != NULL) {
+        /* HTTPS/WSS only on this port. HTTP/1.1 ALPN: lws would offer h2 and
+         * WebSockets over h2, which consoles do not need. */
+        v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* without it in the vhost's
+                                                            * own options too, lws 4.1
+                                                            * quietly serves plain HTTP */
+        v.ssl_cert_filepath = cfg->tls_cert;
+        v.ssl_private_key_filepath = cfg->tls_key;
+        v.alpn = "http/1.1";
+    }
+    struct lws_vhost *vh = lws_create_vhost(ctx, &v);
+    if (vh == NULL) {
+        gr_error("%s: cannot serve %s (libwebsockets refused the vhost; TLS files?)", kind,
+                 a->text);
+        return -1;
+    }
+    int port = gr_acceptor_listen(ws->acceptor, (const struct sockaddr *)&a->sa, vh);
+    if (port < 0) {
+        gr_error("%s: cannot listen on %s: %s", kind, a->text, strerror(-port));
+        return -1;
+    }
+    gr_notice("%s: listening on %s port %d%s", kind, a->host, port,
+              cfg->tls_cert != NULL ? " (TLS)" : "");
+    return 0;
+}
+
 int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned char *key,
                 size_t key_len, struct gr_hub *hub, gr_gauges_fn gauges, void *gauges_ctx,
-                struct gr_ws **out)
+                const struct gr_ws_service *phones, struct gr_ws **out)
 {
     struct gr_ws *ws = calloc(1, sizeof(*ws));
     if (ws == NULL)
@@ -735,54 +829,17 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
 
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
 
-    void *loops[] = {loop};
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof(info));
-    /* Explicit vhosts: lws_create_context() on a foreign loop hides bind errors. */
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                   (cfg->tls_cert ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
-    info.foreign_loops = loops;
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.user = ws;
-    info.pcontext = &ws->ctx;
-    info.retry_and_idle_policy = &no_validity_timers;
-    ws->ctx = lws_create_context(&info);
-    if (ws->ctx == NULL) {
-        gr_error("ws: cannot create the libwebsockets context (is libwebsockets-evlib-uv "
-                 "installed?)");
+    if (make_context(ws, loop, &ws->ctx) < 0 || (phones != NULL && cfg->n_listen_http_ingest > 0 &&
+                                                 make_context(ws, loop, &ws->phones_ctx) < 0))
         goto fail;
-    }
 
-    for (size_t i = 0; i < cfg->n_listen_ws; i++) {
-        const struct gr_addr *a = &cfg->listen_ws[i];
-        struct lws_context_creation_info v;
-        memset(&v, 0, sizeof(v));
-        v.vhost_name = a->text;
-        v.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* serves what the acceptor adopts into it */
-        v.protocols = protocols;
-        v.retry_and_idle_policy = &no_validity_timers;
-        if (cfg->tls_cert != NULL) {
-            /* HTTPS/WSS only on this port. HTTP/1.1 ALPN: lws would offer h2 and
-             * WebSockets over h2, which consoles do not need. */
-            v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* without it in the vhost's
-                                                                * own options too, lws 4.1
-                                                                * quietly serves plain HTTP */
-            v.ssl_cert_filepath = cfg->tls_cert;
-            v.ssl_private_key_filepath = cfg->tls_key;
-            v.alpn = "http/1.1";
-        }
-        struct lws_vhost *vh = lws_create_vhost(ws->ctx, &v);
-        if (vh == NULL) {
-            gr_error("ws: cannot serve %s (libwebsockets refused the vhost; TLS files?)", a->text);
+    static const struct gr_ws_service consoles_service = {.protocols = protocols};
+    for (size_t i = 0; i < cfg->n_listen_ws; i++)
+        if (serve(ws, ws->ctx, &cfg->listen_ws[i], &consoles_service, "ws") < 0)
             goto fail;
-        }
-        int port = gr_acceptor_listen(ws->acceptor, (const struct sockaddr *)&a->sa, vh);
-        if (port < 0) {
-            gr_error("ws: cannot listen on %s: %s", a->text, strerror(-port));
+    for (size_t i = 0; ws->phones_ctx != NULL && i < cfg->n_listen_http_ingest; i++)
+        if (serve(ws, ws->phones_ctx, &cfg->listen_http_ingest[i], phones, "phones") < 0)
             goto fail;
-        }
-        gr_notice("ws: listening on %s port %d", a->host, port);
-    }
     /* A missing folder is not fatal: positions matter more than the demo console, and the
      * folder is looked up per request, so building it later is enough. */
     if (cfg->static_dir != NULL && access(cfg->static_dir, R_OK | X_OK) == 0)
@@ -877,16 +934,21 @@ static void on_teardown(uv_idle_t *h)
 {
     struct gr_ws *ws = h->data;
     unsigned turn = ws->teardown_turns++; /* turns since the first destroy's */
-    if (ws->ctx != NULL && turn >= LWS_DESTROY_GAP_TURNS) {
+    bool held = false;
+    struct lws_context **contexts[] = {&ws->ctx, &ws->phones_ctx};
+    for (size_t i = 0; i < sizeof(contexts) / sizeof(contexts[0]); i++) {
+        if (*contexts[i] == NULL || turn < LWS_DESTROY_GAP_TURNS)
+            continue;
         if (turn < LWS_TEARDOWN_TURNS_MAX) {
-            lws_context_destroy(ws->ctx); /* the second (or, if lws held on, the next) */
-            return;                       /* its closes run this turn: done comes next turn */
+            lws_context_destroy(*contexts[i]); /* the second (or, if lws held on, the next) */
+            held = true;                       /* its closes run this turn: done comes next */
+            continue;
         }
         gr_error("ws: libwebsockets did not let go of its context in %u loop turns; leaving it",
                  turn);
-        ws->ctx = NULL;
+        *contexts[i] = NULL;
     }
-    if (ws->ctx == NULL)
+    if (!held && ws->ctx == NULL && ws->phones_ctx == NULL)
         close_handle(ws, (uv_handle_t *)h);
 }
 
@@ -897,6 +959,8 @@ static void grace_done(uv_timer_t *t)
     close_handle(ws, (uv_handle_t *)&ws->grace);
     if (ws->ctx != NULL)
         lws_context_destroy(ws->ctx);
+    if (ws->phones_ctx != NULL)
+        lws_context_destroy(ws->phones_ctx);
     uv_idle_start(&ws->teardown, on_teardown);
 }
 

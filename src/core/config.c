@@ -500,6 +500,8 @@ static const struct gr_directive directives[] = {
     {"listen_udp", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_udp), GR_DIR_RESTART, NULL},
     {"listen_tcp", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_tcp), GR_DIR_RESTART, NULL},
     {"listen_ws", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_ws), GR_DIR_RESTART, NULL},
+    {"listen_http_ingest", set_listen, GR_VAL_ADDRS, GR_MULTI(listen_http_ingest), GR_DIR_RESTART,
+     NULL},
     /* A CSV file may be renamed on a reload; a connection string takes a restart. */
     {"mapping_file", set_path, GR_VAL_TEXT, GR_ONE(mapping_file), GR_DIR_SOURCE, NULL},
     {"postgres", set_conninfo, GR_VAL_TEXT, GR_ONE(postgres), GR_DIR_SOURCE | GR_DIR_RESTART, NULL},
@@ -667,8 +669,9 @@ static int validate(struct gr_cfg_parse *p)
     p->line = 0;
     if (c->n_listen_ws == 0)
         return fail(p, "no listen_ws: consoles need at least one");
-    if (c->n_listen_udp == 0 && c->n_listen_tcp == 0)
-        return fail(p, "no listen_udp or listen_tcp: ingest needs at least one");
+    if (c->n_listen_udp == 0 && c->n_listen_tcp == 0 && c->n_listen_http_ingest == 0)
+        return fail(p,
+                    "no listen_udp, listen_tcp or listen_http_ingest: ingest needs at least one");
     const struct gr_directive *source[2]; /* the first two mapping sources set */
     size_t n_source = 0;
     for (size_t i = 0; i < GR_N_DIRECTIVES; i++) {

@@ -61,6 +61,7 @@ static const char *const reject_labels[] = {GR_REASONS(GR_LABEL)};
 static const char *const tcp_refusal_labels[] = {GR_TCP_REFUSALS(GR_LABEL)};
 static const char *const cluster_skip_labels[] = {GR_CLUSTER_SKIPS(GR_LABEL)};
 static const char *const history_labels[] = {GR_HISTORY_STATUSES(GR_LABEL)};
+static const char *const phone_labels[] = {GR_PHONE_STATUSES(GR_LABEL)};
 #undef GR_LABEL
 
 const char *gr_tcp_refusal_label(enum gr_tcp_refusal r)
@@ -170,6 +171,15 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            "Reports from sources outside ingest_allow.", gr_stats.ingest_not_allowed);
     family(f, "gpsrelay_ingest_rate_limited_total", "counter",
            "Reports over ingest_rate_limit for their source.", gr_stats.ingest_rate_limited);
+    labelled(f, "gpsrelay_ingest_http_requests_total",
+             "Phones' requests on listen_http_ingest, by the HTTP status answered.", "status",
+             phone_labels, gr_stats.phone_requests, 0, GR_PHONE_STATUS_COUNT);
+    family(f, "gpsrelay_ingest_http_incomplete_total", "counter",
+           "Phones' requests whose body never came whole (the phone went, or was too slow).",
+           gr_stats.phone_incomplete);
+    family(f, "gpsrelay_ingest_http_refused_total", "counter",
+           "Phone connections closed at once: the daemon's descriptors kept for others.",
+           gr_stats.phone_refused);
     family(f, "gpsrelay_ingest_rate_evicted_total", "counter",
            "Sources the rate limiter forgot to make room.", gr_stats.ingest_rate_evicted);
     family(f, "gpsrelay_consoles_connected", "gauge", "Consoles connected now.",

@@ -29,7 +29,7 @@ static enum gr_reason decode_json(const char *p, size_t len, struct gr_decoded *
 }
 
 /* One row per format, at its enum gr_fix_source value. */
-static const struct gr_format formats[GR_SRC_COUNT] = {
+static const struct gr_format formats[GR_SRC_LINE_FORMATS] = {
     [GR_SRC_NMEA] = {'$', false, GR_LINE_MAX, "nmea", decode_nmea},
     [GR_SRC_TAIP] = {'>', false, GR_LINE_MAX, "taip", decode_taip},
     [GR_SRC_JSON] = {'{', true, GR_JSON_LINE_MAX, "json", decode_json},
@@ -41,7 +41,7 @@ const struct gr_format *gr_format_whole_line(const char *line, size_t len)
     while (i < len && line[i] == ' ') {
         i++;
     }
-    for (int f = 0; i < len && f < GR_SRC_COUNT; f++) {
+    for (int f = 0; i < len && f < GR_SRC_LINE_FORMATS; f++) {
         if (formats[f].whole_line && line[i] == formats[f].lead) {
             return &formats[f];
         }
@@ -57,7 +57,7 @@ const struct gr_format *gr_format_sentences(const char *line, size_t len, const 
     const struct gr_format *found = NULL;
     const char *lo = NULL, *hi = NULL;
 
-    for (int f = 0; f < GR_SRC_COUNT; f++) {
+    for (int f = 0; f < GR_SRC_LINE_FORMATS; f++) {
         if (formats[f].whole_line) {
             continue;
         }
@@ -88,7 +88,7 @@ size_t gr_format_line_max(const char *line, size_t len)
         return whole->line_max;
     }
     size_t max = 0;
-    for (int f = 0; f < GR_SRC_COUNT; f++) {
+    for (int f = 0; f < GR_SRC_LINE_FORMATS; f++) {
         if (!formats[f].whole_line && formats[f].line_max > max) {
             max = formats[f].line_max;
         }
@@ -98,19 +98,21 @@ size_t gr_format_line_max(const char *line, size_t len)
 
 const struct gr_format *gr_format_get(enum gr_fix_source src)
 {
-    return (unsigned)src < GR_SRC_COUNT ? &formats[src] : NULL;
+    return (unsigned)src < GR_SRC_LINE_FORMATS ? &formats[src] : NULL;
 }
 
 const char *gr_source_name(enum gr_fix_source src)
 {
+    if (src == GR_SRC_OSMAND)
+        return "osmand";
     /* An out-of-range value is a bug upstream, but a name must never be NULL. */
-    return (unsigned)src < GR_SRC_COUNT ? formats[src].name : "unknown";
+    return (unsigned)src < GR_SRC_LINE_FORMATS ? formats[src].name : "unknown";
 }
 
 enum gr_fix_source gr_source_parse(const char *name)
 {
     for (int s = 0; s < GR_SRC_COUNT; s++)
-        if (strcmp(name, formats[s].name) == 0)
+        if (strcmp(name, gr_source_name((enum gr_fix_source)s)) == 0)
             return (enum gr_fix_source)s;
     return GR_SRC_COUNT;
 }

@@ -283,6 +283,17 @@ static enum gr_reason handle_report(struct gr_ingest_batch *b, const struct gr_r
     return GR_OK;
 }
 
+enum gr_reason gr_ingest_publish_own(struct gr_ingest *in, const char *id, const struct gr_fix *fix)
+{
+    struct gr_unit *u = gr_hub_find_unit(in->hub, id, strlen(id));
+    enum gr_reason r = u == NULL
+                           ? GR_UNKNOWN_DEVICE
+                           : gr_hub_publish(in->hub, u, fix, gr_wall_clock_ms(), gr_monotonic_ns());
+    if (r != GR_OK)
+        reject(r);
+    return r;
+}
+
 static enum gr_reason handle_line(struct gr_ingest_batch *b, const char *line, size_t len)
 {
     if (len > gr_format_line_max(line, len))

@@ -48,6 +48,7 @@ struct gr_ingest {
      */
     struct gr_merge_wait *waiting, *waiting_tail, *wait_spare;
     uv_timer_t merge_timer;
+    size_t phone_bodies; /* bytes of phones' bodies being read (phones.c) */
 
     /* UDP (udp.c). */
     size_t n_udp;
@@ -97,6 +98,11 @@ void gr_ingest_batch_end(struct gr_ingest_batch *b);
 void gr_ingest_merge_init(struct gr_ingest *in);
 void gr_ingest_merge_stop(struct gr_ingest *in);
 void gr_ingest_merge_free(struct gr_ingest *in);
+
+/* A report that is a whole fix with its device's own id (a phone's, phones.c): the unit
+ * found by id and the fix published. Returns GR_OK, or why not (counted already). */
+enum gr_reason gr_ingest_publish_own(struct gr_ingest *in, const char *id,
+                                     const struct gr_fix *fix);
 
 /* ingest_allow: whether `from` may send at all. */
 bool gr_ingest_allowed(const struct gr_ingest *in, const struct sockaddr *from);

@@ -307,7 +307,7 @@ static void test_validation_errors(void)
     check_error("listen_udp 127.0.0.1:7000\nmapping_file m.csv\nauth none\n",
                 ": no listen_ws: consoles need at least one");
     check_error("listen_ws 127.0.0.1:8080\nmapping_file m.csv\nauth none\n",
-                ": no listen_udp or listen_tcp: ingest needs at least one");
+                ": no listen_udp, listen_tcp or listen_http_ingest: ingest needs at least one");
     check_error("listen_udp 127.0.0.1:7000\nlisten_ws 127.0.0.1:8080\nauth none\n",
                 ": no mapping source: set mapping_file (CSV) or postgres");
     check_error(GOOD_BASE "auth none\nlisten_ws [::1]:8081\nlisten_ws 0.0.0.0:8082\n",

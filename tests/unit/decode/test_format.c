@@ -56,7 +56,7 @@ static void test_line_max(void)
  * fits the buffers sized for the longest line. */
 static void test_rows(void)
 {
-    for (int s = 0; s < GR_SRC_COUNT; s++) {
+    for (int s = 0; s < GR_SRC_LINE_FORMATS; s++) {
         const struct gr_format *f = gr_format_get((enum gr_fix_source)s);
         CHECK(f != NULL && f->lead != '\0' && f->name != NULL && f->decode != NULL);
         CHECK(f->line_max > 0 && f->line_max <= GR_FORMAT_LINE_MAX);
@@ -92,7 +92,9 @@ static void test_source_names(void)
     CHECK_STR(gr_source_name(GR_SRC_NMEA), "nmea");
     CHECK_STR(gr_source_name(GR_SRC_TAIP), "taip");
     CHECK_STR(gr_source_name(GR_SRC_JSON), "json");
+    CHECK_STR(gr_source_name(GR_SRC_OSMAND), "osmand");
     CHECK_STR(gr_source_name(GR_SRC_COUNT), "unknown");
+    CHECK(gr_format_get(GR_SRC_OSMAND) == NULL); /* no line format */
     for (int s = 0; s < GR_SRC_COUNT; s++)
         CHECK(gr_source_parse(gr_source_name((enum gr_fix_source)s)) == (enum gr_fix_source)s);
     CHECK(gr_source_parse("unknown") == GR_SRC_COUNT);
