@@ -50,7 +50,8 @@ per_s() {
 # measure NAME SIM_ARGS...: a fresh daemon, the simulator against it; sets m_reports and
 # m_published (per second over SECONDS after WARMUP, from the daemon's counters) and
 # m_cpu (the daemon's share of its core meanwhile); shows the simulator's summary, its
-# CPU and the daemon's rejections on stderr.
+# CPU and the daemon's rejections on stderr. Fails when the daemon did not live through
+# the run (its status and log on stderr): 139 is a crash, 143 a SIGTERM from elsewhere.
 measure() {
     local name=$1
     shift
@@ -62,6 +63,14 @@ measure() {
     sleep "$seconds"
     s1=$(sample)
     wait "$simpid" || true
+    if ! kill -0 "$GR_PID" 2>/dev/null; then
+        local status=0
+        wait "$GR_PID" || status=$?
+        echo "  $name: gpsrelayd exited during the run, status $status; its log ends:" >&2
+        tail -n 5 "$BENCH_DIR/gpsrelayd.log" >&2
+        GR_PID=
+        return 1
+    fi
     echo "  $name sim: $(cat "$BENCH_DIR/sim.out"); sim cpu $(per_s 3)" >&2
     curl -s "127.0.0.1:$ws_port/metrics" |
         awk '/^gpsrelay_ingest_rejected_total/ && $2 > 0 { print "  rejected:", $0 }' >&2
@@ -72,9 +81,10 @@ measure() {
 http_r=() http_p=() udp_r=() udp_p=()
 for ((r = 1; r <= runs; r++)); do
     measure http --format osmand --osmand-shape "$shape" --target "127.0.0.1:$http_port" \
-        --connections "$connections"
+        --connections "$connections" || { echo "run $r: discarded (see above)"; continue; }
     hr=$m_reports hp=$m_published hc=$m_cpu
-    measure udp --format "$compare" --proto udp --target "127.0.0.1:$udp_port"
+    measure udp --format "$compare" --proto udp --target "127.0.0.1:$udp_port" ||
+        { echo "run $r: discarded (see above)"; continue; }
     ur=$m_reports up=$m_published uc=$m_cpu
     [ "$compare" = nmea ] && ur=$((ur / 2)) # two report lines (RMC, GGA) a position
     http_r+=("$hr") http_p+=("$hp") udp_r+=("$ur") udp_p+=("$up")
@@ -82,7 +92,7 @@ for ((r = 1; r <= runs; r++)); do
         "udp $ur reports/s ($up published/s, daemon cpu $uc)"
 done
 mh=$(median "${http_r[@]}") mu=$(median "${udp_r[@]}")
-echo "median of $runs runs: http $mh requests/s (published $(median "${http_p[@]}")/s)," \
+echo "median of ${#http_r[@]} runs: http $mh requests/s (published $(median "${http_p[@]}")/s)," \
     "udp $compare $mu reports/s (published $(median "${udp_p[@]}")/s), http/udp" \
     "$(awk -v a="$mh" -v b="$mu" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" \
     "($units units at $rate Hz offered, $connections keep-alive connections, shape $shape)"
