@@ -11,7 +11,9 @@
 # The daemon runs pinned to CPU 0, the simulator to CPU 1; each measurement starts a fresh
 # daemon, lets the load run WARMUP seconds, then reads the daemon's own counters
 # (gpsrelay_ingest_reports_total: one a request, one a JSON datagram, two an NMEA one;
-# gpsrelay_positions_published_total) at the start and the end of SECONDS. Medians of RUNS.
+# gpsrelay_positions_published_total) and its CPU time at the start and the end of SECONDS.
+# Medians of RUNS: requests/s, reports/s, the ratio, and the daemon's CPU time per position,
+# which a busy neighbour on CPU 0 disturbs less than the rates.
 #
 # usage: bench/run-ingest-http.sh [RUNS [SECONDS]]
 #   UNITS (2000), RATE (100 Hz per unit), CONNECTIONS (256), SHAPE (form: query|form|json),
@@ -47,9 +49,17 @@ per_s() {
         if (f <= 3) printf "%.0f%%", 100 * v / hz; else printf "%.0f", v }'
 }
 
+# cost_us: the daemon's CPU time per published position (µs) between the samples: on a
+# shared machine steadier than the rate, which drops whenever a neighbour takes CPU 0.
+cost_us() {
+    awk -v a="$s0" -v b="$s1" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        printf "%.1f", (y[5] > x[5] ? 1e6 * (y[2] - x[2]) / hz / (y[5] - x[5]) : 0) }'
+}
+
 # measure NAME SIM_ARGS...: a fresh daemon, the simulator against it; sets m_reports and
-# m_published (per second over SECONDS after WARMUP, from the daemon's counters) and
-# m_cpu (the daemon's share of its core meanwhile); shows the simulator's summary, its
+# m_published (per second over SECONDS after WARMUP, from the daemon's counters), m_cpu
+# (the daemon's share of its core meanwhile) and m_us (cost_us); shows the simulator's summary, its
 # CPU and the daemon's rejections on stderr. Fails when the daemon did not live through
 # the run (its status and log on stderr): 139 is a crash, 143 a SIGTERM from elsewhere.
 measure() {
@@ -75,24 +85,25 @@ measure() {
     curl -s "127.0.0.1:$ws_port/metrics" |
         awk '/^gpsrelay_ingest_rejected_total/ && $2 > 0 { print "  rejected:", $0 }' >&2
     bench_stop_gpsrelay
-    m_reports=$(per_s 4) m_published=$(per_s 5) m_cpu=$(per_s 2)
+    m_reports=$(per_s 4) m_published=$(per_s 5) m_cpu=$(per_s 2) m_us=$(cost_us)
 }
 
-http_r=() http_p=() udp_r=() udp_p=()
+http_r=() http_p=() http_us=() udp_r=() udp_p=() udp_us=()
 for ((r = 1; r <= runs; r++)); do
     measure http --format osmand --osmand-shape "$shape" --target "127.0.0.1:$http_port" \
         --connections "$connections" || { echo "run $r: discarded (see above)"; continue; }
-    hr=$m_reports hp=$m_published hc=$m_cpu
+    hr=$m_reports hp=$m_published hc=$m_cpu hu=$m_us
     measure udp --format "$compare" --proto udp --target "127.0.0.1:$udp_port" ||
         { echo "run $r: discarded (see above)"; continue; }
-    ur=$m_reports up=$m_published uc=$m_cpu
+    ur=$m_reports up=$m_published uc=$m_cpu uu=$m_us
     [ "$compare" = nmea ] && ur=$((ur / 2)) # two report lines (RMC, GGA) a position
-    http_r+=("$hr") http_p+=("$hp") udp_r+=("$ur") udp_p+=("$up")
-    echo "run $r: http $hr requests/s ($hp published/s, daemon cpu $hc)," \
-        "udp $ur reports/s ($up published/s, daemon cpu $uc)"
+    http_r+=("$hr") http_p+=("$hp") http_us+=("$hu") udp_r+=("$ur") udp_p+=("$up") udp_us+=("$uu")
+    echo "run $r: http $hr requests/s ($hp published/s, daemon cpu $hc, $hu µs each)," \
+        "udp $ur reports/s ($up published/s, daemon cpu $uc, $uu µs each)"
 done
 mh=$(median "${http_r[@]}") mu=$(median "${udp_r[@]}")
 echo "median of ${#http_r[@]} runs: http $mh requests/s (published $(median "${http_p[@]}")/s)," \
     "udp $compare $mu reports/s (published $(median "${udp_p[@]}")/s), http/udp" \
     "$(awk -v a="$mh" -v b="$mu" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')" \
-    "($units units at $rate Hz offered, $connections keep-alive connections, shape $shape)"
+    "($units units at $rate Hz offered, $connections keep-alive connections, shape $shape);" \
+    "daemon CPU per position: http $(median "${http_us[@]}") µs, udp $(median "${udp_us[@]}") µs"
