@@ -45,11 +45,12 @@
  * same ingest_allow, ingest_rate_limit, identity (its id), acceptance and counters as a
  * modem's line; the answer is its verdict (gr_phone_status in stats.h): 200 taken (also
  * a duplicate or an older position, counted: a phone re-sends what it buffered in a dead
- * zone and would send it for ever if refused), 400, 403, 404, 429. Bounds:
+ * zone and would send it for ever if refused), 400, 403, 404, 429. Bounds (lws adds its
+ * own: 5 s of silence within a request, GR_PHONE_KEEPALIVE_S between two):
  */
 #define GR_PHONE_BODY_MAX       (64 * 1024) /* larger: 413 from its Content-Length, unread */
 #define GR_PHONE_BODIES_MAX     (16 << 20)  /* bodies being read at once; beyond: 503 */
-#define GR_PHONE_BODY_TIMEOUT_S 10          /* to send the body, once the headers are in */
+#define GR_PHONE_BODY_TIMEOUT_S 10          /* for the whole body once the headers are in */
 #define GR_PHONE_QUERY_MAX      8192        /* a query string: a report is ~200 bytes */
 #define GR_PHONE_KEEPALIVE_S    60          /* an idle keep-alive connection is closed after */
 

@@ -21,6 +21,7 @@
 #include "gpsrelay/acceptor.h"
 #include "gpsrelay/admission.h"
 #include "gpsrelay/buf.h"
+#include "gpsrelay/clock.h"
 #include "gpsrelay/endpoints.h"
 #include "gpsrelay/history.h"
 #include "gpsrelay/http.h"
@@ -686,8 +687,31 @@ static const struct lws_protocols protocols[] = {
 static const lws_retry_bo_t no_validity_timers = {.secs_since_valid_ping = 0,
                                                   .secs_since_valid_hangup = 0};
 
+/*
+ * lws logs some refusals itself, a line each ("Ran out of header data space" for every
+ * request whose headers exceed its 4 KiB): at most LWS_LOG_BURST of its lines go to the
+ * log per LWS_LOG_WINDOW_MS, then one line says how many were left out, so nobody can
+ * flood the journal by sending bad requests.
+ */
+#define LWS_LOG_BURST     20
+#define LWS_LOG_WINDOW_MS 10000
+
 static void lws_log(int level, const char *line)
 {
+    static int64_t window_ms;
+    static unsigned logged, left_out;
+    int64_t now_ms = gr_monotonic_ns() / 1000000;
+    if (now_ms - window_ms >= LWS_LOG_WINDOW_MS) {
+        if (left_out > 0)
+            gr_warn("lws: %u more lines of libwebsockets left out of the log in %d s", left_out,
+                    LWS_LOG_WINDOW_MS / 1000);
+        window_ms = now_ms;
+        logged = left_out = 0;
+    }
+    if (logged++ >= LWS_LOG_BURST) {
+        left_out++;
+        return;
+    }
     int prio = level & LLL_ERR ? LOG_ERR : level & LLL_WARN ? LOG_WARNING : LOG_DEBUG;
     size_t len = strlen(line);
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))

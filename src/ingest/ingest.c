@@ -49,6 +49,10 @@ static void on_summary(uv_timer_t *t)
     }
     summary_item(line, sizeof(line), gr_stats.tcp_accept_errors, &in->summarized_tcp_accept_errors,
                  "tcp accept errors");
+    summary_item(line, sizeof(line), gr_stats.phone_incomplete, &in->summarized_phone_incomplete,
+                 "phone requests cut (slow or gone)");
+    summary_item(line, sizeof(line), gr_stats.phone_refused, &in->summarized_phone_refused,
+                 "phone connections refused (descriptors)");
     size_t n = strlen(line);
     if (n > 0) {
         line[n - 1] = '\0'; /* the last comma */

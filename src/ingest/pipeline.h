@@ -41,6 +41,7 @@ struct gr_ingest {
     uint64_t summarized_not_allowed, summarized_rate_limited, summarized_receive_errors;
     uint64_t summarized_socket_drops;
     uint64_t summarized_tcp_refused[GR_TCP_REFUSAL_COUNT], summarized_tcp_accept_errors;
+    uint64_t summarized_phone_incomplete, summarized_phone_refused;
     /*
      * Fixes waiting for the rest of their sentences (merge_window, pipeline.c): a list in
      * deadline order and one timer for its head, so many devices cost one timer and O(1)
