@@ -88,7 +88,6 @@
 #define SIM_HTTP_QUEUE_MAX  256         /* due reports waiting for a connection's answer */
 #define SIM_HTTP_HEAD_MAX   8192        /* an answer's status line and headers */
 #define SIM_HTTP_TIMEOUT_MS 10000       /* an unanswered request this old fails its connection */
-#define SIM_REQUEST_MAX     1024        /* a request: headers ~250 bytes + the report */
 /* The daemon's default ingest_rate_limit (reports per second per source address). */
 #define SIM_DAEMON_RATE_LIMIT 50.0
 
