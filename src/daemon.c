@@ -125,6 +125,7 @@ static void fill_gauges(void *ctx, struct gr_gauges *g)
     g->channels_joined = gr_hub_sub_count(d->hub);
     g->mapping_devices = gr_hub_device_count(d->hub);
     g->tcp_connections = d->ingest ? gr_ingest_tcp_connections(d->ingest) : 0;
+    g->phone_connections = d->ingest ? *gr_ingest_phone_connections(d->ingest) : 0;
     g->ingest_socket_drops = gr_ingest_socket_drops(d->ingest);
     g->units_stale = gr_hub_stale_count(d->hub);
     g->postgres_up =
@@ -531,7 +532,9 @@ int gr_daemon_run(const struct gr_config *cfg, bool log_level_fixed)
         gr_ws_start(&d.loop, cfg, d.key, d.key_len, d.hub, fill_gauges, &d,
                     &(struct gr_ws_service){.protocols = gr_ingest_phone_protocols(),
                                             .user = d.ingest,
-                                            .keepalive_s = GR_PHONE_KEEPALIVE_S},
+                                            .keepalive_s = GR_PHONE_KEEPALIVE_S,
+                                            .open = gr_ingest_phone_connections(d.ingest),
+                                            .max_open = GR_PHONE_CONN_MAX},
                     &d.ws) < 0) {
         daemon_stop(&d); /* bind failure, already logged: unwind and exit 1 */
     } else {

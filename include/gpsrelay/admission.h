@@ -4,8 +4,9 @@
  *
  *   - Origin: a request with an Origin header must carry one of allowed_origin (none
  *     configured: any); a request without one (not a browser) passes.
- *   - Token (auth jwt only): the first token= query argument, else the Phoenix authToken
- *     subprotocol (token.h), verified with the HS256 key; its claims go to the console.
+ *   - Token (auth jwt only): the first token= query argument, verified with the HS256
+ *     key; its claims go to the console. The Phoenix authToken subprotocol is not read
+ *     (libwebsockets 4.1 cannot carry a signed token in it; docs/protocol.md).
  *   - Per source: at most max_connections_per_source of each kind at once from one peer
  *     address: connections still waiting for their first request, WebSocket consoles,
  *     LongPoll sessions. Each kind is counted on its own.

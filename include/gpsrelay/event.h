@@ -13,7 +13,8 @@
  *   phx_reply      const struct gr_reply *    {"status":"ok"|"error","response":{...}}
  *   phx_close      NULL                       {}
  *   positions      const struct gr_batch *    {"positions":[pending positions, oldest first]}
- *   unit_added     const struct gr_unit *     {"device":id, "position":latest (when it has one)}
+ *   unit_added     const struct gr_unit *     {"device":id,"label":label,
+ *                                             "position":latest (when it has one)}
  *   unit_removed   const struct gr_unit *     {"device":id}
  *   unit_stale     const struct gr_unit *     {"device":id,"last_time":t,"last_seen":t}
  *
@@ -44,10 +45,11 @@ enum gr_event {
 /* The subject of phx_reply: ok with an empty response; an error with its reason; or,
  * with a topic, the reply to a join, which carries the topic's snapshot. */
 struct gr_reply {
-    const char *error;            /* not NULL: status "error", response {"reason":error} */
-    const struct gr_topic *topic; /* a join's: its positions newer than since, its stale units */
-    const char *epoch;            /* a join's: the hub's epoch and seq (gr_hub_epoch, _seq) */
-    const char *node;             /* a join's: the cluster node answering, or NULL */
+    const char *error;      /* not NULL: status "error", response {"reason":error} */
+    struct gr_topic *topic; /* a join's: its positions newer than since, its stale units,
+                             * all its units with their labels (encoded once, kept in t) */
+    const char *epoch;      /* a join's: the hub's epoch and seq (gr_hub_epoch, _seq) */
+    const char *node;       /* a join's: the cluster node answering, or NULL */
     uint64_t seq;
     uint64_t since;
     bool recovered;

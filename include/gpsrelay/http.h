@@ -54,12 +54,10 @@ const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
 long gr_http_query(struct lws *wsi, const char *skip, char *qs, size_t cap);
 
 /*
- * Copies the request's Origin header (origin) or Sec-WebSocket-Protocol header
- * (subprotocols) NUL-terminated into buf (cap bytes). Returns its length, 0 when the
- * request has none, or <0 when it does not fit.
+ * Copies the request's Origin header NUL-terminated into buf (cap bytes). Returns its
+ * length, 0 when the request has none, or <0 when it does not fit.
  */
 int gr_http_origin(struct lws *wsi, char *buf, size_t cap);
-int gr_http_subprotocols(struct lws *wsi, char *buf, size_t cap);
 
 /*
  * Whether the request's length is one that a proxy in front and lws could read

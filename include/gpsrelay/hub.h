@@ -80,10 +80,11 @@ void gr_hub_free(struct gr_hub *hub);
 
 /*
  * Replacing the mapping. Units of devices that stay keep their position, staleness and
- * assembler; a device whose agencies did not change keeps its unit untouched. Subscribers
- * of every topic that gains or loses a unit get unit_added / unit_removed through the
- * event callback when the new mapping takes effect; from then on a removed unit's
- * positions no longer reach that topic.
+ * assembler; a device whose agencies did not change keeps its unit (only its label is
+ * taken from the new mapping). Subscribers of every topic that gains or loses a unit get
+ * unit_added / unit_removed through the event callback when the new mapping takes
+ * effect, and a unit_added for a unit that stays but whose label changed; from then on a
+ * removed unit's positions no longer reach that topic.
  *
  * A large mapping is applied in steps, so the loop is never held for long: begin takes
  * m (in every case: on failure it is freed) and cancels any update still in progress;
@@ -116,6 +117,10 @@ struct gr_assembler *gr_unit_assembler(struct gr_unit *u);
 
 /* The unit's device id as the mapping spells it; valid while the unit is. */
 const char *gr_unit_id(const struct gr_unit *u);
+
+/* The unit's label from the mapping in force ("" when none); valid until the next
+ * mapping commits. */
+const char *gr_unit_label(const struct gr_unit *u);
 
 /*
  * Publishing a fix is accept, then apply (docs/architecture.md):

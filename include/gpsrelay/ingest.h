@@ -53,6 +53,7 @@
 #define GR_PHONE_BODY_TIMEOUT_S 10          /* for the whole body once the headers are in */
 #define GR_PHONE_QUERY_MAX      8192        /* a query string: a report is ~200 bytes */
 #define GR_PHONE_KEEPALIVE_S    60          /* an idle keep-alive connection is closed after */
+#define GR_PHONE_CONN_MAX       10000       /* connections at once (and a quarter of the fds) */
 
 struct gr_ingest;
 struct lws_protocols;
@@ -83,6 +84,9 @@ void gr_ingest_free(struct gr_ingest *in);
  * it on every listen_http_ingest listener with the gr_ingest as the vhost's user data. A
  * phone's request while ingest stops is answered 503. */
 const struct lws_protocols *gr_ingest_phone_protocols(void);
+
+/* Phones' connections open now (the console server's bound on them: ws.h). */
+const size_t *gr_ingest_phone_connections(const struct gr_ingest *in);
 
 /* Modem TCP connections holding a descriptor: open, or waiting for their turn to close. */
 size_t gr_ingest_tcp_connections(const struct gr_ingest *in);

@@ -56,7 +56,8 @@ struct gr_mapping_builder *gr_mapping_builder_new(void);
 
 /*
  * Adds one device-agency row with the checks of a CSV row: device_id and agency_id
- * formats, label length (NULL is ""; no line breaks, so the CSV cache can hold it),
+ * formats, label length (NULL is ""; UTF-8, which consoles' JSON needs; no line breaks,
+ * so the CSV cache can hold it),
  * source_addr a numeric IPv4 or IPv6 address (NULL or "" is none). Returns 0, or -EINVAL
  * (or -ENOMEM) with a message in err (no file:line: the caller prefixes its own context);
  * a refused row leaves the builder as it was. Conflicts between rows are found by finish.

@@ -215,7 +215,7 @@ struct gr_stats {
     uint64_t phone_requests[GR_PHONE_STATUS_COUNT];     /* listen_http_ingest, by answer */
     uint64_t phone_incomplete; /* requests whose body never came whole: the phone went, or was
                                   slower than GR_PHONE_BODY_TIMEOUT_S */
-    uint64_t phone_refused;    /* phone connections closed at once: descriptors (ingest.h) */
+    uint64_t phone_refused;    /* phone connections closed at once: their bounds (ws.h) */
     struct gr_histogram delivery_latency; /* report received to position written, per console */
     struct gr_histogram position_age;     /* fix time to position written, per console */
     struct gr_histogram loop_busy;        /* event loop: work between two polls */
@@ -227,6 +227,7 @@ extern struct gr_stats gr_stats;
 struct gr_gauges {
     uint64_t units_stale;
     uint64_t tcp_connections;
+    uint64_t phone_connections;
     uint64_t ingest_socket_drops; /* a counter, read from the kernel (gr_ingest_socket_drops) */
     uint64_t consoles_connected;
     uint64_t consoles_accept_waiting; /* accepted, waiting for their turn (acceptor.h) */

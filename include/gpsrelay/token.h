@@ -84,16 +84,6 @@ char *gr_token_mint(const unsigned char *key, size_t key_len, const char *const 
                     size_t n_agencies, const char *sub, int64_t iat, int64_t exp);
 
 /*
- * The token a Phoenix client sends with its authToken option, as the second of its
- * WebSocket subprotocols: "phoenix, base64url.bearer.phx.<base64 of the token>". Despite
- * the name Phoenix encodes it with btoa (the standard alphabet, padding removed), so both
- * alphabets are read. Writes the token NUL-terminated to out and returns its length; 0
- * when the header carries none; a value >= cap when it is too long or does not decode
- * (the caller refuses it as malformed).
- */
-size_t gr_token_from_subprotocols(const char *header, char *out, size_t cap);
-
-/*
  * Reads an HS256 key file: refused unless it is a regular file, not readable or writable
  * by others (mode & 007 == 0), and holds GR_TOKEN_SECRET_MIN to GR_TOKEN_SECRET_MAX bytes
  * after one trailing "\n" or "\r\n" is dropped (so `openssl rand -hex 32 > F` works).

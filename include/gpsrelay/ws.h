@@ -52,12 +52,17 @@ struct gr_ws;
 struct lws_protocols;
 
 /* Another service on the server's libwebsockets: lws protocols (the first serves every
- * request), their vhosts' user data (not NULL), and how long an idle keep-alive connection
- * stays (0: lws's 5 s). */
+ * request), their vhosts' user data (not NULL), how long an idle keep-alive connection
+ * stays (0: lws's 5 s), and its connections: the service counts them in *open (from
+ * LWS_CALLBACK_WSI_CREATE to LWS_CALLBACK_WSI_DESTROY), and a new one is closed at once
+ * when max_open are open or a quarter of the descriptors left for connections would be
+ * passed, so consoles always keep the rest. */
 struct gr_ws_service {
     const struct lws_protocols *protocols;
     void *user;
     unsigned keepalive_s;
+    const size_t *open;
+    size_t max_open;
 };
 
 /*

@@ -97,11 +97,6 @@ int gr_http_origin(struct lws *wsi, char *buf, size_t cap)
     return lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_ORIGIN);
 }
 
-int gr_http_subprotocols(struct lws *wsi, char *buf, size_t cap)
-{
-    return lws_hdr_copy(wsi, buf, (int)cap, WSI_TOKEN_PROTOCOL);
-}
-
 bool gr_http_ambiguous_length(struct lws *wsi)
 {
     char v[32];

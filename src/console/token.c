@@ -540,24 +540,3 @@ out:
     close(fd);
     return rc;
 }
-
-size_t gr_token_from_subprotocols(const char *header, char *out, size_t cap)
-{
-    static const char prefix[] = "base64url.bearer.phx.";
-    const char *p = strstr(header, prefix);
-    if (p == NULL)
-        return 0;
-    p += sizeof(prefix) - 1;
-    size_t n = strcspn(p, ", \t");
-    /* Decoded, n base64 characters make at most 3n/4 bytes; refuse what cannot fit. */
-    if (n == 0 || n / 4 * 3 + 3 >= cap || n > 2 * GR_TOKEN_MAX)
-        return cap;
-    char text[2 * GR_TOKEN_MAX];
-    for (size_t i = 0; i < n; i++)
-        text[i] = p[i] == '+' ? '-' : p[i] == '/' ? '_' : p[i];
-    long len = b64url_decode(text, n, (unsigned char *)out);
-    if (len < 0 || memchr(out, '\0', (size_t)len) != NULL)
-        return cap;
-    out[len] = '\0';
-    return (size_t)len;
-}

@@ -117,6 +117,8 @@ struct gr_ws {
      * ours shares one port number (none: the acceptor feeds them), so "Host: :1" would
      * reach the consoles' endpoints through a phones' port, and the other way round. */
     struct lws_context *phones_ctx;
+    struct gr_ws_service phones;    /* when phones_ctx is set */
+    size_t phones_fd_share;         /* a quarter of the descriptors below fd_ceiling */
     const struct gr_config *cfg;    /* borrowed: listen_ws, static_dir, timeouts */
     struct gr_admission *admission; /* Origin, token, counts per source (both transports) */
     struct early *earlies;          /* every early record (struct early) */
@@ -510,11 +512,12 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
-/* A phone's connection (listen_http_ingest): no console admission, only the descriptors'
- * bound. Its requests are the phones' protocol's (ingest.h) from here on. */
+/* A phone's connection (listen_http_ingest): no console admission, only its service's
+ * bounds (ws.h). Its requests are the phones' protocol's (ingest.h) from here on. */
 static void adopt_phone(struct gr_ws *ws, void *vhost, int fd)
 {
-    if (fd >= ws->fd_ceiling) {
+    size_t open = *ws->phones.open;
+    if (fd >= ws->fd_ceiling || open >= ws->phones.max_open || open >= ws->phones_fd_share) {
         gr_stats.phone_refused++;
         close(fd);
         return;
@@ -856,6 +859,10 @@ int gr_ws_start(uv_loop_t *loop, const struct gr_config *cfg, const unsigned cha
     if (make_context(ws, loop, &ws->ctx) < 0 || (phones != NULL && cfg->n_listen_http_ingest > 0 &&
                                                  make_context(ws, loop, &ws->phones_ctx) < 0))
         goto fail;
+    if (ws->phones_ctx != NULL) {
+        ws->phones = *phones;
+        ws->phones_fd_share = ws->fd_ceiling == INT_MAX ? SIZE_MAX : (size_t)ws->fd_ceiling / 4;
+    }
 
     static const struct gr_ws_service consoles_service = {.protocols = protocols};
     for (size_t i = 0; i < cfg->n_listen_ws; i++)

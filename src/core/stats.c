@@ -148,6 +148,8 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            gr_stats.tcp_idle_closed);
     family(f, "gpsrelay_tcp_connections", "gauge", "Modem TCP connections open now.",
            g->tcp_connections);
+    family(f, "gpsrelay_ingest_http_connections", "gauge",
+           "Phones' connections (listen_http_ingest) open now.", g->phone_connections);
     family(f, "gpsrelay_positions_published_total", "counter", "Positions accepted and published.",
            gr_stats.positions_published);
     family(f, "gpsrelay_ws_frames_sent_total", "counter", "WebSocket frames sent to consoles.",
@@ -178,7 +180,7 @@ long gr_stats_render(const struct gr_gauges *g, char **out)
            "Phones' requests whose body never came whole (the phone went, or was too slow).",
            gr_stats.phone_incomplete);
     family(f, "gpsrelay_ingest_http_refused_total", "counter",
-           "Phone connections closed at once: the daemon's descriptors kept for others.",
+           "Phone connections closed at once: 10,000 open, or a quarter of the descriptors.",
            gr_stats.phone_refused);
     family(f, "gpsrelay_ingest_rate_evicted_total", "counter",
            "Sources the rate limiter forgot to make room.", gr_stats.ingest_rate_evicted);

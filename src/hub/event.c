@@ -7,6 +7,7 @@
  */
 #include "model.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,8 +33,59 @@ static void snapshot_add_stale(void *ctx, const char *json_id)
     gr_jsonw_raw(ctx, json_id, strlen(json_id));
 }
 
+static int unit_id_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct gr_unit *const *)a)->id, (*(struct gr_unit *const *)b)->id);
+}
+
+/*
+ * The topic's "units" array: [{"device":id,"label":label}, ...] in device id order, so that
+ * it does not depend on who reported last (the members are in seq order, for the cursors).
+ * Encoded once and kept in the topic until its units change: a reconnect storm of
+ * thousands of consoles on one agency copies it rather than sorting and escaping its units
+ * once per join. NULL on ENOMEM.
+ */
+static const char *units_json(struct gr_topic *t, size_t *len)
+{
+    if (t->units_json != NULL) {
+        *len = t->units_json_len;
+        return t->units_json;
+    }
+    const struct gr_unit **order = malloc((t->n_members ? t->n_members : 1) * sizeof(*order));
+    if (order == NULL)
+        return NULL;
+    size_t n = 0;
+    for (struct gr_member *m = t->head; m; m = m->next)
+        order[n++] = m->unit;
+    qsort(order, n, sizeof(*order), unit_id_cmp);
+    struct gr_buf b = gr_buf_make(0);
+    struct gr_jsonw w = gr_jsonw_make(&b);
+    gr_jsonw_array(&w);
+    for (size_t k = 0; k < n; k++) {
+        gr_jsonw_object(&w);
+        gr_jsonw_key(&w, "device");
+        gr_jsonw_raw(&w, order[k]->json_id, strlen(order[k]->json_id));
+        gr_jsonw_key(&w, "label");
+        gr_jsonw_string(&w, order[k]->label);
+        gr_jsonw_object_end(&w);
+    }
+    gr_jsonw_array_end(&w);
+    free(order);
+    if (w.err) {
+        gr_buf_free(&b);
+        return NULL;
+    }
+    t->units_json_len = b.len;
+    char *text = realloc(b.mem, b.len);          /* kept: give back the spare room */
+    t->units_json = text != NULL ? text : b.mem; /* head 0: the text starts at mem */
+    *len = t->units_json_len;
+    return t->units_json;
+}
+
 /* A join's response: the hub's epoch and seq (the subscription's cursor), whether the
- * client's since was honoured, the topic's positions newer than it, its stale units. */
+ * client's since was honoured, the topic's positions newer than it, its stale units, and
+ * every unit of the topic with its label, in id order, so a console can list the units
+ * that never reported. */
 static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
 {
     gr_jsonw_key(w, "epoch");
@@ -50,6 +102,13 @@ static void join_response(struct gr_jsonw *w, const struct gr_reply *r)
     gr_jsonw_array(w);
     gr_topic_each_stale(r->topic, snapshot_add_stale, w);
     gr_jsonw_array_end(w);
+    gr_jsonw_key(w, "units");
+    size_t units_len;
+    const char *units = units_json(r->topic, &units_len);
+    if (units != NULL)
+        gr_jsonw_raw(w, units, units_len);
+    else if (w->err == 0)
+        w->err = -ENOMEM;
     if (r->node != NULL) {
         gr_jsonw_key(w, "node");
         gr_jsonw_string(w, r->node);
@@ -132,12 +191,15 @@ static void unit_device(struct gr_jsonw *w, const struct gr_unit *u)
     gr_jsonw_raw(w, u->json_id, strlen(u->json_id));
 }
 
-/* unit_added carries the unit's latest position too, so a console shows a unit that joins
- * its agency at once instead of at its next report (docs/protocol.md). */
+/* unit_added carries the unit's label, and its latest position too, so a console shows a
+ * unit that joins its agency at once instead of at its next report (docs/protocol.md). It
+ * also tells of a new label for a unit already there. */
 static int unit_added_payload(struct gr_jsonw *w, const void *subject)
 {
     const struct gr_unit *u = subject;
     unit_device(w, u);
+    gr_jsonw_key(w, "label");
+    gr_jsonw_string(w, u->label);
     if (u->pos != NULL) {
         gr_jsonw_key(w, "position");
         gr_jsonw_raw(w, u->pos->json, u->pos->json_len);

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "gpsrelay/hub.h"
 #include "gpsrelay/list.h"
@@ -38,6 +39,9 @@ struct gr_unit {
     struct gr_position *pos; /* latest published position, NULL before the first */
     int64_t pos_rx_ms;       /* receive time of that position */
     int64_t last_seen_ms;    /* receive time of the last fix, valid or not */
+    /* The mapping's label ("" when none): borrowed from the device of the hub's mapping,
+     * so every commit points it into the new mapping before the old one is freed. */
+    const char *label;
     struct gr_assembler assembler;
     /* A fix refused against the published position (too fast, or too old for one dated
      * ahead of its receipt): if the next one agrees with it rather than with the published
@@ -49,8 +53,11 @@ struct gr_unit {
      * stale, each member is in its topic's stale list. */
     bool stale;
     /* During a mapping update: kept is set on an old unit taken over unchanged; twin links
-     * an old unit and its replacement, both ways (NULL: a unit that comes or goes). */
+     * an old unit and its replacement, both ways (NULL: a unit that comes or goes);
+     * relabeled marks a kept or replacement unit whose label differs from the old unit's
+     * (set while both mappings live, since the commit frees the old one first). */
     bool kept;
+    bool relabeled;
     struct gr_unit *twin;
     uint64_t stale_seq;
     char *stale_json; /* the unit_stale payload, encoded once when it went stale */
@@ -71,6 +78,11 @@ struct gr_topic {
     struct gr_topic *hash_next; /* the hub's bucket chain */
     bool marked;                /* on a commit's work list (mark_next) */
     struct gr_topic *mark_next;
+    /* The join reply's "units" array, the same for every console that joins: encoded at the
+     * first join after the topic's units or their labels changed (event.c), dropped by the
+     * commit that changes them (gr_topic_units_changed); NULL until then. */
+    char *units_json;
+    size_t units_json_len;
 };
 
 struct gr_sub {
@@ -140,6 +152,14 @@ static inline void gr_member_prepend(struct gr_member *m)
     struct gr_topic *t = m->topic;
     GR_LIST_PREPEND(t->head, t->tail, m, prev, next);
     t->n_members++;
+}
+
+/* The topic's units or a label of one changed: its "units" array is encoded again at the
+ * next join. */
+static inline void gr_topic_units_changed(struct gr_topic *t)
+{
+    free(t->units_json);
+    t->units_json = NULL;
 }
 
 /* ---- unit.c: units ---------------------------------------------------------------------- */

@@ -64,6 +64,7 @@ static void topic_free(struct gr_topic *t)
 {
     free(t->name);
     free(t->json_name);
+    free(t->units_json);
     free(t);
 }
 

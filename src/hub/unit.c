@@ -57,6 +57,7 @@ struct gr_unit *gr_unit_new(struct gr_hub *hub, const struct gr_device *d)
     struct gr_unit *u = calloc(1, sizeof(*u) + (d->n_agencies + 1) * sizeof(u->members[0]));
     if (u == NULL || (u->id = strdup(d->id)) == NULL || (u->json_id = gr_json_quote(d->id)) == NULL)
         goto fail;
+    u->label = d->label;
     char name[sizeof(GR_AGENCY_PREFIX) + GR_AGENCY_ID_MAX + GR_DEVICE_ID_MAX];
     for (size_t k = 0; k <= d->n_agencies; k++) {
         if (k < d->n_agencies)
@@ -80,6 +81,11 @@ fail:
 const char *gr_unit_id(const struct gr_unit *u)
 {
     return u->id;
+}
+
+const char *gr_unit_label(const struct gr_unit *u)
+{
+    return u->label;
 }
 
 struct gr_assembler *gr_unit_assembler(struct gr_unit *u)

@@ -4,7 +4,9 @@
  * Steps prepare the new mapping's units beside the old ones without touching anything a
  * console sees; the last step commits it at once. A device whose topics did not change
  * keeps its unit as it is ("kept"); a device whose topics changed gets a new unit that
- * takes over the old one's state at the commit ("twin").
+ * takes over the old one's state at the commit ("twin"). A device whose label changed is
+ * told to the subscribers of every topic it stays in as a unit_added (docs/protocol.md: a
+ * label change is a unit_added for a unit already present), kept or not.
  */
 #include "model.h"
 
@@ -159,6 +161,7 @@ void gr_hub_update_cancel(struct gr_hub_update *up)
         struct gr_unit *u = up->units[i];
         if (u->kept) {
             u->kept = false;
+            u->relabeled = false;
             continue;
         }
         if (u->twin != NULL)
@@ -171,7 +174,8 @@ void gr_hub_update_cancel(struct gr_hub_update *up)
 
 /*
  * Makes the prepared units the hub's, in one go. Work is proportional to the devices
- * (a pointer test each) plus the changes: kept units are not touched at all.
+ * (a pointer test each, and a kept unit's label pointer moved into the new mapping) plus
+ * the changes.
  */
 static void update_commit(struct gr_hub_update *up)
 {
@@ -195,8 +199,10 @@ static void update_commit(struct gr_hub_update *up)
         struct gr_unit *old = old_units[i];
         if (old->kept)
             continue;
-        for (size_t k = 0; k < old->n_members; k++)
+        for (size_t k = 0; k < old->n_members; k++) {
             gr_member_unlink(&old->members[k]);
+            gr_topic_units_changed(old->members[k].topic);
+        }
         struct gr_unit *now = old->twin;
         bool fresh = old->pos != NULL && !old->stale;
         if (now != NULL) {
@@ -214,9 +220,14 @@ static void update_commit(struct gr_hub_update *up)
     struct gr_topic *reorder = NULL;
     for (size_t i = 0; i < n; i++) {
         struct gr_unit *u = units[i];
-        if (u->kept)
+        if (u->kept) {
+            u->label = gr_mapping_device(up->m, i)->label; /* the old mapping goes below */
+            for (size_t k = 0; u->relabeled && k < u->n_members; k++)
+                gr_topic_units_changed(u->members[k].topic);
             continue;
+        }
         for (size_t k = 0; k < u->n_members; k++) {
+            gr_topic_units_changed(u->members[k].topic);
             u->members[k].topic->pins--;
             if (u->pos == NULL) {
                 gr_member_prepend(&u->members[k]); /* its place in the order: no reorder */
@@ -233,15 +244,17 @@ static void update_commit(struct gr_hub_update *up)
     gr_mapping_free(hub->mapping);
     hub->mapping = up->m;
 
-    /* Tell subscribers what joined their topics, now that it is there. */
+    /* Tell subscribers what joined their topics, now that it is there, and which units
+     * already there have a new label. */
     for (size_t i = 0; i < n; i++) {
         struct gr_unit *u = units[i];
-        if (u->kept)
+        if (u->kept && !u->relabeled)
             continue;
         for (size_t k = 0; k < u->n_members; k++)
-            if (!unit_in_topic(u->twin, u->members[k].topic))
+            if (u->relabeled || !unit_in_topic(u->twin, u->members[k].topic))
                 send_event(hub, u->members[k].topic, GR_EVENT_UNIT_ADDED, u);
         u->twin = NULL;
+        u->relabeled = false;
     }
 
     /* Free the units that went; topics left with nobody go with them (each once). */
@@ -274,8 +287,10 @@ int gr_hub_update_step(struct gr_hub_update *up, size_t budget)
     for (; up->next < n && budget > 0; up->next++, budget--) {
         const struct gr_device *d = gr_mapping_device(up->m, up->next);
         struct gr_unit *old = gr_units_find(hub->units, hub->n_units, d->id, strlen(d->id));
+        bool relabeled = old != NULL && strcmp(old->label, d->label) != 0;
         if (old != NULL && unit_same_topics(old, d)) {
             old->kept = true;
+            old->relabeled = relabeled;
             up->units[up->next] = old;
             continue;
         }
@@ -287,6 +302,7 @@ int gr_hub_update_step(struct gr_hub_update *up, size_t budget)
         if (old != NULL) {
             u->twin = old;
             old->twin = u;
+            u->relabeled = relabeled;
         }
         up->units[up->next] = u;
     }

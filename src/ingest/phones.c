@@ -212,8 +212,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!q->json && q->len == q->body_at + q->held && q->text[q->body_at] == '{')
             q->json = true; /* no Content-Type, and JSON all the same */
         return take_and_answer(in, wsi, q);
-    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_WSI_CREATE:
+        in->phone_conns++;
+        return 0;
     case LWS_CALLBACK_WSI_DESTROY:
+        in->phone_conns--;
+        /* fall through */
+    case LWS_CALLBACK_CLOSED_HTTP:
         if (q != NULL) {
             gr_stats.phone_incomplete += q->held > 0;
             req_reset(in, q);
@@ -238,4 +243,9 @@ static const struct lws_protocols protocols[] = {
 const struct lws_protocols *gr_ingest_phone_protocols(void)
 {
     return protocols;
+}
+
+const size_t *gr_ingest_phone_connections(const struct gr_ingest *in)
+{
+    return &in->phone_conns;
 }

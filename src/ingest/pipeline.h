@@ -50,6 +50,7 @@ struct gr_ingest {
     struct gr_merge_wait *waiting, *waiting_tail, *wait_spare;
     uv_timer_t merge_timer;
     size_t phone_bodies; /* bytes of phones' bodies being read (phones.c) */
+    size_t phone_conns;  /* phones' connections open (phones.c) */
 
     /* UDP (udp.c). */
     size_t n_udp;

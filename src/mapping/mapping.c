@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,39 @@ static int split_fields(struct gr_csv *c, char *p, char *end, char **fields, int
     }
 }
 
+/* Whether s is UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+ * Labels go to consoles inside JSON text frames, which must be UTF-8: a WebSocket client
+ * fails the connection on a frame that is not, and the LongPoll answer cannot hold it. */
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        uint32_t c = *p, min;
+        size_t n; /* continuation bytes */
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return false;
+        }
+        for (size_t k = 1; k <= n; k++) { /* the terminating NUL fails this too */
+            if ((p[k] & 0xc0) != 0x80)
+                return false;
+            c = c << 6 | (p[k] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
 /* 1 to max bytes of ASCII letters, digits and the characters of extra. */
 static bool valid_id(const char *s, size_t max, const char *extra)
 {
@@ -239,6 +273,8 @@ static int add_row(struct gr_mapping_builder *b, struct gr_csv *c, const char *d
      * to write whatever was built. */
     if (strpbrk(label, "\r\n") != NULL)
         return fail(c, "label contains a line break");
+    if (!valid_utf8(label))
+        return fail(c, "label is not UTF-8");
 
     if (*addr != '\0') {
         r.has_addr = true;

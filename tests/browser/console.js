@@ -2,9 +2,12 @@
 // playwright-core, against the real gpsrelayd serving it from static_dir and the real
 // simulator (tools/gpsrelay-sim) feeding it:
 //   - every unit of the agency gets a list row and a marker, and no other agency's unit;
+//   - a row and a marker show the unit's label (the device id on hover); a unit of the join
+//     reply's `units` that never reported is listed as "no fix yet", without a marker;
 //   - the units move (rows and markers change);
 //   - a unit that stops reporting is greyed as stale, with the time since its last fix;
-//   - a mapping change (SIGHUP) removes a unit's row and marker and adds a new unit's row;
+//   - a mapping change (SIGHUP) removes a unit's row and marker and adds a new unit's row,
+//     and a label change renames a unit's row and marker;
 //   - a dropped connection reconnects and resumes with `since` (recovered: true);
 //   - a daemon restart on the same port is ridden out: reconnect, rejoin with the old
 //     epoch, resync (recovered: false), positions flow again;
@@ -28,6 +31,7 @@ const UNITS = 12;        // simulated units, over two agencies
 const STALE_AFTER = 2;   // seconds: short, so the test sees a unit go stale
 const WAIT_MS = 20000;   // bound on every wait for the page (a cold chromium start included)
 const GHOST = "GHOST-1"; // a unit of agency-1 the test reports for once, then never again
+const IDLE = "IDLE-1";   // a unit of agency-1 that never reports
 
 function fail(why) {
     check(false, why);
@@ -38,14 +42,16 @@ function rows(page) {
     return page.$$eval("#units li[data-device]", (lis) => Object.fromEntries(lis.map((li) => [
         li.dataset.device,
         { where: li.querySelector(".where").textContent, age: li.querySelector(".age").textContent,
-          stale: li.classList.contains("stale"), color: getComputedStyle(li).color },
+          stale: li.classList.contains("stale"), color: getComputedStyle(li).color,
+          name: li.querySelector(".name").textContent, title: li.querySelector(".name").title },
     ])));
 }
 
 // Markers on the map: device -> their CSS transform (Leaflet positions them with it).
 function markers(page) {
     return page.$$eval(".gr-marker[data-device]", (els) => Object.fromEntries(els.map((el) => [
-        el.dataset.device, { transform: el.style.transform, stale: el.classList.contains("stale") },
+        el.dataset.device, { transform: el.style.transform, stale: el.classList.contains("stale"),
+            label: el.querySelector(".gr-label").textContent, title: el.title },
     ])));
 }
 
@@ -79,7 +85,8 @@ async function main() {
     check(agency1.length === UNITS / 2 && agency2.length === UNITS / 2,
         `sim mapping splits ${UNITS} units over two agencies (got ${agency1.length}+${agency2.length})`);
 
-    const daemon = await Daemon.create(binary, `${csv.trimEnd()}\n${GHOST},agency-1,Ghost,\n`,
+    const base = `${csv.trimEnd()}\n${GHOST},agency-1,Ghost,\n${IDLE},agency-1,Idle \u00e9 <b>1</b>,\n`;
+    const daemon = await Daemon.create(binary, base,
         `auth none\nstatic_dir ${path.resolve(webDist)}\nstale_after ${STALE_AFTER}\n` +
         "ingest_rate_limit 1000\n"); // the sim sends from one address: no drops by rate
     let sim = null, browser = null;
@@ -109,16 +116,29 @@ async function main() {
         check(first.since === null && joinsSent[0] && joinsSent[0].topic === "agency:agency-1" &&
             !("since" in joinsSent[0].body), "first join: agency-1, no since");
 
+        // The unit that never reported is listed from the join reply's units at once, under
+        // its label (as text, not markup), the device id on hover, no fix yet, no marker.
+        await page.waitForSelector(`#units li[data-device="${IDLE}"]`, { timeout: WAIT_MS });
+        let r = await rows(page), m = await markers(page);
+        check(r[IDLE] && r[IDLE].name === "Idle \u00e9 <b>1</b>" && r[IDLE].title === IDLE &&
+            r[IDLE].age === "no fix yet" && r[IDLE].where === "" && !m[IDLE],
+        `${IDLE}: listed by label, no fix yet, no marker (${JSON.stringify(r[IDLE])})`);
+        check(first.units === agency1.length + 2, `join reply: ${first.units} units`);
+
         // Every agency-1 unit appears, with a marker; no agency-2 unit does.
         await daemon.send(rmc(GHOST, 40.7, -74.0));
         await page.waitForFunction((ids) => ids.every((id) =>
             document.querySelector(`#units li[data-device="${id}"] .where`)?.textContent &&
             document.querySelector(`.gr-marker[data-device="${id}"]`)), [...agency1, GHOST],
         { timeout: WAIT_MS });
-        let r = await rows(page), m = await markers(page);
+        r = await rows(page);
+        m = await markers(page);
         check(agency1.every((id) => r[id] && m[id]), "a row and a marker for every agency-1 unit");
         check(agency2.every((id) => !r[id] && !m[id]), "no row or marker for agency-2's units");
-        check(Object.keys(r).length === agency1.length + 1, `${agency1.length + 1} rows in all`);
+        check(Object.keys(r).length === agency1.length + 2, `${agency1.length + 2} rows in all`);
+        check(r[GHOST].name === "Ghost" && r[GHOST].title === GHOST && m[GHOST].label === "Ghost" &&
+            m[GHOST].title === GHOST, `${GHOST}: row and marker by label, id on hover ` +
+            `(${JSON.stringify([r[GHOST].name, r[GHOST].title, m[GHOST].label, m[GHOST].title])})`);
 
         // They move: positions in the rows and marker transforms change within a few fixes.
         const before = { r, m };
@@ -144,11 +164,13 @@ async function main() {
         check(r[GHOST].color !== r[agency1[0]].color, `stale row greyed (${r[GHOST].color})`);
         check(m[GHOST].stale, "stale marker greyed");
 
-        // The mapping changes: one simulated unit leaves agency-1, a new unit joins it.
+        // The mapping changes: one simulated unit leaves agency-1, a new unit joins it, the
+        // ghost gets a new label.
         const gone = agency1.pop();
-        const remapped = `${csv.trimEnd()}\n${GHOST},agency-1,Ghost,\nNEW-1,agency-1,New,\n`
-            .split("\n").filter((line) => !line.startsWith(`${gone},`)).join("\n");
-        daemon.write("devices.csv", remapped);
+        const remapped = `${base.replace(`${GHOST},agency-1,Ghost,`, `${GHOST},agency-1,Ghost Two,`)}` +
+            "NEW-1,agency-1,New,\n";
+        const remappedCsv = remapped.split("\n").filter((line) => !line.startsWith(`${gone},`)).join("\n");
+        daemon.write("devices.csv", remappedCsv);
         daemon.child.kill("SIGHUP");
         await page.waitForFunction(([g, n]) =>
             !document.querySelector(`#units li[data-device="${g}"]`) &&
@@ -157,8 +179,16 @@ async function main() {
         r = await rows(page);
         m = await markers(page);
         check(!r[gone] && !m[gone], `unit_removed: ${gone}'s row and marker are gone`);
-        check(r["NEW-1"] && r["NEW-1"].age === "no fix yet" && !m["NEW-1"],
-            "unit_added: NEW-1 listed, no fix yet, no marker");
+        check(r["NEW-1"] && r["NEW-1"].age === "no fix yet" && r["NEW-1"].name === "New" && !m["NEW-1"],
+            "unit_added: NEW-1 listed by label, no fix yet, no marker");
+        await page.waitForFunction((g) =>
+            document.querySelector(`#units li[data-device="${g}"] .name`).textContent === "Ghost Two",
+        GHOST, { timeout: WAIT_MS }).catch(() => {});
+        r = await rows(page);
+        m = await markers(page);
+        check(r[GHOST].name === "Ghost Two" && r[GHOST].title === GHOST && m[GHOST].label === "Ghost Two",
+            `label change: ${GHOST}'s row and marker renamed (${r[GHOST].name}, ${m[GHOST].label})`);
+        check(r[GHOST].stale && m[GHOST].stale, "the renamed unit stays stale");
 
         // A dropped connection: the page reconnects and resumes with since, same epoch.
         await page.evaluate(() => window.gpsrelay.socket.conn.close());

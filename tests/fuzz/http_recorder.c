@@ -111,18 +111,13 @@ const char *gr_http_arg(struct lws *wsi, const char *name, bool last, char *buf)
     return found;
 }
 
-/* The fake requests carry no headers: no Origin (not a browser), no subprotocols. */
+/* The fake requests carry no headers: no Origin (not a browser). */
 int gr_http_origin(struct lws *wsi, char *buf, size_t cap)
 {
     check_in_flight(wsi);
     if (cap > 0)
         buf[0] = '\0';
     return 0;
-}
-
-int gr_http_subprotocols(struct lws *wsi, char *buf, size_t cap)
-{
-    return gr_http_origin(wsi, buf, cap);
 }
 
 /* Every fake request has its length from the recorder: never ambiguous. */

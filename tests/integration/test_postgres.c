@@ -4,7 +4,8 @@
  * positions flowing (none lost), a change made while the daemon is cut off arriving after
  * it reconnects, a 10,000-row transaction, a server that hangs (SIGSTOP) while idle and
  * during a load, rows the mapping refuses (one address for two devices) left out while the
- * rest applies, and starts during an outage with and without mapping_cache.
+ * rest applies, and starts during an outage with and without mapping_cache. Labels:
+ * the join reply's units, and a label change seen as a unit_added.
  *
  * The cluster is made, stopped, restarted and removed by tests/pg/pg_cluster.sh; the
  * daemon reaches it over TCP on 127.0.0.1, so "cut off" means PostgreSQL listening on its
@@ -186,13 +187,38 @@ static void test_live_changes(void)
 
     json_t *resp = NULL;
     int a1 = console_join("agency:a1", &resp);
+    /* The join reply lists a1's units with their labels from devices.label, in id order;
+     * D3 is a2's only. */
+    char *units = json_dumps(json_object_get(resp, "units"), JSON_COMPACT);
+    CHECK_STR(units, "[{\"device\":\"D1\",\"label\":\"Unit 1\"},"
+                     "{\"device\":\"D2\",\"label\":\"Unit 2\"}]");
+    free(units);
     json_decref(resp);
+
+    /* A label change (NOTIFY) is a unit_added for a unit already present, within a second,
+     * on each of its agencies' channels; the JSON escapes what must be. */
+    int a2 = console_join("agency:a2", NULL);
+    int64_t t0 = now_ms();
+    CHECK_INT(psql("UPDATE devices SET label = 'Medic \"2\" \xc3\xa9' WHERE id = 'D2'"), 0);
+    json_t *f = phx_recv_event(a1, "agency:a1", "unit_added", WAIT_MS);
+    long ms = (long)(now_ms() - t0);
+    printf("label change seen after %ld ms\n", ms);
+    CHECK(ms <= LIVE_MS);
+    char *added = json_dumps(json_array_get(f, 4), JSON_COMPACT);
+    CHECK_STR(added, "{\"device\":\"D2\",\"label\":\"Medic \\\"2\\\" \xc3\xa9\"}");
+    free(added);
+    json_decref(f);
+    f = phx_recv_event(a2, "agency:a2", "unit_added", WAIT_MS);
+    CHECK_STR(json_string_value(json_object_get(json_array_get(f, 4), "label")),
+              "Medic \"2\" \xc3\xa9");
+    json_decref(f);
+    close(a2);
 
     /* Insert, move and delete, each seen within a second. */
     CHECK_INT(psql("INSERT INTO devices (id) VALUES ('D4');"
                    "INSERT INTO device_agencies VALUES ('D4', 'a1');"),
               0);
-    long ms = wait_event(a1, "agency:a1", "unit_added", "D4", WAIT_MS);
+    ms = wait_event(a1, "agency:a1", "unit_added", "D4", WAIT_MS);
     printf("insert seen after %ld ms\n", ms);
     CHECK(ms >= 0 && ms <= LIVE_MS);
 
@@ -207,9 +233,9 @@ static void test_live_changes(void)
     CHECK(ms >= 0 && ms <= LIVE_MS);
 
     /* Joins authorize against the new mapping: D4 is a2's now. */
-    int a2 = console_join("agency:a2", NULL);
+    a2 = console_join("agency:a2", NULL);
     send_fix("D4");
-    json_t *f = phx_recv_event(a2, "agency:a2", "positions", WAIT_MS);
+    f = phx_recv_event(a2, "agency:a2", "positions", WAIT_MS);
     CHECK(f != NULL);
     json_decref(f);
     close(a2);
@@ -221,7 +247,7 @@ static void test_live_changes(void)
              "INSERT INTO device_agencies SELECT 'B' || g, 'a2' FROM generate_series(1, %d) g;"
              "COMMIT;",
              BURST_DEVICES, BURST_DEVICES);
-    int64_t t0 = now_ms();
+    t0 = now_ms();
     CHECK_INT(psql(sql), 0);
     ms = http_metric_wait(d.ws_port, "gpsrelay_mapping_devices", 3 + BURST_DEVICES, WAIT_MS);
     printf("%d devices in one transaction applied %ld ms after psql returned (%lld ms in all)\n",

@@ -1,7 +1,8 @@
 // interop.js - the official phoenix npm client (1.8.16), unchanged, against the real
 // gpsrelayd: WebSocket and LongPoll transports, join, positions pushes, leave, and a
 // daemon restart that the client rides out (1001, reconnect, rejoin with `since`), and a
-// LongPoll console on a quiet topic that keeps its session.
+// LongPoll console on a quiet topic that keeps its session; labels in join replies and
+// unit_added, and a label change by CSV reload reaching joined consoles.
 //
 // usage: node interop.js /path/to/gpsrelayd
 "use strict";
@@ -100,16 +101,108 @@ async function restart(daemon) {
     socket.disconnect();
 }
 
+// The mapping: AMB-9 never reports; E-7 is another agency's (a quoted label, UTF-8);
+// AMB-12 is in both (mutual aid).
+const CSV = "device_id,agency_id,label,source_addr\n" +
+    "AMB-12,county-ems,Medic 12,\nAMB-12,city-fire,Medic 12,\nAMB-7,county-ems,Medic 7,\n" +
+    "AMB-9,county-ems,,\nE-7,city-fire,\"Engine \"\"7\"\" \u2014 Nord\",\n";
+const COUNTY_UNITS = [{ device: "AMB-12", label: "Medic 12" }, { device: "AMB-7", label: "Medic 7" },
+    { device: "AMB-9", label: "" }];
+const CITY_UNITS = [{ device: "AMB-12", label: "Medic 12" }, { device: "E-7", label: "Engine \"7\" \u2014 Nord" }];
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+// Waits until pred() holds; false (and a FAIL line) after WAIT_MS.
+async function until(what, pred) {
+    const deadline = Date.now() + WAIT_MS;
+    while (Date.now() < deadline) {
+        if (pred()) return true;
+        await new Promise((r) => setTimeout(r, 20));
+    }
+    console.error(`timed out waiting for ${what}`);
+    return false;
+}
+
+// Every event of a channel, in order: [event, payload].
+function record(channel) {
+    const seen = [];
+    for (const e of ["unit_added", "unit_removed", "unit_stale"])
+        channel.on(e, (payload) => seen.push([e, payload]));
+    return seen;
+}
+
+// Labels (issue 19): the join reply's units over both transports, exactly, in device id
+// order (AMB-12 before AMB-7: bytes, not numbers), with the members it had before; then a
+// CSV reload (SIGHUP) that relabels AMB-7 and adds AMB-5 reaches joined consoles of both
+// transports as unit_added, and nothing of it reaches another agency's channel.
+async function labels(daemon) {
+    const sockets = [], chans = {};
+    for (const [name, transport] of [["websocket", WebSocket], ["longpoll", LongPoll]]) {
+        const socket = new Socket(`ws://127.0.0.1:${daemon.ports.ws}/socket`,
+            { transport, longpollerTimeout: 20000, heartbeatIntervalMs: 30000 });
+        socket.connect();
+        sockets.push(socket);
+        const county = socket.channel("agency:county-ems", {});
+        let reply = await joined(county);
+        check(same(Object.keys(reply), ["epoch", "seq", "recovered", "positions", "stale", "units"]),
+            `${name}: join reply members (${Object.keys(reply)})`);
+        check(same(reply.units, COUNTY_UNITS), `${name}: county-ems units ${JSON.stringify(reply.units)}`);
+        check(!reply.positions.some((p) => p.device === "AMB-9"), `${name}: AMB-9 has no position`);
+        const city = socket.channel("agency:city-fire", {});
+        reply = await joined(city);
+        check(same(reply.units, CITY_UNITS), `${name}: city-fire units ${JSON.stringify(reply.units)}`);
+        const amb9 = socket.channel("device:AMB-9", {});
+        reply = await joined(amb9);
+        check(same(reply.units, [{ device: "AMB-9", label: "" }]) && same(reply.positions, []),
+            `${name}: device:AMB-9 units ${JSON.stringify(reply.units)}`);
+        const amb7 = socket.channel("device:AMB-7", {});
+        reply = await joined(amb7);
+        check(same(reply.units, [{ device: "AMB-7", label: "Medic 7" }]),
+            `${name}: device:AMB-7 units ${JSON.stringify(reply.units)}`);
+        chans[name] = { socket, county: record(county), city: record(city), amb9: record(amb9),
+            amb7: record(amb7), cityChannel: city };
+    }
+
+    daemon.write("devices.csv", CSV.replace("AMB-7,county-ems,Medic 7,", "AMB-7,county-ems,Medic 7B,") +
+        "AMB-5,county-ems,Medic 5,\n");
+    process.kill(daemon.child.pid, "SIGHUP");
+    for (const [name, c] of Object.entries(chans)) {
+        const added = (seen, device) => seen.find(([e, p]) => e === "unit_added" && p.device === device);
+        check(await until(`${name}: unit_added AMB-5 and AMB-7`,
+            () => added(c.county, "AMB-5") && added(c.county, "AMB-7") && added(c.amb7, "AMB-7")),
+            `${name}: unit_added for the new unit and the relabeled one`);
+        const a5 = added(c.county, "AMB-5")?.[1], a7 = added(c.county, "AMB-7")?.[1];
+        check(a5 && a5.label === "Medic 5" && !("position" in a5), `${name}: AMB-5 added ${JSON.stringify(a5)}`);
+        // AMB-7 reported in the tests before (restart): its unit_added carries its position.
+        check(a7 && a7.label === "Medic 7B" && a7.position?.device === "AMB-7",
+            `${name}: AMB-7 relabeled ${JSON.stringify(a7)}`);
+        check(same(added(c.amb7, "AMB-7")?.[1], a7), `${name}: device:AMB-7 told the same`);
+        check(c.county.length === 2, `${name}: county-ems got two events (${JSON.stringify(c.county)})`);
+        // A join on the same socket is answered after whatever the reload queued before it:
+        // the other agency's channel and the untouched device's got nothing.
+        c.cityChannel.leave();
+        const city = c.socket.channel("agency:city-fire", {});
+        const reply = await joined(city);
+        check(same(reply.units, CITY_UNITS), `${name}: city-fire units after the reload`);
+        check(c.city.length === 0 && c.amb9.length === 0,
+            `${name}: no event for city-fire or device:AMB-9 (${JSON.stringify([c.city, c.amb9])})`);
+        const county = c.socket.channel("agency:county-ems", {});
+        const again = await joined(county);
+        check(same(again.units, [{ device: "AMB-12", label: "Medic 12" }, { device: "AMB-5", label: "Medic 5" },
+            { device: "AMB-7", label: "Medic 7B" }, { device: "AMB-9", label: "" }]),
+        `${name}: county-ems units after the reload ${JSON.stringify(again.units)}`);
+    }
+    sockets.forEach((s) => s.disconnect());
+}
+
 async function main() {
-    const daemon = await Daemon.create(process.argv[2],
-        "device_id,agency_id,label,source_addr\nAMB-12,county-ems,Medic 12,\nAMB-7,county-ems,Medic 7,\n",
-        "auth none\n");
+    const daemon = await Daemon.create(process.argv[2], CSV, "auth none\n");
     await daemon.start();
     try {
         await transportRoundTrip(daemon, WebSocket, "websocket");
         await transportRoundTrip(daemon, LongPoll, "longpoll");
         await quietLongPoll(daemon);
         await restart(daemon);
+        await labels(daemon);
     } catch (e) {
         check(false, e.message);
     } finally {

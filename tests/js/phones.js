@@ -161,6 +161,8 @@ async function shapes(d, con) {
     const host = `127.0.0.1:${d.ports.phones}`;
     const t0 = Date.now() - 60000;
     const c = await Raw.open(d.ports.phones);
+    const open = (await metrics(d)).gpsrelay_ingest_http_connections;
+    check(open === 1, `a phone's connection counted (${open})`);
 
     // 1. The classic client, keep-alive: two reports on one connection.
     const q = `id=PHONE-1&timestamp=${Math.floor(t0 / 1000)}&lat=40.7128&lon=-74.006&speed=12.5` +
@@ -353,6 +355,7 @@ async function slowSender(d) {
     check(b >= 9000 && b <= 14000, `a body sent a byte every 2 s: closed after ${b} ms`);
     const m = await metrics(d);
     check(m.gpsrelay_ingest_http_incomplete_total === 2, "both counted incomplete");
+    check(m.gpsrelay_ingest_http_connections === 0, `no phone connection left open (${m.gpsrelay_ingest_http_connections})`);
 }
 
 async function withTls() {
@@ -375,6 +378,31 @@ async function withTls() {
         check(b === null || b.status !== 200, "TLS: plain HTTP is not served");
         plain.end();
     } finally {
+        await d.stop();
+        d.cleanup();
+    }
+}
+
+// Phones never take more than a quarter of the descriptors left for connections: with 300,
+// 236 are left (64 kept), so the 60th phone connection is closed at once, counted, and a
+// console still connects.
+async function descriptorShare() {
+    const phones = await freePort("tcp");
+    const d = await Daemon.create(BINARY, CSV, `auth none\nlisten_http_ingest 127.0.0.1:${phones}\n`);
+    await d.start("http", ["prlimit", "--nofile=300:300", "--"]);
+    const held = [];
+    try {
+        for (let i = 0; i < 80; i++) held.push(await Raw.open(phones));
+        const closed = await Promise.all(held.slice(59).map((c) => c.closedWithin(WAIT_MS)));
+        check(closed.every((ms) => ms >= 0), "phone connections past a quarter of the fds: closed");
+        const m = await metrics(d);
+        check(m.gpsrelay_ingest_http_refused_total === 21 && m.gpsrelay_ingest_http_connections === 59,
+            `refused ${m.gpsrelay_ingest_http_refused_total}, open ${m.gpsrelay_ingest_http_connections}`);
+        const con = await console_(d);
+        check(con.seen.length === 0, "a console still connects beside them");
+        con.socket.disconnect();
+    } finally {
+        for (const c of held) c.end();
         await d.stop();
         d.cleanup();
     }
@@ -403,6 +431,7 @@ async function main() {
         d.cleanup();
     }
     await withTls();
+    await descriptorShare();
     report();
 }
 

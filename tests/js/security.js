@@ -95,13 +95,23 @@ async function testTokens(d) {
     const ok = await connect(d, { token: good, origin: "https://cad.example" });
     check(ok.status === 101, "allowed origin opens");
     ok.ws?.close();
-    // Phoenix's authToken subprotocol: lws 4.1.6 copies Sec-WebSocket-Protocol into a
-    // 128-byte buffer and drops longer ones before any callback of ours runs, and no
-    // signed token fits. Until the daemon reads that header itself (issue 5 left open),
-    // such a console is refused, never admitted without its token, and nothing breaks.
-    const sub = await connect(d, { protocols: ["phoenix", `base64url.bearer.phx.${Buffer.from(good).toString("base64").replace(/=/g, "")}`] });
-    check(sub.status !== 101, "authToken subprotocol: not admitted (lws 4.1.6 limit)");
+    // Phoenix's authToken subprotocol is not supported: lws 4.1.6 copies
+    // Sec-WebSocket-Protocol into a 128-byte buffer and drops longer ones before any
+    // callback of ours runs, and no signed token fits. Such a console is refused as having
+    // no token, never admitted without it, and nothing breaks.
+    await refused("authToken subprotocol (lws 4.1.6 limit)",
+        { protocols: ["phoenix", `base64url.bearer.phx.${Buffer.from(good).toString("base64").replace(/=/g, "")}`] },
+        "token_missing");
     check((await connect(d, { token: good })).status === 101, "daemon unharmed after it");
+    // One short enough for lws to pass on: the daemon does not read the header, so the
+    // request has no token at all.
+    const short = Buffer.from("eyJ0eXAiOiJKV1QifQ.e30.c2ln").toString("base64").replace(/=/g, "");
+    await refused("authToken subprotocol under 128 bytes",
+        { protocols: ["phoenix", `base64url.bearer.phx.${short}`] }, "token_missing");
+    // ...and the same with a token= as well: the parameter's token is the one read.
+    const both = await connect(d, { token: good, protocols: ["phoenix", `base64url.bearer.phx.${short}`] });
+    check(both.status === 101 && both.protocol === "phoenix", "token= wins over a subprotocol offered too");
+    both.ws?.close();
     const ctl = execFileSync(CTL, ["token", "--secret-file", path.join(d.dir, "secret"),
         "--agency", "county-ems", "--ttl", "60"]).toString().trim();
     const [ch, cp, cs] = ctl.split(".");

@@ -7,7 +7,11 @@
 //    again on every rejoin: after a reconnect the console sends {since: {epoch, seq}} and
 //    gets back only what changed (recovered: true), or, when the daemon restarted (a new
 //    epoch), everything it has (recovered: false).
-//  - pushes: "positions", "unit_stale", "unit_added", "unit_removed".
+//  - the join reply's "units" lists every unit of the agency with its label, reported or
+//    not: each is listed under its label (the device id on hover), "no fix yet" until its
+//    first position; units the console had that are no longer there go.
+//  - pushes: "positions", "unit_stale", "unit_added" (a new unit, or a new label for one
+//    already there; with its position when it has one), "unit_removed".
 // With an archive (docs/console.md "Trail and replay"): a clicked unit's trail of the last 30
 // minutes (trail.js) and a replay of an interval (replay_ui.js), over /api/history and
 // /api/snapshot (history.js); without one (404) neither is offered.
@@ -75,7 +79,7 @@ function graticule(m) {
 
 // ---- units --------------------------------------------------------------------------------
 
-// device id -> {device, pos (the last position P), stale, lastTime, marker, row}
+// device id -> {device, label, pos (the last position P), stale, lastTime, marker, row}
 const units = new Map();
 let fitted = false;
 // The trail and the replay, once the archive is known to be there.
@@ -86,13 +90,15 @@ let selected = null;
 function unit(device) {
     let u = units.get(device);
     if (u) return u;
-    u = { device, pos: null, stale: false, lastTime: null, marker: null, row: null };
+    u = { device, label: "", pos: null, stale: false, lastTime: null, marker: null, row: null };
     u.row = document.createElement("li");
     u.row.dataset.device = device;
     u.row.className = "unit nofix";
     u.row.innerHTML = '<span class="name"></span><span class="age"></span>' +
         '<span class="motion"></span><span class="where"></span>';
-    u.row.querySelector(".name").textContent = device;
+    const name = u.row.querySelector(".name");
+    name.textContent = device;
+    name.title = device;
     u.row.addEventListener("click", () => {
         if (u.pos) map.setView([u.pos.lat, u.pos.lon], Math.max(map.getZoom(), 14));
         select(u.device);
@@ -100,6 +106,20 @@ function unit(device) {
     units.set(device, u);
     placeRow(u);
     return u;
+}
+
+// A unit is shown under its label from the mapping, or its device id when it has none; the
+// device id is always on hover (title).
+function displayName(u) {
+    return u.label || u.device;
+}
+
+function setLabel(u, label) {
+    if (typeof label !== "string" || label === u.label) return;
+    u.label = label;
+    u.row.querySelector(".name").textContent = displayName(u);
+    const el = u.marker && u.marker.getElement();
+    if (el) el.querySelector(".gr-label").textContent = displayName(u);
 }
 
 // Rows stay sorted by device id.
@@ -130,20 +150,21 @@ function select(device) {
 
 const COMPASS = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
 
-function markerIcon(device) {
+function markerIcon(name) {
     const el = document.createElement("div");
     el.className = "gr-unit";
     // An arrow pointing along the course (a dot while the course is unknown).
     el.innerHTML = '<svg class="gr-arrow" viewBox="-12 -12 24 24" width="24" height="24">' +
         '<circle class="gr-dot" r="6"/><path class="gr-pointer" d="M0,-11 L7,8 L0,3 L-7,8 Z"/>' +
         '</svg><span class="gr-label"></span>';
-    el.querySelector(".gr-label").textContent = device;
+    el.querySelector(".gr-label").textContent = name;
     return L.divIcon({ className: "gr-marker", html: el, iconSize: [24, 24], iconAnchor: [12, 12] });
 }
 
 function makeMarker(device, p) {
-    const m = L.marker([p.lat, p.lon], { icon: markerIcon(device), title: device,
-        keyboard: false }).addTo(map);
+    const u = units.get(device);
+    const m = L.marker([p.lat, p.lon], { icon: markerIcon(u ? displayName(u) : device),
+        title: device, keyboard: false }).addTo(map);
     m.getElement().dataset.device = device;
     m.on("click", () => select(device));
     return m;
@@ -371,8 +392,17 @@ function connect(agency, token) {
         drawUnit(u);
         drawSummary();
     });
-    channel.on("unit_added", ({ device }) => {
-        drawUnit(unit(device));
+    // A unit new to the agency, or a new label for one already there. Its position, when
+    // it has one the console has not, is shown at once but does not move the cursor: it is
+    // not part of the channel's stream, whose cursor says what the console has taken from
+    // it. A relabeled unit's position is the one the console has: it stays as it is (stale
+    // included).
+    channel.on("unit_added", ({ device, label, position }) => {
+        const u = unit(device);
+        setLabel(u, label);
+        if (position && (!u.pos || position.seq > u.pos.seq)) applyPosition(position);
+        else drawUnit(u);
+        if (!fitted) fitted = fitAll();
         drawSummary();
     });
     channel.on("unit_removed", ({ device }) => {
@@ -391,8 +421,16 @@ function connect(agency, token) {
             const resumed = cursor !== null;
             joins.push({ epoch: reply.epoch, seq: reply.seq, recovered: reply.recovered,
                 positions: reply.positions.length, stale: reply.stale.length,
+                units: Array.isArray(reply.units) ? reply.units.length : null,
                 since: resumed ? { ...cursor } : null });
             const stale = new Set(reply.stale);
+            // Every unit of the agency, reported or not; one the console still has but the
+            // daemon no longer maps (removed while the console was away) goes.
+            if (Array.isArray(reply.units)) {
+                const mapped = new Set(reply.units.map((x) => x.device));
+                for (const d of [...units.keys()]) if (!mapped.has(d)) removeUnit(d);
+                for (const { device, label } of reply.units) setLabel(unit(device), label);
+            }
             for (const p of reply.positions) applyPosition(p);
             for (const u of units.values()) {
                 // The daemon's word on staleness; units it has no position for after a

@@ -2,8 +2,9 @@
  * test_phoenix.c - Phoenix sessions over a real hub, without sockets (phoenix.h): what a
  * console receives, byte for byte, for heartbeats, joins, leaves and refusals; positions
  * batched per channel and conflated per unit; unit_stale; unit_added and unit_removed;
- * phx_close when a mapping change takes a device out of the token's agencies; and the
- * bounds (topics per socket, join rate, replies owed).
+ * phx_close when a mapping change takes a device out of the token's agencies; the join
+ * reply's units as the mapping changes; and the bounds (topics per socket, join rate,
+ * replies owed).
  */
 #include "gpsrelay/phoenix.h"
 #include "../hub/hub_fixture.h"
@@ -85,7 +86,7 @@ static struct gr_hub *hub_new(const char *mapping)
 /* Heartbeat, join, positions, leave, and what is refused, without auth. */
 static void test_session(void)
 {
-    struct gr_hub *hub = hub_new("E1 county;E2 county;F1 city");
+    struct gr_hub *hub = hub_new("E1 county;E2 county=Medic 2;F1 city=Fire \"1\"");
     struct gr_console *c = gr_console_new(hub, on_wake, NULL);
     uint64_t now = 1000;
     woken = 0;
@@ -103,7 +104,8 @@ static void test_session(void)
     CHECK_INT(receive(c, "[{},\"1\",\"agency:county\",\"phx_join\",{}]", now), GR_WS_INVALID);
     CHECK(next(c) == NULL);
 
-    /* A join replies with the snapshot: nothing yet. */
+    /* A join replies with the snapshot: E1's position, and every unit with its label in
+     * id order, E2 that never reported included. */
     publish(hub, "E1", T0_MS); /* before the join: in the snapshot, not pushed */
     CHECK_INT(receive(c, "[\"1\",\"1\",\"agency:county\",\"phx_join\",{}]", now), 0);
     char head[256];
@@ -111,7 +113,9 @@ static void test_session(void)
              "[\"1\",\"1\",\"agency:county\",\"phx_reply\",{\"status\":\"ok\",\"response\":"
              "{\"epoch\":\"%s\",\"seq\":1,\"recovered\":false,\"positions\":[",
              gr_hub_epoch(hub));
-    check_frame(next(c), head, positions(hub, "agency:county", 0), "],\"stale\":[]}}]");
+    check_frame(next(c), head, positions(hub, "agency:county", 0),
+                "],\"stale\":[],\"units\":[{\"device\":\"E1\",\"label\":\"\"},"
+                "{\"device\":\"E2\",\"label\":\"Medic 2\"}]}}]");
     CHECK(next(c) == NULL);
 
     /* Positions after the join: one frame for the channel, the newest per unit, oldest
@@ -163,7 +167,8 @@ static void test_session(void)
              "[\"8\",\"8\",\"agency:city\",\"phx_reply\",{\"status\":\"ok\",\"response\":"
              "{\"epoch\":\"%s\",\"seq\":5,\"recovered\":true,\"positions\":[",
              gr_hub_epoch(hub));
-    check_frame(next(c), head, positions(hub, "agency:city", 4), "],\"stale\":[]}}]");
+    check_frame(next(c), head, positions(hub, "agency:city", 4),
+                "],\"stale\":[],\"units\":[{\"device\":\"F1\",\"label\":\"Fire \\\"1\\\"\"}]}}]");
     /* ...and one from another epoch, or a seq this hub never gave, everything. */
     CHECK_INT(receive(c,
                       "[\"9\",\"9\",\"device:E2\",\"phx_join\",{\"since\":{\"epoch\":"
@@ -172,7 +177,8 @@ static void test_session(void)
               0);
     reply = next(c);
     CHECK(reply != NULL && strstr(reply, "\"recovered\":false") != NULL &&
-          strstr(reply, "\"seq\":3,\"time\"") != NULL);
+          strstr(reply, "\"seq\":3,\"time\"") != NULL &&
+          strstr(reply, "\"units\":[{\"device\":\"E2\",\"label\":\"Medic 2\"}]}}]") != NULL);
 
     /* Leaving: the reply, then phx_close; positions of the topic no longer come. */
     CHECK_INT(receive(c, "[\"8\",\"10\",\"agency:city\",\"phx_leave\",{}]", now), 0);
@@ -240,7 +246,8 @@ static void test_auth(void)
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E1 ems;F1 city")), 0);
     gr_console_reauthorize(c);
     CHECK_STR(next(c), "[null,null,\"agency:county\",\"unit_removed\",{\"device\":\"E1\"}]");
-    CHECK_STR(next(c), "[null,null,\"agency:ems\",\"unit_added\",{\"device\":\"E1\"}]");
+    CHECK_STR(next(c),
+              "[null,null,\"agency:ems\",\"unit_added\",{\"device\":\"E1\",\"label\":\"\"}]");
     CHECK(next(c) == NULL);
 
     /* E1 moves to city: out of the token's agencies, so its channel is closed at once. */
@@ -316,10 +323,68 @@ static void test_bounds(void)
     gr_hub_free(hub);
 }
 
+/* The "units" member of the console's next frame, a join reply: from its key to the end. */
+static const char *units_of(struct gr_console *c)
+{
+    const char *f = next(c);
+    const char *u = f ? strstr(f, "\"units\":") : NULL;
+    CHECK(u != NULL);
+    return u ? u : "";
+}
+
+/* The join reply's units follow the mapping: a label change, a unit added, one removed,
+ * each seen by the next join (the array is kept in the topic between changes). */
+static void test_units(void)
+{
+    struct gr_hub *hub = hub_new("B1 x;A1 x=Alpha;A1 y=Alpha");
+    struct gr_console *c = gr_console_new(hub, on_wake, NULL);
+    CHECK_INT(receive(c, "[\"1\",\"1\",\"agency:x\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha\"},"
+                           "{\"device\":\"B1\",\"label\":\"\"}]}}]");
+    CHECK_INT(receive(c, "[\"2\",\"2\",\"agency:y\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha\"}]}}]");
+
+    /* A1 relabeled, C1 added to x: the events, then the next join's units. */
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("B1 x;A1 x=Alpha 2;A1 y=Alpha 2;C1 x=C")), 0);
+    CHECK_STR(next(c), "[null,null,\"agency:x\",\"unit_added\",{\"device\":\"A1\","
+                       "\"label\":\"Alpha 2\"}]");
+    CHECK_STR(next(c), "[null,null,\"agency:y\",\"unit_added\",{\"device\":\"A1\","
+                       "\"label\":\"Alpha 2\"}]");
+    CHECK_STR(next(c), "[null,null,\"agency:x\",\"unit_added\",{\"device\":\"C1\","
+                       "\"label\":\"C\"}]");
+    CHECK(next(c) == NULL);
+    CHECK_INT(receive(c, "[\"3\",\"3\",\"agency:x\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"1\",\"1\",\"agency:x\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"},"
+                           "{\"device\":\"B1\",\"label\":\"\"},"
+                           "{\"device\":\"C1\",\"label\":\"C\"}]}}]");
+    CHECK_INT(receive(c, "[\"4\",\"4\",\"agency:y\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"2\",\"2\",\"agency:y\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"}]}}]");
+
+    /* B1 goes; y's units did not change and its array is kept as it was. */
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("A1 x=Alpha 2;A1 y=Alpha 2;C1 x=C")), 0);
+    CHECK_STR(next(c), "[null,null,\"agency:x\",\"unit_removed\",{\"device\":\"B1\"}]");
+    CHECK_INT(receive(c, "[\"5\",\"5\",\"agency:x\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"3\",\"3\",\"agency:x\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"},"
+                           "{\"device\":\"C1\",\"label\":\"C\"}]}}]");
+    CHECK_INT(receive(c, "[\"6\",\"6\",\"device:C1\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"C1\",\"label\":\"C\"}]}}]");
+    CHECK_INT(receive(c, "[\"7\",\"7\",\"agency:y\",\"phx_join\",{}]", 0), 0);
+    CHECK_STR(next(c), "[\"4\",\"4\",\"agency:y\",\"phx_close\",{}]");
+    CHECK_STR(units_of(c), "\"units\":[{\"device\":\"A1\",\"label\":\"Alpha 2\"}]}}]");
+    CHECK(next(c) == NULL);
+
+    gr_console_free(c);
+    gr_hub_free(hub);
+}
+
 int main(void)
 {
     test_session();
     test_auth();
+    test_units();
     test_bounds();
     return check_result("test_phoenix");
 }

@@ -16,13 +16,19 @@
 /* 2026-11-23T18:20:01.000Z, a wall-clock time (clock.h) the tests' clocks start from. */
 #define T0_MS 1795458001000LL
 
-/* A mapping from "device agency" pairs separated by ';' ("A a1;B a1;B a2"). */
+/* A mapping from "device agency" pairs separated by ';' ("A a1;B a1;B a2"), each with an
+ * optional "=label" ("A a1=Medic 1;B a1"). */
 static inline struct gr_mapping *fixture_mapping(const char *pairs)
 {
-    char err[256], dev[80], agency[80];
+    char err[256], dev[80], agency[80], label[160];
     struct gr_mapping_builder *b = gr_mapping_builder_new();
-    for (const char *p = pairs; sscanf(p, "%79s %79[^;]", dev, agency) == 2;) {
-        CHECK_INT(gr_mapping_builder_add(b, dev, agency, NULL, NULL, err, sizeof err), 0);
+    for (const char *p = pairs; sscanf(p, "%79s %79[^;=]", dev, agency) == 2;) {
+        const char *eq = strchr(p, '='), *end = strchr(p, ';');
+        label[0] = '\0';
+        if (eq != NULL && (end == NULL || eq < end))
+            snprintf(label, sizeof label, "%.*s", end ? (int)(end - eq - 1) : (int)strlen(eq + 1),
+                     eq + 1);
+        CHECK_INT(gr_mapping_builder_add(b, dev, agency, label, NULL, err, sizeof err), 0);
         p = strchr(p, ';');
         if (p == NULL)
             break;

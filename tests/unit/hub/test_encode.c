@@ -93,20 +93,63 @@ int main(void)
               "{\"device\":\"Z\",\"seq\":3,\"time\":\"2026-11-23T18:20:01.000Z\","
               "\"lat\":-33.8688001,\"lon\":0.0000001,\"speed\":0,\"src\":\"taip\"}");
 
-    /* unit_added carries the unit's position, unit_removed only its id. */
+    /* unit_added carries the unit's label and position, unit_removed only its id. */
+#define E7_POSITION                                                                                \
+    "{\"device\":\"E-7\",\"seq\":1,\"time\":\"2026-11-23T18:20:01.042Z\","                         \
+    "\"lat\":40.7128000,\"lon\":-74.0060000,\"speed\":12.3,\"course\":5,"                          \
+    "\"alt\":-3.3,\"hdop\":0.9,\"sats\":7,\"src\":\"nmea\"}"
     struct gr_sub *a2 = gr_sub_new(hub, gr_hub_topic(hub, "agency:a2"), NULL);
     struct gr_sub *a1 = gr_sub_new(hub, gr_hub_topic(hub, "agency:a1"), NULL);
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E-7 a2;S@2 a1;Z a1")), 0);
     CHECK_STR(events, "agency:a1 unit_removed {\"device\":\"E-7\"}\n"
-                      "agency:a2 unit_added {\"device\":\"E-7\",\"position\":"
-                      "{\"device\":\"E-7\",\"seq\":1,\"time\":\"2026-11-23T18:20:01.042Z\","
-                      "\"lat\":40.7128000,\"lon\":-74.0060000,\"speed\":12.3,\"course\":5,"
-                      "\"alt\":-3.3,\"hdop\":0.9,\"sats\":7,\"src\":\"nmea\"}}\n");
+                      "agency:a2 unit_added {\"device\":\"E-7\",\"label\":\"\","
+                      "\"position\":" E7_POSITION "}\n");
 
     /* A unit that never reported is added without a position. */
     events[0] = '\0';
     CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E-7 a2;N a2;S@2 a1;Z a1")), 0);
-    CHECK_STR(events, "agency:a2 unit_added {\"device\":\"N\"}\n");
+    CHECK_STR(events, "agency:a2 unit_added {\"device\":\"N\",\"label\":\"\"}\n");
+
+    /* A label change alone is a unit_added in every topic of the unit (its device topic
+     * too), position included; the label escaped as JSON, UTF-8 as it is. */
+    events[0] = '\0';
+    struct gr_sub *dn = gr_sub_new(hub, gr_hub_topic(hub, "device:N"), NULL);
+    CHECK_INT(gr_hub_set_mapping(
+                  hub, fixture_mapping("E-7 a2=Engine \"7\"\t;N a2=Nov\xc3\xa9;S@2 a1;Z a1")),
+              0);
+    CHECK_STR(events, "agency:a2 unit_added {\"device\":\"E-7\",\"label\":"
+                      "\"Engine \\\"7\\\"\\u0009\",\"position\":" E7_POSITION "}\n"
+                      "agency:a2 unit_added {\"device\":\"N\",\"label\":\"Nov\xc3\xa9\"}\n"
+                      "device:N unit_added {\"device\":\"N\",\"label\":\"Nov\xc3\xa9\"}\n");
+    CHECK_STR(gr_unit_label(gr_hub_find_unit(hub, "N", 1)), "Nov\xc3\xa9");
+
+    /* The same labels again: nothing. */
+    events[0] = '\0';
+    CHECK_INT(gr_hub_set_mapping(
+                  hub, fixture_mapping("E-7 a2=Engine \"7\"\t;N a2=Nov\xc3\xa9;S@2 a1;Z a1")),
+              0);
+    CHECK_STR(events, "");
+
+    /* A unit that gains a topic and a new label: unit_added in the new topic and in the one
+     * it stays in; one that loses a topic and keeps its label: only unit_removed. */
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E-7 a1=E7;E-7 a2=E7;N a2=Nov\xc3\xa9;"
+                                                      "S@2 a1;S@2 a2;Z a1")),
+              0);
+    events[0] = '\0';
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E-7 a1=Engine 7;E-7 a2=Engine 7;"
+                                                      "N a2=Nov\xc3\xa9;S@2 a1;Z a1")),
+              0);
+    CHECK_STR(events, "agency:a2 unit_removed {\"device\":\"S@2\"}\n"
+                      "agency:a1 unit_added {\"device\":\"E-7\",\"label\":\"Engine 7\","
+                      "\"position\":" E7_POSITION "}\n"
+                      "agency:a2 unit_added {\"device\":\"E-7\",\"label\":\"Engine 7\","
+                      "\"position\":" E7_POSITION "}\n");
+    events[0] = '\0';
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping("E-7 a2=Engine 7;N a2=Nov\xc3\xa9;"
+                                                      "S@2 a1;Z a1")),
+              0);
+    CHECK_STR(events, "agency:a1 unit_removed {\"device\":\"E-7\"}\n");
+    gr_sub_free(hub, dn);
 
     /* unit_stale: the last fix time, and when the unit was last heard from. */
     CHECK_INT(gr_hub_check_stale(hub, T0_MS + 1000 + 120000), 3);

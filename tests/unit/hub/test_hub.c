@@ -84,15 +84,47 @@ int main(void)
     /* Removals first, then additions; A's carries its position along. */
     static const char expect[] = "agency:a1 unit_removed {\"device\":\"A\"}\n"
                                  "agency:a2 unit_removed {\"device\":\"C\"}\n"
-                                 "agency:a2 unit_added {\"device\":\"A\",\"position\":{";
+                                 "agency:a2 unit_added {\"device\":\"A\",\"label\":\"\","
+                                 "\"position\":{";
     CHECK(strncmp(events, expect, strlen(expect)) == 0);
-    CHECK(strstr(events, "agency:a1 unit_added {\"device\":\"D\"}\n") != NULL);
+    CHECK(strstr(events, "agency:a1 unit_added {\"device\":\"D\",\"label\":\"\"}\n") != NULL);
     CHECK(strstr(events, "\"B\"") == NULL); /* B did not change: no event */
     CHECK(gr_hub_seq(hub) == seq + 1);
 
     /* Positions keep flowing to the new topics: A's next one reaches a2, not a1. */
     publish(hub, "A");
     CHECK(gr_sub_pending(a2));
+
+    /* A label change in steps: nothing before the commit, the old label after a cancel. */
+    static const char relabeled[] = "A a2;B a1=Bravo 2;B a2=Bravo 2;D a1";
+    events[0] = '\0';
+    up = gr_hub_update_begin(hub, fixture_mapping(relabeled));
+    CHECK_INT(gr_hub_update_step(up, 2), 1);
+    CHECK_STR(events, "");
+    gr_hub_update_cancel(up);
+    CHECK_STR(gr_unit_label(gr_hub_find_unit(hub, "B", 1)), "");
+    CHECK_STR(events, "");
+    /* At the commit, a unit_added for B (kept: same topics) in both its topics, position
+     * included, and nothing for the others. */
+    up = gr_hub_update_begin(hub, fixture_mapping(relabeled));
+    CHECK_INT(gr_hub_update_step(up, 2), 1);
+    CHECK_INT(gr_hub_update_step(up, 2), 0);
+    static const char b1[] = "agency:a1 unit_added {\"device\":\"B\",\"label\":\"Bravo 2\","
+                             "\"position\":{\"device\":\"B\"";
+    CHECK(strncmp(events, b1, strlen(b1)) == 0);
+    const char *second = strchr(events, '\n');
+    static const char b2[] = "\nagency:a2 unit_added {\"device\":\"B\",\"label\":\"Bravo 2\",";
+    CHECK(second != NULL && strncmp(second, b2, strlen(b2)) == 0);
+    CHECK(second != NULL && strchr(second + 1, '\n') == events + strlen(events) - 1);
+    CHECK_STR(gr_unit_label(gr_hub_find_unit(hub, "B", 1)), "Bravo 2");
+    /* The same mapping again, a new copy of it: no event, and the kept unit's label is the
+     * new copy's (the sanitizers' build sees a read of the freed one). */
+    events[0] = '\0';
+    CHECK_INT(gr_hub_set_mapping(hub, fixture_mapping(relabeled)), 0);
+    CHECK_STR(events, "");
+    CHECK(gr_unit_label(gr_hub_find_unit(hub, "B", 1)) ==
+          gr_mapping_find(gr_hub_mapping(hub), "B", 1)->label);
+    CHECK_STR(gr_unit_label(gr_hub_find_unit(hub, "B", 1)), "Bravo 2");
 
     gr_sub_free(hub, a1);
     gr_sub_free(hub, a2);

@@ -337,6 +337,11 @@ static void add_error(struct gr_mapping_builder *b, const char *device, const ch
     CHECK_STR(err, message);
 }
 
+/* A label of 2-, 3- and 4-byte UTF-8: "Z\u00fclu \u20ac\U0001f691". */
+#define ZULU                                                                                       \
+    "Z\xc3\xbc"                                                                                    \
+    "lu \xe2\x82\xac\xf0\x9f\x9a\x91"
+
 static void test_builder(void)
 {
     struct gr_mapping_builder *b = gr_mapping_builder_new();
@@ -347,11 +352,11 @@ static void test_builder(void)
         return;
     /* Unordered, NULL and "" for "none"; the builder copies: buf is reused between rows. */
     snprintf(buf, sizeof(buf), "%s", "z.9");
-    add(b, buf, "b", "Zulu", "2001:db8::7");
+    add(b, buf, "b", ZULU, "2001:db8::7");
     snprintf(buf, sizeof(buf), "%s", "AMB-12");
     add(b, buf, "county-ems", "Medic 12", NULL);
     snprintf(buf, sizeof(buf), "%s", "z.9");
-    add(b, buf, "a", "Zulu", "2001:db8::7");
+    add(b, buf, "a", ZULU, "2001:db8::7");
     snprintf(buf, sizeof(buf), "%s", "county-ems");
     add(b, "E-7", buf, NULL, "::ffff:10.20.0.7");
     add(b, "AMB-12", "city-fire", "Medic 12", "");
@@ -368,6 +373,17 @@ static void test_builder(void)
               "bad agency_id \"\": expected 1 to 64 letters, digits or - _ .");
     add_error(b, "A", "a", "Engine\n7", "", "label contains a line break");
     add_error(b, "A", "a", "Engine\r", "", "label contains a line break");
+    /* Labels reach consoles in JSON text: Latin-1, overlong forms, surrogates, truncated
+     * sequences and code points past U+10FFFF are refused; any other UTF-8 is fine. */
+    add_error(b, "A", "a",
+              "M\xe9"
+              "dic 12",
+              "", "label is not UTF-8");
+    add_error(b, "A", "a", "\xc0\xaf", "", "label is not UTF-8");
+    add_error(b, "A", "a", "\xed\xa0\x80", "", "label is not UTF-8");
+    add_error(b, "A", "a", "Medic \xe2\x82", "", "label is not UTF-8");
+    add_error(b, "A", "a", "\xf4\x90\x80\x80", "", "label is not UTF-8");
+    add_error(b, "A", "a", "\xff", "", "label is not UTF-8");
     add_error(b, "A", "a", "", "10.0.0.0/8",
               "bad source_addr \"10.0.0.0/8\": expected a numeric IPv4 or IPv6 address");
     char label[GR_LABEL_MAX + 2];
@@ -395,7 +411,7 @@ static void test_builder(void)
     CHECK_STR(e7->agencies[0], "county-ems");
     CHECK_INT(e7->source_family, AF_INET); /* IPv4-mapped is stored as IPv4 */
     CHECK_STR(z9->id, "z.9");
-    CHECK_STR(z9->label, "Zulu");
+    CHECK_STR(z9->label, ZULU);
     CHECK_INT(z9->n_agencies, 2);
     CHECK_STR(z9->agencies[0], "a");
     CHECK_STR(z9->agencies[1], "b");
