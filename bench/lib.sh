@@ -57,7 +57,8 @@ bench_wait() {
 
 # bench_start_gpsrelay CPU UDP_PORT WS_PORT: a fresh daemon pinned to CPU (a cpu list for
 # taskset), loopback only, auth none, limits lifted for the load generator: every console
-# comes from 127.0.0.x and every report from one UDP source.
+# comes from 127.0.0.x and every report from one UDP source. BENCH_CONF_EXTRA: more
+# directive lines (another listener).
 bench_start_gpsrelay() {
     cat >"$BENCH_DIR/gpsrelay.conf" <<CONF
 listen_udp 127.0.0.1:$2
@@ -67,6 +68,7 @@ auth none
 log_level warning
 ingest_rate_limit 1000000
 max_connections_per_source 1000000
+${BENCH_CONF_EXTRA:-}
 CONF
     ulimit -n "$(ulimit -Hn)"
     taskset -c "$1" "${GR_BIN:-$BENCH_BUILD/gpsrelayd}" -c "$BENCH_DIR/gpsrelay.conf" 2>>"$BENCH_DIR/gpsrelayd.log" &

@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GR_BENCH_BUILD=${GR_BENCH_BUILD:-build/bench-release}
 cmake -S . -B "$GR_BENCH_BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$GR_BENCH_BUILD" -j"$(nproc)" --target gpsrelayd loadgen udp_flood >/dev/null
+cmake --build "$GR_BENCH_BUILD" -j"$(nproc)" --target gpsrelayd loadgen udp_flood \
+    gpsrelay-sim >/dev/null
 
 summary=()
 log=$(mktemp)
@@ -28,6 +29,7 @@ step "dispatch floor" env WARMUP=2 bench/run-floor.sh 1 5
 step "reconnect storm" bench/run-storm.sh 1 10000
 step "idle consoles" bench/run-idle.sh 5000 1 5
 step "ingest" bench/run-ingest.sh 1 3 1000
+step "http ingest" env WARMUP=1 bench/run-ingest-http.sh 1 3
 
 echo
 echo "== summary (one short run each; see bench/RESULTS.md for medians of full runs)"

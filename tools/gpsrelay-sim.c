@@ -23,11 +23,27 @@
  * A connection that fails is retried every SIM_TCP_RETRY_MS; its units' reports count as
  * errors meanwhile.
  *
+ * OsmAnd (--format osmand, issue 19): every unit is a phone running Traccar Client, posting
+ * to gpsrelayd's listen_http_ingest over HTTP/1.1 with keep-alive, in one of the three
+ * shapes the daemon decodes (--osmand-shape): the pairs in the query string of a POST with
+ * no body (the classic Android client), the pairs as a form body (the newer one), or
+ * Traccar Client 9's JSON. A phone waits for each answer before it sends again: one request
+ * in flight per connection, never pipelined. Reports that come due meanwhile wait in the
+ * connection's queue (SIM_HTTP_QUEUE_MAX; beyond it they are dropped as errors) and are
+ * built, and stamped, when their request goes out. The time is the send time to the
+ * millisecond (epoch milliseconds in the pairs, RFC 3339 with .sss in JSON); OsmAnd has no
+ * field that reaches a position's attrs untouched, so latency is measured as with NMEA:
+ * the console's clock minus the fix time. Answers are counted by status class. A server
+ * that closes a connection between answers (keep-alive timeout, Connection: close) gets a
+ * new one at once; one that fails gets a retry every SIM_TCP_RETRY_MS.
+ *
  * The summary line on stdout is the machine-readable contract (benchmarks parse it):
  *   sent=N malformed=N errors=N late_ticks=N skipped=N seconds=S.SS rate=R
+ * then tcp_failures=N over TCP, then http_2xx=N http_4xx=N http_5xx=N with OsmAnd.
  */
 #include <errno.h>
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -39,6 +55,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -68,6 +85,9 @@
 #define SIM_TCP_RETRY_MS    1000        /* reconnect delay after a connection failed */
 #define SIM_STOP_GRACE_MS   2000        /* at stop, time allowed for TCP writes to drain */
 #define SIM_CONNECT_WAIT_MS 3000        /* TCP: start sending even if not all connected */
+#define SIM_HTTP_QUEUE_MAX  256         /* due reports waiting for a connection's answer */
+#define SIM_HTTP_HEAD_MAX   8192        /* an answer's status line and headers */
+#define SIM_HTTP_TIMEOUT_MS 10000       /* an unanswered request this old fails its connection */
 /* The daemon's default ingest_rate_limit (reports per second per source address). */
 #define SIM_DAEMON_RATE_LIMIT 50.0
 
@@ -94,12 +114,15 @@
 /* ---- options ------------------------------------------------------------------------- */
 
 enum proto { PROTO_UDP, PROTO_TCP };
-enum format { FORMAT_NMEA, FORMAT_JSON };
+enum format { FORMAT_NMEA, FORMAT_JSON, FORMAT_OSMAND };
+/* The three requests of OsmAnd phones; see the header comment. */
+enum shape { SHAPE_QUERY, SHAPE_FORM, SHAPE_JSON };
 
 struct options {
     const char *target;
     enum proto proto;
     enum format format;
+    enum shape shape; /* with FORMAT_OSMAND */
     long units;
     long agencies;
     char **agency_names; /* agencies entries; NULL: agency-1..agency-K */
@@ -126,12 +149,15 @@ struct unit {
     uint8_t sats;
     bool stopping;   /* braking for a stop */
     bool started;    /* t_ms is set */
+    bool charging;   /* OsmAnd reports: a phone on its charger; constant */
+    uint8_t battery; /* OsmAnd reports: percent; constant */
     double lat, lon; /* degrees */
     double heading;  /* degrees true, [0, 360) */
     double speed;    /* m/s */
     double cruise;   /* the speed it accelerates or brakes toward while driving */
     double turn;     /* deg/s, positive clockwise */
     double alt, hdop;
+    double odometer;       /* metres driven, for Traccar Client 9's report */
     int64_t t_ms;          /* the time lat/lon/speed describe (a fix time) */
     int64_t next_stop_ms;  /* when it starts braking for its next stop */
     int64_t stopped_until; /* while stopped: when it drives off again; else 0 */
@@ -144,7 +170,8 @@ enum conn_state { CONN_IDLE, CONN_CONNECTING, CONN_UP, CONN_DRAINING, CONN_CLOSI
 
 struct sim;
 
-/* One TCP connection carrying the reports of one or more units. */
+/* One TCP connection carrying the reports of one or more units. With OsmAnd, inflight
+ * holds the request being written and pending the answer's head being read. */
 struct conn {
     uv_tcp_t handle; /* first: the handle's callbacks cast back to the conn */
     uv_connect_t connect_req;
@@ -159,6 +186,19 @@ struct conn {
     size_t pending_len, inflight_len;
     char pending[SIM_TCP_PENDING_MAX];
     char inflight[SIM_TCP_PENDING_MAX];
+
+    /* OsmAnd over HTTP: units whose reports are due, oldest at qhead; the request out. */
+    uint32_t queue[SIM_HTTP_QUEUE_MAX];
+    unsigned qhead, qlen;
+    bool in_flight;     /* a request was written and its answer has not come yet */
+    bool answered;      /* an answer came on this connection since it connected */
+    bool in_body;       /* reading (and ignoring) an answer's body */
+    bool until_close;   /* ... which has no length: it ends with the connection */
+    bool close_after;   /* the answer said Connection: close (or was HTTP/1.0) */
+    bool reconnect_now; /* closed between answers, not failed: connect again at once */
+    int status;         /* of the answer being read */
+    uint64_t body_left;
+    uint64_t sent_at_ns;
 };
 
 /* One UDP socket (a source address) and the batch being filled for it. */
@@ -179,6 +219,9 @@ struct counters {
     uint64_t late_ticks;
     uint64_t skipped;      /* report slots dropped because the sim fell a whole tick behind */
     uint64_t tcp_failures; /* TCP connects that failed and connections that broke */
+    /* OsmAnd: answers by status class. Every request sent gets one of these, or is an
+     * error (its connection broke first, or its status was none of these). */
+    uint64_t http_2xx, http_4xx, http_5xx;
 };
 
 struct sim {
@@ -386,6 +429,11 @@ static void unit_init(struct sim *s, struct unit *u, long index, int64_t now_ms)
     u->t_ms = now_ms - 1; /* the first report, this millisecond or later, moves it on */
     u->next_stop_ms = now_ms + (int64_t)(rng_range(&u->rng, DRIVE_MIN_S, DRIVE_MAX_S) * 1000);
     u->started = true;
+    /* A phone's battery, from a stream of its own: the track stays what the seed made it
+     * before phones existed. A fifth of the phones are on a charger. */
+    uint64_t b = u->rng ^ 0xB5AD4ECEDA1CE2A9ULL;
+    u->battery = (uint8_t)(30 + rng_next(&b) % 71);
+    u->charging = rng_next(&b) % 5 == 0;
 }
 
 /* Advances a unit by dt seconds (dt <= STEP_MAX_S). */
@@ -435,6 +483,7 @@ static void unit_step(const struct sim *s, struct unit *u, double dt, int64_t t_
     /* Move along the arc's chord at the mean heading of the step. */
     double mid = (u->heading + u->turn * dt / 2) * DEG;
     double d = u->speed * dt;
+    u->odometer += d;
     u->lat += d * cos(mid) / EARTH_RADIUS_M / DEG;
     u->lon += d * sin(mid) / (EARTH_RADIUS_M * cos(u->lat * DEG)) / DEG;
     u->heading = wrap_degrees(u->heading + u->turn * dt);
@@ -574,6 +623,121 @@ static char *put_json(struct sim *s, char *p, const struct unit *u, int64_t sent
     return p;
 }
 
+/* v as a form value: unreserved characters as they are, the rest %XX (safe_name lets an
+ * id prefix hold '&', '=', '+' or '%', which mean something in a form). */
+static char *put_form_value(char *p, const char *v, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            *p++ = (char)c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xF];
+        }
+    }
+    return p;
+}
+
+/* A phone's accuracy radius (m): its HDOP times a typical user range error. */
+static double accuracy_m(const struct unit *u)
+{
+    return u->hdop * 4.0;
+}
+
+/* An RFC 3339 time that parses as one but names no day: GR_BAD_DATE. */
+#define OSMAND_BAD_TIME "2026-13-45T25:61:00Z"
+
+/*
+ * OsmAnd's pairs, in Traccar Client's order and names: id, timestamp (epoch milliseconds:
+ * the daemon reads 2^31 and up as milliseconds), lat, lon, speed (knots), bearing,
+ * altitude, accuracy (m), batt (percent), and in a form charge. A corrupted one (bad 1-4)
+ * has an unparsable time, a letter in lat, no lat, or lat twice: each exactly one
+ * rejection, never a rate or id matter.
+ */
+static char *put_osmand_pairs(char *p, const struct unit *u, bool form, int bad)
+{
+    p = put_str(p, "id=");
+    p = put_form_value(p, u->id, u->id_len);
+    p = put_str(p, "&timestamp=");
+    p = bad == 1 ? put_str(p, OSMAND_BAD_TIME) : put_uint(p, (uint64_t)u->t_ms, 1);
+    if (bad != 3) {
+        p = put_str(p, "&lat=");
+        char *lat = p;
+        p = put_fixed(p, u->lat, 7);
+        if (bad == 2)
+            lat[1] = 'O'; /* "4O.7128..." or "-O.5...": not a number either way */
+    }
+    p = put_str(p, "&lon=");
+    p = put_fixed(p, u->lon, 7);
+    if (bad == 4) {
+        p = put_str(p, "&lat=");
+        p = put_fixed(p, u->lat, 7);
+    }
+    p = put_str(p, "&speed=");
+    p = put_fixed(p, u->speed * MPS_TO_KNOTS, 3);
+    p = put_str(p, "&bearing=");
+    p = put_fixed(p, u->heading, 1);
+    p = put_str(p, "&altitude=");
+    p = put_fixed(p, u->alt, 1);
+    p = put_str(p, "&accuracy=");
+    p = put_fixed(p, accuracy_m(u), 1);
+    p = put_str(p, "&batt=");
+    p = put_fixed(p, u->battery, 1);
+    if (form)
+        p = put_str(p, u->charging ? "&charge=true" : "&charge=false");
+    return p;
+}
+
+/*
+ * Traccar Client 9's body: RFC 3339 time with milliseconds, speed in m/s. A corrupted one
+ * (bad 1-4) has an unparsable time, latitude as a string, no latitude, or is cut short.
+ */
+static char *put_osmand_json(struct sim *s, char *p, const struct unit *u, int bad)
+{
+    char *start = p;
+    p = put_str(p, "{\"location\":{\"timestamp\":\"");
+    if (bad == 1) {
+        p = put_str(p, OSMAND_BAD_TIME);
+    } else {
+        p = put_str(p, s->date_iso);
+        *p++ = 'T';
+        p = put_time_of_day(p, u->t_ms, true);
+        *p++ = 'Z';
+    }
+    p = put_str(p, "\",\"coords\":{");
+    if (bad != 3) {
+        p = put_str(p, bad == 2 ? "\"latitude\":\"" : "\"latitude\":");
+        p = put_fixed(p, u->lat, 7);
+        p = put_str(p, bad == 2 ? "\"," : ",");
+    }
+    p = put_str(p, "\"longitude\":");
+    p = put_fixed(p, u->lon, 7);
+    p = put_str(p, ",\"accuracy\":");
+    p = put_fixed(p, accuracy_m(u), 1);
+    p = put_str(p, ",\"speed\":");
+    p = put_fixed(p, u->speed, 2);
+    p = put_str(p, ",\"heading\":");
+    p = put_fixed(p, u->heading, 1);
+    p = put_str(p, ",\"altitude\":");
+    p = put_fixed(p, u->alt, 1);
+    p = put_str(p, u->speed > 0 ? "},\"is_moving\":true" : "},\"is_moving\":false");
+    p = put_str(p, ",\"odometer\":");
+    p = put_fixed(p, u->odometer, 1);
+    p = put_str(p, ",\"battery\":{\"level\":");
+    p = put_fixed(p, u->battery / 100.0, 2);
+    p = put_str(p, u->charging ? ",\"is_charging\":true" : ",\"is_charging\":false");
+    p = put_str(p, "}},\"device_id\":\"");
+    memcpy(p, u->id, u->id_len);
+    p += u->id_len;
+    p = put_str(p, "\"}");
+    if (bad == 4)
+        p = start + (p - start) / 2; /* inside coords: never a whole object */
+    return p;
+}
+
 /* Bytes that never start a report or end a line: garbage stays one unparsable report. */
 static char garbage_byte(uint64_t *rng)
 {
@@ -662,12 +826,19 @@ static size_t build_report(struct sim *s, struct unit *u, char *buf, bool *malfo
     *malformed =
         s->malformed_threshold != 0 && rng_next(&s->malformed_rng) < s->malformed_threshold;
     char *p = buf;
-    if (*malformed)
+    if (s->opt.format == FORMAT_OSMAND) {
+        int bad = *malformed ? 1 + (int)(rng_next(&s->malformed_rng) % 4) : 0;
+        if (s->opt.shape == SHAPE_JSON)
+            p = put_osmand_json(s, p, u, bad);
+        else
+            p = put_osmand_pairs(p, u, s->opt.shape == SHAPE_FORM, bad);
+    } else if (*malformed) {
         p = put_malformed(s, p, u, now_us);
-    else if (s->opt.format == FORMAT_JSON)
+    } else if (s->opt.format == FORMAT_JSON) {
         p = put_json(s, p, u, now_us, 0);
-    else
+    } else {
         p = put_gga(put_rmc(s, p, u, 0), u);
+    }
     return (size_t)(p - buf);
 }
 
@@ -740,6 +911,8 @@ static int udp_open(struct sim *s)
 
 static void conn_connect(struct conn *c);
 static void conn_flush(struct conn *c);
+static void http_start(struct conn *c);
+static void http_send_next(struct conn *c);
 static void pace_start(struct sim *s);
 
 static void stop_check_done(struct sim *s);
@@ -749,13 +922,24 @@ static void on_conn_closed(uv_handle_t *h)
     struct conn *c = (struct conn *)h;
     struct sim *s = c->sim;
     c->state = CONN_IDLE;
-    /* What was queued is lost with the connection. */
+    /* What was queued is lost with the connection; a request it carried went unanswered.
+     * A connection closed between answers keeps its queue for the next one. */
     c->pending_len = c->inflight_len = 0;
     c->writing = false;
-    c->retry_at_ns = uv_hrtime() + (uint64_t)SIM_TCP_RETRY_MS * 1000000;
+    s->c.errors += c->in_flight;
+    c->in_flight = c->in_body = false;
+    bool again = c->reconnect_now && !s->stopping;
+    c->reconnect_now = false;
+    if (!again) {
+        s->c.errors += c->qlen;
+        c->qlen = 0;
+    }
+    c->retry_at_ns = again ? 0 : uv_hrtime() + (uint64_t)SIM_TCP_RETRY_MS * 1000000;
     if (s->stopping) {
         s->open_conns--;
         stop_check_done(s);
+    } else if (again && c->qlen > 0) {
+        conn_connect(c);
     }
 }
 
@@ -788,6 +972,8 @@ static void on_connected(uv_connect_t *req, int status)
         if (++c->sim->conns_up == c->sim->n_conns)
             pace_start(c->sim);
     }
+    if (c->sim->opt.format == FORMAT_OSMAND)
+        http_start(c);
 }
 
 static void conn_connect(struct conn *c)
@@ -910,6 +1096,298 @@ static int tcp_open(struct sim *s)
     return 0;
 }
 
+/* ---- HTTP: OsmAnd phones ------------------------------------------------------------- */
+
+/* The request each shape's client sends, around a report built now: the classic Android
+ * client (HttpURLConnection) posts the pairs in the query string with an empty body, the
+ * newer one posts them as a form, Traccar Client 9 posts JSON. */
+static size_t build_request(struct sim *s, struct unit *u, char *buf, bool *malformed)
+{
+    char report[SIM_PAYLOAD_MAX];
+    size_t n = build_report(s, u, report, malformed);
+    char *p = buf;
+    if (s->opt.shape == SHAPE_QUERY) {
+        p = put_str(p, "POST /?");
+        memcpy(p, report, n);
+        p = put_str(p + n, " HTTP/1.1\r\nUser-Agent: Dalvik/2.1.0 (Linux; U; Android 13; Pixel 7 "
+                           "Build/TQ3A.230805.001)\r\nHost: ");
+        p = put_str(p, s->opt.target);
+        p = put_str(p, "\r\nConnection: Keep-Alive\r\nAccept-Encoding: gzip\r\n"
+                       "Content-Length: 0\r\n\r\n");
+        return (size_t)(p - buf);
+    }
+    p = put_str(p, "POST / HTTP/1.1\r\nHost: ");
+    p = put_str(p, s->opt.target);
+    p = put_str(p, s->opt.shape == SHAPE_FORM
+                       ? "\r\nUser-Agent: okhttp/4.12.0\r\n"
+                         "Content-Type: application/x-www-form-urlencoded\r\n"
+                       : "\r\nUser-Agent: TraccarClient/9\r\nContent-Type: application/json\r\n");
+    p = put_str(p, "Content-Length: ");
+    p = put_uint(p, n, 1);
+    p = put_str(p, "\r\nConnection: keep-alive\r\n\r\n");
+    memcpy(p, report, n);
+    return (size_t)(p + n - buf);
+}
+
+static void on_http_written(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->writing = false;
+    if (status < 0) {
+        conn_fail(c, "write", status);
+        return;
+    }
+    http_send_next(c); /* the answer may have come before this callback */
+}
+
+/* Closes a connection that is done, not broken: at stop, or as the server asked. */
+static void http_close(struct conn *c, bool reconnect)
+{
+    c->reconnect_now = reconnect;
+    c->shutdown_req.data = c;
+    if (!c->writing && uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->handle, on_shutdown) == 0) {
+        c->state = CONN_DRAINING; /* closed from on_shutdown */
+    } else {
+        c->state = CONN_CLOSING;
+        uv_close((uv_handle_t *)&c->handle, on_conn_closed);
+    }
+}
+
+/* Sends the oldest due report when nothing is in flight; at stop, closes once the queue is
+ * empty. */
+static void http_send_next(struct conn *c)
+{
+    struct sim *s = c->sim;
+    if (c->state != CONN_UP || c->in_flight || c->writing)
+        return;
+    if (c->qlen == 0) {
+        if (s->stopping)
+            http_close(c, false);
+        return;
+    }
+    struct unit *u = &s->units[c->queue[c->qhead]];
+    c->qhead = (c->qhead + 1) % SIM_HTTP_QUEUE_MAX;
+    c->qlen--;
+    bool bad;
+    size_t n = build_request(s, u, c->inflight, &bad);
+    c->in_flight = true;
+    c->sent_at_ns = uv_hrtime();
+    s->c.sent++;
+    s->c.malformed += bad;
+    uv_buf_t b = uv_buf_init(c->inflight, (unsigned)n);
+    int r = uv_try_write((uv_stream_t *)&c->handle, &b, 1);
+    if (r == UV_EAGAIN)
+        r = 0;
+    if (r >= 0 && (size_t)r < n) {
+        b = uv_buf_init(c->inflight + r, (unsigned)(n - (size_t)r));
+        c->write_req.data = c;
+        r = uv_write(&c->write_req, (uv_stream_t *)&c->handle, &b, 1, on_http_written);
+        c->writing = r == 0;
+    }
+    if (r < 0)
+        conn_fail(c, "write", r);
+}
+
+/* A header line "Name: value" named name (with its colon): its value, trimmed, or NULL. */
+static const char *header_value(const char *line, size_t n, const char *name, size_t *vlen)
+{
+    size_t k = strlen(name);
+    if (n < k || strncasecmp(line, name, k) != 0)
+        return NULL;
+    const char *v = line + k, *end = line + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *vlen = (size_t)(end - v);
+    return v;
+}
+
+static bool has_token(const char *v, size_t n, const char *token)
+{
+    size_t k = strlen(token);
+    for (size_t i = 0; i + k <= n; i++)
+        if (strncasecmp(v + i, token, k) == 0 && (i == 0 || v[i - 1] == ' ' || v[i - 1] == ',') &&
+            (i + k == n || v[i + k] == ' ' || v[i + k] == ','))
+            return true;
+    return false;
+}
+
+/*
+ * An answer's head p[0..len) (through the blank line): its status, whether the server
+ * closes after it, and how long its body is: Content-Length, none for 1xx/204/304, or up to
+ * the close. -1 when it is not an answer this client can follow (a chunked body: the
+ * daemon's answers have a length).
+ */
+static int http_parse_head(struct conn *c, const char *p, size_t len)
+{
+    if (len < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' || !isdigit((unsigned char)p[9]) ||
+        !isdigit((unsigned char)p[10]) || !isdigit((unsigned char)p[11]))
+        return -1;
+    c->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    bool http10 = p[7] == '0', keep_alive = false, close = false, length = false;
+    c->body_left = 0;
+    const char *end = p + len, *line = memchr(p, '\n', len) + 1;
+    while (line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        size_t n = (size_t)(eol - line), vn;
+        if (n > 0 && line[n - 1] == '\r')
+            n--;
+        const char *v;
+        if ((v = header_value(line, n, "content-length:", &vn)) != NULL) {
+            char num[24], *e;
+            if (vn == 0 || vn >= sizeof(num))
+                return -1;
+            memcpy(num, v, vn);
+            num[vn] = '\0';
+            errno = 0;
+            c->body_left = strtoull(num, &e, 10);
+            if (errno != 0 || *e != '\0' || num[0] == '-')
+                return -1;
+            length = true;
+        } else if ((v = header_value(line, n, "transfer-encoding:", &vn)) != NULL) {
+            return -1;
+        } else if ((v = header_value(line, n, "connection:", &vn)) != NULL) {
+            close |= has_token(v, vn, "close");
+            keep_alive |= has_token(v, vn, "keep-alive");
+        }
+        line = eol + 1;
+    }
+    c->close_after = close || (http10 && !keep_alive);
+    bool no_body = c->status < 200 || c->status == 204 || c->status == 304;
+    if (no_body)
+        c->body_left = 0;
+    c->until_close = !no_body && !length;
+    c->in_body = c->until_close || c->body_left > 0;
+    return 0;
+}
+
+/* A whole answer has come. */
+static void http_answered(struct conn *c)
+{
+    struct sim *s = c->sim;
+    if (c->in_flight) {
+        c->in_flight = false;
+        c->answered = true;
+        if (c->status >= 200 && c->status < 300)
+            s->c.http_2xx++;
+        else if (c->status >= 400 && c->status < 500)
+            s->c.http_4xx++;
+        else if (c->status >= 500 && c->status < 600)
+            s->c.http_5xx++;
+        else
+            s->c.errors++; /* a redirect or stranger: this report went nowhere */
+    }
+    /* else an answer nothing asked for (a 408 before an idle close): not a report's */
+    if (c->close_after)
+        http_close(c, true);
+    else
+        http_send_next(c);
+}
+
+/* Heads gather in pending; body bytes, which nothing needs, are read over its start. */
+static void on_http_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct conn *c = (struct conn *)h;
+    size_t at = c->in_body ? 0 : c->pending_len;
+    *buf = uv_buf_init(c->pending + at, (unsigned)(sizeof(c->pending) - at));
+}
+
+static void on_http_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct conn *c = (struct conn *)stream;
+    if (nread == 0 || c->state != CONN_UP)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF && c->in_body && c->until_close) {
+            c->in_body = false;
+            c->close_after = true;
+            http_answered(c); /* the body ran to the close: an answer, then reconnect */
+        } else if (nread == UV_EOF && !c->in_flight && c->answered) {
+            http_close(c, true); /* an idle keep-alive connection the server let go */
+        } else {
+            conn_fail(c, "read", (int)nread);
+        }
+        return;
+    }
+    size_t n = (size_t)nread;
+    if (c->in_body) {
+        if (c->until_close)
+            return;
+        if (n > c->body_left) {
+            conn_fail(c, "read", UV_EPROTO); /* more than was asked for: pipelining is not */
+            return;
+        }
+        c->body_left -= n;
+        c->in_body = c->body_left > 0;
+        if (!c->in_body)
+            http_answered(c);
+        return;
+    }
+    c->pending_len += n;
+    /* Heads until a final one (1xx are interim), then its body. */
+    for (;;) {
+        const char *blank = memmem(c->pending, c->pending_len, "\r\n\r\n", 4);
+        if (blank == NULL) {
+            if (c->pending_len > SIM_HTTP_HEAD_MAX)
+                conn_fail(c, "read", UV_E2BIG);
+            return;
+        }
+        size_t head = (size_t)(blank + 4 - c->pending), rest = c->pending_len - head;
+        if (http_parse_head(c, c->pending, head) < 0) {
+            conn_fail(c, "read", UV_EPROTO);
+            return;
+        }
+        memmove(c->pending, c->pending + head, rest);
+        c->pending_len = rest;
+        if (c->status >= 200)
+            break;
+    }
+    size_t rest = c->pending_len;
+    c->pending_len = 0;
+    if (c->until_close)
+        return;
+    if (rest > c->body_left) {
+        conn_fail(c, "read", UV_EPROTO);
+        return;
+    }
+    c->body_left -= rest;
+    c->in_body = c->body_left > 0;
+    if (!c->in_body)
+        http_answered(c);
+}
+
+/* A connection is up: read answers, send what came due while it connected. */
+static void http_start(struct conn *c)
+{
+    c->answered = c->in_body = false;
+    c->pending_len = 0;
+    int rc = uv_read_start((uv_stream_t *)&c->handle, on_http_alloc, on_http_read);
+    if (rc < 0)
+        conn_fail(c, "read", rc);
+    else
+        http_send_next(c);
+}
+
+/* Queues unit u's report on its connection; sent now if nothing is in flight. */
+static void http_send_report(struct sim *s, struct unit *u, struct conn *c)
+{
+    uint64_t now = uv_hrtime();
+    if (c->state == CONN_IDLE && now >= c->retry_at_ns)
+        conn_connect(c);
+    if (c->state == CONN_UP && c->in_flight &&
+        now - c->sent_at_ns > (uint64_t)SIM_HTTP_TIMEOUT_MS * 1000000)
+        conn_fail(c, "answer", UV_ETIMEDOUT);
+    if ((c->state != CONN_UP && c->state != CONN_CONNECTING) || c->qlen == SIM_HTTP_QUEUE_MAX) {
+        s->c.errors++; /* no connection (retrying), or the server answers too slowly */
+        return;
+    }
+    c->queue[(c->qhead + c->qlen++) % SIM_HTTP_QUEUE_MAX] = (uint32_t)(u - s->units);
+    http_send_next(c);
+}
+
 /* ---- pacing --------------------------------------------------------------------------- */
 
 static uint64_t slot_due_ns(const struct sim *s, uint64_t k)
@@ -962,6 +1440,8 @@ static void on_pace(uv_timer_t *t)
                 udp_flush(s, last_src);
             last_src = src;
             udp_send_report(s, u, src);
+        } else if (s->opt.format == FORMAT_OSMAND) {
+            http_send_report(s, u, &s->conns[block_of(ui, units, s->n_conns)]);
         } else {
             tcp_send_report(s, u, &s->conns[block_of(ui, units, s->n_conns)]);
         }
@@ -1003,6 +1483,10 @@ static void on_stats(uv_timer_t *t)
             elapsed_s(s), (unsigned long long)s->c.sent, rate, (unsigned long long)s->c.malformed,
             (unsigned long long)s->c.errors, (unsigned long long)s->c.late_ticks,
             (unsigned long long)s->c.skipped, (unsigned long long)s->c.tcp_failures);
+    if (s->opt.format == FORMAT_OSMAND)
+        fprintf(stderr, "gpsrelay-sim: %.0f s http_2xx=%llu http_4xx=%llu http_5xx=%llu\n",
+                elapsed_s(s), (unsigned long long)s->c.http_2xx, (unsigned long long)s->c.http_4xx,
+                (unsigned long long)s->c.http_5xx);
     s->stats_last_sent = s->c.sent;
     s->stats_last_ns = now;
 }
@@ -1054,7 +1538,9 @@ static void sim_stop(struct sim *s)
         if (c->state == CONN_IDLE)
             continue;
         s->open_conns++;
-        if (c->state == CONN_UP)
+        if (c->state == CONN_UP && s->opt.format == FORMAT_OSMAND)
+            http_send_next(c); /* closes once its queue is sent and answered */
+        else if (c->state == CONN_UP)
             conn_flush(c); /* shuts down now, or after its write completes */
         else if (c->state == CONN_CONNECTING) {
             c->state = CONN_CLOSING;
@@ -1156,12 +1642,20 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: gpsrelay-sim [options]\n"
-            "Simulates modems sending positions to gpsrelayd; prints a summary line on exit.\n"
+            "Simulates modems or phones sending positions to gpsrelayd; prints a summary line\n"
+            "on exit.\n"
             "\n"
-            "  --target HOST:PORT     where to send [127.0.0.1:5005]; [::1]:PORT for IPv6\n"
+            "  --target HOST:PORT     where to send [127.0.0.1:5005; osmand 127.0.0.1:5055];\n"
+            "                         [::1]:PORT for IPv6\n"
             "  --proto udp|tcp        one datagram per report, or newline-framed streams [udp]\n"
-            "  --format nmea|json     ID,$GPRMC + ID,$GPGGA, or JSON reports with\n"
-            "                         \"attrs\":{\"sent_us\":...} [nmea]\n"
+            "  --format nmea|json|osmand\n"
+            "                         ID,$GPRMC + ID,$GPGGA; JSON reports with\n"
+            "                         \"attrs\":{\"sent_us\":...}; or phones (Traccar Client)\n"
+            "                         posting to listen_http_ingest over HTTP/1.1 keep-alive,\n"
+            "                         one request in flight per connection [nmea]\n"
+            "  --osmand-shape query|form|json\n"
+            "                         the pairs in a POST's query string, as a form body, or\n"
+            "                         Traccar Client 9's JSON [form]\n"
             "  --units N              units SIM-001.. (at least 3 digits) [20], up to %d\n"
             "  --agencies K           agencies agency-1..agency-K, units round-robin [2]\n"
             "  --agency-names a,b,c   name the agencies instead (sets K)\n"
@@ -1180,18 +1674,21 @@ static void usage(FILE *f)
             "  --sources N            send from N loopback addresses 127.0.0.2.. (units in\n"
             "                         blocks), to stay under gpsrelayd's ingest_rate_limit per\n"
             "                         source address [0: one socket, the kernel's address]\n"
-            "  --connections N        TCP: N connections, units in blocks [0: one per unit]\n"
+            "  --connections N        TCP, osmand: N connections, units in blocks [0: one per\n"
+            "                         unit]; osmand queues up to %d due reports per connection\n"
             "  --help\n"
             "\n"
             "Summary on stdout: sent=N malformed=N errors=N late_ticks=N skipped=N seconds=S\n"
-            "rate=R. A tick (every unit reporting once) is late when a report of it went out\n"
+            "rate=R, then tcp_failures=N over TCP, then http_2xx=N http_4xx=N http_5xx=N with\n"
+            "osmand (answers by status; a request whose connection broke first is an error).\n"
+            "A tick (every unit reporting once) is late when a report of it went out\n"
             "over %d ms after its slot; skipped counts slots dropped after falling a whole\n"
             "tick behind. Exit status: 0 ok, 64 usage error, 1 other failure.\n"
             "\n"
             "Every run starts each unit at its seed's starting point: a daemon still holding\n"
             "positions from a run that ended moments ago sees each unit jump, and rejects its\n"
             "first fix as implausible_speed (once; the next ones agree and pass).\n",
-            SIM_UNITS_MAX, SIM_RATE_MAX, SIM_LATE_MS);
+            SIM_UNITS_MAX, SIM_RATE_MAX, SIM_HTTP_QUEUE_MAX, SIM_LATE_MS);
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -1315,6 +1812,7 @@ enum {
     OPT_QUIET,
     OPT_SOURCES,
     OPT_CONNECTIONS,
+    OPT_OSMAND_SHAPE,
     OPT_HELP,
 };
 
@@ -1340,11 +1838,13 @@ static int parse_args(struct sim *s, int argc, char **argv)
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"sources", required_argument, NULL, OPT_SOURCES},
         {"connections", required_argument, NULL, OPT_CONNECTIONS},
+        {"osmand-shape", required_argument, NULL, OPT_OSMAND_SHAPE},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     struct options *o = &s->opt;
-    *o = (struct options){.target = "127.0.0.1:5005",
+    *o = (struct options){.target = NULL,
+                          .shape = SHAPE_FORM,
                           .units = 20,
                           .agencies = 2,
                           .rate = 1.0,
@@ -1354,7 +1854,7 @@ static int parse_args(struct sim *s, int argc, char **argv)
                           .radius_m = 5000,
                           .seed = 1,
                           .stats_interval = 5};
-    bool agencies_given = false;
+    bool agencies_given = false, proto_given = false, shape_given = false;
     int c;
     double km;
     long seed;
@@ -1367,11 +1867,28 @@ static int parse_args(struct sim *s, int argc, char **argv)
             if (strcmp(optarg, "udp") != 0 && strcmp(optarg, "tcp") != 0)
                 return usage_error("--proto: udp or tcp, not '%s'", optarg);
             o->proto = optarg[0] == 'u' ? PROTO_UDP : PROTO_TCP;
+            proto_given = true;
             break;
         case OPT_FORMAT:
-            if (strcmp(optarg, "nmea") != 0 && strcmp(optarg, "json") != 0)
-                return usage_error("--format: nmea or json, not '%s'", optarg);
-            o->format = optarg[0] == 'n' ? FORMAT_NMEA : FORMAT_JSON;
+            if (strcmp(optarg, "nmea") == 0)
+                o->format = FORMAT_NMEA;
+            else if (strcmp(optarg, "json") == 0)
+                o->format = FORMAT_JSON;
+            else if (strcmp(optarg, "osmand") == 0)
+                o->format = FORMAT_OSMAND;
+            else
+                return usage_error("--format: nmea, json or osmand, not '%s'", optarg);
+            break;
+        case OPT_OSMAND_SHAPE:
+            if (strcmp(optarg, "query") == 0)
+                o->shape = SHAPE_QUERY;
+            else if (strcmp(optarg, "form") == 0)
+                o->shape = SHAPE_FORM;
+            else if (strcmp(optarg, "json") == 0)
+                o->shape = SHAPE_JSON;
+            else
+                return usage_error("--osmand-shape: query, form or json, not '%s'", optarg);
+            shape_given = true;
             break;
         case OPT_UNITS:
             if (!parse_long(optarg, 1, SIM_UNITS_MAX, &o->units))
@@ -1468,6 +1985,18 @@ static int parse_args(struct sim *s, int argc, char **argv)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (o->mapping_only && o->mapping_out == NULL)
         return usage_error("%s needs --mapping-out FILE", "--mapping-only");
+    if (o->format == FORMAT_OSMAND) {
+        /* Phones speak HTTP, over TCP; 5055 is where Traccar listens for them. */
+        if (proto_given && o->proto != PROTO_TCP)
+            return usage_error("--format osmand is HTTP over TCP: no --proto %s", "udp");
+        o->proto = PROTO_TCP;
+        if (o->target == NULL)
+            o->target = "127.0.0.1:5055";
+    } else if (shape_given) {
+        return usage_error("%s needs --format osmand", "--osmand-shape");
+    }
+    if (o->target == NULL)
+        o->target = "127.0.0.1:5005";
     if (o->connections > o->units)
         o->connections = o->units;
     if (o->sources > o->units)
@@ -1514,8 +2043,8 @@ static void note_rate_limit(const struct sim *s)
                      (SIM_DAEMON_RATE_LIMIT * 0.8)));
 }
 
-/* The contract benchmarks parse: these keys in this order, tcp_failures last and only
- * with --proto tcp. */
+/* The contract benchmarks parse: these keys in this order, then tcp_failures only with
+ * --proto tcp, then the http_ keys only with --format osmand. */
 static void print_summary(const struct sim *s, double seconds)
 {
     printf("sent=%llu malformed=%llu errors=%llu late_ticks=%llu skipped=%llu seconds=%.2f "
@@ -1526,6 +2055,9 @@ static void print_summary(const struct sim *s, double seconds)
            seconds > 0 ? (double)s->c.sent / seconds : 0.0);
     if (s->opt.proto == PROTO_TCP)
         printf(" tcp_failures=%llu", (unsigned long long)s->c.tcp_failures);
+    if (s->opt.format == FORMAT_OSMAND)
+        printf(" http_2xx=%llu http_4xx=%llu http_5xx=%llu", (unsigned long long)s->c.http_2xx,
+               (unsigned long long)s->c.http_4xx, (unsigned long long)s->c.http_5xx);
     putchar('\n');
     fflush(stdout);
 }

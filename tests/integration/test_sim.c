@@ -4,10 +4,14 @@
  * The mapping comes from `gpsrelay-sim --mapping-only`; then, each against a fresh daemon,
  * the simulator runs for about two seconds as NMEA over UDP, JSON over TCP, and twice with
  * a fifth of its reports corrupted (NMEA over UDP from two source addresses, NMEA over two
- * TCP connections). A console joined to agency:agency-1 must receive moving positions of
- * exactly agency-1's units, with speeds and courses that agree with the positions, and
- * the daemon's counters must account for every report: each valid one published, each
- * corrupted one rejected, nothing else rejected.
+ * TCP connections); then as phones on listen_http_ingest (issue 19) in OsmAnd's three
+ * shapes: a form on a connection per phone, the query string over two keep-alive
+ * connections and Traccar Client 9's JSON, the last two with a fifth corrupted. A console
+ * joined to agency:agency-1 must receive moving positions of exactly agency-1's units,
+ * with speeds and courses that agree with the positions, and the daemon's counters must
+ * account for every report: each valid one published, each corrupted one rejected,
+ * nothing else rejected; every phone's request answered, 200 or (corrupted) 400, as the
+ * simulator and the daemon both count.
  *
  * Usage: itest_sim /path/to/gpsrelayd /path/to/gpsrelay-sim
  */
@@ -56,11 +60,13 @@ struct run {
     const char *name;
     const char *proto, *format, *malformed;
     const char *extra_arg, *extra_val; /* one more option, or NULL */
+    const char *shape;                 /* --osmand-shape with --format osmand, else NULL */
 };
 
 /* What the simulator's summary line says. */
 struct summary {
     long long sent, malformed, errors;
+    long long http_2xx, http_4xx, http_5xx; /* -1 but with --format osmand */
 };
 
 /* ---- the simulator as a child process ------------------------------------------------- */
@@ -223,8 +229,9 @@ static bool in_agency_1(const char *device)
 
 /* Checks one device's positions, in arrival order (the daemon publishes them in time
  * order per unit). Returns the number of positions. */
-static size_t check_track(const char *device, json_t *positions, bool json_format)
+static size_t check_track(const char *device, json_t *positions, const char *format)
 {
+    bool json_format = strcmp(format, "json") == 0, osmand = strcmp(format, "osmand") == 0;
     size_t n = 0;
     bool any_ms = false;
     double first_lat = 0, first_lon = 0, lat0 = 0, lon0 = 0;
@@ -255,6 +262,14 @@ static size_t check_track(const char *device, json_t *positions, bool json_forma
             CHECK(json_is_integer(sent));
             CHECK_NEAR((double)(json_integer_value(sent) / 1000 % 86400000), (double)t, 1.0);
         }
+        if (osmand) {
+            /* A phone's accuracy (m) and battery (percent in the pairs, 0-1 in JSON). */
+            json_t *attrs = json_object_get(p, "attrs");
+            double acc = json_number_value(json_object_get(attrs, "accuracy"));
+            double batt = json_number_value(json_object_get(attrs, "battery"));
+            CHECK(acc >= 2.0 && acc <= 6.0);
+            CHECK(batt > 0 && batt <= 100);
+        }
         if (n == 0) {
             first_lat = lat;
             first_lon = lon;
@@ -274,7 +289,8 @@ static size_t check_track(const char *device, json_t *positions, bool json_forma
     }
     if (n > 0)
         CHECK(haversine_m(first_lat, first_lon, lat0, lon0) >= MOVED_MIN_M);
-    /* NMEA fix times carry the send time's milliseconds (hhmmss.sss) through the daemon. */
+    /* Fix times carry the send time's milliseconds through the daemon: NMEA's hhmmss.sss,
+     * OsmAnd's epoch milliseconds or RFC 3339 .sss. */
     CHECK(any_ms);
     return n;
 }
@@ -284,11 +300,15 @@ static size_t check_track(const char *device, json_t *positions, bool json_forma
 static void run_one(const struct run *r, const char *csv)
 {
     fprintf(stderr, "--- %s\n", r->name);
-    int tcp_port = free_loopback_port(SOCK_STREAM);
-    CHECK(tcp_port > 0);
-    char extra[128];
+    int tcp_port = free_loopback_port(SOCK_STREAM), http_port = free_loopback_port(SOCK_STREAM);
+    CHECK(tcp_port > 0 && http_port > 0 && http_port != tcp_port);
+    bool osmand = strcmp(r->format, "osmand") == 0;
+    char extra[192];
     /* One source address stands in for many modems: lift the per-source limit. */
-    snprintf(extra, sizeof extra, "listen_tcp 127.0.0.1:%d\ningest_rate_limit 100000\n", tcp_port);
+    snprintf(extra, sizeof extra,
+             "listen_tcp 127.0.0.1:%d\nlisten_http_ingest 127.0.0.1:%d\n"
+             "ingest_rate_limit 100000\n",
+             tcp_port, http_port);
     struct gr_daemon d;
     int started = daemon_start(&d, argv0_daemon, extra, csv);
     CHECK_INT(started, 0);
@@ -311,12 +331,24 @@ static void run_one(const struct run *r, const char *csv)
 
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d",
-             strcmp(r->proto, "udp") == 0 ? d.udp_port : tcp_port);
-    const char *args[] = {
-        "--target",         target,     "--proto",     r->proto,     "--format", r->format,
-        "--units",          "6",        "--agencies",  "2",          "--rate",   RATE_HZ,
-        "--duration",       DURATION_S, "--malformed", r->malformed, "--seed",   "7",
-        "--stats-interval", "0",        r->extra_arg,  r->extra_val, NULL};
+             osmand                         ? http_port
+             : strcmp(r->proto, "udp") == 0 ? d.udp_port
+                                            : tcp_port);
+    const char *args[32] = {"--target",   target,     "--proto",          r->proto,
+                            "--format",   r->format,  "--units",          "6",
+                            "--agencies", "2",        "--rate",           RATE_HZ,
+                            "--duration", DURATION_S, "--malformed",      r->malformed,
+                            "--seed",     "7",        "--stats-interval", "0"};
+    size_t nargs = 20;
+    if (r->shape != NULL) {
+        args[nargs++] = "--osmand-shape";
+        args[nargs++] = r->shape;
+    }
+    if (r->extra_arg != NULL) {
+        args[nargs++] = r->extra_arg;
+        args[nargs++] = r->extra_val;
+    }
+    args[nargs] = NULL;
     int out = -1;
     pid_t pid = sim_spawn(args, &out);
     CHECK(pid > 0);
@@ -346,22 +378,38 @@ static void run_one(const struct run *r, const char *csv)
         close(out);
     }
     fprintf(stderr, "gpsrelay-sim: %s", line);
-    struct summary s = {summary_value(line, "sent"), summary_value(line, "malformed"),
-                        summary_value(line, "errors")};
+    struct summary s = {summary_value(line, "sent"),     summary_value(line, "malformed"),
+                        summary_value(line, "errors"),   summary_value(line, "http_2xx"),
+                        summary_value(line, "http_4xx"), summary_value(line, "http_5xx")};
     CHECK(s.sent >= 30); /* 6 units at 5 Hz for 2 s: 60 */
     CHECK_INT(s.errors, 0);
     if (strcmp(r->malformed, "0") == 0)
         CHECK_INT(s.malformed, 0);
     else
         CHECK(s.malformed > 0 && s.malformed < s.sent);
+    if (osmand) {
+        /* Every request answered: 200 when valid, 400 when corrupted, nothing else. */
+        CHECK_INT(s.http_2xx, s.sent - s.malformed);
+        CHECK_INT(s.http_4xx, s.malformed);
+        CHECK_INT(s.http_5xx, 0);
+    } else {
+        CHECK_INT(s.http_2xx, -1); /* the http_ keys only with --format osmand */
+    }
 
     /* Every report line reached the daemon: a valid NMEA report is two (RMC, GGA), a
-     * corrupted one is one line, a JSON report one. Then the counters are final. */
+     * corrupted one is one line, a JSON report or a phone's request one. Then the counters
+     * are final. */
     bool nmea = strcmp(r->format, "nmea") == 0;
     long long lines = nmea ? 2 * (s.sent - s.malformed) + s.malformed : s.sent;
     CHECK_INT(wait_reports(d.ws_port, lines), lines);
     CHECK_INT(rejected_total(d.ws_port), s.malformed);
     CHECK_INT(http_metric(d.ws_port, "gpsrelay_positions_published_total"), s.sent - s.malformed);
+    if (osmand) {
+        CHECK_INT(http_metric(d.ws_port, "gpsrelay_ingest_http_requests_total{status=\"200\"}"),
+                  s.sent - s.malformed);
+        CHECK_INT(http_metric(d.ws_port, "gpsrelay_ingest_http_requests_total{status=\"400\"}"),
+                  s.malformed);
+    }
 
     /* The tail of the pushes: what the daemon published before we read its counters. */
     if (ws >= 0)
@@ -387,7 +435,7 @@ static void run_one(const struct run *r, const char *csv)
     for (int u = 1; u <= UNITS; u += 2) {
         char device[16];
         snprintf(device, sizeof device, "SIM-%03d", u);
-        size_t n = check_track(device, positions, !nmea);
+        size_t n = check_track(device, positions, r->format);
         CHECK(n >= 3);
     }
     fprintf(stderr, "console received %zu positions\n", json_array_size(positions));
@@ -469,12 +517,17 @@ int main(int argc, char **argv)
         return check_result("integration_sim");
 
     static const struct run runs[] = {
-        {"NMEA over UDP", "udp", "nmea", "0", NULL, NULL},
-        {"JSON over TCP", "tcp", "json", "0", NULL, NULL},
+        {"NMEA over UDP", "udp", "nmea", "0", NULL, NULL, NULL},
+        {"JSON over TCP", "tcp", "json", "0", NULL, NULL, NULL},
         {"NMEA over UDP from two source addresses, a fifth corrupted", "udp", "nmea", MALFORMED,
-         "--sources", "2"},
+         "--sources", "2", NULL},
         {"NMEA over two TCP connections, a fifth corrupted", "tcp", "nmea", MALFORMED,
-         "--connections", "2"},
+         "--connections", "2", NULL},
+        {"OsmAnd form over HTTP, a connection per phone", "tcp", "osmand", "0", NULL, NULL, "form"},
+        {"OsmAnd query string over two keep-alive connections, a fifth corrupted", "tcp", "osmand",
+         MALFORMED, "--connections", "2", "query"},
+        {"OsmAnd JSON (Traccar Client 9), a fifth corrupted", "tcp", "osmand", MALFORMED, NULL,
+         NULL, "json"},
     };
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
         run_one(&runs[i], csv);
