@@ -27,11 +27,12 @@
 /* One request of a connection: lws's per-session data, used again by each request of a
  * keep-alive connection. */
 struct phone_req {
-    char *text;       /* the query string, '&' and the form body; or the query, then JSON */
-    size_t len;       /* bytes in text */
-    size_t body_at;   /* where the body starts in text */
-    size_t held;      /* the body's size while it is being read (gr_ingest.phone_bodies) */
-    int64_t began_ns; /* when its headers were in: the body has GR_PHONE_BODY_TIMEOUT_S */
+    char *text;         /* the query string, '&' and the form body; or the query, then JSON */
+    size_t len;         /* bytes in text */
+    size_t body_at;     /* where the body starts in text */
+    size_t held;        /* the body's size while it is being read (gr_ingest.phone_bodies) */
+    int64_t began_ns;   /* when its headers were in: the body has GR_PHONE_BODY_TIMEOUT_S */
+    union gr_peer peer; /* the sender, read once per request */
     bool json;
 };
 
@@ -68,16 +69,11 @@ static int refuse(struct lws *wsi, enum gr_phone_status s)
 
 /* The report in q: rate limit, decoding, identity, publishing. Sets *why for an answer
  * other than 200. */
-static enum gr_phone_status take(struct gr_ingest *in, struct lws *wsi, struct phone_req *q,
-                                 const char **why)
+static enum gr_phone_status take(struct gr_ingest *in, struct phone_req *q, const char **why)
 {
-    union gr_peer peer;
-    *why = "unavailable";
-    if (!gr_http_peer(wsi, &peer))
-        return GR_PHONE_UNAVAILABLE; /* the connection is going */
     gr_stats.ingest_reports++;
     bool evicted = false;
-    if (!gr_ratelimit_allow(in->rate, &peer.sa, gr_wall_clock_ms(), &evicted)) {
+    if (!gr_ratelimit_allow(in->rate, &q->peer.sa, gr_wall_clock_ms(), &evicted)) {
         gr_stats.ingest_rate_limited++;
         *why = "rate_limited";
         return GR_PHONE_TOO_MANY;
@@ -104,7 +100,7 @@ static enum gr_phone_status take(struct gr_ingest *in, struct lws *wsi, struct p
 static int take_and_answer(struct gr_ingest *in, struct lws *wsi, struct phone_req *q)
 {
     const char *why;
-    enum gr_phone_status s = take(in, wsi, q, &why);
+    enum gr_phone_status s = take(in, q, &why);
     req_reset(in, q);
     return answer(wsi, s, why);
 }
@@ -141,8 +137,7 @@ static int begin(struct gr_ingest *in, struct lws *wsi, struct phone_req *q)
     bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
     if (!get && lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0)
         return refuse(wsi, GR_PHONE_METHOD);
-    union gr_peer peer;
-    if (!gr_http_peer(wsi, &peer) || !gr_ingest_allowed(in, &peer.sa)) {
+    if (!gr_http_peer(wsi, &q->peer) || !gr_ingest_allowed(in, &q->peer.sa)) {
         gr_stats.ingest_not_allowed++;
         return refuse(wsi, GR_PHONE_FORBIDDEN);
     }
