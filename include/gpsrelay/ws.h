@@ -5,9 +5,10 @@
  * ws.c owns the lws context, one explicit vhost per listen_ws address fed by our own
  * listening sockets (acceptor.h: bind failures are reported with their cause, and a
  * reconnect storm is taken off the kernel's queue at once but handed to lws at a bounded
- * pace), the connections before their first request, the routing of each request, and
- * the WebSocket consoles at /socket/websocket?vsn=2.0.0 (Phoenix v2 framing, phoenix.h):
- * upgrade, frames in, frames out, idle and slow consoles. Everything else a request may
+ * pace), a second context likewise for the phones' listen_http_ingest (whose requests the
+ * phones' service serves: ingest.h), the connections before their first request, the routing of
+ * each request, and the WebSocket consoles at /socket/websocket?vsn=2.0.0 (Phoenix v2 framing,
+ * phoenix.h): upgrade, frames in, frames out, idle and slow consoles. Everything else a request may
  * reach has its own file:
  *   - /socket/longpoll: longpoll.c (longpoll.h);
  *   - /healthz, /readyz, /metrics: endpoints.c (endpoints.h);

@@ -10,7 +10,7 @@
  * GR_PHONE_BODY_MAX is refused unread, and every body being read counts against
  * GR_PHONE_BODIES_MAX until it is answered or abandoned.
  */
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
