@@ -1702,6 +1702,15 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     return SIM_EXIT_USAGE;
 }
 
+/* Where name is in names[0..n), or -1. */
+static int name_index(const char *name, const char *const names[], size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 static bool parse_double(const char *s, double lo, double hi, double *out)
 {
     char *end;
@@ -1869,27 +1878,23 @@ static int parse_args(struct sim *s, int argc, char **argv)
             o->proto = optarg[0] == 'u' ? PROTO_UDP : PROTO_TCP;
             proto_given = true;
             break;
-        case OPT_FORMAT:
-            if (strcmp(optarg, "nmea") == 0)
-                o->format = FORMAT_NMEA;
-            else if (strcmp(optarg, "json") == 0)
-                o->format = FORMAT_JSON;
-            else if (strcmp(optarg, "osmand") == 0)
-                o->format = FORMAT_OSMAND;
-            else
+        case OPT_FORMAT: {
+            static const char *const formats[] = {"nmea", "json", "osmand"}; /* enum format */
+            int f = name_index(optarg, formats, sizeof(formats) / sizeof(formats[0]));
+            if (f < 0)
                 return usage_error("--format: nmea, json or osmand, not '%s'", optarg);
+            o->format = (enum format)f;
             break;
-        case OPT_OSMAND_SHAPE:
-            if (strcmp(optarg, "query") == 0)
-                o->shape = SHAPE_QUERY;
-            else if (strcmp(optarg, "form") == 0)
-                o->shape = SHAPE_FORM;
-            else if (strcmp(optarg, "json") == 0)
-                o->shape = SHAPE_JSON;
-            else
+        }
+        case OPT_OSMAND_SHAPE: {
+            static const char *const shapes[] = {"query", "form", "json"}; /* enum shape */
+            int sh = name_index(optarg, shapes, sizeof(shapes) / sizeof(shapes[0]));
+            if (sh < 0)
                 return usage_error("--osmand-shape: query, form or json, not '%s'", optarg);
+            o->shape = (enum shape)sh;
             shape_given = true;
             break;
+        }
         case OPT_UNITS:
             if (!parse_long(optarg, 1, SIM_UNITS_MAX, &o->units))
                 return usage_error("--units: 1 to 1000000, not '%s'", optarg);
