@@ -21,12 +21,15 @@
 
 /* Keepalives notice a server that vanished without a FIN (power, network) in about 25 s
  * (10 s idle, then 3 probes 5 s apart; tcp_user_timeout bounds unacknowledged writes at
- * 20 s) rather than the kernel's two hours. The operator's conninfo overrides these. */
+ * 20 s) rather than the kernel's two hours. Text comes and goes as UTF-8 whatever the
+ * database's encoding (labels reach consoles in JSON; attrs are JSON): PostgreSQL converts.
+ * The operator's conninfo overrides these. */
 static const char *const conn_keywords[] = {
-    "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
-    "keepalives_count", "tcp_user_timeout", "dbname",          NULL,
+    "application_name",    "keepalives",       "keepalives_idle",
+    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+    "client_encoding",     "dbname",           NULL,
 };
-#define CONN_DEFAULTS "gpsrelayd", "1", "10", "5", "3", "20000"
+#define CONN_DEFAULTS "gpsrelayd", "1", "10", "5", "3", "20000", "UTF8"
 
 #define PG_STR(x)         #x
 #define PG_XSTR(x)        PG_STR(x)
