@@ -134,7 +134,7 @@ async function console_(d) {
         .receive("error", (e) => reject(new Error(JSON.stringify(e)))));
     // The next position of device after the ones seen so far (index from).
     const next = (device, from = seen.length) => new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no position of ${device}`)), WAIT_MS);
+        const timer = setTimeout(() => reject(new Error(`no position of ${device} after ${from}: ${JSON.stringify(seen)}`)), WAIT_MS);
         const look = () => {
             const p = seen.slice(from).find((x) => x.device === device);
             if (p) { clearTimeout(timer); resolve(p); } else waiting.push(look);
@@ -217,11 +217,11 @@ async function shapes(d, con) {
     `JSON: attrs ${JSON.stringify(p.attrs)}`);
     c.end();
 
-    // 4. IPv6.
+    // 4. IPv6. At least a second after the last (t0 + 1 s), so 11 m is no implausible speed.
     const c6 = await Raw.open(d.ports.phones, { host: "::1" });
     got = con.next("PHONE-1");
     a = await c6.request(classicQuery(`[::1]:${d.ports.phones}`,
-        `id=PHONE-1&timestamp=${Math.floor(t0 / 1000) + 2}&lat=40.713&lon=-74.006`));
+        `id=PHONE-1&timestamp=${Math.floor(t0 / 1000) + 3}&lat=40.713&lon=-74.006`));
     check(a && a.status === 200 && (await got).lat === 40.713, "IPv6: 200 and on the console");
     c6.end();
 }
