@@ -196,30 +196,37 @@ async function labels(daemon) {
 
 // A reload that changes more units than a console's queue holds (128): the channel gets
 // phx_error instead of the socket a 1008, the official client joins again by itself, and
-// that reply has every unit with its new label.
+// that reply has every unit with its new label. Over WebSocket 300 units are added, then
+// over LongPoll the same 300 relabelled.
 async function bulkChange(daemon) {
-    const socket = new Socket(`ws://127.0.0.1:${daemon.ports.ws}/socket`,
-        { transport: WebSocket, rejoinAfterMs: () => 100 });
-    let closes = 0, errors = 0;
-    socket.onClose(() => closes++);
-    socket.connect();
-    const county = socket.channel("agency:county-ems", {});
-    const replies = [];
-    county.onError(() => errors++);
-    await new Promise((resolve) => county.join().receive("ok", (r) => { replies.push(r); resolve(); }));
-    let csv = CSV;
-    for (let i = 0; i < 300; i++) csv += `BULK-${String(i).padStart(3, "0")},county-ems,Bulk ${i},\n`;
-    daemon.write("devices.csv", csv);
-    process.kill(daemon.child.pid, "SIGHUP");
-    check(await until("a second join reply", () => replies.length === 2), "bulk: the channel joined again");
-    const bulk = (replies[1]?.units || []).filter((u) => u.device.startsWith("BULK-"));
-    check(bulk.length === 300 && bulk[299].label === "Bulk 299", `bulk: the new reply has all 300 (${bulk.length})`);
-    check(errors === 1 && closes === 0, `bulk: one channel error, the socket kept (${errors}, ${closes})`);
-    const resynced = await daemon.metric("gpsrelay_channels_resynced_total");
-    const overflowed = await daemon.metric('gpsrelay_consoles_closed_total{reason="overflow"}');
-    // At least this console; a LongPoll session of labels() may still hold its channel.
-    check(resynced >= 1 && overflowed === 0, `bulk: counted as a resync, not an overflow (${resynced}, ${overflowed})`);
-    socket.disconnect();
+    for (const [name, transport, suffix] of [["websocket", WebSocket, ""], ["longpoll", LongPoll, " B"]]) {
+        const socket = new Socket(`ws://127.0.0.1:${daemon.ports.ws}/socket`,
+            { transport, rejoinAfterMs: () => 100, longpollerTimeout: 20000 });
+        let closes = 0, errors = 0;
+        socket.onClose(() => closes++);
+        socket.connect();
+        const county = socket.channel("agency:county-ems", {});
+        const replies = [];
+        county.onError(() => errors++);
+        await new Promise((resolve) => county.join().receive("ok", (r) => { replies.push(r); resolve(); }));
+        const before = await daemon.metric("gpsrelay_channels_resynced_total");
+        let csv = CSV;
+        for (let i = 0; i < 300; i++) csv += `BULK-${String(i).padStart(3, "0")},county-ems,Bulk ${i}${suffix},\n`;
+        daemon.write("devices.csv", csv);
+        process.kill(daemon.child.pid, "SIGHUP");
+        check(await until(`${name}: a second join reply`, () => replies.length === 2),
+            `${name} bulk: the channel joined again`);
+        const bulk = (replies[1]?.units || []).filter((u) => u.device.startsWith("BULK-"));
+        check(bulk.length === 300 && bulk[299].label === `Bulk 299${suffix}`,
+            `${name} bulk: the new reply has all 300 (${bulk.length}, ${bulk[299]?.label})`);
+        check(errors === 1 && closes === 0, `${name} bulk: one channel error, the socket kept (${errors}, ${closes})`);
+        const resynced = await daemon.metric("gpsrelay_channels_resynced_total") - before;
+        const overflowed = await daemon.metric('gpsrelay_consoles_closed_total{reason="overflow"}');
+        // At least this console; a LongPoll session of labels() may still hold its channel.
+        check(resynced >= 1 && overflowed === 0,
+            `${name} bulk: counted as a resync, not an overflow (${resynced}, ${overflowed})`);
+        socket.disconnect();
+    }
 }
 
 async function main() {
