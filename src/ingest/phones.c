@@ -205,7 +205,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (q->held == 0)
             return 0;
         if (!q->json && q->len == q->body_at + q->held && q->text[q->body_at] == '{')
-            q->json = true; /* no Content-Type, and JSON all the same */
+            q->json = true; /* JSON under another Content-Type, or none */
         return take_and_answer(in, wsi, q);
     case LWS_CALLBACK_WSI_CREATE:
         in->phone_conns++;
