@@ -69,13 +69,12 @@ void gr_console_free(struct gr_console *c);
 int gr_console_receive(struct gr_console *c, const char *frame, size_t len, uint64_t now_ms);
 
 /*
- * Appends the next outgoing frame to out: queued replies first, then a phx_error for each
- * channel whose hub events found the queue full (the channel ends there; the client joins
- * again and its reply has the whole new state: gpsrelay_channels_resynced_total), then one
- * "positions" frame per channel with pending positions. Returns 1 when a frame was
- * appended, 0 when nothing is pending (the next position wakes the transport again),
- * -ENOMEM, or -EOVERFLOW when an event of no channel overflowed GR_CONSOLE_CONTROL_MAX
- * (close with 1008).
+ * Appends the next outgoing frame to out: queued replies first, then, channel by channel,
+ * one "positions" frame for a channel with pending positions, or a phx_error for a channel
+ * whose hub events found the queue full (the channel ends there; the client joins again
+ * and its reply has the whole new state: gpsrelay_channels_resynced_total). Returns 1 when a frame
+ * was appended, 0 when nothing is pending (the next position wakes the transport again), -ENOMEM,
+ * or -EOVERFLOW when an event of no channel overflowed GR_CONSOLE_CONTROL_MAX (close with 1008).
  */
 int gr_console_next_frame(struct gr_console *c, struct gr_buf *out);
 

@@ -444,23 +444,18 @@ int gr_console_next_frame(struct gr_console *c, struct gr_buf *out)
         return 1;
     }
 
-    for (size_t i = 0; i < c->n_channels; i++) {
-        if (!c->channels[i].resync)
-            continue;
-        struct channel *ch = &c->channels[i];
-        int rc =
-            gr_event_frame(out, ch->join_ref, "null", gr_topic_json_name(gr_sub_topic(ch->sub)),
-                           GR_EVENT_PHX_ERROR, NULL);
-        channel_drop(c, i);
-        return rc < 0 ? rc : 1;
-    }
-
     for (size_t k = 0; k < c->n_channels; k++) {
         size_t i = (c->next_channel + k) % c->n_channels;
         struct gr_sub *sub = c->channels[i].sub;
+        const char *topic = gr_topic_json_name(gr_sub_topic(sub));
+        if (c->channels[i].resync) { /* its join again sends what it has pending */
+            int rc = gr_event_frame(out, c->channels[i].join_ref, "null", topic, GR_EVENT_PHX_ERROR,
+                                    NULL);
+            channel_drop(c, i);
+            return rc < 0 ? rc : 1;
+        }
         if (!gr_sub_pending(sub))
             continue;
-        const char *topic = gr_topic_json_name(gr_sub_topic(sub));
         /* The frame is written right after it is made: now is when it is delivered. */
         struct gr_batch batch = {sub, out->len, GR_POSITIONS_FRAME_SOFT, gr_monotonic_ns(),
                                  gr_wall_clock_ms()};

@@ -135,7 +135,7 @@ static int begin(struct gr_ingest *in, struct lws *wsi, struct phone_req *q)
     if (in->stopping)
         return refuse(wsi, GR_PHONE_UNAVAILABLE);
     bool get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-    if (!get && lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) <= 0)
+    if (!get && !gr_http_is_post(wsi))
         return refuse(wsi, GR_PHONE_METHOD);
     if (!gr_http_peer(wsi, &q->peer) || !gr_ingest_allowed(in, &q->peer.sa)) {
         gr_stats.ingest_not_allowed++;
